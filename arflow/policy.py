@@ -1,0 +1,180 @@
+"""The policy file: lane boundaries, grace, cadence per lane and segment, stop conditions, thresholds.
+
+Loaded from YAML and validated with pydantic; a bad file raises :class:`PolicyError` naming the
+file and the field, before any data is read.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from arflow import businessdays
+
+LANES = ("current", "early", "late", "critical")
+SEGMENTS = ("strategic", "standard", "transactional")
+TONES = ("friendly", "firm", "escalating")
+CHANNELS = ("email", "slack", "crm_task", "billing", "decision")
+HOLD_REASONS = ("dispute", "opt_out", "paused", "promise_to_pay", "payment_plan", "reconciliation_mismatch")
+
+
+class PolicyError(ValueError):
+    """The policy file cannot be used; the message says which file and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Step(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    lane: Literal["current", "early", "late", "critical"]
+    # Exactly one of: calendar days past the due date (0 = the due date itself), or business
+    # days before the due date (pre-due reminders).
+    day: int | None = None
+    business_days_before_due: int | None = Field(default=None, ge=1)
+    channel: Literal["email", "slack", "crm_task", "billing", "decision"]
+    tone: Literal["friendly", "firm", "escalating"] = "friendly"
+    recipients: tuple[str, ...] = ("billing_contact",)
+    approval: bool = False
+    segments: tuple[Literal["strategic", "standard", "transactional"], ...] = SEGMENTS
+    autopay_only: bool = False
+    template: str | None = None
+
+    @model_validator(mode="after")
+    def _one_timing(self) -> "Step":
+        if (self.day is None) == (self.business_days_before_due is None):
+            raise ValueError(f"step {self.name!r}: give exactly one of 'day' or 'business_days_before_due'")
+        return self
+
+    @property
+    def sort_day(self) -> int:
+        return self.day if self.day is not None else -int(self.business_days_before_due or 0)
+
+
+class LaneBounds(_Strict):
+    """First day past due of each overdue lane; current is everything up to the due date."""
+
+    early_from: int = Field(default=1, ge=1)
+    late_from: int = 15
+    critical_from: int = 45
+
+    @model_validator(mode="after")
+    def _ascending(self) -> "LaneBounds":
+        if not (self.early_from < self.late_from < self.critical_from):
+            raise ValueError("lane boundaries must satisfy early_from < late_from < critical_from")
+        return self
+
+
+class Reconciliation(_Strict):
+    tolerance: str = "1.00"  # major units, per customer and bucket
+
+    @field_validator("tolerance")
+    @classmethod
+    def _decimal(cls, v: str) -> str:
+        try:
+            d = Decimal(str(v))
+        except InvalidOperation:
+            raise ValueError(f"tolerance must be a decimal string, got {v!r}") from None
+        if d < 0:
+            raise ValueError("tolerance must not be negative")
+        return str(v)
+
+
+class DataQuality(_Strict):
+    max_failure_share: float = Field(default=0.05, ge=0, le=1)
+
+
+class Scoring(_Strict):
+    high_value_minor: int = Field(default=1_000_000, ge=0)  # 10,000.00 in a 2-digit currency
+    chronic_late_count: int = Field(default=3, ge=1)        # late payments in 12 months
+    chronic_avg_days_late: float = Field(default=10.0, ge=0)
+    high_arr_minor: int = Field(default=10_000_000, ge=0)    # 100,000.00
+
+
+class Policy(_Strict):
+    version: str
+    company_country: str = "US"
+    reporting_currency: str = "USD"  # the currency of ARR in the customer file
+    timezone: str = "America/New_York"
+    grace_business_days: int = Field(default=2, ge=0)
+    renewal_window_days: int = Field(default=90, ge=0)
+    lanes: LaneBounds = LaneBounds()
+    reconciliation: Reconciliation = Reconciliation()
+    data_quality: DataQuality = DataQuality()
+    scoring: Scoring = Scoring()
+    hold_order: tuple[str, ...] = HOLD_REASONS
+    steps: tuple[Step, ...]
+
+    @field_validator("company_country")
+    @classmethod
+    def _country(cls, v: str) -> str:
+        if not businessdays.known_country(v):
+            raise ValueError(f"company_country {v!r} is not a country the holidays package knows")
+        return v.upper()
+
+    @field_validator("reporting_currency")
+    @classmethod
+    def _currency(cls, v: str) -> str:
+        from arflow.money import is_currency
+
+        if not is_currency(v):
+            raise ValueError(f"reporting_currency {v!r} is not an ISO 4217 code")
+        return v
+
+    @field_validator("hold_order")
+    @classmethod
+    def _holds(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = set(v) - set(HOLD_REASONS)
+        if unknown or set(v) != set(HOLD_REASONS):
+            raise ValueError(f"hold_order must list each of {list(HOLD_REASONS)} once")
+        return v
+
+    @model_validator(mode="after")
+    def _steps_fit_lanes(self) -> "Policy":
+        names = [s.name for s in self.steps]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"step names must be unique: {sorted(dupes)}")
+        for s in self.steps:
+            lane = self.lane_of_day(s.sort_day)
+            if s.day is not None and lane != s.lane:
+                raise ValueError(f"step {s.name!r}: day {s.day} falls in lane {lane!r}, not {s.lane!r}")
+            if s.business_days_before_due is not None and s.lane != "current":
+                raise ValueError(f"step {s.name!r}: a pre-due step belongs to the current lane")
+        return self
+
+    def lane_of_day(self, days_past_due: int) -> str:
+        b = self.lanes
+        if days_past_due < b.early_from:
+            return "current"
+        if days_past_due < b.late_from:
+            return "early"
+        if days_past_due < b.critical_from:
+            return "late"
+        return "critical"
+
+    def steps_for(self, lane: str) -> list[Step]:
+        return sorted((s for s in self.steps if s.lane == lane), key=lambda s: s.sort_day)
+
+
+def load_policy(path: str | Path) -> Policy:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise PolicyError(f"policy file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"policy file {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise PolicyError(f"policy file {path} must hold a mapping at the top level")
+    try:
+        return Policy.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise PolicyError(f"policy file {path}: {where}: {first['msg']} ({exc.error_count()} error(s))") from None

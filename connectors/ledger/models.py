@@ -1,0 +1,216 @@
+"""The ledger's tables: what the billing system does not hold (DESIGN.md, State: the ledger).
+
+Money columns are integer minor units with a currency column beside them. Schema changes go
+through Alembic migrations in ``migrations/``; these models are their source.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (BigInteger, Boolean, Date, DateTime, Integer, MetaData, String, Text,
+                        UniqueConstraint, func)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _id() -> Mapped[int]:
+    return mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    flow: Mapped[str] = mapped_column(String(40))
+    as_of: Mapped[dt.date] = mapped_column(Date, index=True)
+    source: Mapped[str] = mapped_column(String(200))
+    mode: Mapped[str] = mapped_column(String(20))
+    policy_version: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    summary: Mapped[str | None] = mapped_column(Text)  # the run's JSON summary
+
+
+class InvoiceOutcome(Base):
+    """Where each open invoice ended one run: exactly one row per source row."""
+
+    __tablename__ = "invoice_outcomes"
+    id: Mapped[int] = _id()
+    run_id: Mapped[str] = mapped_column(String(64), index=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    source_row: Mapped[int] = mapped_column(Integer)
+    invoice_id: Mapped[str | None] = mapped_column(String(120))
+    customer_id: Mapped[str | None] = mapped_column(String(120))
+    outcome: Mapped[str] = mapped_column(String(20))  # action_today | no_action_due | held | quarantined
+    reason: Mapped[str | None] = mapped_column(String(80))
+    lane: Mapped[str | None] = mapped_column(String(10))
+    bucket: Mapped[str | None] = mapped_column(String(10))
+    days_past_due: Mapped[int | None] = mapped_column(Integer)
+    balance_minor: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    risk_score: Mapped[int | None] = mapped_column(Integer)
+    tone: Mapped[str | None] = mapped_column(String(12))
+    escalation: Mapped[str | None] = mapped_column(String(12))
+
+
+class Quarantine(Base):
+    __tablename__ = "quarantine"
+    id: Mapped[int] = _id()
+    run_id: Mapped[str] = mapped_column(String(64), index=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    hop: Mapped[str] = mapped_column(String(40))
+    entity: Mapped[str] = mapped_column(String(20))  # invoice | customer | aging_report | payment
+    record_id: Mapped[str | None] = mapped_column(String(120))
+    source_row: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(80))
+    detail: Mapped[str | None] = mapped_column(Text)
+    raw: Mapped[str | None] = mapped_column(Text)  # the row as read, JSON
+
+
+class ReconciliationResult(Base):
+    __tablename__ = "reconciliation_results"
+    id: Mapped[int] = _id()
+    run_id: Mapped[str] = mapped_column(String(64), index=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    customer_id: Mapped[str] = mapped_column(String(120))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    bucket: Mapped[str] = mapped_column(String(10))
+    ours_minor: Mapped[int | None] = mapped_column(BigInteger)
+    books_minor: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(20))  # matched | mismatched
+
+
+class Outbox(Base):
+    """Every touch planned or sent. One row per (idempotency key, mode): a re-run cannot add a
+    second row, and a dry run never blocks a later real send."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (UniqueConstraint("idempotency_key", "mode", name="uq_outbox_key_mode"),)
+    id: Mapped[int] = _id()
+    idempotency_key: Mapped[str] = mapped_column(String(300))
+    mode: Mapped[str] = mapped_column(String(10))  # dry-run | draft | send
+    run_id: Mapped[str] = mapped_column(String(64))
+    as_of: Mapped[dt.date] = mapped_column(Date, index=True)
+    invoice_id: Mapped[str] = mapped_column(String(120), index=True)
+    customer_id: Mapped[str] = mapped_column(String(120))
+    lane: Mapped[str] = mapped_column(String(10))
+    step: Mapped[str] = mapped_column(String(40))
+    channel: Mapped[str] = mapped_column(String(12))
+    tone: Mapped[str | None] = mapped_column(String(12))
+    recipients: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
+    needs_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20))  # planned | awaiting_decision | queued | sent | failed
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Dispute(Base):
+    __tablename__ = "disputes"
+    id: Mapped[int] = _id()
+    invoice_id: Mapped[str] = mapped_column(String(120), index=True)
+    customer_id: Mapped[str] = mapped_column(String(120))
+    opened_on: Mapped[dt.date] = mapped_column(Date)
+    resolved_on: Mapped[dt.date | None] = mapped_column(Date)
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class PromiseToPay(Base):
+    __tablename__ = "promises"
+    id: Mapped[int] = _id()
+    invoice_id: Mapped[str] = mapped_column(String(120), index=True)
+    customer_id: Mapped[str] = mapped_column(String(120))
+    recorded_on: Mapped[dt.date] = mapped_column(Date)
+    promised_date: Mapped[dt.date] = mapped_column(Date)
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    closed_on: Mapped[dt.date | None] = mapped_column(Date)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class PaymentPlan(Base):
+    __tablename__ = "payment_plans"
+    id: Mapped[int] = _id()
+    customer_id: Mapped[str] = mapped_column(String(120), index=True)
+    invoice_id: Mapped[str | None] = mapped_column(String(120))
+    starts_on: Mapped[dt.date] = mapped_column(Date)
+    ends_on: Mapped[dt.date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+
+
+class OptOut(Base):
+    __tablename__ = "opt_outs"
+    id: Mapped[int] = _id()
+    customer_id: Mapped[str] = mapped_column(String(120), index=True)
+    recorded_on: Mapped[dt.date] = mapped_column(Date)
+    withdrawn_on: Mapped[dt.date | None] = mapped_column(Date)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Pause(Base):
+    __tablename__ = "pauses"
+    id: Mapped[int] = _id()
+    customer_id: Mapped[str] = mapped_column(String(120), index=True)
+    invoice_id: Mapped[str | None] = mapped_column(String(120))
+    starts_on: Mapped[dt.date] = mapped_column(Date)
+    until: Mapped[dt.date] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(Text)
+    recorded_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class PaymentHistory(Base):
+    __tablename__ = "payment_history"
+    id: Mapped[int] = _id()
+    invoice_id: Mapped[str] = mapped_column(String(120), index=True)
+    customer_id: Mapped[str] = mapped_column(String(120), index=True)
+    issue_date: Mapped[dt.date] = mapped_column(Date)
+    due_date: Mapped[dt.date] = mapped_column(Date)
+    paid_date: Mapped[dt.date] = mapped_column(Date)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+
+
+class PaymentApplication(Base):
+    """Cash the payment checkpoint applied to an invoice (the ledger's view, not the source's)."""
+
+    __tablename__ = "payment_applications"
+    id: Mapped[int] = _id()
+    payment_id: Mapped[str] = mapped_column(String(120), index=True)
+    invoice_id: Mapped[str] = mapped_column(String(120), index=True)
+    customer_id: Mapped[str] = mapped_column(String(120))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    applied_on: Mapped[dt.date] = mapped_column(Date)
+    rule: Mapped[str] = mapped_column(String(40))
+    reversed_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class AuditLog(Base):
+    """Append-only: nothing in arflow updates or deletes these rows."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = _id()
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(80))
+    entity: Mapped[str | None] = mapped_column(String(40))
+    entity_id: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class Meta(Base):
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,186 @@
+"""The ledger: SQLite by default, PostgreSQL by URL. Opening it brings the schema up to date."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from connectors.ledger import models as m
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class LedgerError(RuntimeError):
+    pass
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database URL>"
+
+
+class Ledger:
+    def __init__(self, url: str, *, migrate: bool = True):
+        self.url = url
+        if url.startswith("sqlite:///"):
+            path = Path(url.removeprefix("sqlite:///"))
+            if str(path) not in ("", ":memory:"):
+                path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+        except Exception as exc:
+            raise LedgerError(f"cannot open the ledger at {_redact(url)}: {exc.__class__.__name__}") from None
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        if migrate:
+            self.migrate()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        try:
+            with self.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except Exception as exc:
+            raise LedgerError(f"cannot migrate the ledger at {_redact(self.url)}: {exc}") from None
+
+    # ---- reading -------------------------------------------------------------------------
+    def frame(self, model: type[m.Base], where=None) -> pd.DataFrame:
+        stmt = select(model.__table__)
+        if where is not None:
+            stmt = stmt.where(where)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt)
+            return pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
+
+    def stop_records(self, as_of: dt.date) -> dict[str, pd.DataFrame]:
+        """The records that can stop outreach, as they stand on as_of."""
+        return {
+            "disputes": self.frame(m.Dispute, (m.Dispute.opened_on <= as_of)
+                                   & ((m.Dispute.resolved_on.is_(None)) | (m.Dispute.resolved_on > as_of))),
+            "promises": self.frame(m.PromiseToPay, (m.PromiseToPay.recorded_on <= as_of)
+                                   & ((m.PromiseToPay.closed_on.is_(None)) | (m.PromiseToPay.closed_on > as_of))),
+            "payment_plans": self.frame(m.PaymentPlan, (m.PaymentPlan.starts_on <= as_of)
+                                        & (m.PaymentPlan.status == "active")
+                                        & ((m.PaymentPlan.ends_on.is_(None)) | (m.PaymentPlan.ends_on >= as_of))),
+            "opt_outs": self.frame(m.OptOut, (m.OptOut.recorded_on <= as_of)
+                                   & ((m.OptOut.withdrawn_on.is_(None)) | (m.OptOut.withdrawn_on > as_of))),
+            "pauses": self.frame(m.Pause, (m.Pause.starts_on <= as_of) & (m.Pause.until >= as_of)),
+        }
+
+    def payment_history(self, as_of: dt.date) -> pd.DataFrame:
+        return self.frame(m.PaymentHistory, m.PaymentHistory.paid_date <= as_of)
+
+    def applied_payments(self, as_of: dt.date) -> pd.DataFrame:
+        return self.frame(m.PaymentApplication, (m.PaymentApplication.applied_on <= as_of)
+                          & ((m.PaymentApplication.reversed_on.is_(None)) | (m.PaymentApplication.reversed_on > as_of)))
+
+    def outbox_keys(self, mode: str, keys: Iterable[str] | None = None) -> set[str]:
+        stmt = select(m.Outbox.idempotency_key).where(m.Outbox.mode == mode)
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(stmt)}
+
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(m.Meta.value).where(m.Meta.key == key)).scalar_one_or_none()
+
+    # ---- writing -------------------------------------------------------------------------
+    def set_meta(self, key: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(m.Meta.__table__.delete().where(m.Meta.key == key))
+            conn.execute(insert(m.Meta.__table__), [{"key": key, "value": value}])
+
+    def insert_rows(self, model: type[m.Base], rows: list[dict], conn=None) -> int:
+        if not rows:
+            return 0
+        if conn is None:
+            with self.engine.begin() as c:
+                c.execute(insert(model.__table__), rows)
+        else:
+            conn.execute(insert(model.__table__), rows)
+        return len(rows)
+
+    def insert_frame(self, model: type[m.Base], df: pd.DataFrame, conn=None) -> int:
+        return self.insert_rows(model, _records(df), conn)
+
+    def insert_outbox(self, df: pd.DataFrame) -> int:
+        """Insert touches; a row whose (idempotency_key, mode) is already there is left alone.
+        Returns how many rows were new."""
+        rows = _records(df)
+        if not rows:
+            return 0
+        table = m.Outbox.__table__
+        ins = pg_insert(table) if self.dialect == "postgresql" else sqlite_insert(table)
+        stmt = ins.on_conflict_do_nothing(index_elements=["idempotency_key", "mode"])
+        with self.engine.begin() as conn:
+            before = conn.execute(text("SELECT count(*) FROM outbox")).scalar_one()
+            conn.execute(stmt, rows)
+            after = conn.execute(text("SELECT count(*) FROM outbox")).scalar_one()
+        return int(after - before)
+
+    def audit(self, actor: str, action: str, entity: str | None = None, entity_id: str | None = None,
+              detail: dict | None = None, conn=None) -> None:
+        row = {"actor": actor, "action": action, "entity": entity, "entity_id": entity_id,
+               "detail": json.dumps(detail, default=str) if detail is not None else None}
+        self.insert_rows(m.AuditLog, [row], conn)
+
+    def start_run(self, run_id: str, flow: str, as_of: dt.date, source: str, mode: str, policy_version: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(m.Run.__table__.delete().where(m.Run.run_id == run_id))
+            conn.execute(insert(m.Run.__table__), [{"run_id": run_id, "flow": flow, "as_of": as_of, "source": source,
+                                                    "mode": mode, "policy_version": policy_version,
+                                                    "status": "running"}])
+            self.audit("arflow", f"{flow}.started", "run", run_id, {"as_of": as_of, "source": source}, conn)
+
+    def finish_run(self, run_id: str, status: str, summary: dict | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(m.Run.__table__.update().where(m.Run.run_id == run_id).values(
+                status=status, finished_at=dt.datetime.now(dt.timezone.utc),
+                summary=json.dumps(summary, default=str) if summary is not None else None))
+            self.audit("arflow", f"run.{status}", "run", run_id, None, conn)
+
+    def write_run_results(self, outcomes: pd.DataFrame, quarantine: pd.DataFrame,
+                          reconciliation: pd.DataFrame) -> None:
+        """One transaction for a run's outcomes, quarantine and reconciliation rows."""
+        with self.engine.begin() as conn:
+            self.insert_frame(m.InvoiceOutcome, outcomes, conn)
+            self.insert_frame(m.Quarantine, quarantine, conn)
+            self.insert_frame(m.ReconciliationResult, reconciliation, conn)
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    """DataFrame rows as plain Python values (None for missing, date for dates, int for ints)."""
+    if df is None or df.empty:
+        return []
+    out = df.astype(object).where(df.notna(), None)
+    for col in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(df[col]):
+            out[col] = [v.date() if v is not None else None for v in out[col]]
+    return out.to_dict("records")
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()

@@ -1,0 +1,48 @@
+"""The four lane subflows. Each takes the touches its lane is due today and queues them in the
+ledger's outbox under their idempotency keys (dry-run in the embedded default: rendered, recorded,
+never sent). One subflow per lane, so the Prefect UI shows each lane's work and failures apart."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+from prefect import flow
+
+from connectors.ledger.store import Ledger
+from tasks.prefect_tasks import queue_touches
+
+
+def _lane(lane: str, actions: pd.DataFrame, invoices: pd.DataFrame, ledger: Ledger, mode: str, run_id: str,
+          as_of: dt.date) -> dict:
+    mine = actions[actions["lane"] == lane]
+    if mine.empty:
+        return {"lane": lane, "touches": 0, "new": 0}
+    return {"lane": lane, **queue_touches(mine, invoices, ledger, mode, run_id, as_of)}
+
+
+@flow(name="current_lane")
+def current_lane(actions, invoices, ledger, mode, run_id, as_of) -> dict:
+    """Pre-due reminders and the due-date auto-charge."""
+    return _lane("current", actions, invoices, ledger, mode, run_id, as_of)
+
+
+@flow(name="early_lane")
+def early_lane(actions, invoices, ledger, mode, run_id, as_of) -> dict:
+    """1-14 days past due: friendly nudge, follow-up, the owner looped in."""
+    return _lane("early", actions, invoices, ledger, mode, run_id, as_of)
+
+
+@flow(name="late_lane")
+def late_lane(actions, invoices, ledger, mode, run_id, as_of) -> dict:
+    """15-44 days: firmer e-mail, owner alert, service-pause warning (a human decides)."""
+    return _lane("late", actions, invoices, ledger, mode, run_id, as_of)
+
+
+@flow(name="critical_lane")
+def critical_lane(actions, invoices, ledger, mode, run_id, as_of) -> dict:
+    """45+ days: service pause, finance and owner call, payment plan or write-off (humans decide)."""
+    return _lane("critical", actions, invoices, ledger, mode, run_id, as_of)
+
+
+LANE_FLOWS = (current_lane, early_lane, late_lane, critical_lane)

@@ -1,0 +1,131 @@
+"""One pure function per hop of the daily flow (DESIGN.md, Data flow). No Prefect import here:
+``tasks/prefect_tasks.py`` wraps each in a @task, and tests call them directly.
+
+Every hop hands on a frame that passed its expectation suite; the rows a suite rejects become
+quarantine rows with the hop and reason, and the run goes on unless the hop's rejected share passes
+the policy's threshold.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from arflow.money import known_currencies
+from arflow.policy import Policy
+from tasks import enrich as enrich_mod
+from tasks import extract, plan as plan_mod, reconcile as rec_mod, score as score_mod
+from tasks.quality import CheckResult, enforce_threshold, run_suite
+
+QUARANTINE_COLUMNS = ["hop", "entity", "record_id", "invoice_id", "customer_id", "source_row", "reason", "detail",
+                      "raw"]
+
+
+@dataclass
+class Inputs:
+    """What the sources and the ledger hand the run, read once at its start."""
+
+    source: str
+    invoices: pd.DataFrame
+    customers: pd.DataFrame
+    payments: pd.DataFrame | None
+    aging_report: pd.DataFrame | None
+    reflected_payment_ids: set[str]
+    stops: dict[str, pd.DataFrame]
+    history: pd.DataFrame
+    applied: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class HopResult:
+    frame: pd.DataFrame
+    quarantine: pd.DataFrame
+    checks: list[CheckResult]
+
+
+def quarantine_rows(rejected: pd.DataFrame, frame: pd.DataFrame, raw: pd.DataFrame | None, *, hop: str,
+                    entity: str, id_column: str) -> pd.DataFrame:
+    if rejected.empty:
+        return pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    rows = frame.loc[rejected.index]
+    source = raw.loc[rejected.index] if raw is not None else rows
+    raw_json = [json.dumps({k: (None if pd.isna(v) else str(v)) for k, v in r.items()})
+                for r in source.drop(columns=["source_row"], errors="ignore").to_dict("records")]
+    return pd.DataFrame({
+        "hop": hop, "entity": entity,
+        "record_id": rows[id_column].astype(object).where(rows[id_column].notna(), None).to_numpy(),
+        "invoice_id": rows["invoice_id"].to_numpy() if "invoice_id" in rows else None,
+        "customer_id": rows["customer_id"].to_numpy() if "customer_id" in rows else None,
+        "source_row": rows["source_row"].to_numpy() if "source_row" in rows else None,
+        "reason": rejected["reason"].to_numpy(), "detail": rejected["detail"].to_numpy(), "raw": raw_json,
+    })
+
+
+def _checked(frame: pd.DataFrame, hop: str, policy: Policy, raw: pd.DataFrame | None = None, *,
+             entity: str = "invoice", id_column: str = "invoice_id", params: dict | None = None,
+             reason_prefix: str = "") -> tuple[pd.DataFrame, pd.DataFrame, CheckResult]:
+    check = run_suite(frame, hop, params)
+    enforce_threshold(check, policy.data_quality.max_failure_share)
+    rejected = check.rejected
+    if reason_prefix and not rejected.empty:
+        rejected = rejected.assign(reason=reason_prefix + rejected["reason"])
+    q = quarantine_rows(rejected, frame, raw, hop=hop, entity=entity, id_column=id_column)
+    return frame.drop(index=check.rejected.index), q, check
+
+
+def extract_aging(inputs: Inputs, as_of: dt.date, policy: Policy) -> tuple[HopResult, pd.DataFrame]:
+    """Parse and check customers and open invoices, age the good ones. Returns the invoice hop
+    result and the good customers."""
+    customers = extract.parse_customers(inputs.customers, policy)
+    good_customers, cq, ccheck = _checked(customers, "extract_customers", policy, inputs.customers,
+                                          entity="customer", id_column="customer_id")
+    invoices = extract.parse_invoices(inputs.invoices)
+    bad_customer_ids = sorted(set(cq["record_id"].dropna()) - set(good_customers["customer_id"].dropna()))
+    params = {"known_customers": sorted(good_customers["customer_id"].dropna().unique().tolist()),
+              "quarantined_customers": bad_customer_ids or ["\x00none"],
+              "currencies": sorted(known_currencies())}
+    good, iq, icheck = _checked(invoices, "extract_aging", policy, inputs.invoices, params=params)
+    aged = extract.age(good, as_of, policy)
+    aged["effective_balance_minor"] = extract.effective_balance(aged, inputs.applied, inputs.reflected_payment_ids)
+    quarantine = pd.concat([q for q in (cq, iq) if not q.empty], ignore_index=True) if len(cq) + len(iq) else \
+        pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    return HopResult(aged, quarantine, [ccheck, icheck]), good_customers
+
+
+def reconcile_aging(aged: pd.DataFrame, inputs: Inputs, policy: Policy) -> tuple[rec_mod.Reconciliation, HopResult]:
+    tolerance = policy.reconciliation.tolerance
+    if inputs.aging_report is None:
+        return rec_mod.reconcile(aged, None, tolerance=tolerance), HopResult(
+            aged, pd.DataFrame(columns=QUARANTINE_COLUMNS), [])
+    parsed = rec_mod.parse_report(inputs.aging_report, enrich_mod.customer_currency(aged), policy.reporting_currency)
+    check = run_suite(parsed, "reconcile")  # report rows: a bad one holds its customer, it never fails the run
+    q = quarantine_rows(check.rejected, parsed, inputs.aging_report, hop="reconcile", entity="aging_report",
+                        id_column="customer_id")
+    result = rec_mod.reconcile(aged, parsed, tolerance=tolerance, rejected_report_rows=check.rejected.index)
+    return result, HopResult(aged, q, [check])
+
+
+def enrich_context(aged: pd.DataFrame, customers: pd.DataFrame, inputs: Inputs, as_of: dt.date,
+                   policy: Policy) -> HopResult:
+    enriched = enrich_mod.enrich(aged, customers, inputs.stops, inputs.history, as_of, policy)
+    good, q, check = _checked(enriched, "enrich_context", policy, reason_prefix="enrich_context:")
+    return HopResult(good, q, [check])
+
+
+def score(enriched: pd.DataFrame, policy: Policy) -> HopResult:
+    scored = score_mod.score(enriched, policy)
+    good, q, check = _checked(scored, "score", policy, reason_prefix="score:")
+    return HopResult(good, q, [check])
+
+
+def plan_actions(scored: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched: set[str],
+                 done_keys: set[str]) -> tuple[HopResult, pd.DataFrame]:
+    p = plan_mod.plan(scored, as_of, policy, mismatched_customers=mismatched, done_keys=done_keys)
+    planned = scored.join(p.outcomes)
+    good, q, check = _checked(planned, "plan_actions", policy, reason_prefix="plan_actions:")
+    actions = p.actions[p.actions["row"].isin(good.index)]
+    return HopResult(good, q, [check]), actions

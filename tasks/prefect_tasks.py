@@ -1,0 +1,79 @@
+"""Thin Prefect tasks over the pure hops in tasks/hops.py: one task per hop over a whole DataFrame.
+
+No caching: inputs are DataFrames and a ledger handle, and a re-run must read the ledger afresh.
+Retries only where I/O can fail for a passing reason (network, a locked database), never on a
+source that is simply unreadable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+
+from arflow.policy import Policy
+from connectors.ledger.store import Ledger
+from connectors.sources import open_source
+from tasks import hops
+from tasks.touches import outbox_rows
+
+
+def _transient(task, task_run, state) -> bool:
+    try:
+        state.result()
+    except (ConnectionError, TimeoutError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(name="fetch_inputs", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2),
+      retry_jitter_factor=0.5, retry_condition_fn=_transient)
+def fetch_inputs(source: str, ledger: Ledger, as_of: dt.date, data_dir) -> hops.Inputs:
+    src = open_source(source, data_dir=data_dir, as_of=as_of)
+    if hasattr(src, "prepare_ledger"):
+        src.prepare_ledger(ledger)
+    notes = []
+    report = src.aging_report()
+    if report is None:
+        notes.append("No aging report from the books: reconciliation skipped, our aging is unchecked today.")
+    return hops.Inputs(source=src.name, invoices=src.invoices(), customers=src.customers(),
+                       payments=src.payments(), aging_report=report,
+                       reflected_payment_ids=src.reflected_payment_ids(), stops=ledger.stop_records(as_of),
+                       history=ledger.payment_history(as_of), applied=ledger.applied_payments(as_of), notes=notes)
+
+
+@task(name="extract_aging", cache_policy=NO_CACHE)
+def extract_aging(inputs: hops.Inputs, as_of: dt.date, policy: Policy):
+    return hops.extract_aging(inputs, as_of, policy)
+
+
+@task(name="reconcile_aging", cache_policy=NO_CACHE)
+def reconcile_aging(aged, inputs: hops.Inputs, policy: Policy):
+    return hops.reconcile_aging(aged, inputs, policy)
+
+
+@task(name="enrich_context", cache_policy=NO_CACHE)
+def enrich_context(aged, customers, inputs: hops.Inputs, as_of: dt.date, policy: Policy):
+    return hops.enrich_context(aged, customers, inputs, as_of, policy)
+
+
+@task(name="score_invoices", cache_policy=NO_CACHE)
+def score_invoices(enriched, policy: Policy):
+    return hops.score(enriched, policy)
+
+
+@task(name="plan_actions", cache_policy=NO_CACHE)
+def plan_actions(scored, as_of: dt.date, policy: Policy, mismatched: set[str], ledger: Ledger, mode: str):
+    return hops.plan_actions(scored, as_of, policy, mismatched=mismatched, done_keys=ledger.outbox_keys(mode))
+
+
+@task(name="queue_touches", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5],
+      retry_condition_fn=_transient)
+def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_of: dt.date) -> dict:
+    rows = outbox_rows(actions, invoices, mode=mode, run_id=run_id, as_of=as_of)
+    new = ledger.insert_outbox(rows)
+    return {"touches": int(len(rows)), "new": int(new)}

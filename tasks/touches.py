@@ -1,0 +1,77 @@
+"""Render the touches a lane is due today and shape them as outbox rows.
+
+Templates live in ``prompts/`` (Jinja, one file each, first line ``Subject: ...``). In dry-run mode
+the outbox row is the whole effect: nothing leaves the building.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+
+import jinja2
+import pandas as pd
+
+from arflow.config import PROMPTS_DIR
+from arflow.money import format_minor
+
+TEMPLATE_BY_CHANNEL = {"crm_task": "owner_task.j2", "decision": "owner_task.j2", "slack": "slack_alert.j2",
+                       "billing": "auto_charge.j2"}
+CONTEXT_COLUMNS = ["invoice_number", "due_date", "days_past_due", "currency", "effective_balance_minor",
+                   "billing_contact_name", "customer_name", "segment", "arr_minor", "health", "risk_score",
+                   "escalation", "escalation_reason", "paid_count", "avg_days_late", "late_count_12m",
+                   "payment_link"]
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(PROMPTS_DIR), undefined=jinja2.StrictUndefined,
+                              autoescape=False, keep_trailing_newline=False)
+
+
+def template_for(channel: str, tone: str) -> str:
+    return TEMPLATE_BY_CHANNEL.get(channel, f"email_{tone}.j2")
+
+
+def render(template: str, context: dict) -> tuple[str, str]:
+    text = environment().get_template(template).render(**context).strip()
+    first, _, rest = text.partition("\n")
+    if not first.startswith("Subject: "):
+        raise ValueError(f"template {template} must start with a 'Subject: ' line")
+    return first.removeprefix("Subject: ").strip(), rest.strip()
+
+
+def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run_id: str, as_of: dt.date,
+                sender_name: str = "Accounts Receivable") -> pd.DataFrame:
+    """actions (from tasks.plan) + the invoices' context -> rows for the ledger's outbox."""
+    if actions.empty:
+        return pd.DataFrame()
+    ctx = invoices.loc[actions["row"], CONTEXT_COLUMNS].reset_index(drop=True)
+    a = actions.reset_index(drop=True)
+    subjects, bodies = [], []
+    for act, c in zip(a.itertuples(index=False), ctx.itertuples(index=False)):
+        cur = c.currency
+        context = {
+            "step": act.step, "needs_approval": bool(act.needs_approval), "recipients": act.recipients,
+            "invoice_number": c.invoice_number, "due_date": c.due_date.date().isoformat(),
+            "days_past_due": int(c.days_past_due), "currency": cur,
+            "amount": format_minor(int(c.effective_balance_minor), cur),
+            "contact_name": c.billing_contact_name if isinstance(c.billing_contact_name, str) else "there",
+            "customer_name": c.customer_name, "segment": c.segment,
+            "arr": format_minor(int(c.arr_minor), "USD") if pd.notna(c.arr_minor) else "unknown",
+            "health": c.health if isinstance(c.health, str) else None, "risk_score": int(c.risk_score),
+            "escalation": c.escalation, "escalation_reason": c.escalation_reason, "paid_count": int(c.paid_count),
+            "avg_days_late": c.avg_days_late, "late_count_12m": int(c.late_count_12m),
+            "payment_link": c.payment_link if isinstance(c.payment_link, str) else None,
+            "sender_name": sender_name,
+        }
+        subject, body = render(template_for(act.channel, act.tone), context)
+        subjects.append(subject)
+        bodies.append(body)
+    return pd.DataFrame({
+        "idempotency_key": a["idempotency_key"], "mode": mode, "run_id": run_id, "as_of": as_of,
+        "invoice_id": a["invoice_id"], "customer_id": a["customer_id"], "lane": a["lane"], "step": a["step"],
+        "channel": a["channel"], "tone": a["tone"], "recipients": a["recipients"], "subject": subjects,
+        "body": bodies, "needs_approval": a["needs_approval"].astype(bool),
+        "status": a["needs_approval"].map({True: "awaiting_decision", False: "planned"}),
+    })

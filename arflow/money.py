@@ -62,8 +62,8 @@ def parse_minor(amounts: pd.Series, currencies: pd.Series) -> pd.Series:
     too_long = frac_len > digits
     excess_nonzero = too_long & frac.str.rstrip("0").str.len().fillna(0).astype("int64").gt(digits)
     ok &= ~excess_nonzero.fillna(True)
-    # Whole part limited to 15 digits so the int64 arithmetic cannot overflow.
-    ok &= whole.str.len().fillna(99).astype("int64") <= 15
+    # At most 18 digits in all (whole + minor) so the int64 arithmetic cannot overflow.
+    ok &= (whole.str.len().fillna(99).astype("int64") + digits) <= 18
 
     result = pd.Series(pd.NA, index=amounts.index, dtype="Int64")
     if not ok.any():

@@ -5,12 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Iterable
-
 import pandas as pd
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, insert, select, text
+from sqlalchemy import Engine, create_engine, event, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -94,7 +92,7 @@ class Ledger:
         return self.frame(m.PaymentApplication, (m.PaymentApplication.applied_on <= as_of)
                           & ((m.PaymentApplication.reversed_on.is_(None)) | (m.PaymentApplication.reversed_on > as_of)))
 
-    def outbox_keys(self, mode: str, keys: Iterable[str] | None = None) -> set[str]:
+    def outbox_keys(self, mode: str) -> set[str]:
         stmt = select(m.Outbox.idempotency_key).where(m.Outbox.mode == mode)
         with self.engine.connect() as conn:
             return {r[0] for r in conn.execute(stmt)}
@@ -110,8 +108,12 @@ class Ledger:
             conn.execute(insert(m.Meta.__table__), [{"key": key, "value": value}])
 
     def insert_rows(self, model: type[m.Base], rows: list[dict], conn=None) -> int:
+        """Insert rows; a key missing from some rows is NULL there (an executemany otherwise takes
+        its columns from the first row and drops the rest silently)."""
         if not rows:
             return 0
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        rows = [{k: r.get(k) for k in keys} for r in rows]
         if conn is None:
             with self.engine.begin() as c:
                 c.execute(insert(model.__table__), rows)
@@ -130,12 +132,10 @@ class Ledger:
             return 0
         table = m.Outbox.__table__
         ins = pg_insert(table) if self.dialect == "postgresql" else sqlite_insert(table)
-        stmt = ins.on_conflict_do_nothing(index_elements=["idempotency_key", "mode"])
+        stmt = ins.on_conflict_do_nothing(index_elements=["idempotency_key", "mode"]).returning(table.c.id)
         with self.engine.begin() as conn:
-            before = conn.execute(text("SELECT count(*) FROM outbox")).scalar_one()
-            conn.execute(stmt, rows)
-            after = conn.execute(text("SELECT count(*) FROM outbox")).scalar_one()
-        return int(after - before)
+            inserted = conn.execute(stmt, rows).all()  # only the rows this call inserted come back
+        return len(inserted)
 
     def audit(self, actor: str, action: str, entity: str | None = None, entity_id: str | None = None,
               detail: dict | None = None, conn=None) -> None:

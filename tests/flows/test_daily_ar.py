@@ -1,0 +1,126 @@
+"""The daily flow end to end on the demo data, under a Prefect test server."""
+
+import asyncio
+import csv
+import datetime as dt
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId,
+                                           TaskRunFilter)
+from prefect.client.schemas.sorting import ArtifactSort
+
+from arflow.money import format_minor, is_currency, to_minor
+from connectors.ledger import models as m
+from connectors.ledger.store import Ledger
+from flows.daily_ar import daily_ar
+
+AS_OF = dt.date(2026, 11, 23)
+
+
+def _open_rows(folder):
+    with open(folder / "invoices.csv") as fh:
+        return [r for r in csv.DictReader(fh) if r["status"].strip().lower() not in ("paid", "void")]
+
+
+def test_every_open_invoice_ends_in_exactly_one_place(data_dir):
+    summary = daily_ar(as_of=AS_OF, source="demo")
+    rows = _open_rows(data_dir / "demo")
+    assert summary["open_invoices"] == len(rows)
+    assert sum(summary["outcomes"].values()) == len(rows)
+    assert sum(summary["held"].values()) == summary["outcomes"]["held"]
+    assert sum(summary["quarantined"].values()) == summary["outcomes"]["quarantined"]
+    assert sum(summary["by_lane"].values()) == len(rows) - summary["outcomes"]["quarantined"]
+
+    ledger = Ledger(f"sqlite:///{data_dir / 'ledger.db'}")
+    outcomes = ledger.frame(m.InvoiceOutcome, m.InvoiceOutcome.run_id == summary["run_id"])
+    assert len(outcomes) == len(rows) and outcomes["source_row"].is_unique
+    assert Counter(outcomes["outcome"]) == {k: v for k, v in summary["outcomes"].items() if v}
+    run = ledger.frame(m.Run, m.Run.run_id == summary["run_id"]).iloc[0]
+    assert run["status"] == "completed" and run["policy_version"] == "2026.11-1"
+
+
+def test_demo_exercises_every_hold_and_quarantine_reason(data_dir):
+    s = daily_ar(as_of=AS_OF, source="demo")
+    assert {"dispute", "opt_out", "paused", "promise_to_pay", "payment_plan", "reconciliation_mismatch"} <= set(s["held"])
+    assert {"bad_date", "bad_amount", "missing_due_date_and_terms", "negative_balance", "duplicate_invoice_id",
+            "unknown_customer", "unknown_currency", "unknown_terms"} <= set(s["quarantined"])
+    assert s["reconciliation"]["status"] == "mismatched" and len(s["reconciliation"]["mismatched_customers"]) >= 2
+    assert len(s["currencies"]) >= 4 and s["actions"]
+
+
+def test_bucket_amounts_are_the_open_balances_by_hand(data_dir):
+    """Independent of the pipeline: sum the balances of the good open rows per currency with Decimal."""
+    s = daily_ar(as_of=AS_OF, source="demo")
+    ledger = Ledger(f"sqlite:///{data_dir / 'ledger.db'}")
+    bad_rows = set(ledger.frame(m.Quarantine, m.Quarantine.run_id == s["run_id"])["source_row"].dropna().astype(int))
+    expected: dict[str, Decimal] = {}
+    with open(data_dir / "demo" / "invoices.csv") as fh:
+        for line_no, r in enumerate(csv.DictReader(fh), start=2):
+            if r["status"] in ("paid", "void") or line_no in bad_rows:
+                continue
+            expected[r["currency"]] = expected.get(r["currency"], Decimal(0)) + Decimal(r["balance"])
+    got: dict[str, Decimal] = {}
+    for per in s["by_bucket_by_currency"].values():
+        for cur, v in per.items():
+            got[cur] = got.get(cur, Decimal(0)) + Decimal(v["amount"])
+    assert got == expected
+
+
+def test_a_rerun_of_the_same_day_queues_nothing_twice(data_dir):
+    first = daily_ar(as_of=AS_OF, source="demo")
+    second = daily_ar(as_of=AS_OF, source="demo")
+    assert first["outbox_new"] > 0 and second["outbox_new"] == 0
+    assert second["outcomes"]["action_today"] == 0
+    assert second["no_action_due"]["step_done"] == first["outcomes"]["action_today"]
+    ledger = Ledger(f"sqlite:///{data_dir / 'ledger.db'}")
+    box = ledger.frame(m.Outbox)
+    assert len(box) == first["outbox_new"] and box["idempotency_key"].is_unique
+
+
+def test_run_publishes_summary_and_markdown_artifacts(data_dir):
+    s = daily_ar(as_of=AS_OF, source="demo")
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["daily-ar-summary", "daily-ar-report"])),
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[s["run_id"]])),
+                task_run_filter=TaskRunFilter(), sort=ArtifactSort.CREATED_DESC, limit=10)
+
+    arts = {a.key: a for a in asyncio.run(read())}
+    assert set(arts) == {"daily-ar-summary", "daily-ar-report"}
+    assert "Reconciliation" in arts["daily-ar-report"].data and "## Quarantined" in arts["daily-ar-report"].data
+    assert '"section": "outcome"' in str(arts["daily-ar-summary"].data).replace("'", '"')
+
+
+@pytest.mark.postgres
+def test_same_run_on_postgresql_gives_the_same_summary(data_dir, pg_url, monkeypatch):
+    on_sqlite = daily_ar(as_of=AS_OF, source="demo")
+    monkeypatch.setenv("ARFLOW_DB_URL", pg_url)
+    on_pg = daily_ar(as_of=AS_OF, source="demo")
+    for key in ("run_id",):
+        on_sqlite.pop(key), on_pg.pop(key)
+    assert on_pg == on_sqlite
+    assert len(Ledger(pg_url).frame(m.Outbox)) == on_pg["outbox_new"]
+
+
+def test_a_broken_source_fails_the_run_and_the_ledger_says_so(data_dir):
+    with open(data_dir / "demo" / "invoices.csv", "a") as fh:
+        for i in range(200):
+            fh.write(f"X{i},CUST-0001,1,2026-01-01,not-a-date,net30,USD,1.00,1.00,open,false,,\n")
+    from tasks.quality import DataQualityError
+
+    with pytest.raises(DataQualityError, match="extract_aging"):
+        daily_ar(as_of=AS_OF, source="demo")
+    runs = Ledger(f"sqlite:///{data_dir / 'ledger.db'}").frame(m.Run)
+    assert runs["status"].tolist() == ["failed"] and "threshold" in runs["summary"].iloc[0]
+
+
+def test_amounts_in_output_are_decimal_strings_in_major_units(data_dir):
+    s = daily_ar(as_of=AS_OF, source="demo")
+    for per in s["by_bucket_by_currency"].values():
+        for cur, v in per.items():
+            assert is_currency(cur) and format_minor(to_minor(v["amount"], cur), cur) == v["amount"]

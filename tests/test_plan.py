@@ -1,0 +1,124 @@
+"""Timing, holds and step choice: what an AR clerk would expect on a given day."""
+
+import datetime as dt
+
+import pytest
+
+from connectors.ledger import models as m
+from connectors.ledger.store import Ledger
+from tests.conftest import AS_OF, customer, invoice, make_source
+from tests.pipeline import run
+
+D = dt.date
+
+
+def _plan(tmp_path, policy, invoices, customers=None, as_of=AS_OF, ledger=None, done=()):
+    folder = make_source(tmp_path / "src", invoices, customers or [customer("C1")])
+    out = run(folder, as_of, policy, ledger=ledger, done_keys=done)
+    return out["planned"].set_index("invoice_id"), out["actions"]
+
+
+def test_grace_holds_the_first_nudge(tmp_path, policy):
+    # Due Friday 2026-11-20; grace of 2 business days: nothing Monday, the nudge on Tuesday.
+    inv = [invoice("I1", due_date="2026-11-20")]
+    p, a = _plan(tmp_path, policy, inv, as_of=D(2026, 11, 23))
+    assert p.loc["I1", "outcome"] == "no_action_due" and p.loc["I1", "reason"] == "next_step_not_due"
+    assert p.loc["I1", "next_contact"].date() == D(2026, 11, 24)
+    p, a = _plan(tmp_path, policy, inv, as_of=D(2026, 11, 24))
+    assert a["step"].tolist() == ["nudge"] and p.loc["I1", "outcome"] == "action_today"
+
+
+def test_due_date_on_a_holiday_rolls_before_the_first_nudge(tmp_path, policy):
+    # Due on Thanksgiving (Thu 26th): rolled to Fri 27th, + 2 business days = Tue 1 Dec.
+    inv = [invoice("I1", due_date="2026-11-26")]
+    _, a = _plan(tmp_path, policy, inv, as_of=D(2026, 11, 30))
+    assert a.empty
+    _, a = _plan(tmp_path, policy, inv, as_of=D(2026, 12, 1))
+    assert a["step"].tolist() == ["nudge"]
+
+
+def test_pre_due_reminder_three_business_days_before(tmp_path, policy):
+    # Due Fri 27th; three business days before, skipping Thanksgiving: Mon 23rd.
+    _, a = _plan(tmp_path, policy, [invoice("I1", due_date="2026-11-27")], as_of=D(2026, 11, 23))
+    assert a["step"].tolist() == ["pre_due_reminder"] and a["tone"].tolist() == ["friendly"]
+
+
+def test_no_touch_on_a_weekend_or_a_customer_holiday(tmp_path, policy):
+    inv = [invoice("I1", due_date="2026-10-01")]
+    p, a = _plan(tmp_path, policy, inv, as_of=D(2026, 11, 28))
+    assert a.empty and p.loc["I1", "reason"] == "not_a_business_day"
+    p, a = _plan(tmp_path, policy, inv, customers=[customer("C1", country="JP")], as_of=D(2026, 11, 23))
+    assert a.empty and p.loc["I1", "reason"] == "not_a_business_day"
+
+
+def test_auto_charge_on_the_due_date_only_for_autopay(tmp_path, policy):
+    inv = [invoice("I1", due_date="2026-11-23", autopay="true"), invoice("I2", due_date="2026-11-23")]
+    _, a = _plan(tmp_path, policy, inv)
+    assert dict(zip(a["invoice_id"], a["step"])) == {"I1": "auto_charge", "I2": "pre_due_reminder"}
+
+
+def test_first_sight_of_an_old_invoice_takes_only_the_most_advanced_step(tmp_path, policy):
+    _, a = _plan(tmp_path, policy, [invoice("I1", due_date="2026-10-05")])  # 49 days
+    assert sorted(a["step"]) == ["finance_owner_call", "service_pause"]
+    assert a["needs_approval"].all()
+
+
+def test_strategic_account_gets_an_owner_heads_up_not_a_firm_email(tmp_path, policy):
+    inv = [invoice("I1", due_date="2026-11-06")]  # 17 days: late lane
+    _, a = _plan(tmp_path, policy, inv, customers=[customer("C1", segment="strategic")])
+    assert sorted(a["step"]) == ["owner_alert", "owner_heads_up"]
+    _, a = _plan(tmp_path / "b", policy, inv)
+    assert sorted(a["step"]) == ["firm_reminder", "owner_alert"]
+    assert a.set_index("step").loc["firm_reminder", "tone"] == "firm"
+
+
+def test_at_risk_account_never_gets_a_firm_email(tmp_path, policy):
+    _, a = _plan(tmp_path, policy, [invoice("I1", due_date="2026-11-06")],
+                 customers=[customer("C1", health="at_risk")])
+    assert a.set_index("step").loc["firm_reminder", "tone"] == "friendly"
+
+
+def test_a_touch_already_in_the_outbox_is_not_planned_again(tmp_path, policy):
+    inv = [invoice("I1", due_date="2026-11-18")]
+    _, a = _plan(tmp_path, policy, inv)
+    key = a["idempotency_key"].tolist()
+    assert key == ["I1:nudge:email"]
+    p, a = _plan(tmp_path, policy, inv, done=key)
+    assert a.empty and p.loc["I1", "reason"] == "step_done"
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    return Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+
+
+def test_stop_conditions_hold_with_the_first_reason_in_policy_order(tmp_path, policy, ledger):
+    inv = [invoice(f"I{i}", due_date="2026-11-01") for i in range(1, 8)] + [invoice("J1", "C2", due_date="2026-11-01"),
+                                                                            invoice("K1", "C3", due_date="2026-11-01")]
+    customers = [customer("C1"), customer("C2", opt_out="true"), customer("C3", paused_until="2026-12-01")]
+    ledger.insert_rows(m.Dispute, [{"invoice_id": "I1", "customer_id": "C1", "opened_on": D(2026, 11, 2)},
+                                   {"invoice_id": "J1", "customer_id": "C2", "opened_on": D(2026, 11, 2)},
+                                   {"invoice_id": "I6", "customer_id": "C1", "opened_on": D(2026, 11, 2),
+                                    "resolved_on": D(2026, 11, 10)}])
+    ledger.insert_rows(m.PromiseToPay, [
+        {"invoice_id": "I2", "customer_id": "C1", "recorded_on": D(2026, 11, 20), "promised_date": D(2026, 11, 25)},
+        {"invoice_id": "I3", "customer_id": "C1", "recorded_on": D(2026, 11, 10), "promised_date": D(2026, 11, 20)}])
+    ledger.insert_rows(m.Pause, [{"customer_id": "C1", "invoice_id": "I4", "starts_on": D(2026, 11, 1),
+                                  "until": D(2026, 11, 30), "reason": "AP on leave"}])
+    ledger.insert_rows(m.PaymentPlan, [{"customer_id": "C1", "invoice_id": "I5", "starts_on": D(2026, 11, 1)}])
+    p, a = _plan(tmp_path, policy, inv, customers=customers, ledger=ledger)
+    held = p[p["outcome"] == "held"]["reason"].to_dict()
+    assert held == {"I1": "dispute", "J1": "dispute", "I2": "promise_to_pay", "I4": "paused", "I5": "payment_plan",
+                    "K1": "paused"}
+    # A broken promise (date passed) and a resolved dispute no longer hold: reminders resume.
+    assert p.loc["I3", "outcome"] == "action_today" and p.loc["I6", "outcome"] == "action_today"
+    assert not set(a["invoice_id"]) & set(held)
+
+
+def test_every_invoice_gets_exactly_one_outcome(tmp_path, policy):
+    dues = [D(2026, 8, 1) + dt.timedelta(days=7 * i) for i in range(30)]
+    inv = [invoice(f"I{i}", issue_date=(d - dt.timedelta(days=30)).isoformat(), due_date=d.isoformat())
+           for i, d in enumerate(dues)]
+    p, _ = _plan(tmp_path, policy, inv)
+    assert p.index.is_unique and len(p) == 30
+    assert set(p["outcome"]) <= {"action_today", "no_action_due", "held"}

@@ -108,13 +108,8 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(EXIT_FAILED)
-    except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.UsageError):
-            print(f"arflow: error: {exc.format_message()}", file=sys.stderr)
-            sys.exit(EXIT_USAGE)
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:  # usage errors of the CLI library, and anything unexpected
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's (or typer's copy of) errors
             print(f"arflow: error: {exc.format_message()}", file=sys.stderr)
             sys.exit(EXIT_USAGE)
         print(f"arflow: error: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",

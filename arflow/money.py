@@ -10,11 +10,10 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import lru_cache
 
-import numpy as np
 import pandas as pd
 from babel.numbers import get_currency_precision, list_currencies
 
-_AMOUNT_RE = r"^\s*(-?)(\d+)(?:\.(\d+))?\s*$"
+_AMOUNT_RE = r"-?\d+(?:\.\d+)?"
 
 
 @lru_cache(maxsize=1)
@@ -49,38 +48,30 @@ def to_minor(amount: str, currency: str) -> int:
 
 def parse_minor(amounts: pd.Series, currencies: pd.Series) -> pd.Series:
     """Vectorised :func:`to_minor`: returns nullable Int64, NA where the text is not a valid
-    amount for its currency (unknown currency, bad text, too many fractional digits)."""
-    amounts = amounts.astype("string")
-    currencies = currencies.astype("string").str.strip().str.upper()
-    parts = amounts.str.extract(_AMOUNT_RE)
-    sign, whole, frac = parts[0], parts[1], parts[2].fillna("")
-    digits = currencies.map(lambda c: minor_digits(c) if is_currency(c) else -1).astype("int64")
-    ok = whole.notna() & (digits >= 0)
-    # Strip trailing zeros beyond the currency's precision ("1.500" USD is fine); anything else
-    # beyond it is a real fraction of a minor unit, which we refuse rather than round.
-    frac_len = frac.str.len().fillna(0).astype("int64")
-    too_long = frac_len > digits
-    excess_nonzero = too_long & frac.str.rstrip("0").str.len().fillna(0).astype("int64").gt(digits)
-    ok &= ~excess_nonzero.fillna(True)
-    # At most 18 digits in all (whole + minor) so the int64 arithmetic cannot overflow.
-    ok &= (whole.str.len().fillna(99).astype("int64") + digits) <= 18
+    amount for its currency (unknown currency, bad text, too many fractional digits).
 
+    Works with string operations only (no float at any point), one pass per currency precision.
+    """
+    text = amounts.astype("string").str.strip()
+    currencies = currencies.astype("string").str.strip().str.upper()
+    digits = currencies.map(lambda c: minor_digits(c) if is_currency(c) else -1).astype("int64")
+    ok = text.str.fullmatch(_AMOUNT_RE).fillna(False).astype(bool) & (digits >= 0)
     result = pd.Series(pd.NA, index=amounts.index, dtype="Int64")
-    if not ok.any():
-        return result
-    w = whole[ok].astype("int64").to_numpy()
-    d = digits[ok].to_numpy()
-    f = frac[ok]
-    fl = frac_len[ok].to_numpy()
-    # Normalise the fraction to exactly `d` digits: pad right, or drop trailing zeros.
-    keep = np.minimum(fl, d)
-    f_cut = pd.Series([s[:k] for s, k in zip(f.tolist(), keep.tolist())], index=f.index)
-    f_val = pd.to_numeric(f_cut.where(f_cut != "", "0")).astype("int64").to_numpy()
-    f_val = f_val * (10 ** (d - keep))
-    value = w * (10**d) + f_val
-    neg = (sign[ok] == "-").to_numpy()
-    value = np.where(neg, -value, value)
-    result.loc[ok[ok].index] = value
+    for d in sorted(set(digits[ok].tolist())):
+        sel = ok & (digits == d)
+        body = text[sel]
+        negative = body.str.startswith("-").to_numpy(dtype=bool)
+        parts = body.str.lstrip("-").str.partition(".")
+        whole, frac = parts[0], parts[2]
+        # Digits past the currency's precision must be zeros ("1.500" USD is 1.50; "1.005" is refused).
+        extra = frac.str.slice(d).str.rstrip("0").str.len().to_numpy(dtype="int64") > 0
+        too_big = (whole.str.len().to_numpy(dtype="int64") + d) > 18  # int64 holds 18 digits safely
+        good = ~(extra | too_big)
+        frac_d = frac.str.slice(0, d).str.pad(d, side="right", fillchar="0") if d else None
+        joined = whole + frac_d if d else whole
+        values = pd.to_numeric(joined[good], errors="coerce").astype("Int64")
+        values = values.where(~pd.Series(negative[good], index=values.index), -values)
+        result.loc[values.index] = values
     return result
 
 

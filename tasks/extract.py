@@ -15,7 +15,6 @@ from arflow.money import known_currencies, parse_minor
 from arflow.policy import Policy
 
 BUCKETS = ("current", "d1_30", "d31_60", "d61_90", "d91_plus")
-_TERMS_RE = r"^(?:(net)(\d{1,3})|(eom)(\d{1,3})|(dueonreceipt))$"
 _EMAIL_RE = r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$"
 
 
@@ -49,10 +48,11 @@ def due_from_terms(issue: pd.Series, terms: pd.Series) -> tuple[pd.Series, pd.Se
     """Due dates from terms. Returns (due or NaT, state) with state 'terms', 'missing' (no terms)
     or 'unknown_terms' (terms we cannot read)."""
     t = normalize_terms(terms)
-    m = t.str.extract(_TERMS_RE)
-    net_days = pd.to_numeric(m[1], errors="coerce")
-    eom_days = pd.to_numeric(m[3], errors="coerce")
-    receipt = m[4].notna()
+    net = t.str.fullmatch(r"net\d{1,3}").fillna(False).astype(bool)
+    eom = t.str.fullmatch(r"eom\d{1,3}").fillna(False).astype(bool)
+    receipt = (t == "dueonreceipt").fillna(False).astype(bool)
+    net_days = pd.to_numeric(t.str.slice(3).where(net), errors="coerce")
+    eom_days = pd.to_numeric(t.str.slice(3).where(eom), errors="coerce")
     due = pd.Series(pd.NaT, index=issue.index, dtype="datetime64[s]")
     due = due.mask(net_days.notna(), issue + pd.to_timedelta(net_days.fillna(0), unit="D"))
     month_end = (issue + pd.offsets.MonthEnd(0)).astype("datetime64[s]")

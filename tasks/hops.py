@@ -84,11 +84,13 @@ def extract_aging(inputs: Inputs, as_of: dt.date, policy: Policy) -> tuple[HopRe
     good_customers, cq, ccheck = _checked(customers, "extract_customers", policy, inputs.customers,
                                           entity="customer", id_column="customer_id")
     invoices = extract.parse_invoices(inputs.invoices)
-    bad_customer_ids = sorted(set(cq["record_id"].dropna()) - set(good_customers["customer_id"].dropna()))
-    params = {"known_customers": sorted(good_customers["customer_id"].dropna().unique().tolist()),
-              "quarantined_customers": bad_customer_ids or ["\x00none"],
-              "currencies": sorted(known_currencies())}
-    good, iq, icheck = _checked(invoices, "extract_aging", policy, inputs.invoices, params=params)
+    # Membership as boolean columns: the suite then holds small literal sets (GX copies its
+    # configuration often, and a value set of every customer id made that the slowest step).
+    bad_customer_ids = set(cq["record_id"].dropna()) - set(good_customers["customer_id"].dropna())
+    invoices["customer_record_ok"] = ~invoices["customer_id"].isin(bad_customer_ids)
+    invoices["customer_known"] = invoices["customer_id"].isin(set(good_customers["customer_id"].dropna()))
+    invoices["currency_known"] = invoices["currency"].isin(known_currencies())
+    good, iq, icheck = _checked(invoices, "extract_aging", policy, inputs.invoices)
     aged = extract.age(good, as_of, policy)
     aged["effective_balance_minor"] = extract.effective_balance(aged, inputs.applied, inputs.reflected_payment_ids)
     quarantine = pd.concat([q for q in (cq, iq) if not q.empty], ignore_index=True) if len(cq) + len(iq) else \

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
 import pandas as pd
 
 from arflow.policy import Policy
@@ -85,7 +84,3 @@ def customer_currency(invoices: pd.DataFrame) -> pd.Series:
     if invoices.empty:
         return pd.Series(dtype="string")
     return invoices.drop_duplicates("customer_id").set_index("customer_id")["currency"]
-
-
-def np_bool(s: pd.Series) -> np.ndarray:
-    return s.fillna(False).to_numpy(dtype=bool)

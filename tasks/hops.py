@@ -66,9 +66,9 @@ def quarantine_rows(rejected: pd.DataFrame, frame: pd.DataFrame, raw: pd.DataFra
 
 
 def _checked(frame: pd.DataFrame, hop: str, policy: Policy, raw: pd.DataFrame | None = None, *,
-             entity: str = "invoice", id_column: str = "invoice_id", params: dict | None = None,
+             entity: str = "invoice", id_column: str = "invoice_id",
              reason_prefix: str = "") -> tuple[pd.DataFrame, pd.DataFrame, CheckResult]:
-    check = run_suite(frame, hop, params)
+    check = run_suite(frame, hop)
     enforce_threshold(check, policy.data_quality.max_failure_share)
     rejected = check.rejected
     if reason_prefix and not rejected.empty:

@@ -99,16 +99,10 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
         if len(idx):
             rows.append(_actions_for(work.loc[idx], step, policy))
     actions = pd.concat(rows) if rows else _empty_actions()
-    if not actions.empty:
-        actions["already_done"] = actions["idempotency_key"].isin(done_keys)
-        todo = actions[~actions["already_done"]]
-        acting = todo["row"].unique()
-        outcome[acting] = "action_today"
-        reason[acting] = ""
-        finished = candidates & (outcome == "") & work.index.isin(actions["row"])
-        outcome[finished] = "no_action_due"
-        reason[finished] = "step_done"
-        actions = todo.drop(columns=["already_done"])
+    # A touch already in the outbox (an earlier run, or a re-run of today) is not planned again.
+    actions = actions[~actions["idempotency_key"].isin(done_keys)]
+    acting = actions["row"].unique()
+    outcome[acting] = "action_today"
     rest = outcome == ""
     outcome[rest] = "no_action_due"
     reason[rest] = np.where(best_day[rest].isna(), "next_step_not_due", "step_done")

@@ -49,10 +49,7 @@ def run(
 ) -> None:
     """Run the daily AR flow for one day."""
     day = _parse_date(as_of, "--as-of")
-    if not (source == "demo" or source.startswith("csv:")):
-        raise UsageError(f"--source must be demo or csv:DIR, got {source!r}")
-    if source.startswith("csv:") and not Path(source[4:]).is_dir():
-        raise UsageError(f"--source {source}: {source[4:]} is not a folder")
+    _check_source(source)
     _quiet_env()
     with contextlib.redirect_stdout(sys.stderr):
         from flows.daily_ar import daily_ar
@@ -64,6 +61,39 @@ def run(
         from tasks.report import markdown
 
         sys.stdout.write(markdown(summary))
+
+
+@app.command()
+def checkpoint(
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="the day to run, YYYY-MM-DD (default: today)"),
+    source: str = typer.Option("demo", "--source", help="demo | csv:DIR (its payments.csv)"),
+    bank_file: Optional[Path] = typer.Option(None, "--bank-file", help="a bank statement: CSV or BAI2"),
+    mode: str = typer.Option("dry-run", "--mode", help="dry-run (receipts recorded, not sent)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Run the payment checkpoint: apply payments, close paid invoices, queue receipts."""
+    day = _parse_date(as_of, "--as-of")
+    _check_source(source)
+    if bank_file is not None and not bank_file.is_file():
+        raise UsageError(f"--bank-file {bank_file} is not a file")
+    _quiet_env()
+    with contextlib.redirect_stdout(sys.stderr):
+        from flows.payment_checkpoint import payment_checkpoint
+
+        summary = payment_checkpoint(as_of=day, source=source, bank_file=str(bank_file) if bank_file else None,
+                                     mode=mode)
+    if as_json:
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+    else:
+        for k, v in summary.items():
+            sys.stdout.write(f"{k}: {v}\n")
+
+
+def _check_source(source: str) -> None:
+    if not (source == "demo" or source.startswith("csv:")):
+        raise UsageError(f"--source must be demo or csv:DIR, got {source!r}")
+    if source.startswith("csv:") and not Path(source[4:]).is_dir():
+        raise UsageError(f"--source {source}: {source[4:]} is not a folder")
 
 
 @app.command("seed-demo")

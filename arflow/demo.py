@@ -169,6 +169,8 @@ def generate(folder: Path, *, anchor: dt.date, seed: int = 42, customers: int = 
 
     # ---- payments received, not yet applied by the checkpoint ------------------------------------
     payments = _recent_payments(inv[open_mask], anchor, rng)
+    bank = _bank_statement(inv[open_mask & ~inv["invoice_number"].isin(
+        payments["reference"].str.extract(r"(\d{5})")[0].dropna())], cust, anchor, rng)
 
     # ---- the books' aging report (before malformed rows are added) --------------------------------
     aging = _books_aging(inv[open_mask], anchor)
@@ -200,6 +202,7 @@ def generate(folder: Path, *, anchor: dt.date, seed: int = 42, customers: int = 
     inv.to_csv(folder / "invoices.csv", index=False)
     cust.to_csv(folder / "customers.csv", index=False)
     payments.to_csv(folder / "payments.csv", index=False)
+    bank.to_csv(folder / "bank_statement.csv", index=False)
     aging.to_csv(folder / "aging_report.csv", index=False)
     seed_dir = folder / "ledger_seed"
     pd.DataFrame(history).to_csv(seed_dir / "payment_history.csv", index=False)
@@ -281,6 +284,26 @@ def _recent_payments(open_inv: pd.DataFrame, anchor: dt.date, rng) -> pd.DataFra
         add(cid, sum(_minor_of(b, cur) for b in g["balance"].iloc[:2]), cur, "remittance: see attached")
     add("", 123456, "USD", "WIRE TRANSFER 88123")  # unidentifiable
     add("", 9900, "EUR", "thank you")
+    rows.append(dict(rows[0]))  # the billing export lists one payment twice
+    partial = rows[12]           # a card chargeback of one partial payment
+    k += 1
+    rows.append({**partial, "payment_id": f"PAY-{k:05d}", "amount": "-" + partial["amount"],
+                 "reference": f"CHARGEBACK {partial['payment_id']}"})
+    return pd.DataFrame(rows)
+
+
+def _bank_statement(open_inv: pd.DataFrame, customers: pd.DataFrame, anchor: dt.date, rng) -> pd.DataFrame:
+    """A bank statement (CSV): payers known by name only, remittance text, a debit, an unknown payer."""
+    usd = open_inv[open_inv["currency"] == "USD"].sample(n=4, random_state=int(rng.integers(1 << 30)))
+    names = customers.set_index("customer_id")["name"]
+    day = (anchor - dt.timedelta(days=1)).isoformat()
+    rows = [{"date": day, "amount": r.balance, "currency": "USD", "reference": f"INV {r.invoice_number} THANK YOU",
+             "payer_name": names[r.customer_id].upper()} for r in usd.iloc[:2].itertuples()]
+    r = usd.iloc[2]
+    rows.append({"date": day, "amount": r["balance"], "currency": "USD", "reference": "ACH CREDIT",
+                 "payer_name": names[r["customer_id"]]})  # payer name and amount only
+    rows.append({"date": day, "amount": "-250.00", "currency": "USD", "reference": "BANK FEE", "payer_name": ""})
+    rows.append({"date": day, "amount": "777.77", "currency": "USD", "reference": "DEPOSIT", "payer_name": "J SMITH"})
     return pd.DataFrame(rows)
 
 

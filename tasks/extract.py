@@ -139,13 +139,28 @@ def bucket_of(days_past_due: pd.Series) -> pd.Series:
 
 
 def effective_balance(invoices: pd.DataFrame, applied: pd.DataFrame, reflected_ids: set[str]) -> pd.Series:
-    """The source's balance less what the ledger applied that the source does not show yet."""
+    """The source's balance less what the ledger applied that the source does not show yet.
+
+    A payment the source reports (by payment id) is not subtracted. Otherwise each application
+    carries the source's balance when it was applied, so once the source's balance has dropped by
+    the applied amount the payment is not counted twice:
+    effective = min(source balance now, min over applications a of
+                    (source balance at a - everything applied from a on)), never below zero.
+    """
+    balance = invoices["balance_minor"].astype("int64")
     if applied is None or applied.empty:
-        return invoices["balance_minor"].astype("int64")
-    pending = applied[~applied["payment_id"].isin(reflected_ids)]
-    per_invoice = pending.groupby("invoice_id")["amount_minor"].sum()
-    less = invoices["invoice_id"].map(per_invoice).fillna(0).astype("int64")
-    return (invoices["balance_minor"].astype("int64") - less).clip(lower=0)
+        return balance
+    a = applied[~applied["payment_id"].isin(reflected_ids) & applied["invoice_id"].isin(invoices["invoice_id"])]
+    if a.empty:
+        return balance
+    a = a.sort_values(["invoice_id", "applied_on", "id"], kind="stable")
+    amount = a["amount_minor"].astype("int64")
+    since = amount.iloc[::-1].groupby(a["invoice_id"].iloc[::-1]).cumsum().iloc[::-1]
+    now = a["invoice_id"].map(dict(zip(invoices["invoice_id"], balance)))
+    base = pd.to_numeric(a["source_balance_minor"], errors="coerce").fillna(now).astype("int64")
+    cap = (base - since).groupby(a["invoice_id"]).min()
+    capped = invoices["invoice_id"].map(cap)
+    return balance.where(capped.isna(), np.minimum(balance, capped.fillna(0).astype("int64"))).clip(lower=0)
 
 
 def iso_currencies() -> list[str]:

@@ -58,7 +58,7 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
 
     nothing_owed = work["effective_balance_minor"] <= 0
     outcome[nothing_owed] = "no_action_due"
-    reason[nothing_owed] = "paid_per_ledger"
+    reason[nothing_owed] = "nothing_owed"
 
     for name in policy.hold_order:
         flag = work[HOLD_FLAGS[name]].fillna(False).astype(bool) & (outcome == "")

@@ -77,3 +77,40 @@ def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_
     rows = outbox_rows(actions, invoices, mode=mode, run_id=run_id, as_of=as_of)
     new = ledger.insert_outbox(rows)
     return {"touches": int(len(rows)), "new": int(new)}
+
+
+@task(name="read_payments", cache_policy=NO_CACHE)
+def read_payments(inputs: hops.Inputs, bank_file: str | None):
+    """The billing system's payments and, if given, a bank statement, in one frame."""
+    import pandas as pd
+
+    from connectors.bank import read_bank_file
+    from tasks.checkpoint import billing_payments
+
+    frames, quarantine = [], []
+    billing, bq = billing_payments(inputs.payments)
+    frames.append(billing)
+    quarantine.append(bq.assign(entity="payment"))
+    if bank_file:
+        bank, kq = read_bank_file(bank_file)
+        frames.append(bank)
+        quarantine.append(kq.assign(entity="bank_line"))
+    payments = pd.concat([f for f in frames if not f.empty] or frames[:1], ignore_index=True)
+    return payments, pd.concat(quarantine, ignore_index=True)
+
+
+@task(name="apply_cash", cache_policy=NO_CACHE)
+def apply_cash(payments, ledger: Ledger, invoices, customers, as_of: dt.date):
+    from connectors.ledger import models as m
+    from tasks.checkpoint import run_checkpoint
+
+    return run_checkpoint(payments, ledger.frame(m.PaymentReceived), invoices, customers, as_of)
+
+
+@task(name="record_checkpoint", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5],
+      retry_condition_fn=_transient)
+def record_checkpoint(result, ledger: Ledger, invoices, customers, mode: str, run_id: str, as_of: dt.date) -> dict:
+    from tasks.touches import receipt_rows
+
+    receipts = receipt_rows(result.closed, invoices, customers, mode=mode, run_id=run_id, as_of=as_of)
+    return ledger.record_checkpoint(result, receipts, as_of, run_id)

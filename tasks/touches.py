@@ -75,3 +75,26 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
         "body": bodies, "needs_approval": a["needs_approval"].astype(bool),
         "status": a["needs_approval"].map({True: "awaiting_decision", False: "planned"}),
     })
+
+
+def receipt_rows(closed: list[dict], invoices: pd.DataFrame, customers: pd.DataFrame, *, mode: str, run_id: str,
+                 as_of: dt.date, sender_name: str = "Accounts Receivable") -> pd.DataFrame:
+    """A receipt per invoice paid in full, shaped as outbox rows (key invoice_id:receipt:email)."""
+    if not closed:
+        return pd.DataFrame()
+    inv = invoices.set_index("invoice_id")
+    cust = customers.set_index("customer_id")
+    rows = []
+    for c in closed:
+        i, who = inv.loc[c["invoice_id"]], cust.loc[c["customer_id"]]
+        name = who["billing_contact_name"]
+        subject, body = render("receipt.j2", {
+            "invoice_number": i["invoice_number"], "amount": format_minor(c["amount_minor"], c["currency"]),
+            "currency": c["currency"], "paid_date": c["paid_date"].isoformat(), "sender_name": sender_name,
+            "contact_name": name if isinstance(name, str) else "there"})
+        rows.append({"idempotency_key": f"{c['invoice_id']}:receipt:email", "mode": mode, "run_id": run_id,
+                     "as_of": as_of, "invoice_id": c["invoice_id"], "customer_id": c["customer_id"], "lane": "paid",
+                     "step": "receipt", "channel": "email", "tone": "friendly",
+                     "recipients": who["billing_contact_email"], "subject": subject, "body": body,
+                     "needs_approval": False, "status": "planned"})
+    return pd.DataFrame(rows)

@@ -122,3 +122,16 @@ def test_every_invoice_gets_exactly_one_outcome(tmp_path, policy):
     p, _ = _plan(tmp_path, policy, inv)
     assert p.index.is_unique and len(p) == 30
     assert set(p["outcome"]) <= {"action_today", "no_action_due", "held"}
+
+
+def test_an_open_invoice_with_nothing_owed_gets_no_touch(tmp_path, policy, ledger):
+    inv = [invoice("I1", due_date="2026-11-18", balance="0.00"), invoice("I2", due_date="2026-11-18")]
+    ledger.insert_rows(m.PaymentApplication, [{"payment_id": "P1", "invoice_id": "I2", "customer_id": "C1",
+                                               "amount_minor": 100000, "currency": "USD",
+                                               "applied_on": D(2026, 11, 21), "rule": "exact"}])
+    p, a = _plan(tmp_path, policy, inv, ledger=ledger)
+    assert a.empty
+    assert p["reason"].to_dict() == {"I1": "nothing_owed", "I2": "nothing_owed"}
+    # Before the payment was applied, I2 was due its nudge.
+    p, a = _plan(tmp_path, policy, inv, ledger=ledger, as_of=D(2026, 11, 20))
+    assert a["invoice_id"].tolist() == ["I2"]

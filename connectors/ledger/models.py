@@ -111,7 +111,8 @@ class Outbox(Base):
     subject: Mapped[str | None] = mapped_column(Text)
     body: Mapped[str | None] = mapped_column(Text)
     needs_approval: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(20))  # planned | awaiting_decision | queued | sent | failed
+    status: Mapped[str] = mapped_column(String(20))  # planned | awaiting_decision | queued | sent | failed | closed
+    closed_reason: Mapped[str | None] = mapped_column(String(80))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -180,6 +181,9 @@ class PaymentHistory(Base):
     paid_date: Mapped[dt.date] = mapped_column(Date)
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
+    days_to_pay: Mapped[int | None] = mapped_column(Integer)       # issue date to payment
+    days_after_due: Mapped[int | None] = mapped_column(Integer)    # due date to payment (negative: early)
+    payment_id: Mapped[str | None] = mapped_column(String(120))    # the payment that closed it (checkpoint)
 
 
 class PaymentApplication(Base):
@@ -194,7 +198,50 @@ class PaymentApplication(Base):
     currency: Mapped[str] = mapped_column(String(3))
     applied_on: Mapped[dt.date] = mapped_column(Date)
     rule: Mapped[str] = mapped_column(String(40))
+    confidence: Mapped[float | None] = mapped_column()
+    # The invoice's balance in the source when this was applied: once the source's balance has
+    # dropped by the applied amount, the source shows the payment and it is not subtracted again.
+    source_balance_minor: Mapped[int | None] = mapped_column(BigInteger)
     reversed_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class PaymentReceived(Base):
+    """Every payment the checkpoint has seen, once (unique payment id). Unapplied ones are the
+    exceptions queue, with their candidates."""
+
+    __tablename__ = "payments_received"
+    __table_args__ = (UniqueConstraint("payment_id", name="uq_payments_received_payment_id"),)
+    id: Mapped[int] = _id()
+    payment_id: Mapped[str] = mapped_column(String(120))
+    source: Mapped[str] = mapped_column(String(20))          # billing | bank
+    source_file: Mapped[str | None] = mapped_column(String(80))  # bank file digest: a line seen in another file is a duplicate
+    customer_id: Mapped[str | None] = mapped_column(String(120), index=True)
+    payer_name: Mapped[str | None] = mapped_column(String(200))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    received_date: Mapped[dt.date] = mapped_column(Date)
+    reference: Mapped[str | None] = mapped_column(Text)
+    recorded_on: Mapped[dt.date] = mapped_column(Date)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))  # applied | partial | overpaid | unapplied | reversal | reversed
+    rule: Mapped[str | None] = mapped_column(String(40))
+    confidence: Mapped[float | None] = mapped_column()
+    needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    candidates: Mapped[str | None] = mapped_column(Text)  # JSON
+
+
+class CustomerCredit(Base):
+    """Cash beyond an invoice's balance (over-payment): a credit for a person to review."""
+
+    __tablename__ = "customer_credits"
+    id: Mapped[int] = _id()
+    customer_id: Mapped[str] = mapped_column(String(120), index=True)
+    payment_id: Mapped[str] = mapped_column(String(120))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    created_on: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="to_review")  # to_review | cancelled | refunded | applied
 
 
 class AuditLog(Base):

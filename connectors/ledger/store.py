@@ -124,18 +124,66 @@ class Ledger:
     def insert_frame(self, model: type[m.Base], df: pd.DataFrame, conn=None) -> int:
         return self.insert_rows(model, _records(df), conn)
 
-    def insert_outbox(self, df: pd.DataFrame) -> int:
+    def _insert_new(self, conn, model: type[m.Base], rows: list[dict], unique: list[str], returning: str) -> list:
+        """INSERT ... ON CONFLICT DO NOTHING RETURNING: the values of `returning` for rows this
+        call inserted (a row another run inserted first does not come back)."""
+        if not rows:
+            return []
+        table = model.__table__
+        ins = pg_insert(table) if self.dialect == "postgresql" else sqlite_insert(table)
+        stmt = ins.on_conflict_do_nothing(index_elements=unique).returning(table.c[returning])
+        return [r[0] for r in conn.execute(stmt, rows).all()]
+
+    def insert_outbox(self, df: pd.DataFrame, conn=None) -> int:
         """Insert touches; a row whose (idempotency_key, mode) is already there is left alone.
         Returns how many rows were new."""
         rows = _records(df)
-        if not rows:
-            return 0
-        table = m.Outbox.__table__
-        ins = pg_insert(table) if self.dialect == "postgresql" else sqlite_insert(table)
-        stmt = ins.on_conflict_do_nothing(index_elements=["idempotency_key", "mode"]).returning(table.c.id)
+        if conn is not None:
+            return len(self._insert_new(conn, m.Outbox, rows, ["idempotency_key", "mode"], "id"))
+        with self.engine.begin() as c:
+            return len(self._insert_new(c, m.Outbox, rows, ["idempotency_key", "mode"], "id"))
+
+    def record_checkpoint(self, result, receipts: pd.DataFrame, as_of: dt.date, run_id: str) -> dict:
+        """Write a checkpoint's result in one transaction. Only payments this call inserts are
+        applied, so two checkpoints at once cannot apply the same payment twice."""
+        from sqlalchemy import delete, update
+
         with self.engine.begin() as conn:
-            inserted = conn.execute(stmt, rows).all()  # only the rows this call inserted come back
-        return len(inserted)
+            rows = [{**r, "run_id": run_id} for r in result.received]
+            new = set(self._insert_new(conn, m.PaymentReceived, rows, ["payment_id"], "payment_id"))
+            apps = [a for a in result.applications if a["payment_id"] in new]
+            self.insert_rows(m.PaymentApplication, apps, conn)
+            self.insert_rows(m.CustomerCredit, [c for c in result.credits if c["payment_id"] in new], conn)
+            reversing = {orig for rev, orig in result.reversal_of.items() if rev in new}
+            if reversing:
+                conn.execute(update(m.PaymentApplication).where(m.PaymentApplication.payment_id.in_(reversing),
+                                                                m.PaymentApplication.reversed_on.is_(None))
+                             .values(reversed_on=as_of))
+                conn.execute(update(m.PaymentReceived).where(m.PaymentReceived.payment_id.in_(reversing))
+                             .values(status="reversed"))
+                conn.execute(update(m.CustomerCredit).where(m.CustomerCredit.payment_id.in_(reversing))
+                             .values(status="cancelled"))
+                conn.execute(delete(m.PaymentHistory).where(m.PaymentHistory.payment_id.in_(reversing)))
+            closed = [c for c in result.closed if c["payment_id"] in new]
+            closed_ids = [c["invoice_id"] for c in closed]
+            self.insert_rows(m.PaymentHistory, closed, conn)
+            touches_closed = 0
+            if closed_ids:
+                touches_closed = conn.execute(
+                    update(m.Outbox).where(m.Outbox.invoice_id.in_(closed_ids),
+                                           m.Outbox.status.in_(["planned", "awaiting_decision", "queued"]))
+                    .values(status="closed", closed_reason="paid")).rowcount
+                conn.execute(update(m.PromiseToPay).where(m.PromiseToPay.invoice_id.in_(closed_ids),
+                                                          m.PromiseToPay.closed_on.is_(None))
+                             .values(closed_on=as_of, note="kept: paid"))
+            receipts_new = 0
+            if receipts is not None and not receipts.empty:
+                receipts_new = self.insert_outbox(receipts[receipts["invoice_id"].isin(closed_ids)], conn)
+            self.audit("payment_checkpoint", "checkpoint.recorded", "run", run_id,
+                       {"new_payments": len(new), "applications": len(apps), "closed": closed_ids,
+                        "reversed": sorted(reversing)}, conn)
+        return {"new_payments": len(new), "closed": closed_ids, "touches_closed": int(touches_closed),
+                "receipts_queued": receipts_new, "reversed": sorted(reversing)}
 
     def audit(self, actor: str, action: str, entity: str | None = None, entity_id: str | None = None,
               detail: dict | None = None, conn=None) -> None:

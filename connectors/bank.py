@@ -1,0 +1,103 @@
+"""Bank statement files: CSV, and BAI2 through the ``bai2`` package (ministryofjustice/bai2).
+
+CSV columns: ``date, amount, currency, reference, payer_name`` and optionally ``transaction_id``
+(dates ISO, amounts decimal strings in major units; negative amounts are debits and are skipped).
+BAI2: credit transaction details (type codes 100-399), dated by their group's as-of date, currency
+from the account or the group (USD when neither says), reference from the customer reference and
+the text.
+
+Each line gets a payment id: ``bank:<transaction id>`` when the file has one, else ``bank:`` plus a
+digest of the line's content and its occurrence in the file (two identical lines in one statement
+are two payments; the same line in another file is the same payment, a duplicate).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+
+from arflow.money import parse_minor
+from connectors.sources import SourceError, read_csv_strings
+from tasks.extract import parse_dates
+
+BANK_CSV_COLUMNS = ("date", "amount", "currency", "reference", "payer_name")
+PAYMENT_FRAME = ["payment_id", "source", "source_file", "customer_id", "payer_name", "amount_minor", "currency",
+                 "received_date", "reference"]
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def read_bank_file(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(payments in the checkpoint's frame shape, quarantined lines with reason)."""
+    path = Path(path)
+    if not path.exists():
+        raise SourceError(f"bank file not found: {path}")
+    text = path.read_bytes()[:200].decode("utf-8", "replace").lstrip()
+    if text.startswith("01,"):
+        return _read_bai2(path)
+    return _read_csv(path)
+
+
+def _line_ids(df: pd.DataFrame, cols: list[str]) -> pd.Series:
+    key = df[cols].astype(str).agg("|".join, axis=1)
+    occurrence = key.groupby(key).cumcount().astype(str)
+    return "bank:" + (key + "#" + occurrence).map(lambda s: hashlib.sha256(s.encode()).hexdigest()[:20])
+
+
+def _read_csv(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    raw = read_csv_strings(path, BANK_CSV_COLUMNS, what="bank file")
+    df = pd.DataFrame(index=raw.index)
+    df["received_date"] = parse_dates(raw["date"])
+    df["currency"] = raw["currency"].str.upper()
+    df["amount_minor"] = parse_minor(raw["amount"], df["currency"])
+    df["reference"] = raw["reference"]
+    df["payer_name"] = raw["payer_name"].replace("", None)
+    bad = df["received_date"].isna() | df["amount_minor"].isna()
+    reasons = pd.Series("bad_amount", index=df.index).where(df["received_date"].notna(), "bad_date")
+    quarantine = pd.DataFrame({"source_row": raw.loc[bad, "source_row"], "reason": reasons[bad],
+                               "raw": raw.loc[bad].drop(columns="source_row").to_dict("records")})
+    df = df[~bad]
+    df = df[df["amount_minor"] > 0]  # debits are not customer payments
+    if "transaction_id" in raw and (raw.loc[df.index, "transaction_id"] != "").all():
+        df["payment_id"] = "bank:" + raw.loc[df.index, "transaction_id"]
+    else:
+        df["payment_id"] = _line_ids(raw.loc[df.index], list(BANK_CSV_COLUMNS))
+    df["source"], df["source_file"], df["customer_id"] = "bank", file_digest(path), None
+    return df[PAYMENT_FRAME].reset_index(drop=True), quarantine
+
+
+def _read_bai2(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from bai2 import bai2
+    from bai2.constants import TypeCodeTransaction
+
+    try:
+        with open(path) as fh:
+            parsed = bai2.parse_from_file(fh)
+    except Exception as exc:  # the library raises its own ParsingException and friends
+        raise SourceError(f"bank file {path}: not a readable BAI2 file: {exc}") from None
+    rows = []
+    for group in parsed.children:
+        day = group.header.as_of_date
+        for account in group.children:
+            currency = account.header.currency or group.header.currency or "USD"
+            for n, t in enumerate(account.children):
+                if t.type_code is None or t.type_code.transaction != TypeCodeTransaction.credit:
+                    continue
+                reference = " ".join(x for x in (t.customer_reference, t.text) if x)
+                ident = t.bank_reference or None
+                rows.append({"received_date": pd.Timestamp(day), "currency": currency, "amount_minor": int(t.amount),
+                             "reference": reference, "payer_name": None, "ident": ident,
+                             "key": f"{day}|{t.amount}|{currency}|{reference}"})
+    df = pd.DataFrame(rows, columns=["received_date", "currency", "amount_minor", "reference", "payer_name", "ident", "key"])
+    if df.empty:
+        return pd.DataFrame(columns=PAYMENT_FRAME), pd.DataFrame(columns=["source_row", "reason", "raw"])
+    occurrence = df.groupby("key").cumcount().astype(str)
+    digest = (df["key"] + "#" + occurrence).map(lambda s: hashlib.sha256(s.encode()).hexdigest()[:20])
+    df["payment_id"] = "bank:" + df["ident"].where(df["ident"].notna(), digest)
+    df["received_date"] = df["received_date"].astype("datetime64[s]")
+    df["source"], df["source_file"], df["customer_id"] = "bank", file_digest(path), None
+    return df[PAYMENT_FRAME], pd.DataFrame(columns=["source_row", "reason", "raw"])

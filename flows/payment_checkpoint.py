@@ -1,0 +1,76 @@
+"""payment_checkpoint(as_of): apply incoming payments, close what is paid (DESIGN.md, Data flow).
+
+Reads the billing system's payments and, optionally, a bank statement; matches them to open
+invoices (tasks/cash.py); writes applications, credits, reversals, payment history, receipts and
+closures to the ledger in one transaction. Invoices still open are re-aged by tomorrow's daily run,
+which reads what this flow applied.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from arflow.config import Settings, today_in
+from arflow.policy import load_policy
+from connectors.ledger.store import Ledger
+from flows.daily_ar import _run_id
+from tasks import prefect_tasks as t
+from tasks.checkpoint import summarize
+
+
+@flow(name="payment_checkpoint", log_prints=False)
+def payment_checkpoint(as_of: dt.date | None = None, source: str = "demo", bank_file: str | None = None,
+                       mode: str = "dry-run") -> dict:
+    """Apply the day's payments (billing and bank file) and close the invoices they pay."""
+    settings = Settings.from_env()
+    policy = load_policy(settings.policy_path)
+    as_of = as_of or today_in(settings.timezone or policy.timezone)
+    ledger = Ledger(settings.db_url)
+    run_id = _run_id()
+    ledger.start_run(run_id, "payment_checkpoint", as_of, source, mode, policy.version)
+    try:
+        inputs = t.fetch_inputs(source, ledger, as_of, settings.data_dir)
+        payments, quarantined = t.read_payments(inputs, bank_file)
+        extracted, _customers = t.extract_aging(inputs, as_of, policy)
+        result = t.apply_cash(payments, ledger, extracted.frame, inputs.customers, as_of)
+        written = t.record_checkpoint(result, ledger, extracted.frame, inputs.customers, mode, run_id, as_of)
+        summary = summarize(result, payments_read=len(payments) + len(quarantined), quarantined=len(quarantined),
+                            receipts_queued=written["receipts_queued"], as_of=as_of, run_id=run_id)
+        summary["touches_closed"] = written["touches_closed"]
+        _publish(summary, result)
+    except BaseException as exc:
+        ledger.finish_run(run_id, "failed", {"error": f"{exc.__class__.__name__}: {exc}"})
+        raise
+    ledger.finish_run(run_id, "completed", summary)
+    get_run_logger().info("payment_checkpoint %s: applied %s, unapplied %s", as_of, summary["applied"],
+                          summary["unapplied"])
+    return summary
+
+
+def _publish(summary: dict, result) -> None:
+    exceptions = [{"payment_id": r["payment_id"], "customer_id": r["customer_id"], "amount_minor": r["amount_minor"],
+                   "currency": r["currency"], "reference": r["reference"], "reason": r["reason"],
+                   "candidates": r["candidates"] or ""}
+                  for r in result.received if r["status"] == "unapplied" or r["needs_review"]]
+    create_table_artifact(key="payment-checkpoint-exceptions", table=exceptions or [{"payment_id": "none"}],
+                          description=f"Unapplied cash and matches to review, {summary['as_of']}")
+    create_table_artifact(key="payment-checkpoint-summary",
+                          table=[{"key": k, "value": json.dumps(v) if isinstance(v, dict) else v}
+                                 for k, v in summary.items()],
+                          description=f"Payment checkpoint {summary['as_of']}")
+    lines = [f"# Payment checkpoint {summary['as_of']}", "",
+             f"{summary['payments_read']} payments read, {summary['new_payments']} new; auto-match rate "
+             f"{summary['auto_match_rate']}; {summary['invoices_closed']} invoices closed; "
+             f"{summary['unapplied']} unapplied; {summary['duplicates']} duplicates; {summary['reversed']} reversed.", "",
+             "| rule | payments |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in summary["applied"].items()]
+    if exceptions:
+        lines += ["", "## Exceptions queue", "", "| payment | customer | amount (minor) | reason |", "| --- | --- | --- | --- |"]
+        lines += [f"| {e['payment_id']} | {e['customer_id'] or ''} | {e['amount_minor']} {e['currency']} | {e['reason'] or 'review'} |"
+                  for e in exceptions]
+    create_markdown_artifact(key="payment-checkpoint-report", markdown="\n".join(lines) + "\n")

@@ -1,0 +1,215 @@
+"""Cash application: match incoming payments to open invoices. Pure functions, no Prefect.
+
+Rules, tried in this order for each payment (currency must always match, and a payment never
+applies to another customer's invoice unless the customer file names the relationship through
+``parent_customer_id``):
+
+| rule | when | confidence |
+| --- | --- | --- |
+| ``exact`` | the reference names one open invoice and the amount equals its open balance | 1.00 |
+| ``reference_partial`` | the reference names one invoice, the amount is less: the rest stays open | 0.90 |
+| ``reference_overpaid`` | the reference names one invoice, the amount is more: it closes, the surplus is a customer credit to review | 0.90 |
+| ``reference_multi`` | the reference names several invoices and the amount equals their balances together | 0.95 |
+| ``multi_invoice`` | no invoice named; exactly one combination (2 or more) of the customer's open balances equals the amount | 0.80 |
+| ``multi_invoice_oldest`` | several combinations fit: the one with the oldest invoices, flagged for review | 0.50 |
+| ``amount_customer`` | no invoice named; exactly one open invoice of the customer has that balance | 0.70 |
+
+Anything else is unapplied cash, kept in the exceptions queue with its candidates shown; a
+payment is never guessed onto an invoice. Payments are taken in received order, so two payments
+for the same invoice see each other's effect.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+CONFIDENCE = {"exact": 1.0, "reference_partial": 0.9, "reference_overpaid": 0.9, "reference_multi": 0.95,
+              "multi_invoice": 0.8, "multi_invoice_oldest": 0.5, "amount_customer": 0.7}
+NEEDS_REVIEW = {"reference_overpaid", "multi_invoice_oldest"}
+MAX_SUBSET_INVOICES = 18   # the customer's oldest open invoices searched for combinations
+MAX_SUBSET_SIZE = 5
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-_/]*")
+_PREFIX = re.compile(r"^(?:inv(?:oice)?|no|nr|ref)[\-_#:]*", re.IGNORECASE)
+
+
+@dataclass
+class Outcome:
+    payment_id: str
+    status: str                 # applied | partial | overpaid | unapplied
+    rule: str | None
+    confidence: float | None
+    needs_review: bool
+    customer_id: str | None
+    applications: list[dict] = field(default_factory=list)  # invoice_id, amount_minor
+    credit_minor: int = 0
+    reason: str | None = None   # why unapplied
+    candidates: list[dict] = field(default_factory=list)
+
+
+def reference_tokens(text: str | None) -> set[str]:
+    """Invoice-number candidates in free remittance text: 'Inv #10234, 10235' -> {'10234', '10235', ...}."""
+    if not text or not isinstance(text, str):
+        return set()
+    out = set()
+    for tok in _TOKEN.findall(text.replace("#", " ")):
+        out.add(tok.upper())
+        stripped = _PREFIX.sub("", tok)
+        if stripped:
+            out.add(stripped.upper())
+    return out
+
+
+class OpenBook:
+    """The open invoices and their running balances while payments are applied."""
+
+    def __init__(self, invoices: pd.DataFrame, customers: pd.DataFrame | None = None):
+        inv = invoices.sort_values(["due_date", "issue_date", "invoice_id"], kind="stable")
+        self.rows = {r.invoice_id: {"invoice_id": r.invoice_id, "invoice_number": str(r.invoice_number),
+                                    "customer_id": r.customer_id, "currency": r.currency,
+                                    "due_date": r.due_date, "balance": int(r.balance_minor)}
+                     for r in inv.itertuples()}
+        self.by_number: dict[str, list[str]] = {}
+        self.by_customer: dict[str, list[str]] = {}
+        for iid, r in self.rows.items():
+            self.by_number.setdefault(r["invoice_number"].upper(), []).append(iid)
+            self.by_number.setdefault(str(iid).upper(), []).append(iid)
+            self.by_customer.setdefault(r["customer_id"], []).append(iid)
+        self.related: dict[str, set[str]] = {}
+        self.names: dict[str, list[str]] = {}
+        if customers is not None and not customers.empty:
+            parent = customers.get("parent_customer_id")
+            for r in customers.itertuples():
+                self.names.setdefault(_norm(r.name), []).append(r.customer_id)
+            if parent is not None:
+                for cid, pid in zip(customers["customer_id"], parent):
+                    if isinstance(pid, str) and pid:
+                        self.related.setdefault(cid, set()).add(pid)
+                        self.related.setdefault(pid, set()).add(cid)
+
+    def family(self, customer_id: str | None) -> set[str]:
+        if not customer_id:
+            return set()
+        return {customer_id} | self.related.get(customer_id, set())
+
+    def open_of(self, customers: set[str], currency: str) -> list[dict]:
+        out = [self.rows[i] for c in customers for i in self.by_customer.get(c, ())
+               if self.rows[i]["balance"] > 0 and self.rows[i]["currency"] == currency]
+        return sorted(out, key=lambda r: (r["due_date"], r["invoice_id"]))
+
+    def customer_by_name(self, name: str | None) -> str | None:
+        ids = self.names.get(_norm(name), []) if name else []
+        return ids[0] if len(ids) == 1 else None
+
+
+def _norm(text) -> str:
+    return re.sub(r"[^a-z0-9]", "", str(text).lower()) if isinstance(text, str) else ""
+
+
+def apply_payment(book: OpenBook, p: dict) -> Outcome:
+    """Match one payment (positive amount) against the book and update its balances."""
+    amount, cur = int(p["amount_minor"]), p["currency"]
+    given = p.get("customer_id")  # NaN/None/"" all mean: not given
+    customer = given if isinstance(given, str) and given else book.customer_by_name(p.get("payer_name"))
+    family = book.family(customer)
+    named = []
+    for tok in reference_tokens(p.get("reference")):
+        for iid in book.by_number.get(tok, ()):
+            row = book.rows[iid]
+            if row["balance"] > 0 and row not in named:
+                named.append(row)
+    out = Outcome(payment_id=p["payment_id"], status="unapplied", rule=None, confidence=None, needs_review=False,
+                  customer_id=customer)
+    if named:
+        wrong_currency = [r for r in named if r["currency"] != cur]
+        if not customer:  # the reference is how we learn the customer
+            owners = {r["customer_id"] for r in named}
+            if len(owners) == 1:
+                customer = owners.pop()
+                family = book.family(customer)
+                out.customer_id = customer
+        foreign = [r for r in named if r["customer_id"] not in family]
+        named = [r for r in named if r["currency"] == cur and r["customer_id"] in family]
+        if not named:
+            out.reason = ("reference names another customer's invoice" if foreign else
+                          "reference names an invoice in another currency" if wrong_currency else
+                          "reference names no open invoice of this customer")
+            out.candidates = [_cand(r) for r in (foreign or wrong_currency)][:5]
+            return out
+        if len(named) == 1:
+            r = named[0]
+            if amount == r["balance"]:
+                return _apply(out, "exact", [(r, amount)])
+            if amount < r["balance"]:
+                return _apply(out, "reference_partial", [(r, amount)], status="partial")
+            return _apply(out, "reference_overpaid", [(r, r["balance"])], status="overpaid",
+                          credit=amount - r["balance"])
+        if amount == sum(r["balance"] for r in named):
+            return _apply(out, "reference_multi", [(r, r["balance"]) for r in named])
+        out.reason = "reference names several invoices and the amount is not their total"
+        out.candidates = [_cand(r) for r in named][:10]
+        return out
+    if not customer:
+        out.reason = "no invoice named and the payer is not a known customer"
+        return out
+    pool = book.open_of(family, cur)
+    singles = [r for r in pool if r["balance"] == amount]
+    multis = _subsets(pool[:MAX_SUBSET_INVOICES], amount)
+    if multis and not singles:
+        if len(multis) == 1:
+            return _apply(out, "multi_invoice", [(r, r["balance"]) for r in multis[0]])
+        oldest = min(multis, key=lambda s: sorted((r["due_date"], r["invoice_id"]) for r in s))
+        applied = _apply(out, "multi_invoice_oldest", [(r, r["balance"]) for r in oldest])
+        applied.candidates = [{"invoices": [r["invoice_id"] for r in s]} for s in multis[:10]]
+        return applied
+    if len(singles) == 1 and not multis:
+        return _apply(out, "amount_customer", [(singles[0], amount)])
+    if singles or multis:
+        out.reason = "several open invoices or combinations fit the amount"
+        out.candidates = [_cand(r) for r in singles][:5] + [{"invoices": [r["invoice_id"] for r in s]}
+                                                           for s in multis[:5]]
+    else:
+        out.reason = "no open invoice or combination of this customer fits the amount"
+        out.candidates = [_cand(r) for r in pool[:5]]
+    return out
+
+
+def _subsets(pool: list[dict], amount: int) -> list[list[dict]]:
+    found = []
+    for size in range(2, min(MAX_SUBSET_SIZE, len(pool)) + 1):
+        for combo in itertools.combinations(pool, size):
+            if sum(r["balance"] for r in combo) == amount:
+                found.append(list(combo))
+                if len(found) > 50:
+                    return found
+    return found
+
+
+def _apply(out: Outcome, rule: str, parts: list[tuple[dict, int]], status: str = "applied", credit: int = 0) -> Outcome:
+    for row, amt in parts:
+        row["balance"] -= amt
+        out.applications.append({"invoice_id": row["invoice_id"], "customer_id": row["customer_id"],
+                                 "amount_minor": int(amt)})
+    out.status, out.rule, out.confidence = status, rule, CONFIDENCE[rule]
+    out.needs_review = rule in NEEDS_REVIEW
+    out.credit_minor = int(credit)
+    return out
+
+
+def _cand(r: dict) -> dict:
+    return {"invoice_id": r["invoice_id"], "invoice_number": r["invoice_number"], "customer_id": r["customer_id"],
+            "balance_minor": int(r["balance"]), "currency": r["currency"]}
+
+
+def apply_all(book: OpenBook, payments: pd.DataFrame) -> list[Outcome]:
+    """Apply payments in received order (then by id, so the order is stable)."""
+    ordered = payments.sort_values(["received_date", "payment_id"], kind="stable")
+    return [apply_payment(book, p) for p in ordered.to_dict("records")]
+
+
+def candidates_json(o: Outcome) -> str | None:
+    return json.dumps(o.candidates) if o.candidates else None

@@ -7,12 +7,16 @@ applies to another customer's invoice unless the customer file names the relatio
 | rule | when | confidence |
 | --- | --- | --- |
 | ``exact`` | the reference names one open invoice and the amount equals its open balance | 1.00 |
-| ``reference_partial`` | the reference names one invoice, the amount is less: the rest stays open | 0.90 |
-| ``reference_overpaid`` | the reference names one invoice, the amount is more: it closes, the surplus is a customer credit to review | 0.90 |
+| ``reference_partial`` | the reference names one invoice, the amount is less: the rest stays open (*) | 0.90 |
+| ``reference_overpaid`` | the reference names one invoice, the amount is more: it closes, the surplus is a customer credit to review (*) | 0.90 |
 | ``reference_multi`` | the reference names several invoices and the amount equals their balances together | 0.95 |
 | ``multi_invoice`` | no invoice named; exactly one combination (2 or more) of the customer's open balances equals the amount | 0.80 |
 | ``multi_invoice_oldest`` | several combinations fit: the one with the oldest invoices, flagged for review | 0.50 |
 | ``amount_customer`` | no invoice named; exactly one open invoice of the customer has that balance | 0.70 |
+
+(*) only when the payer is known apart from the reference (the billing system says, or the payer's
+name is a customer's) and no other open invoice of theirs has exactly the amount paid: a mistyped
+invoice number must not move cash onto another invoice.
 
 Anything else is unapplied cash, kept in the exceptions queue with its candidates shown; a
 payment is never guessed onto an invoice. Payments are taken in received order, so two payments
@@ -126,7 +130,8 @@ def apply_payment(book: OpenBook, p: dict) -> Outcome:
                   customer_id=customer)
     if named:
         wrong_currency = [r for r in named if r["currency"] != cur]
-        if not customer:  # the reference is how we learn the customer
+        customer_from_reference = not customer
+        if customer_from_reference:  # the reference is how we learn the customer
             owners = {r["customer_id"] for r in named}
             if len(owners) == 1:
                 customer = owners.pop()
@@ -144,6 +149,18 @@ def apply_payment(book: OpenBook, p: dict) -> Outcome:
             r = named[0]
             if amount == r["balance"]:
                 return _apply(out, "exact", [(r, amount)])
+            # A reference with another amount is a partial or an over-payment only when we know the
+            # payer apart from the reference, and no other open invoice of theirs has exactly that
+            # amount: a mistyped invoice number must not move cash onto the wrong invoice.
+            if customer_from_reference:
+                out.reason = "the reference names an invoice whose balance differs, and the payer is unknown"
+                out.candidates = [_cand(r)]
+                return out
+            same_amount = [x for x in book.open_of(family, cur) if x["balance"] == amount and x is not r]
+            if same_amount:
+                out.reason = "the reference names one invoice, but another open invoice has exactly this amount"
+                out.candidates = [_cand(r)] + [_cand(x) for x in same_amount][:4]
+                return out
             if amount < r["balance"]:
                 return _apply(out, "reference_partial", [(r, amount)], status="partial")
             return _apply(out, "reference_overpaid", [(r, r["balance"])], status="overpaid",

@@ -135,3 +135,15 @@ def test_applied_plus_unapplied_plus_credit_is_the_cash_read(invoices, payments)
     for iid, r in book.rows.items():
         taken = sum(a["amount_minor"] for o in outs for a in o.applications if a["invoice_id"] == iid)
         assert start[iid] - taken == r["balance"]
+
+
+def test_a_mistyped_reference_never_moves_cash_to_another_invoice():
+    # "10020" typed for "10002": it names I4's neighbour of another customer; the payer is unknown.
+    rows = ROWS + [("I9", "10020", "C2", "USD", "2026-10-05", 90000)]
+    o = apply_payment(_book(rows), _pay(25000, "INV 10020", customer=None))
+    assert o.status == "unapplied" and "payer is unknown" in o.reason and o.candidates[0]["invoice_id"] == "I9"
+
+
+def test_reference_with_another_amount_is_not_a_partial_when_another_invoice_has_that_amount():
+    o = apply_payment(_book(ROWS), _pay(5000, "10002"))   # I3 has exactly 5,000 open
+    assert o.status == "unapplied" and {c["invoice_id"] for c in o.candidates} == {"I2", "I3"}

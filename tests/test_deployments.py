@@ -35,3 +35,15 @@ def test_daily_run_is_at_eight_on_business_days_in_a_timezone():
     from prefect.client.schemas.schedules import CronSchedule
 
     CronSchedule(cron=sched["cron"], timezone=sched["timezone"])  # validates both
+
+
+def test_checkpoint_runs_before_the_daily_run_and_on_a_payment_event():
+    cfg = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    deps = {d["name"]: d for d in cfg["deployments"]}
+    cp = deps["payment-checkpoint"]
+    assert cp["schedules"][0]["cron"] == "30 7 * * 1-5"
+    (trigger,) = cp["triggers"]
+    assert trigger["expect"] == ["arflow.payment.received"]
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+    DeploymentEventTrigger(**{k: v for k, v in trigger.items() if k != "type"})  # a valid trigger

@@ -78,3 +78,35 @@ def test_bad_policy_file_exits_1_naming_the_field(tmp_path):
     p = _run(["run", "--as-of", "2026-11-23", "--json"], tmp_path, ARFLOW_POLICY=str(pol))
     assert p.returncode == 1 and p.stdout == ""
     assert "lane boundaries" in p.stderr.strip().splitlines()[-1]
+
+
+def test_checkpoint_json_with_a_bank_file(tmp_path):
+    src = make_source(tmp_path / "src", [invoice("I1", due_date="2026-11-18", invoice_number="A-100"),
+                                         invoice("I2", due_date="2026-11-18", invoice_number="A-101")],
+                      [customer("C1", name="Acme Corp")],
+                      payments=[{"payment_id": "P1", "customer_id": "C1", "amount": "1000.00", "currency": "USD",
+                                 "received_date": "2026-11-20", "reference": "A-100"}])
+    bank = tmp_path / "bank.csv"
+    bank.write_text("date,amount,currency,reference,payer_name\n"
+                    "2026-11-21,400.00,USD,INV A-101,ACME CORP\n"
+                    "2026-11-21,12.50,USD,,Stranger\n"
+                    "2026-13-01,5.00,USD,x,y\n")
+    p = _run(["checkpoint", "--as-of", "2026-11-23", "--source", f"csv:{src}", "--bank-file", str(bank), "--json"],
+             tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = json.loads(p.stdout)
+    assert out["payments_read"] == 4 and out["quarantined"] == 1
+    assert out["applied"] == {"exact": 1, "reference_partial": 1}
+    assert (out["partial"], out["unapplied"], out["invoices_closed"], out["receipts_queued"]) == (1, 1, 1, 1)
+    assert out["auto_match_rate"] == round(2 / 3, 4)
+    assert out["cash_read"] == {"USD": "1412.50"} and out["cash_unapplied"] == {"USD": "12.50"}
+    # The next morning the partly paid invoice is chased for what is left, the paid one not at all.
+    p = _run(["run", "--as-of", "2026-11-24", "--source", f"csv:{src}", "--json"], tmp_path)
+    day = json.loads(p.stdout)
+    assert day["no_action_due"].get("nothing_owed") == 1
+    assert day["by_bucket"]["d1_30"] == {"count": 2, "amount": "600.00"}
+
+
+def test_checkpoint_missing_bank_file_is_a_usage_error(tmp_path):
+    p = _run(["checkpoint", "--bank-file", str(tmp_path / "none.csv")], tmp_path)
+    assert p.returncode == 2 and "is not a file" in p.stderr

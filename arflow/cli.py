@@ -119,6 +119,156 @@ def seed_demo(
                err=True)
 
 
+# ---- records that stop or shape outreach; each takes effect on the next run ---------------------
+dispute_app = typer.Typer(help="Open or resolve a dispute on an invoice (holds all outreach on it).")
+app.add_typer(dispute_app, name="dispute")
+cash_app = typer.Typer(help="The checkpoint's exceptions queue of unapplied cash.")
+app.add_typer(cash_app, name="cash")
+
+
+def _ledger_and_today(on: str | None):
+    from arflow.config import Settings, today_in
+    from arflow.policy import load_policy
+    from connectors.ledger.store import Ledger
+
+    settings = Settings.from_env()
+    day = _parse_date(on, "--on")
+    if day is None:
+        day = today_in(settings.timezone or load_policy(settings.policy_path).timezone)
+    return Ledger(settings.db_url), day
+
+
+def _record(model_name: str, row: dict, action: str, who: str, entity_id: str) -> None:
+    from connectors.ledger import models as m
+
+    ledger, _ = _ledger_and_today(None)
+    with ledger.engine.begin() as conn:
+        ledger.insert_rows(getattr(m, model_name), [row], conn)
+        ledger.audit(who, action, model_name, entity_id, row, conn)
+    typer.echo(f"{action}: {entity_id}", err=True)
+
+
+@dispute_app.command("open")
+def dispute_open(invoice: str = typer.Argument(..., help="invoice id"),
+                 customer: str = typer.Option(..., "--customer", help="customer id"),
+                 reason: str = typer.Option(..., "--reason"),
+                 amount: Optional[str] = typer.Option(None, "--amount", help="disputed amount, major units"),
+                 currency: Optional[str] = typer.Option(None, "--currency"),
+                 on: Optional[str] = typer.Option(None, "--on", help="date opened (default today)"),
+                 by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
+    """Open a dispute: no automated touch on this invoice until it is resolved."""
+    from arflow.money import to_minor
+
+    _, day = _ledger_and_today(on)
+    minor = None
+    if amount is not None:
+        if not currency:
+            raise UsageError("--amount needs --currency")
+        try:
+            minor = to_minor(amount, currency.upper())
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    _record("Dispute", {"invoice_id": invoice, "customer_id": customer, "opened_on": day, "reason": reason,
+                        "amount_minor": minor, "currency": currency.upper() if currency else None},
+            "dispute.opened", by, invoice)
+
+
+@dispute_app.command("resolve")
+def dispute_resolve(invoice: str = typer.Argument(...), on: Optional[str] = typer.Option(None, "--on"),
+                    note: str = typer.Option("", "--note"),
+                    by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
+    """Resolve the open dispute(s) on an invoice: reminders resume on the next run."""
+    from sqlalchemy import update
+
+    from connectors.ledger import models as m
+
+    ledger, day = _ledger_and_today(on)
+    with ledger.engine.begin() as conn:
+        n = conn.execute(update(m.Dispute).where(m.Dispute.invoice_id == invoice, m.Dispute.resolved_on.is_(None))
+                         .values(resolved_on=day)).rowcount
+        if not n:
+            raise UsageError(f"no open dispute on invoice {invoice}")
+        ledger.audit(by, "dispute.resolved", "Dispute", invoice, {"on": day, "note": note}, conn)
+    typer.echo(f"dispute.resolved: {invoice}", err=True)
+
+
+@app.command()
+def promise(invoice: str = typer.Argument(...), customer: str = typer.Option(..., "--customer"),
+            date: str = typer.Option(..., "--date", help="the date the customer promised to pay"),
+            amount: Optional[str] = typer.Option(None, "--amount"), currency: Optional[str] = typer.Option(None, "--currency"),
+            note: str = typer.Option("", "--note"), on: Optional[str] = typer.Option(None, "--on"),
+            by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
+    """Record a promise to pay: reminders stop until the date, and resume the business day after
+    if it is broken."""
+    from arflow.money import to_minor
+
+    _, day = _ledger_and_today(on)
+    promised = _parse_date(date, "--date")
+    if promised < day:
+        raise UsageError(f"--date {promised} is before the day it is recorded ({day})")
+    minor = to_minor(amount, currency.upper()) if amount and currency else None
+    _record("PromiseToPay", {"invoice_id": invoice, "customer_id": customer, "recorded_on": day,
+                             "promised_date": promised, "amount_minor": minor,
+                             "currency": currency.upper() if currency else None, "note": note or None},
+            "promise.recorded", by, invoice)
+
+
+@app.command()
+def pause(customer: str = typer.Argument(...), until: str = typer.Option(..., "--until"),
+          reason: str = typer.Option(..., "--reason"), invoice: Optional[str] = typer.Option(None, "--invoice"),
+          on: Optional[str] = typer.Option(None, "--on"),
+          by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
+    """Pause outreach to a customer (or one invoice) until a date, with a reason."""
+    _, day = _ledger_and_today(on)
+    end = _parse_date(until, "--until")
+    if end < day:
+        raise UsageError(f"--until {end} is before today ({day})")
+    _record("Pause", {"customer_id": customer, "invoice_id": invoice, "starts_on": day, "until": end,
+                      "reason": reason, "recorded_by": by}, "pause.recorded", by, customer)
+
+
+@app.command("opt-out")
+def opt_out(customer: str = typer.Argument(...), reason: str = typer.Option("", "--reason"),
+            withdraw: bool = typer.Option(False, "--withdraw", help="end an opt-out instead"),
+            on: Optional[str] = typer.Option(None, "--on"),
+            by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
+    """Record that a customer opted out of automated reminders (or, with --withdraw, opted back in)."""
+    from sqlalchemy import update
+
+    from connectors.ledger import models as m
+
+    ledger, day = _ledger_and_today(on)
+    if not withdraw:
+        _record("OptOut", {"customer_id": customer, "recorded_on": day, "reason": reason or None},
+                "opt_out.recorded", by, customer)
+        return
+    with ledger.engine.begin() as conn:
+        n = conn.execute(update(m.OptOut).where(m.OptOut.customer_id == customer, m.OptOut.withdrawn_on.is_(None))
+                         .values(withdrawn_on=day)).rowcount
+        if not n:
+            raise UsageError(f"customer {customer} has no opt-out in the ledger")
+        ledger.audit(by, "opt_out.withdrawn", "OptOut", customer, {"on": day}, conn)
+
+
+@cash_app.command("review")
+def cash_review(payment: str = typer.Argument(..., help="payment id from the exceptions queue"),
+                note: str = typer.Option(..., "--note", help="what was decided"),
+                by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
+    """Mark unapplied cash as looked at: the customer's reminders resume on the next run."""
+    from sqlalchemy import update
+
+    from connectors.ledger import models as m
+
+    ledger, day = _ledger_and_today(None)
+    with ledger.engine.begin() as conn:
+        n = conn.execute(update(m.PaymentReceived).where(m.PaymentReceived.payment_id == payment,
+                                                         m.PaymentReceived.status == "unapplied")
+                         .values(status="reviewed")).rowcount
+        if not n:
+            raise UsageError(f"{payment} is not unapplied cash in the exceptions queue")
+        ledger.audit(by, "cash.reviewed", "PaymentReceived", payment, {"on": day, "note": note}, conn)
+
+
 def main() -> None:
     """Console entry point with one-line errors."""
     from arflow.policy import PolicyError

@@ -19,7 +19,8 @@ LANES = ("current", "early", "late", "critical")
 SEGMENTS = ("strategic", "standard", "transactional")
 TONES = ("friendly", "firm", "escalating")
 CHANNELS = ("email", "slack", "crm_task", "billing", "decision")
-HOLD_REASONS = ("dispute", "opt_out", "paused", "promise_to_pay", "payment_plan", "reconciliation_mismatch")
+HOLD_REASONS = ("dispute", "opt_out", "paused", "promise_to_pay", "payment_plan", "unapplied_cash",
+                "reconciliation_mismatch")
 
 
 class PolicyError(ValueError):

@@ -76,6 +76,8 @@ def enrich(invoices: pd.DataFrame, customers: pd.DataFrame, stops: dict[str, pd.
     plan_customers = set(plans.loc[plans["invoice_id"].isna(), "customer_id"]) if not plans.empty else set()
     plan_invoices = set(plans["invoice_id"].dropna()) if not plans.empty else set()
     out["payment_plan"] = out["customer_id"].isin(plan_customers) | out["invoice_id"].isin(plan_invoices)
+    cash = stops.get("unapplied_cash", pd.DataFrame(columns=["customer_id"]))
+    out["unapplied_cash"] = out["customer_id"].isin(set(cash["customer_id"]))
     return out.drop(columns=["opt_out_file", "paused_until"])
 
 

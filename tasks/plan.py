@@ -24,7 +24,8 @@ from arflow import businessdays as bd
 from arflow.policy import Policy, Step
 
 HOLD_FLAGS = {"dispute": "open_dispute", "opt_out": "opt_out", "paused": "paused", "payment_plan": "payment_plan",
-              "promise_to_pay": "promise_to_pay", "reconciliation_mismatch": "reconciliation_mismatch"}
+              "promise_to_pay": "promise_to_pay", "unapplied_cash": "unapplied_cash",
+              "reconciliation_mismatch": "reconciliation_mismatch"}
 TONE_ORDER = {"friendly": 0, "firm": 1, "escalating": 2}
 
 

@@ -83,6 +83,10 @@ class Ledger:
             "opt_outs": self.frame(m.OptOut, (m.OptOut.recorded_on <= as_of)
                                    & ((m.OptOut.withdrawn_on.is_(None)) | (m.OptOut.withdrawn_on > as_of))),
             "pauses": self.frame(m.Pause, (m.Pause.starts_on <= as_of) & (m.Pause.until >= as_of)),
+            # Cash we could not place: the customer hears nothing until a person has looked.
+            "unapplied_cash": self.frame(m.PaymentReceived, (m.PaymentReceived.status == "unapplied")
+                                         & (m.PaymentReceived.recorded_on <= as_of)
+                                         & m.PaymentReceived.customer_id.isnot(None)),
         }
 
     def payment_history(self, as_of: dt.date) -> pd.DataFrame:

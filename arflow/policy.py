@@ -109,7 +109,26 @@ class Policy(_Strict):
     data_quality: DataQuality = DataQuality()
     scoring: Scoring = Scoring()
     hold_order: tuple[str, ...] = HOLD_REASONS
+    # Below this open balance (major units, per currency) nobody is chased.
+    minimum_amount: dict[str, str] = Field(default_factory=dict)
     steps: tuple[Step, ...]
+
+    @field_validator("minimum_amount")
+    @classmethod
+    def _minimums(cls, v: dict[str, str]) -> dict[str, str]:
+        from arflow.money import to_minor
+
+        for cur, amount in v.items():
+            try:
+                to_minor(str(amount), cur)
+            except ValueError:
+                raise ValueError(f"minimum_amount {cur}: {amount!r} is not an amount in that currency") from None
+        return {cur: str(amount) for cur, amount in v.items()}
+
+    def minimum_minor(self) -> dict[str, int]:
+        from arflow.money import to_minor
+
+        return {cur: to_minor(amount, cur) for cur, amount in self.minimum_amount.items()}
 
     @field_validator("company_country")
     @classmethod

@@ -74,6 +74,7 @@ def publish_report(as_of: dt.date, run_id: str, source: str, mode: str, policy: 
                                policy_version=policy.version, outcomes=outcomes, planned=planned, actions=actions,
                                reconciliation=reconciliation.summary(), data_quality=dq,
                                outbox_new=sum(lane["new"] for lane in lanes), notes=notes)
+    summary["blocked_by_guardrail"] = sum(lane["blocked_by_guardrail"] for lane in lanes)
     stamp = {"run_id": run_id, "as_of": as_of}
     rec_rows = reconciliation.results.assign(**stamp) if not reconciliation.results.empty else None
     ledger.write_run_results(outcomes.assign(**stamp), quarantine.drop(columns=["invoice_id", "customer_id"]).assign(**stamp),

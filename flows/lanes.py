@@ -17,7 +17,7 @@ def _lane(lane: str, actions: pd.DataFrame, invoices: pd.DataFrame, ledger: Ledg
           as_of: dt.date) -> dict:
     mine = actions[actions["lane"] == lane]
     if mine.empty:
-        return {"lane": lane, "touches": 0, "new": 0}
+        return {"lane": lane, "touches": 0, "new": 0, "blocked_by_guardrail": 0}
     return {"lane": lane, **queue_touches(mine, invoices, ledger, mode, run_id, as_of)}
 
 

@@ -3,7 +3,8 @@
 Order of decisions for an aged, enriched, scored invoice:
 1. nothing left to collect (the ledger applied payments the source does not show yet) -> no_action_due
 2. a stop condition, the first in ``policy.hold_order`` -> held (reason)
-3. today is a weekend or a holiday of ours or of the customer's country -> no_action_due
+3. an open balance below the policy's minimum for its currency -> no_action_due (below_minimum)
+   today is a weekend or a holiday of ours or of the customer's country -> no_action_due
 4. the most advanced step of its lane (and segment) whose contact date has come -> action_today,
    unless that step's touch is already in the outbox -> no_action_due (step_done)
 
@@ -65,6 +66,11 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
         flag = work[HOLD_FLAGS[name]].fillna(False).astype(bool) & (outcome == "")
         outcome[flag] = "held"
         reason[flag] = name
+
+    minimum = work["currency"].map(policy.minimum_minor()).fillna(0)
+    too_small = (outcome == "") & (work["effective_balance_minor"] < minimum)
+    outcome[too_small] = "no_action_due"
+    reason[too_small] = "below_minimum"
 
     open_rows = outcome == ""
     business = bd.is_business_day(as_of, work["country"], policy.company_country)

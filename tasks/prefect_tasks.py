@@ -76,7 +76,8 @@ def plan_actions(scored, as_of: dt.date, policy: Policy, mismatched: set[str], l
 def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_of: dt.date) -> dict:
     rows = outbox_rows(actions, invoices, mode=mode, run_id=run_id, as_of=as_of)
     new = ledger.insert_outbox(rows)
-    return {"touches": int(len(rows)), "new": int(new)}
+    blocked = int((rows["status"] == "blocked").sum()) if not rows.empty else 0
+    return {"touches": int(len(rows)), "new": int(new), "blocked_by_guardrail": blocked}
 
 
 @task(name="read_payments", cache_policy=NO_CACHE)

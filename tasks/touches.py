@@ -14,6 +14,7 @@ import pandas as pd
 
 from arflow.config import PROMPTS_DIR
 from arflow.money import format_minor
+from tasks.guardrails import check_message
 
 TEMPLATE_BY_CHANNEL = {"crm_task": "owner_task.j2", "decision": "owner_task.j2", "slack": "slack_alert.j2",
                        "billing": "auto_charge.j2"}
@@ -48,7 +49,10 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
         return pd.DataFrame()
     ctx = invoices.loc[actions["row"], CONTEXT_COLUMNS].reset_index(drop=True)
     a = actions.reset_index(drop=True)
-    subjects, bodies = [], []
+    invoice_owner = dict(zip(invoices["invoice_number"].astype(str), invoices["customer_id"]))
+    name_owner = dict(zip(invoices["customer_name"].astype(str).str.lower().str.split().str.join(" "),
+                          invoices["customer_id"]))
+    subjects, bodies, statuses, blocked = [], [], [], []
     for act, c in zip(a.itertuples(index=False), ctx.itertuples(index=False)):
         cur = c.currency
         context = {
@@ -68,12 +72,22 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
         subject, body = render(template_for(act.channel, act.tone), context)
         subjects.append(subject)
         bodies.append(body)
+        status, reason = ("awaiting_decision" if act.needs_approval else "planned"), None
+        if act.channel == "email":  # customer-facing: the guardrails decide whether it may be queued
+            verdict = check_message(subject, body, customer_id=act.customer_id, recipients=act.recipients.split(","),
+                                    invoice_owner=invoice_owner, name_owner=name_owner,
+                                    approved_step=bool(act.needs_approval),
+                                    own_names=(context["contact_name"], str(c.customer_name)))
+            if not verdict.ok:
+                status, reason = "blocked", "guardrail: " + ",".join(verdict.violations)
+        statuses.append(status)
+        blocked.append(reason)
     return pd.DataFrame({
         "idempotency_key": a["idempotency_key"], "mode": mode, "run_id": run_id, "as_of": as_of,
         "invoice_id": a["invoice_id"], "customer_id": a["customer_id"], "lane": a["lane"], "step": a["step"],
         "channel": a["channel"], "tone": a["tone"], "recipients": a["recipients"], "subject": subjects,
-        "body": bodies, "needs_approval": a["needs_approval"].astype(bool),
-        "status": a["needs_approval"].map({True: "awaiting_decision", False: "planned"}),
+        "body": bodies, "needs_approval": a["needs_approval"].astype(bool), "status": statuses,
+        "closed_reason": blocked,
     })
 
 

@@ -135,3 +135,12 @@ def test_an_open_invoice_with_nothing_owed_gets_no_touch(tmp_path, policy, ledge
     # Before the payment was applied, I2 was due its nudge.
     p, a = _plan(tmp_path, policy, inv, ledger=ledger, as_of=D(2026, 11, 20))
     assert a["invoice_id"].tolist() == ["I2"]
+
+
+def test_nobody_is_chased_below_the_minimum_for_the_currency(tmp_path, policy):
+    inv = [invoice("I1", due_date="2026-11-18", amount="4.99", balance="4.99"),
+           invoice("I2", due_date="2026-11-18", amount="5.00", balance="5.00"),
+           invoice("I3", due_date="2026-11-18", currency="JPY", amount="499", balance="499")]
+    p, a = _plan(tmp_path, policy, inv)
+    assert p["reason"].to_dict() == {"I1": "below_minimum", "I2": None, "I3": "below_minimum"}
+    assert a["invoice_id"].tolist() == ["I2"]

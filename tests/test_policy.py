@@ -29,6 +29,7 @@ def test_default_policy_loads_with_the_field_practice(policy):
     (("channel: slack", "channel: pigeon"), "steps"),
     (("version: \"2026.11-1\"\n", ""), "version"),
     (("day: 7, channel: email", "day: 20, channel: email"), "falls in lane 'late'"),
+    (('JPY: "500"', 'JPY: "5.5"'), "minimum_amount JPY"),
 ])
 def test_bad_policy_files_fail_with_the_field_named(tmp_path, change, message):
     with pytest.raises(PolicyError, match=message):

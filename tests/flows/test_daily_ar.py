@@ -49,6 +49,7 @@ def test_demo_exercises_every_hold_and_quarantine_reason(data_dir):
             "unknown_customer", "unknown_currency", "unknown_terms"} <= set(s["quarantined"])
     assert s["reconciliation"]["status"] == "mismatched" and len(s["reconciliation"]["mismatched_customers"]) >= 2
     assert len(s["currencies"]) >= 4 and s["actions"]
+    assert s["blocked_by_guardrail"] == 0  # the shipped templates never trip the guardrails
 
 
 def test_bucket_amounts_are_the_open_balances_by_hand(data_dir):

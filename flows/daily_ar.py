@@ -42,10 +42,11 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: str = "dr
         scored = t.score_invoices(enriched.frame, policy)
         planned, actions = t.plan_actions(scored.frame, as_of, policy, set(reconciliation.mismatched_customers),
                                           ledger, mode)
-        lanes = [lane(actions, planned.frame, ledger, mode, run_id, as_of) for lane in LANE_FLOWS]
+        run_dir = settings.data_dir / "runs" / as_of.isoformat() / run_id  # dry-run: the .eml files
+        lanes = [lane(actions, planned.frame, ledger, mode, run_id, as_of, run_dir) for lane in LANE_FLOWS]
         summary = publish_report(as_of, run_id, inputs.source, mode, policy, ledger,
                                  [extracted, rec_hop, enriched, scored, planned], planned.frame, actions,
-                                 reconciliation, lanes, inputs.notes)
+                                 reconciliation, lanes, inputs.notes, run_dir)
     except BaseException as exc:
         ledger.finish_run(run_id, "failed", {"error": f"{exc.__class__.__name__}: {exc}"})
         raise
@@ -56,7 +57,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: str = "dr
 @task(name="publish_report", cache_policy=NO_CACHE)
 def publish_report(as_of: dt.date, run_id: str, source: str, mode: str, policy: Policy, ledger: Ledger, hop_results,
                    planned: pd.DataFrame, actions: pd.DataFrame, reconciliation, lanes: list[dict],
-                   notes: list[str]) -> dict:
+                   notes: list[str], run_dir=None) -> dict:
     quarantine = pd.concat([h.quarantine for h in hop_results if not h.quarantine.empty] or
                            [pd.DataFrame(columns=QUARANTINE_COLUMNS)], ignore_index=True)
     invoice_q = quarantine[quarantine["entity"] == "invoice"]
@@ -75,6 +76,7 @@ def publish_report(as_of: dt.date, run_id: str, source: str, mode: str, policy: 
                                reconciliation=reconciliation.summary(), data_quality=dq,
                                outbox_new=sum(lane["new"] for lane in lanes), notes=notes)
     summary["blocked_by_guardrail"] = sum(lane["blocked_by_guardrail"] for lane in lanes)
+    summary["run_folder"] = str(run_dir)
     stamp = {"run_id": run_id, "as_of": as_of}
     rec_rows = reconciliation.results.assign(**stamp) if not reconciliation.results.empty else None
     ledger.write_run_results(outcomes.assign(**stamp), quarantine.drop(columns=["invoice_id", "customer_id"]).assign(**stamp),

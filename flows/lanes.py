@@ -14,35 +14,35 @@ from tasks.prefect_tasks import queue_touches
 
 
 def _lane(lane: str, actions: pd.DataFrame, invoices: pd.DataFrame, ledger: Ledger, mode: str, run_id: str,
-          as_of: dt.date) -> dict:
+          as_of: dt.date, run_dir=None) -> dict:
     mine = actions[actions["lane"] == lane]
     if mine.empty:
         return {"lane": lane, "touches": 0, "new": 0, "blocked_by_guardrail": 0}
-    return {"lane": lane, **queue_touches(mine, invoices, ledger, mode, run_id, as_of)}
+    return {"lane": lane, **queue_touches(mine, invoices, ledger, mode, run_id, as_of, run_dir)}
 
 
 @flow(name="current_lane")
-def current_lane(actions, invoices, ledger, mode, run_id, as_of) -> dict:
+def current_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None) -> dict:
     """Pre-due reminders and the due-date auto-charge."""
-    return _lane("current", actions, invoices, ledger, mode, run_id, as_of)
+    return _lane("current", actions, invoices, ledger, mode, run_id, as_of, run_dir)
 
 
 @flow(name="early_lane")
-def early_lane(actions, invoices, ledger, mode, run_id, as_of) -> dict:
+def early_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None) -> dict:
     """1-14 days past due: friendly nudge, follow-up, the owner looped in."""
-    return _lane("early", actions, invoices, ledger, mode, run_id, as_of)
+    return _lane("early", actions, invoices, ledger, mode, run_id, as_of, run_dir)
 
 
 @flow(name="late_lane")
-def late_lane(actions, invoices, ledger, mode, run_id, as_of) -> dict:
+def late_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None) -> dict:
     """15-44 days: firmer e-mail, owner alert, service-pause warning (a human decides)."""
-    return _lane("late", actions, invoices, ledger, mode, run_id, as_of)
+    return _lane("late", actions, invoices, ledger, mode, run_id, as_of, run_dir)
 
 
 @flow(name="critical_lane")
-def critical_lane(actions, invoices, ledger, mode, run_id, as_of) -> dict:
+def critical_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None) -> dict:
     """45+ days: service pause, finance and owner call, payment plan or write-off (humans decide)."""
-    return _lane("critical", actions, invoices, ledger, mode, run_id, as_of)
+    return _lane("critical", actions, invoices, ledger, mode, run_id, as_of, run_dir)
 
 
 LANE_FLOWS = (current_lane, early_lane, late_lane, critical_lane)

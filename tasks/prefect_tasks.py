@@ -73,9 +73,16 @@ def plan_actions(scored, as_of: dt.date, policy: Policy, mismatched: set[str], l
 
 @task(name="queue_touches", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5],
       retry_condition_fn=_transient)
-def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_of: dt.date) -> dict:
+def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_of: dt.date,
+                  run_dir=None) -> dict:
+    import os
+
+    from tasks.touches import write_eml
+
     rows = outbox_rows(actions, invoices, mode=mode, run_id=run_id, as_of=as_of)
     new = ledger.insert_outbox(rows)
+    if mode == "dry-run" and run_dir is not None:
+        write_eml(rows, run_dir, sender=os.environ.get("ARFLOW_MAIL_FROM", "accounts-receivable@localhost"))
     blocked = int((rows["status"] == "blocked").sum()) if not rows.empty else 0
     return {"touches": int(len(rows)), "new": int(new), "blocked_by_guardrail": blocked}
 

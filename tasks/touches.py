@@ -112,3 +112,28 @@ def receipt_rows(closed: list[dict], invoices: pd.DataFrame, customers: pd.DataF
                      "recipients": who["billing_contact_email"], "subject": subject, "body": body,
                      "needs_approval": False, "status": "planned"})
     return pd.DataFrame(rows)
+
+
+def write_eml(rows: pd.DataFrame, folder, *, sender: str) -> int:
+    """Dry-run: each customer e-mail that may go out is written as an .eml file (one per idempotency
+    key), so a person can open exactly what would have been sent. Returns how many were written."""
+    from email.message import EmailMessage
+    from pathlib import Path
+
+    if rows.empty:
+        return 0
+    mail = rows[(rows["channel"] == "email") & rows["status"].isin(["planned", "awaiting_decision"])]
+    if mail.empty:
+        return 0
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for r in mail.itertuples():
+        msg = EmailMessage()
+        msg["From"] = sender
+        msg["To"] = ", ".join(x for x in r.recipients.split(",") if "@" in x)
+        msg["Subject"] = r.subject
+        msg["X-Arflow-Idempotency-Key"] = r.idempotency_key
+        msg["X-Arflow-Status"] = r.status
+        msg.set_content(r.body + "\n")
+        (folder / (r.idempotency_key.replace(":", "_").replace("/", "_") + ".eml")).write_bytes(bytes(msg))
+    return len(mail)

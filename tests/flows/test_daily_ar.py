@@ -125,3 +125,21 @@ def test_amounts_in_output_are_decimal_strings_in_major_units(data_dir):
     for per in s["by_bucket_by_currency"].values():
         for cur, v in per.items():
             assert is_currency(cur) and format_minor(to_minor(v["amount"], cur), cur) == v["amount"]
+
+
+def test_dry_run_writes_each_customer_email_as_an_eml_file(data_dir):
+    from email import policy as email_policy
+    from email.parser import BytesParser
+    from pathlib import Path
+
+    s = daily_ar(as_of=AS_OF, source="demo")
+    folder = Path(s["run_folder"])
+    assert folder.parent.parent == data_dir / "runs"
+    box = Ledger(f"sqlite:///{data_dir / 'ledger.db'}").frame(m.Outbox)
+    mail = box[(box["channel"] == "email") & box["status"].isin(["planned", "awaiting_decision"])]
+    files = sorted(folder.glob("*.eml"))
+    assert len(files) == len(mail) > 0
+    msg = BytesParser(policy=email_policy.default).parsebytes(files[0].read_bytes())
+    row = mail.set_index("idempotency_key").loc[msg["X-Arflow-Idempotency-Key"]]
+    assert msg["Subject"] == row["subject"] and msg["To"] in row["recipients"]
+    assert msg.get_content().strip() == row["body"].strip()

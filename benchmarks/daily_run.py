@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from connectors.sources import AGING_COLUMNS, CUSTOMER_COLUMNS  # noqa: E402,F401
 
 
 def generate(folder: Path, n_invoices: int, n_customers: int, as_of: dt.date, seed: int = 1) -> None:

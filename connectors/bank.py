@@ -84,7 +84,7 @@ def _read_bai2(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         day = group.header.as_of_date
         for account in group.children:
             currency = account.header.currency or group.header.currency or "USD"
-            for n, t in enumerate(account.children):
+            for t in account.children:
                 if t.type_code is None or t.type_code.transaction != TypeCodeTransaction.credit:
                     continue
                 reference = " ".join(x for x in (t.customer_reference, t.text) if x)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 

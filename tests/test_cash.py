@@ -1,6 +1,5 @@
 """Cash application rules, one by one, and the conservation of cash."""
 
-import datetime as dt
 
 import pandas as pd
 from hypothesis import given, settings, strategies as st

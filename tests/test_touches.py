@@ -1,6 +1,5 @@
 """Rendered touches: the billing contact by name, the amount and link, and the guardrails on the way out."""
 
-import datetime as dt
 
 from tasks.touches import outbox_rows
 from tests.conftest import AS_OF, customer, invoice, make_source

@@ -22,7 +22,7 @@ _RULES: dict[str, re.Pattern] = {
         r"(\binternal( note| only)?\b|\bdo not (share|forward)\b|\brisk score\b|\bchronic late\b|\bescalation reason\b|"
         r"\bnot for (the )?customer\b)", re.IGNORECASE),
 }
-_NOT_REFERENCES = re.compile(r"\d[\d,]*\.\d+|\b\d+(?=\s*(?:[A-Z]{3}\b|days?\b))")
+_NOT_REFERENCES = re.compile(r"\d[\d,]*\.\d+|\b\d+(?=\s*(?:[a-z]{3}\b|days?\b))")
 C_SUITE = re.compile(r"(^|[^a-z])(cfo|ceo|coo|cto|chief[._-]?\w*)([^a-z]|$)", re.IGNORECASE)
 
 
@@ -32,38 +32,55 @@ class Verdict:
     violations: tuple[str, ...]
 
 
-def _ngrams(text: str, longest: int = 5) -> set[str]:
-    words = re.findall(r"[a-z0-9&'.\-]+", text.lower())
-    return {" ".join(words[i:i + k]) for k in range(1, longest + 1) for i in range(len(words) - k + 1)}
+_WORDS = re.compile(r"[a-z0-9&'.\-]+")
 
 
-def check_message(subject: str, body: str, *, customer_id: str, recipients: list[str],
-                  invoice_owner: dict[str, str], name_owner: dict[str, str], approved_step: bool = False,
-                  own_names: tuple[str, ...] = ()) -> Verdict:
+@dataclass
+class Directory:
+    """Who owns which invoice number and customer name in a run: built once, used per message."""
+
+    invoice_owner: dict[str, str]                              # lower-case invoice number -> customer
+    names: dict[str, list[tuple[tuple[str, ...], str]]]        # first word -> [(name words, customer)]
+
+    @classmethod
+    def build(cls, invoice_numbers, invoice_customers, customer_names, name_customers) -> "Directory":
+        owner = {str(n).lower(): c for n, c in zip(invoice_numbers, invoice_customers)}
+        names: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        for name, cid in zip(customer_names, name_customers):
+            words = tuple(_WORDS.findall(str(name).lower()))
+            if words and len(" ".join(words)) > 3:
+                names.setdefault(words[0], []).append((words, cid))
+        return cls(owner, names)
+
+    def others_in(self, text_lower: str, customer_id: str) -> bool:
+        scrubbed = _NOT_REFERENCES.sub(" ", text_lower)
+        for tok in re.findall(r"[a-z0-9][a-z0-9\-]*", scrubbed):
+            if self.invoice_owner.get(tok, customer_id) != customer_id:
+                return True
+        words = _WORDS.findall(text_lower)
+        for i, w in enumerate(words):
+            for name, cid in self.names.get(w, ()):
+                if cid != customer_id and tuple(words[i:i + len(name)]) == name:
+                    return True
+        return False
+
+
+def check_message(subject: str, body: str, *, customer_id: str, recipients: list[str], directory: Directory,
+                  approved_step: bool = False, own_names: tuple[str, ...] = ()) -> Verdict:
     """Check one customer-facing message to `customer_id`.
 
-    invoice_owner maps every invoice number of the run to its customer and name_owner every
-    customer name (lower case) to its customer: an invoice number or a name of anyone else in the
-    text is another customer's data. A step a human approves before it goes out (approved_step) may
-    speak of a service suspension and copy the CFO; nothing may threaten, mention collections or
-    credit reporting, or leak internal notes.
+    An invoice number or a customer name of anyone else in the text (per `directory`) is another
+    customer's data. A step a human approves before it goes out (approved_step) may speak of a
+    service suspension and copy the CFO; nothing may threaten, mention collections or credit
+    reporting, or leak internal notes. The recipient's own names are data, not wording (a contact
+    called Sue is no threat), so they are taken out before the rules are read.
     """
-    text = f"{subject}\n{body}"
-    # The recipient's own names are data, not our wording: a contact called Sue is no threat.
+    text = f"{subject}\n{body}".lower()
     for own in sorted((n for n in own_names if n), key=len, reverse=True):
-        text = re.sub(re.escape(own), " ", text, flags=re.IGNORECASE)
-    found = []
-    for name, pattern in _RULES.items():
-        if name == "service_suspension" and approved_step:
-            continue
-        if pattern.search(text):
-            found.append(name)
-    # Amounts and day counts are not invoice numbers: "10234.50 USD", "1200000 JPY", "17 days".
-    scrubbed = _NOT_REFERENCES.sub(" ", text)
-    tokens = set(re.findall(r"[A-Za-z0-9][A-Za-z0-9\-]*", scrubbed))
-    grams = _ngrams(text)
-    if any(invoice_owner.get(t, customer_id) != customer_id for t in tokens) or \
-            any(name_owner.get(g, customer_id) != customer_id for g in grams if len(g) > 3):
+        text = text.replace(own.lower(), " ")
+    found = [name for name, pattern in _RULES.items()
+             if not (name == "service_suspension" and approved_step) and pattern.search(text)]
+    if directory.others_in(text, customer_id):
         found.append("other_customer_data")
     if not approved_step and any(C_SUITE.search(r.split("@")[0]) for r in recipients if r):
         found.append("c_suite_recipient")

@@ -14,7 +14,7 @@ import pandas as pd
 
 from arflow.config import PROMPTS_DIR
 from arflow.money import format_minor
-from tasks.guardrails import check_message
+from tasks.guardrails import Directory, check_message
 
 TEMPLATE_BY_CHANNEL = {"crm_task": "owner_task.j2", "decision": "owner_task.j2", "slack": "slack_alert.j2",
                        "billing": "auto_charge.j2"}
@@ -49,9 +49,8 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
         return pd.DataFrame()
     ctx = invoices.loc[actions["row"], CONTEXT_COLUMNS].reset_index(drop=True)
     a = actions.reset_index(drop=True)
-    invoice_owner = dict(zip(invoices["invoice_number"].astype(str), invoices["customer_id"]))
-    name_owner = dict(zip(invoices["customer_name"].astype(str).str.lower().str.split().str.join(" "),
-                          invoices["customer_id"]))
+    directory = Directory.build(invoices["invoice_number"], invoices["customer_id"],
+                                invoices["customer_name"], invoices["customer_id"])
     subjects, bodies, statuses, blocked = [], [], [], []
     for act, c in zip(a.itertuples(index=False), ctx.itertuples(index=False)):
         cur = c.currency
@@ -75,8 +74,7 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
         status, reason = ("awaiting_decision" if act.needs_approval else "planned"), None
         if act.channel == "email":  # customer-facing: the guardrails decide whether it may be queued
             verdict = check_message(subject, body, customer_id=act.customer_id, recipients=act.recipients.split(","),
-                                    invoice_owner=invoice_owner, name_owner=name_owner,
-                                    approved_step=bool(act.needs_approval),
+                                    directory=directory, approved_step=bool(act.needs_approval),
                                     own_names=(context["contact_name"], str(c.customer_name)))
             if not verdict.ok:
                 status, reason = "blocked", "guardrail: " + ",".join(verdict.violations)
@@ -114,10 +112,18 @@ def receipt_rows(closed: list[dict], invoices: pd.DataFrame, customers: pd.DataF
     return pd.DataFrame(rows)
 
 
+def _header(value: str) -> str:
+    """A header value on one line (no injected headers), RFC 2047-encoded if it is not ASCII."""
+    from email.header import Header
+
+    value = " ".join(str(value).split())
+    return value if value.isascii() else Header(value, "utf-8").encode()
+
+
 def write_eml(rows: pd.DataFrame, folder, *, sender: str) -> int:
     """Dry-run: each customer e-mail that may go out is written as an .eml file (one per idempotency
-    key), so a person can open exactly what would have been sent. Returns how many were written."""
-    from email.message import EmailMessage
+    key), so a person can open exactly what would have been sent. Returns how many were written.
+    Composed directly (UTF-8, 8bit): the email package's serializer costs about 2 ms a message."""
     from pathlib import Path
 
     if rows.empty:
@@ -127,13 +133,13 @@ def write_eml(rows: pd.DataFrame, folder, *, sender: str) -> int:
         return 0
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    sender_h = _header(sender)
     for r in mail.itertuples():
-        msg = EmailMessage()
-        msg["From"] = sender
-        msg["To"] = ", ".join(x for x in r.recipients.split(",") if "@" in x)
-        msg["Subject"] = r.subject
-        msg["X-Arflow-Idempotency-Key"] = r.idempotency_key
-        msg["X-Arflow-Status"] = r.status
-        msg.set_content(r.body + "\n")
-        (folder / (r.idempotency_key.replace(":", "_").replace("/", "_") + ".eml")).write_bytes(bytes(msg))
+        to = ", ".join(x for x in r.recipients.split(",") if "@" in x)
+        head = [f"From: {sender_h}", f"To: {_header(to)}", f"Subject: {_header(r.subject)}", "MIME-Version: 1.0",
+                "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit",
+                f"X-Arflow-Idempotency-Key: {_header(r.idempotency_key)}", f"X-Arflow-Status: {r.status}"]
+        text = "\n".join(head) + "\n\n" + r.body.replace("\r\n", "\n") + "\n"  # LF, as Python's email writes
+        name = r.idempotency_key.replace(":", "_").replace("/", "_") + ".eml"
+        (folder / name).write_bytes(text.encode("utf-8"))
     return len(mail)

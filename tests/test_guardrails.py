@@ -1,14 +1,18 @@
 import pytest
 
-from tasks.guardrails import check_message
+from tasks.guardrails import Directory, check_message
 
 OWNERS = {"10001": "C1", "10002": "C1", "20001": "C2"}
-NAMES = {"acme corp": "C1", "globex industries": "C2"}
+NAMES = {"Acme Corp": "C1", "Globex Industries": "C2"}
+
+
+def _dir(owners=OWNERS, names=NAMES):
+    return Directory.build(list(owners), list(owners.values()), list(names), list(names.values()))
 
 
 def _check(body, subject="Invoice 10001", recipients=("ap@acme.example",), approved=False):
-    return check_message(subject, body, customer_id="C1", recipients=list(recipients), invoice_owner=OWNERS,
-                         name_owner=NAMES, approved_step=approved)
+    return check_message(subject, body, customer_id="C1", recipients=list(recipients), directory=_dir(),
+                         approved_step=approved)
 
 
 def test_a_plain_reminder_passes():
@@ -48,13 +52,18 @@ def test_words_that_merely_contain_a_rule_are_fine():
 def test_amounts_and_day_counts_are_not_taken_for_invoice_numbers():
     owners = {**OWNERS, "20001": "C2", "17": "C2", "1200000": "C2"}
     v = check_message("Invoice 10001 is 17 days past due", "Amount: 20001.50 USD, or 1200000 JPY.",
-                      customer_id="C1", recipients=["ap@acme.example"], invoice_owner=owners, name_owner=NAMES)
+                      customer_id="C1", recipients=["ap@acme.example"], directory=_dir(owners))
     assert v.ok
 
 
 def test_the_recipients_own_names_are_not_wording():
     body = "Hi Sue Court, invoice 10001 for Courtside Legal Action Figures Ltd is open."
     assert not _check(body).ok
-    v = check_message("Invoice 10001", body, customer_id="C1", recipients=["ap@x.example"], invoice_owner=OWNERS,
-                      name_owner=NAMES, own_names=("Sue Court", "Courtside Legal Action Figures Ltd"))
+    v = check_message("Invoice 10001", body, customer_id="C1", recipients=["ap@x.example"], directory=_dir(),
+                      own_names=("Sue Court", "Courtside Legal Action Figures Ltd"))
     assert v.ok
+
+
+def test_invoice_numbers_with_letters_match_whatever_the_case():
+    d = Directory.build(["INV-20001"], ["C2"], [], [])
+    assert not check_message("x", "see inv-20001", customer_id="C1", recipients=[], directory=d).ok

@@ -31,3 +31,19 @@ def test_another_customers_invoice_in_a_message_blocks_it(tmp_path, policy):
 def test_approval_steps_wait_for_a_decision(tmp_path, policy):
     rows = _rows(tmp_path, policy, [invoice("I1", due_date="2026-10-23", issue_date="2026-09-23")], [customer("C1")])
     assert rows.loc["I1", "step"] == "service_pause_warning" and rows.loc["I1", "status"] == "awaiting_decision"
+
+
+def test_eml_headers_stay_on_one_line_and_non_ascii_is_encoded(tmp_path):
+    import pandas as pd
+    from email import policy
+    from email.parser import BytesParser
+
+    from tasks.touches import write_eml
+
+    rows = pd.DataFrame([{"channel": "email", "status": "planned", "recipients": "ap@x.example,finance",
+                          "subject": "Rechnung Nr. 5 fällig\r\nBcc: evil@example.com", "body": "Grüße\nZeile 2",
+                          "idempotency_key": "I1:nudge:email"}])
+    assert write_eml(rows, tmp_path, sender="AR <ar@example.com>") == 1
+    msg = BytesParser(policy=policy.default).parsebytes((tmp_path / "I1_nudge_email.eml").read_bytes())
+    assert msg["Subject"] == "Rechnung Nr. 5 fällig Bcc: evil@example.com" and msg["Bcc"] is None
+    assert msg["To"] == "ap@x.example" and msg.get_content() == "Grüße\nZeile 2\n"

@@ -102,7 +102,7 @@ def test_same_run_on_postgresql_gives_the_same_summary(data_dir, pg_url, monkeyp
     on_sqlite = daily_ar(as_of=AS_OF, source="demo")
     monkeypatch.setenv("ARFLOW_DB_URL", pg_url)
     on_pg = daily_ar(as_of=AS_OF, source="demo")
-    for key in ("run_id",):
+    for key in ("run_id", "run_folder"):
         on_sqlite.pop(key), on_pg.pop(key)
     assert on_pg == on_sqlite
     assert len(Ledger(pg_url).frame(m.Outbox)) == on_pg["outbox_new"]

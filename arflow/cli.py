@@ -138,10 +138,9 @@ def _ledger_and_today(on: str | None):
     return Ledger(settings.db_url), day
 
 
-def _record(model_name: str, row: dict, action: str, who: str, entity_id: str) -> None:
+def _record(ledger, model_name: str, row: dict, action: str, who: str, entity_id: str) -> None:
     from connectors.ledger import models as m
 
-    ledger, _ = _ledger_and_today(None)
     with ledger.engine.begin() as conn:
         ledger.insert_rows(getattr(m, model_name), [row], conn)
         ledger.audit(who, action, model_name, entity_id, row, conn)
@@ -159,7 +158,7 @@ def dispute_open(invoice: str = typer.Argument(..., help="invoice id"),
     """Open a dispute: no automated touch on this invoice until it is resolved."""
     from arflow.money import to_minor
 
-    _, day = _ledger_and_today(on)
+    ledger, day = _ledger_and_today(on)
     minor = None
     if amount is not None:
         if not currency:
@@ -168,7 +167,7 @@ def dispute_open(invoice: str = typer.Argument(..., help="invoice id"),
             minor = to_minor(amount, currency.upper())
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    _record("Dispute", {"invoice_id": invoice, "customer_id": customer, "opened_on": day, "reason": reason,
+    _record(ledger, "Dispute", {"invoice_id": invoice, "customer_id": customer, "opened_on": day, "reason": reason,
                         "amount_minor": minor, "currency": currency.upper() if currency else None},
             "dispute.opened", by, invoice)
 
@@ -202,12 +201,12 @@ def promise(invoice: str = typer.Argument(...), customer: str = typer.Option(...
     if it is broken."""
     from arflow.money import to_minor
 
-    _, day = _ledger_and_today(on)
+    ledger, day = _ledger_and_today(on)
     promised = _parse_date(date, "--date")
     if promised < day:
         raise UsageError(f"--date {promised} is before the day it is recorded ({day})")
     minor = to_minor(amount, currency.upper()) if amount and currency else None
-    _record("PromiseToPay", {"invoice_id": invoice, "customer_id": customer, "recorded_on": day,
+    _record(ledger, "PromiseToPay", {"invoice_id": invoice, "customer_id": customer, "recorded_on": day,
                              "promised_date": promised, "amount_minor": minor,
                              "currency": currency.upper() if currency else None, "note": note or None},
             "promise.recorded", by, invoice)
@@ -219,11 +218,11 @@ def pause(customer: str = typer.Argument(...), until: str = typer.Option(..., "-
           on: Optional[str] = typer.Option(None, "--on"),
           by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
     """Pause outreach to a customer (or one invoice) until a date, with a reason."""
-    _, day = _ledger_and_today(on)
+    ledger, day = _ledger_and_today(on)
     end = _parse_date(until, "--until")
     if end < day:
         raise UsageError(f"--until {end} is before today ({day})")
-    _record("Pause", {"customer_id": customer, "invoice_id": invoice, "starts_on": day, "until": end,
+    _record(ledger, "Pause", {"customer_id": customer, "invoice_id": invoice, "starts_on": day, "until": end,
                       "reason": reason, "recorded_by": by}, "pause.recorded", by, customer)
 
 
@@ -239,7 +238,7 @@ def opt_out(customer: str = typer.Argument(...), reason: str = typer.Option("", 
 
     ledger, day = _ledger_and_today(on)
     if not withdraw:
-        _record("OptOut", {"customer_id": customer, "recorded_on": day, "reason": reason or None},
+        _record(ledger, "OptOut", {"customer_id": customer, "recorded_on": day, "reason": reason or None},
                 "opt_out.recorded", by, customer)
         return
     with ledger.engine.begin() as conn:

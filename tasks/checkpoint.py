@@ -64,18 +64,16 @@ def run_checkpoint(payments: pd.DataFrame, known: pd.DataFrame, invoices: pd.Dat
     fresh_rows, seen_now = [], set()
     for p in payments.to_dict("records"):
         pid = p["payment_id"]
-        if pid in known_ids or pid in seen_now:
-            earlier_file = known_ids.get(pid) if pid in known_ids else p["source_file"]
-            same_file = p["source"] == "billing" or earlier_file == p["source_file"]
-            if pid in seen_now and p["source"] == "billing":
-                res.duplicates.append({"payment_id": pid, "reason": "listed twice in the billing payments"})
-            elif same_file and pid in known_ids:
-                res.already_recorded += 1     # a re-run, or the billing system listing it again
+        if pid in seen_now:
+            res.duplicates.append({"payment_id": pid, "reason": f"listed twice in today's {p['source']} payments"})
+        elif pid in known_ids:
+            if p["source"] == "billing" or known_ids[pid] == p["source_file"]:
+                res.already_recorded += 1  # a re-run, or the billing system listing it again
             else:
                 res.duplicates.append({"payment_id": pid, "reason": "the same bank line arrived in another file"})
-            continue
-        seen_now.add(pid)
-        fresh_rows.append(p)
+        else:
+            seen_now.add(pid)
+            fresh_rows.append(p)
     fresh = pd.DataFrame(fresh_rows, columns=PAYMENT_FRAME)
 
     reversals = fresh[fresh["amount_minor"] < 0]

@@ -11,7 +11,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from arflow.money import known_currencies, parse_minor
+from arflow.money import parse_minor
 from arflow.policy import Policy
 
 BUCKETS = ("current", "d1_30", "d31_60", "d61_90", "d91_plus")
@@ -161,7 +161,3 @@ def effective_balance(invoices: pd.DataFrame, applied: pd.DataFrame, reflected_i
     cap = (base - since).groupby(a["invoice_id"]).min()
     capped = invoices["invoice_id"].map(cap)
     return balance.where(capped.isna(), np.minimum(balance, capped.fillna(0).astype("int64"))).clip(lower=0)
-
-
-def iso_currencies() -> list[str]:
-    return sorted(known_currencies())

@@ -61,7 +61,7 @@ def _batch_definition():
     return asset.add_batch_definition_whole_dataframe("whole")
 
 
-def run_suite(df: pd.DataFrame, hop: str, params: dict | None = None) -> CheckResult:
+def run_suite(df: pd.DataFrame, hop: str) -> CheckResult:
     """Validate `df` against the hop's suite; return the rejected rows with their reasons."""
     import great_expectations as gx
 
@@ -73,8 +73,7 @@ def run_suite(df: pd.DataFrame, hop: str, params: dict | None = None) -> CheckRe
         exps = [{**e, "meta": {**e.get("meta", {}), "position": n}} for n, e in enumerate(spec["expectations"])]
         suite = gx.ExpectationSuite(name=spec["name"], expectations=exps)
         batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
-        result = batch.validate(suite, expectation_parameters=params or {},
-                                result_format={"result_format": "COMPLETE", "include_unexpected_rows": False})
+        result = batch.validate(suite, result_format={"result_format": "COMPLETE", "include_unexpected_rows": False})
         for res in result.results:
             cfg = res.expectation_config
             meta = cfg.meta or {}

@@ -29,8 +29,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: str = "dr
     settings = Settings.from_env()
     policy = load_policy(settings.policy_path)
     as_of = as_of or today_in(settings.timezone or policy.timezone)
-    if mode not in MODES:
-        raise ValueError(f"mode {mode!r} is not available yet; use one of {MODES}")
+    require_mode(mode)
     ledger = Ledger(settings.db_url)
     run_id = _run_id()
     ledger.start_run(run_id, "daily_ar", as_of, source, mode, policy.version)
@@ -87,6 +86,11 @@ def publish_report(as_of: dt.date, run_id: str, source: str, mode: str, policy: 
                              description=f"Daily AR {as_of}: tiers, buckets, holds, quarantine, reconciliation")
     get_run_logger().info("daily_ar %s: %s", as_of, summary["outcomes"])
     return summary
+
+
+def require_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r} is not available yet; use one of {MODES}")
 
 
 def _run_id() -> str:

@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from arflow.config import Settings, today_in
 from arflow.policy import load_policy
 from connectors.ledger.store import Ledger
-from flows.daily_ar import _run_id
+from flows.daily_ar import _run_id, require_mode
 from tasks import prefect_tasks as t
 from tasks.checkpoint import summarize
 
@@ -29,6 +29,7 @@ def payment_checkpoint(as_of: dt.date | None = None, source: str = "demo", bank_
     settings = Settings.from_env()
     policy = load_policy(settings.policy_path)
     as_of = as_of or today_in(settings.timezone or policy.timezone)
+    require_mode(mode)  # receipts are recorded under the mode: an unknown one would look sendable
     ledger = Ledger(settings.db_url)
     run_id = _run_id()
     ledger.start_run(run_id, "payment_checkpoint", as_of, source, mode, policy.version)

@@ -147,3 +147,9 @@ def test_two_checkpoints_at_once_apply_each_payment_once(data_dir, pg_url, monke
     receipts = ledger.frame(m.Outbox, m.Outbox.step == "receipt")
     assert receipts["idempotency_key"].is_unique
     assert sum(r["receipts_queued"] for r in results) == len(receipts)
+
+
+def test_an_unknown_mode_is_refused_before_anything_is_recorded(data_dir):
+    with pytest.raises(ValueError, match="mode 'send' is not available yet"):
+        payment_checkpoint(as_of=AS_OF, source="demo", mode="send")
+    assert not (data_dir / "ledger.db").exists()

@@ -44,12 +44,15 @@ def _quiet_env() -> None:
 def run(
     as_of: Optional[str] = typer.Option(None, "--as-of", help="the day to run, YYYY-MM-DD (default: today in the company's timezone)"),
     source: str = typer.Option("demo", "--source", help="demo | csv:DIR"),
-    mode: str = typer.Option("dry-run", "--mode", help="dry-run (render and record, send nothing)"),
+    mode: str = typer.Option("dry-run", "--mode", help="dry-run (render, write .eml files, send nothing) | draft "
+                             "(every message waits for approval) | send"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Run the daily AR flow for one day."""
     day = _parse_date(as_of, "--as-of")
     _check_source(source)
+    if mode not in ("dry-run", "draft", "send"):
+        raise UsageError(f"--mode must be dry-run, draft or send, got {mode!r}")
     _quiet_env()
     with contextlib.redirect_stdout(sys.stderr):
         from flows.daily_ar import daily_ar
@@ -268,10 +271,77 @@ def cash_review(payment: str = typer.Argument(..., help="payment id from the exc
         ledger.audit(by, "cash.reviewed", "PaymentReceived", payment, {"on": day, "note": note}, conn)
 
 
+@app.command("queue")
+def queue(as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout")) -> None:
+    """List the open decisions, oldest first, with their context."""
+    from tasks.decisions import open_decisions
+
+    ledger, _ = _ledger_and_today(None)
+    rows = open_decisions(ledger)
+    items = [{"id": int(r.id), "kind": r.kind, "customer_id": r.customer_id, "invoices": r.invoice_ids.split(","),
+              "opened_on": str(r.opened_on), "context": json.loads(r.context)} for r in rows.itertuples()]
+    if as_json:
+        sys.stdout.write(json.dumps({"open": len(items), "decisions": items}, default=str) + "\n")
+        return
+    if not items:
+        sys.stdout.write("no open decisions\n")
+    for d in items:
+        c = d["context"]
+        inv = ", ".join(f"{i['invoice_number']} {i['amount']} {i['currency']} ({i['days_past_due']}d)"
+                        for i in c.get("invoices", []))
+        sys.stdout.write(f"#{d['id']} {d['kind']} {c.get('customer', d['customer_id'])} [{d['opened_on']}] {inv}\n")
+        if c.get("proposed_subject"):
+            sys.stdout.write(f"    proposed: {c['proposed_subject']}\n")
+
+
+@app.command("decide")
+def decide(decision_id: int = typer.Argument(..., help="the decision's id (arflow queue)"),
+           verdict: str = typer.Argument(..., help="approve | reject"),
+           note: str = typer.Option("", "--note", help="why (kept in the audit log)"),
+           choice: Optional[str] = typer.Option(None, "--choice", help="payment_plan | write_off, where the step offers both"),
+           installments: Optional[int] = typer.Option(None, "--installments", min=2, max=24,
+                                                      help="installments of an approved payment plan"),
+           subject: Optional[str] = typer.Option(None, "--subject", help="approve with this subject instead"),
+           body_file: Optional[Path] = typer.Option(None, "--body-file", help="approve with this text instead"),
+           by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
+    """Settle a decision: approved, the next run carries it out; rejected, nothing goes."""
+    from tasks.decisions import DecisionError, settle
+
+    if verdict not in ("approve", "reject"):
+        raise UsageError(f"verdict must be approve or reject, got {verdict!r}")
+    if body_file is not None and not body_file.is_file():
+        raise UsageError(f"--body-file {body_file} is not a file")
+    ledger, day = _ledger_and_today(None)
+    try:
+        result = settle(ledger, decision_id, verdict, by=by, on=day, note=note, subject=subject,
+                        body=body_file.read_text() if body_file else None, choice=choice, installments=installments)
+    except DecisionError as exc:
+        raise UsageError(str(exc)) from None
+    typer.echo(f"decision {decision_id} {result['status']} ({result['touches']} touch(es))", err=True)
+
+
+@app.command("ack")
+def ack(task_id: int = typer.Argument(..., help="owner task id"),
+        by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
+    """Acknowledge an owner escalation (it then never goes to the finance lead)."""
+    from sqlalchemy import update
+
+    from connectors.ledger import models as m
+
+    ledger, day = _ledger_and_today(None)
+    with ledger.engine.begin() as conn:
+        n = conn.execute(update(m.OwnerTask).where(m.OwnerTask.id == task_id, m.OwnerTask.status == "open")
+                         .values(status="acknowledged", acknowledged_on=day)).rowcount
+        if not n:
+            raise UsageError(f"no open owner task {task_id}")
+        ledger.audit(by, "owner_task.acknowledged", "OwnerTask", str(task_id), {"on": day}, conn)
+
+
 def main() -> None:
     """Console entry point with one-line errors."""
     from arflow.policy import PolicyError
     from connectors.ledger.store import LedgerError
+    from connectors.messaging import ChannelNotConfigured
     from connectors.sources import SourceError
     from tasks.quality import DataQualityError
 
@@ -280,7 +350,7 @@ def main() -> None:
     except UsageError as exc:
         print(f"arflow: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
-    except (SourceError, PolicyError, LedgerError, DataQualityError) as exc:
+    except (SourceError, PolicyError, LedgerError, DataQualityError, ChannelNotConfigured) as exc:
         print(f"arflow: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
     except typer.Exit as exc:

@@ -204,6 +204,14 @@ def generate(folder: Path, *, anchor: dt.date, seed: int = 42, customers: int = 
     payments.to_csv(folder / "payments.csv", index=False)
     bank.to_csv(folder / "bank_statement.csv", index=False)
     aging.to_csv(folder / "aging_report.csv", index=False)
+    # The billing system's payment methods on file (autopay customers): about one card in eight
+    # has expired or is short of funds, so the failed-charge path shows in the demo. Its own
+    # random stream, so the rest of the portfolio does not move when this changes.
+    prng = np.random.default_rng([seed, 7])
+    auto = cust.loc[autopay, "customer_id"].tolist()
+    status = prng.choice(["valid", "card_expired", "insufficient_funds"], len(auto), p=[0.875, 0.1, 0.025])
+    pd.DataFrame({"customer_id": auto, "method": prng.choice(["card", "debit"], len(auto), p=[0.8, 0.2]),
+                  "status": status}).to_csv(folder / "payment_methods.csv", index=False)
     seed_dir = folder / "ledger_seed"
     pd.DataFrame(history).to_csv(seed_dir / "payment_history.csv", index=False)
     pd.DataFrame(disputes).to_csv(seed_dir / "disputes.csv", index=False)

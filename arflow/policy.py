@@ -20,7 +20,7 @@ SEGMENTS = ("strategic", "standard", "transactional")
 TONES = ("friendly", "firm", "escalating")
 CHANNELS = ("email", "slack", "crm_task", "billing", "decision")
 HOLD_REASONS = ("dispute", "opt_out", "paused", "promise_to_pay", "payment_plan", "unapplied_cash",
-                "reconciliation_mismatch")
+                "reconciliation_mismatch", "written_off")
 
 
 class PolicyError(ValueError):
@@ -97,6 +97,32 @@ class Scoring(_Strict):
     high_arr_minor: int = Field(default=10_000_000, ge=0)    # 100,000.00
 
 
+class Delivery(_Strict):
+    """How touches leave: gaps, sender, who is finance."""
+
+    min_gap_days: int = Field(default=3, ge=0)  # calendar days between two e-mails to one customer
+    sender: Literal["owner", "company"] = "owner"  # From: the account owner's address where there is one
+    finance_team: str = "finance@localhost"    # recipient of the role `finance`
+    finance_lead: str = "finance-lead@localhost"  # copied on quarter-end digests; gets unacknowledged escalations
+    default_language: str = "en"
+    # Template language by the customer's country, where the customer file gives no language.
+    languages: dict[str, str] = Field(default_factory=dict)
+    max_send_attempts: int = Field(default=3, ge=1)  # a transient send error retries on later runs, this often
+
+
+class Escalations(_Strict):
+    quarter_end_business_days: int = Field(default=5, ge=0)  # owner escalations batched into digests
+    ack_timeout_business_days: int = Field(default=3, ge=1)  # then the finance lead gets it
+
+
+class PaymentPlans(_Strict):
+    installments: int = Field(default=3, ge=2, le=24)
+    interval_days: int = Field(default=30, ge=7)
+    first_due_days: int = Field(default=7, ge=0)
+    reminder_business_days_before: int = Field(default=3, ge=0)
+    collections_export_dir: str = "exports"  # under the data folder
+
+
 class Policy(_Strict):
     version: str
     company_country: str = "US"
@@ -111,6 +137,9 @@ class Policy(_Strict):
     hold_order: tuple[str, ...] = HOLD_REASONS
     # Below this open balance (major units, per currency) nobody is chased.
     minimum_amount: dict[str, str] = Field(default_factory=dict)
+    delivery: Delivery = Delivery()
+    escalations: Escalations = Escalations()
+    payment_plans: PaymentPlans = PaymentPlans()
     steps: tuple[Step, ...]
 
     @field_validator("minimum_amount")
@@ -150,9 +179,11 @@ class Policy(_Strict):
     @classmethod
     def _holds(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         unknown = set(v) - set(HOLD_REASONS)
-        if unknown or set(v) != set(HOLD_REASONS):
-            raise ValueError(f"hold_order must list each of {list(HOLD_REASONS)} once")
-        return v
+        if unknown or len(set(v)) != len(v):
+            raise ValueError(f"hold_order lists each of {list(HOLD_REASONS)} at most once (unknown: {sorted(unknown)})")
+        # Reasons the file does not list come last, in the default order: a newer arflow can add
+        # a stop condition without breaking an older policy file.
+        return tuple(v) + tuple(r for r in HOLD_REASONS if r not in v)
 
     @model_validator(mode="after")
     def _steps_fit_lanes(self) -> "Policy":
@@ -177,6 +208,15 @@ class Policy(_Strict):
         if days_past_due < b.critical_from:
             return "late"
         return "critical"
+
+    def language_for(self, country: str | None) -> str:
+        return self.delivery.languages.get(str(country or "").upper(), self.delivery.default_language)
+
+    def previous_email_step(self, step: Step, segment: str) -> Step | None:
+        """The customer e-mail step before `step` in the cadence of `segment` (None for the first)."""
+        earlier = [s for s in self.steps if s.channel == "email" and segment in s.segments
+                   and s.sort_day < step.sort_day]
+        return max(earlier, key=lambda s: s.sort_day) if earlier else None
 
     def steps_for(self, lane: str) -> list[Step]:
         return sorted((s for s in self.steps if s.lane == lane), key=lambda s: s.sort_day)

@@ -14,13 +14,16 @@ from prefect.cache_policies import NO_CACHE
 from arflow.config import Settings, today_in
 from arflow.policy import Policy, load_policy
 from connectors.ledger.store import Ledger
+from connectors.messaging import ChannelNotConfigured
 from flows.lanes import LANE_FLOWS
+from tasks.delivery import Channels
+from tasks.delivery import Context as DeliveryContext
 from tasks import prefect_tasks as t
 from tasks import report
 from tasks.hops import QUARANTINE_COLUMNS
 from tasks.quality import enforce_threshold, run_suite
 
-MODES = ("dry-run",)
+MODES = ("dry-run", "draft", "send")
 
 
 @flow(name="daily_ar", log_prints=False)
@@ -30,10 +33,12 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: str = "dr
     policy = load_policy(settings.policy_path)
     as_of = as_of or today_in(settings.timezone or policy.timezone)
     require_mode(mode)
+    channels = open_channels(mode, source, settings)
     ledger = Ledger(settings.db_url)
     run_id = _run_id()
     ledger.start_run(run_id, "daily_ar", as_of, source, mode, policy.version)
     try:
+        in_doubt = ledger.in_doubt(sending_timeout(), as_of, run_id) if mode != "dry-run" else 0
         inputs = t.fetch_inputs(source, ledger, as_of, settings.data_dir)
         extracted, customers = t.extract_aging(inputs, as_of, policy)
         reconciliation, rec_hop = t.reconcile_aging(extracted.frame, inputs, policy)
@@ -42,10 +47,18 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: str = "dr
         planned, actions = t.plan_actions(scored.frame, as_of, policy, set(reconciliation.mismatched_customers),
                                           ledger, mode)
         run_dir = settings.data_dir / "runs" / as_of.isoformat() / run_id  # dry-run: the .eml files
-        lanes = [lane(actions, planned.frame, ledger, mode, run_id, as_of, run_dir) for lane in LANE_FLOWS]
+        delivery = delivery_context(ledger, channels, policy, run_id, as_of, mode, source, settings)
+        try:
+            lanes = [lane(actions, planned.frame, ledger, mode, run_id, as_of, run_dir, delivery) for lane in LANE_FLOWS]
+            owners = t.follow_up_owners(delivery)
+        finally:
+            if channels.mailer is not None:
+                channels.mailer.close()
         summary = publish_report(as_of, run_id, inputs.source, mode, policy, ledger,
                                  [extracted, rec_hop, enriched, scored, planned], planned.frame, actions,
                                  reconciliation, lanes, inputs.notes, run_dir)
+        summary["owners"] = owners
+        summary["delivery_in_doubt"] = in_doubt
     except BaseException as exc:
         ledger.finish_run(run_id, "failed", {"error": f"{exc.__class__.__name__}: {exc}"})
         raise
@@ -75,6 +88,19 @@ def publish_report(as_of: dt.date, run_id: str, source: str, mode: str, policy: 
                                reconciliation=reconciliation.summary(), data_quality=dq,
                                outbox_new=sum(lane["new"] for lane in lanes), notes=notes)
     summary["blocked_by_guardrail"] = sum(lane["blocked_by_guardrail"] for lane in lanes)
+    delivered = [lane.get("delivery") or {} for lane in lanes]
+    summary["messages"] = sum(lane.get("messages", 0) for lane in lanes)
+    summary["sent"] = sum(d.get("sent", 0) for d in delivered)
+    summary["drafted"] = sum(lane.get("drafted", 0) for lane in lanes)
+    summary["decisions_opened"] = sum(lane.get("decisions_opened", 0) for lane in lanes) + \
+        sum(d.get("decisions_opened", 0) for d in delivered)
+    skipped: dict[str, int] = {}
+    for d in delivered:
+        for k, v in (d.get("skipped_at_send") or {}).items():
+            skipped[k] = skipped.get(k, 0) + v
+    summary["skipped_at_send"] = skipped
+    for k in ("failed", "retry", "charges", "charges_failed", "finance_alerts", "carried_out", "digest_items"):
+        summary[k if k != "retry" else "send_retries"] = sum(d.get(k, 0) for d in delivered)
     summary["run_folder"] = str(run_dir)
     stamp = {"run_id": run_id, "as_of": as_of}
     rec_rows = reconciliation.results.assign(**stamp) if not reconciliation.results.empty else None
@@ -90,7 +116,48 @@ def publish_report(as_of: dt.date, run_id: str, source: str, mode: str, policy: 
 
 def require_mode(mode: str) -> None:
     if mode not in MODES:
-        raise ValueError(f"mode {mode!r} is not available yet; use one of {MODES}")
+        raise ValueError(f"mode {mode!r} is not one of {MODES}")
+
+
+def open_channels(mode: str, source: str, settings: Settings) -> Channels:
+    """The ways out for this run. dry-run needs none. draft and send need an SMTP server (approved
+    messages go out in both); Slack is optional (owner alerts become owner tasks without it)."""
+    import os
+
+    from connectors.billing import billing_for
+    from connectors.messaging import SlackWebhook, SmtpConfig, SmtpMailer
+
+    mail_from = os.environ.get("ARFLOW_MAIL_FROM", "accounts-receivable@localhost")
+    if mode == "dry-run":
+        return Channels(mail_from=mail_from)
+    smtp = SmtpConfig.from_env()
+    if smtp is None:
+        raise ChannelNotConfigured(f"mode {mode!r} sends e-mail: set ARFLOW_SMTP_HOST (and ARFLOW_SMTP_PORT, "
+                                   "ARFLOW_MAIL_FROM; ARFLOW_SMTP_USER/PASSWORD/STARTTLS where the server needs them)")
+    return Channels(mailer=SmtpMailer(smtp), slack=SlackWebhook.from_env(),
+                    billing=billing_for(source, settings.data_dir), mail_from=mail_from)
+
+
+def delivery_context(ledger: Ledger, channels: Channels, policy: Policy, run_id: str, as_of: dt.date, mode: str,
+                     source: str, settings: Settings) -> DeliveryContext:
+    from connectors.sources import open_source
+    from tasks.delivery import in_quarter_end, source_state, verify_rows
+
+    def verify(rows):
+        # Right before the sends: the source of truth and the ledger's stop records, read again.
+        state = source_state(open_source(source, data_dir=settings.data_dir, as_of=as_of), ledger, as_of, policy)
+        return verify_rows(rows, state)
+
+    return DeliveryContext(ledger=ledger, channels=channels, policy=policy, run_id=run_id, as_of=as_of, mode=mode,
+                           data_dir=settings.data_dir, verify=verify, quarter_end=in_quarter_end(as_of, policy))
+
+
+def sending_timeout() -> dt.timedelta:
+    """How long a message may sit `sending` before a later run calls its delivery in doubt
+    (ARFLOW_SENDING_TIMEOUT_SECONDS, default 600)."""
+    import os
+
+    return dt.timedelta(seconds=float(os.environ.get("ARFLOW_SENDING_TIMEOUT_SECONDS", "600")))
 
 
 def _run_id() -> str:

@@ -1,6 +1,8 @@
-"""The four lane subflows. Each takes the touches its lane is due today and queues them in the
-ledger's outbox under their idempotency keys (dry-run in the embedded default: rendered, recorded,
-never sent). One subflow per lane, so the Prefect UI shows each lane's work and failures apart."""
+"""The four lane subflows. Each takes the touches its lane is due today, queues them in the
+ledger's outbox under their idempotency keys (opening a decision for each message that needs a
+person), then delivers what is queued for its lane: verified at the source right before, sent once.
+In dry-run nothing is delivered: the outbox rows and the .eml files are the whole effect. One
+subflow per lane, so the Prefect UI shows each lane's work and failures apart."""
 
 from __future__ import annotations
 
@@ -10,39 +12,41 @@ import pandas as pd
 from prefect import flow
 
 from connectors.ledger.store import Ledger
-from tasks.prefect_tasks import queue_touches
+from tasks.prefect_tasks import deliver_touches, queue_touches
 
 
 def _lane(lane: str, actions: pd.DataFrame, invoices: pd.DataFrame, ledger: Ledger, mode: str, run_id: str,
-          as_of: dt.date, run_dir=None) -> dict:
+          as_of: dt.date, run_dir=None, delivery=None) -> dict:
     mine = actions[actions["lane"] == lane]
-    if mine.empty:
-        return {"lane": lane, "touches": 0, "new": 0, "blocked_by_guardrail": 0}
-    return {"lane": lane, **queue_touches(mine, invoices, ledger, mode, run_id, as_of, run_dir)}
+    queued = {"touches": 0, "new": 0, "blocked_by_guardrail": 0, "decisions_opened": 0, "drafted": 0}
+    if not mine.empty:
+        queued = queue_touches(mine, invoices, ledger, mode, run_id, as_of, run_dir, delivery.policy if delivery else None)
+    sent = deliver_touches(delivery, lane) if delivery is not None else {}
+    return {"lane": lane, **queued, "delivery": sent}
 
 
 @flow(name="current_lane")
-def current_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None) -> dict:
-    """Pre-due reminders and the due-date auto-charge."""
-    return _lane("current", actions, invoices, ledger, mode, run_id, as_of, run_dir)
+def current_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None, delivery=None) -> dict:
+    """Pre-due reminders and the due-date auto-charge (a failed charge: the customer is told the same run)."""
+    return _lane("current", actions, invoices, ledger, mode, run_id, as_of, run_dir, delivery)
 
 
 @flow(name="early_lane")
-def early_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None) -> dict:
+def early_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None, delivery=None) -> dict:
     """1-14 days past due: friendly nudge, follow-up, the owner looped in."""
-    return _lane("early", actions, invoices, ledger, mode, run_id, as_of, run_dir)
+    return _lane("early", actions, invoices, ledger, mode, run_id, as_of, run_dir, delivery)
 
 
 @flow(name="late_lane")
-def late_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None) -> dict:
+def late_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None, delivery=None) -> dict:
     """15-44 days: firmer e-mail, owner alert, service-pause warning (a human decides)."""
-    return _lane("late", actions, invoices, ledger, mode, run_id, as_of, run_dir)
+    return _lane("late", actions, invoices, ledger, mode, run_id, as_of, run_dir, delivery)
 
 
 @flow(name="critical_lane")
-def critical_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None) -> dict:
+def critical_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None, delivery=None) -> dict:
     """45+ days: service pause, finance and owner call, payment plan or write-off (humans decide)."""
-    return _lane("critical", actions, invoices, ledger, mode, run_id, as_of, run_dir)
+    return _lane("critical", actions, invoices, ledger, mode, run_id, as_of, run_dir, delivery)
 
 
 LANE_FLOWS = (current_lane, early_lane, late_lane, critical_lane)

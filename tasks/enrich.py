@@ -10,6 +10,9 @@ from arflow.policy import Policy
 
 CUSTOMER_FIELDS = ["segment", "arr_minor", "tenure_months", "nps", "health", "renewal_date", "owner_ae_email",
                    "owner_csm_email", "billing_contact_name", "billing_contact_email", "country", "name"]
+# Columns a customer file may add: the template language, and the CFO's address (copied on a
+# service-pause warning once a person approves it).
+OPTIONAL_CUSTOMER_FIELDS = ["language", "cfo_email"]
 
 
 def history_features(history: pd.DataFrame, as_of: dt.date, policy: Policy) -> pd.DataFrame:
@@ -40,7 +43,11 @@ def enrich(invoices: pd.DataFrame, customers: pd.DataFrame, stops: dict[str, pd.
            history: pd.DataFrame, as_of: dt.date, policy: Policy) -> pd.DataFrame:
     today = pd.Timestamp(as_of)
     cust = customers.set_index("customer_id")
-    out = invoices.join(cust[CUSTOMER_FIELDS + ["opt_out", "paused_until"]], on="customer_id")
+    optional = [c for c in OPTIONAL_CUSTOMER_FIELDS if c in cust.columns]
+    out = invoices.join(cust[CUSTOMER_FIELDS + optional + ["opt_out", "paused_until"]], on="customer_id")
+    for col in OPTIONAL_CUSTOMER_FIELDS:
+        if col not in out:
+            out[col] = pd.NA
     out = out.rename(columns={"name": "customer_name", "opt_out": "opt_out_file"})
 
     days_to_renewal = (out["renewal_date"] - today).dt.days
@@ -78,6 +85,19 @@ def enrich(invoices: pd.DataFrame, customers: pd.DataFrame, stops: dict[str, pd.
     out["payment_plan"] = out["customer_id"].isin(plan_customers) | out["invoice_id"].isin(plan_invoices)
     cash = stops.get("unapplied_cash", pd.DataFrame(columns=["customer_id"]))
     out["unapplied_cash"] = out["customer_id"].isin(set(cash["customer_id"]))
+    written = stops.get("write_offs", pd.DataFrame(columns=["invoice_id"]))
+    out["written_off"] = out["invoice_id"].isin(set(written["invoice_id"]))
+
+    # A failed auto-charge: the invoice joins the early lane on its due date, flagged, so the
+    # customer hears "please update your payment method" and not silence until day 15.
+    failed = stops.get("failed_charges", pd.DataFrame(columns=["invoice_id"]))
+    out["payment_failed"] = out["invoice_id"].isin(set(failed["invoice_id"]))
+    out.loc[out["payment_failed"] & (out["lane"] == "current") & (out["days_past_due"] >= 0), "lane"] = "early"
+
+    # Template language: the customer file's own `language`, else the policy's map by country.
+    by_country = out["country"].map(lambda c: policy.language_for(c if isinstance(c, str) else None))
+    lang = out["language"] if "language" in out else pd.Series(pd.NA, index=out.index)
+    out["language"] = lang.where(lang.notna() & (lang.astype("string").str.len() > 0), by_country).astype(str).str.lower()
     return out.drop(columns=["opt_out_file", "paused_until"])
 
 

@@ -85,6 +85,9 @@ def parse_customers(raw: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     df["billing_email_valid"] = df["billing_contact_email"].str.fullmatch(_EMAIL_RE).fillna(False)
     df["country"] = raw["country"].astype("string").str.upper().replace("", pd.NA)
     df["opt_out"], df["opt_out_valid"] = _bool(raw["opt_out"])
+    for col in ("language", "cfo_email"):  # optional columns (DESIGN.md CSV format plus these)
+        if col in raw:
+            df[col] = raw[col].astype("string").str.strip().replace("", pd.NA)
     return df
 
 

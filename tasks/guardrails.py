@@ -11,13 +11,19 @@ from dataclasses import dataclass
 _RULES: dict[str, re.Pattern] = {
     "legal_threat": re.compile(
         r"\b(legal action|law ?suit|litigation|attorney|lawyer|solicitor|court|sue|suing|legal proceedings|"
-        r"small claims|judg(e)?ment against)\b", re.IGNORECASE),
+        r"small claims|judg(e)?ment against|"
+        r"anwalt|rechtsanwalt|rechtliche schritte|gericht(lich)?|klage|mahnbescheid|"  # de
+        r"avocat|tribunal|poursuites|huissier|mise en demeure|action en justice)\b", re.IGNORECASE),  # fr
     "collections_or_credit_reporting": re.compile(
         r"\b(collection agenc(y|ies)|collections agenc(y|ies)|debt collect(or|ors|ion)|credit (bureau|report(ing)?|score|rating)|"
-        r"sent to collections|refer(red)? (this|your account) to collections)\b", re.IGNORECASE),
+        r"sent to collections|refer(red)? (this|your account) to collections|"
+        r"inkasso\w*|schufa|auskunftei|"  # de
+        r"recouvrement|soci[ée]t[ée] de recouvrement|fichier des incidents)\b", re.IGNORECASE),  # fr
     "service_suspension": re.compile(
         r"\b(suspend(ed|ing)?|suspension|terminat(e|ed|ion) (of )?(your )?(service|account|access)|cut off|"
-        r"disconnect(ed|ion)?|shut (off|down) your)\b", re.IGNORECASE),
+        r"disconnect(ed|ion)?|shut (off|down) your|"
+        r"aussetzen|sperr(en|ung)|"  # de
+        r"suspendre|couper|interruption (du|de) service)\b", re.IGNORECASE),  # fr
     "internal_note": re.compile(
         r"(\binternal( note| only)?\b|\bdo not (share|forward)\b|\brisk score\b|\bchronic late\b|\bescalation reason\b|"
         r"\bnot for (the )?customer\b)", re.IGNORECASE),

@@ -125,8 +125,10 @@ def score(enriched: pd.DataFrame, policy: Policy) -> HopResult:
 
 
 def plan_actions(scored: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched: set[str],
-                 done_keys: set[str]) -> tuple[HopResult, pd.DataFrame]:
-    p = plan_mod.plan(scored, as_of, policy, mismatched_customers=mismatched, done_keys=done_keys)
+                 done_keys: set[str] | None = None, touches: pd.DataFrame | None = None,
+                 installments: pd.DataFrame | None = None) -> tuple[HopResult, pd.DataFrame]:
+    p = plan_mod.plan(scored, as_of, policy, mismatched_customers=mismatched, done_keys=done_keys, touches=touches,
+                      installments=installments)
     planned = scored.join(p.outcomes)
     good, q, check = _checked(planned, "plan_actions", policy, reason_prefix="plan_actions:")
     actions = p.actions[p.actions["row"].isin(good.index)]

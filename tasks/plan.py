@@ -7,6 +7,12 @@ Order of decisions for an aged, enriched, scored invoice:
    today is a weekend or a holiday of ours or of the customer's country -> no_action_due
 4. the most advanced step of its lane (and segment) whose contact date has come -> action_today,
    unless that step's touch is already in the outbox -> no_action_due (step_done)
+5. a customer e-mail waits (no_action_due) while the e-mail step before it in the cadence sits in
+   the outbox undelivered (previous_step_not_delivered: awaiting a decision, queued, failed or
+   blocked), and while the customer had an e-mail fewer than ``delivery.min_gap_days`` ago
+   (min_gap). It stays due, so it goes out on the first day both clear.
+6. an invoice on a payment plan is held, except for the reminder a few business days before each
+   installment; a missed installment lifts the hold and re-escalates to a person.
 
 A step's contact date: pre-due steps N business days before the due date; day 0 on the due date
 rolled to a business day; day N >= 1 on due date + N calendar days, but not before the rolled due
@@ -26,7 +32,13 @@ from arflow.policy import Policy, Step
 
 HOLD_FLAGS = {"dispute": "open_dispute", "opt_out": "opt_out", "paused": "paused", "payment_plan": "payment_plan",
               "promise_to_pay": "promise_to_pay", "unapplied_cash": "unapplied_cash",
-              "reconciliation_mismatch": "reconciliation_mismatch"}
+              "reconciliation_mismatch": "reconciliation_mismatch", "written_off": "written_off"}
+# Outbox statuses: a touch that reached its recipient (dry-run: rendered and recorded), one still on
+# its way, and one that did not go and must not be followed by a firmer step.
+DELIVERED = ("sent", "planned")
+PENDING = ("awaiting_decision", "queued", "sending", "delivery_unknown")
+NOT_DELIVERED = PENDING + ("failed", "blocked")
+TOUCH_COLUMNS = ["idempotency_key", "invoice_id", "customer_id", "step", "channel", "status", "as_of", "delivered_on"]
 TONE_ORDER = {"friendly": 0, "firm": 1, "escalating": 2}
 
 
@@ -51,8 +63,15 @@ def contact_dates(df: pd.DataFrame, step: Step, policy: Policy) -> pd.Series:
 
 
 def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_customers: set[str],
-         done_keys: set[str]) -> Plan:
+         done_keys: set[str] | None = None, touches: pd.DataFrame | None = None,
+         installments: pd.DataFrame | None = None) -> Plan:
+    """`touches`: the outbox as it stands (TOUCH_COLUMNS); `done_keys` alone is enough for tests
+    that only care which keys exist. `installments`: open payment plans' schedule (see
+    :func:`plan_schedule`)."""
     today = pd.Timestamp(as_of)
+    if touches is None:
+        touches = pd.DataFrame({"idempotency_key": sorted(done_keys or ())}).reindex(columns=TOUCH_COLUMNS)
+    done_keys = set(touches["idempotency_key"])
     work = df.copy()
     work["reconciliation_mismatch"] = work["customer_id"].isin(mismatched_customers)
     outcome = pd.Series("", index=work.index, dtype=object)
@@ -61,6 +80,12 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
     nothing_owed = work["effective_balance_minor"] <= 0
     outcome[nothing_owed] = "no_action_due"
     reason[nothing_owed] = "nothing_owed"
+
+    # A missed installment lifts the plan's hold: the invoice is back in its lane and a person
+    # decides again (re-escalation below).
+    missed = _missed_plans(work, installments, as_of, policy)
+    work.loc[work.index.isin(missed.index), "payment_plan"] = False
+    work["_hold_plan"] = work["payment_plan"].fillna(False).astype(bool)
 
     for name in policy.hold_order:
         flag = work[HOLD_FLAGS[name]].fillna(False).astype(bool) & (outcome == "")
@@ -105,17 +130,133 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
         idx = mask.index[best_day.loc[mask.index] == step.sort_day]
         if len(idx):
             rows.append(_actions_for(work.loc[idx], step, policy))
+    extra = _plan_touches(work, installments, missed, as_of, policy, business)
+    rows.extend(x for x in extra if not x.empty)
     actions = pd.concat(rows) if rows else _empty_actions()
     # A touch already in the outbox (an earlier run, or a re-run of today) is not planned again.
     actions = actions[~actions["idempotency_key"].isin(done_keys)]
+    actions, waiting = _delivery_gates(actions, work, touches, as_of, policy)
+    actions = _one_lane_per_message(actions)
     acting = actions["row"].unique()
     outcome[acting] = "action_today"
+    reason[acting] = None
     rest = outcome == ""
     outcome[rest] = "no_action_due"
     reason[rest] = np.where(best_day[rest].isna(), "next_step_not_due", "step_done")
+    waiting = waiting[~waiting.index.isin(acting)]
+    reason[waiting.index] = waiting
     outcomes = pd.DataFrame({"outcome": outcome, "reason": reason.replace("", None),
                              "next_contact": next_date}, index=work.index)
     return Plan(outcomes=outcomes, actions=actions.reset_index(drop=True))
+
+
+def _delivery_gates(actions: pd.DataFrame, work: pd.DataFrame, touches: pd.DataFrame, as_of: dt.date,
+                    policy: Policy) -> tuple[pd.DataFrame, pd.Series]:
+    """Drop customer e-mails whose previous e-mail step is not delivered, and e-mails to a customer
+    who had one fewer than min_gap_days ago. Returns (actions kept, reason per invoice row held back)."""
+    email = actions["channel"] == "email"
+    if not email.any():
+        return actions, pd.Series(dtype=object)
+    status = dict(zip(touches["idempotency_key"], touches["status"]))
+    steps = {s.name: s for s in policy.steps}
+    blocked_prev = pd.Series(False, index=actions.index)
+    for i, act in actions[email].iterrows():
+        step = steps.get(act["step"])
+        if step is None:
+            continue
+        prev = policy.previous_email_step(step, work.at[act["row"], "segment"])
+        if prev is not None and status.get(f"{act['invoice_id']}:{prev.name}:email") in NOT_DELIVERED:
+            blocked_prev[i] = True
+    gap = pd.Series(False, index=actions.index)
+    if policy.delivery.min_gap_days and not touches.empty:
+        mail = touches[(touches["channel"] == "email") & touches["status"].isin(DELIVERED + PENDING)]
+        if not mail.empty:
+            when = pd.to_datetime(mail["delivered_on"].where(mail["delivered_on"].notna(), mail["as_of"]))
+            last = when.groupby(mail["customer_id"]).max()
+            today = pd.Timestamp(as_of)
+            recent = last[(last < today) & (last > today - pd.Timedelta(days=policy.delivery.min_gap_days))]
+            gap = email & actions["customer_id"].isin(set(recent.index))
+    drop = (email & blocked_prev) | gap
+    why = pd.Series(np.where(blocked_prev[drop], "previous_step_not_delivered", "min_gap"),
+                    index=actions.loc[drop, "row"].to_numpy(), dtype=object)
+    return actions[~drop], why[~why.index.duplicated()]
+
+
+def _one_lane_per_message(actions: pd.DataFrame) -> pd.DataFrame:
+    """A customer's e-mails of the day become one message (tasks.touches); it is handled by the lane
+    of its most advanced step, so all its touches move to that lane."""
+    email = actions["channel"] == "email"
+    if email.sum() < 2:
+        return actions
+    mail = actions[email]
+    lead = mail.sort_values("step_day", kind="stable").groupby("customer_id")["lane"].last()
+    actions = actions.copy()
+    actions.loc[email, "lane"] = mail["customer_id"].map(lead).to_numpy()
+    return actions
+
+
+def plan_schedule(plans: pd.DataFrame, installments: pd.DataFrame) -> pd.DataFrame:
+    """Installments of active payment plans on one invoice each: plan_id, invoice_id, seq, due_on,
+    amount_minor, cumulative_minor, balance_at_start_minor."""
+    cols = ["plan_id", "invoice_id", "seq", "due_on", "amount_minor", "cumulative_minor", "balance_at_start_minor"]
+    if plans is None or plans.empty or installments is None or installments.empty:
+        return pd.DataFrame(columns=cols)
+    p = plans[plans["invoice_id"].notna()].rename(columns={"id": "plan_id"})
+    x = installments.merge(p[["plan_id", "invoice_id", "balance_at_start_minor"]], on="plan_id")
+    x = x.sort_values(["plan_id", "seq"])
+    x["cumulative_minor"] = x.groupby("plan_id")["amount_minor"].cumsum()
+    x["due_on"] = pd.to_datetime(x["due_on"]).astype("datetime64[s]")
+    return x[cols].reset_index(drop=True)
+
+
+def _missed_plans(work: pd.DataFrame, schedule: pd.DataFrame | None, as_of: dt.date, policy: Policy) -> pd.Series:
+    """plan_id per invoice row whose plan missed an installment: the grace after an installment's
+    due date has passed and less than the installments due so far has been paid."""
+    if schedule is None or schedule.empty:
+        return pd.Series(dtype="int64")
+    s = schedule.merge(work[["invoice_id", "country", "effective_balance_minor"]].reset_index(), on="invoice_id")
+    if s.empty:
+        return pd.Series(dtype="int64")
+    rolled = bd.roll_forward(s["due_on"], s["country"], policy.company_country)
+    late_from = bd.add_business_days(rolled, policy.grace_business_days, s["country"], policy.company_country)
+    paid = s["balance_at_start_minor"].fillna(s["effective_balance_minor"]) - s["effective_balance_minor"]
+    short = (late_from < pd.Timestamp(as_of)) & (paid < s["cumulative_minor"])
+    missed = s[short].drop_duplicates("index")
+    return pd.Series(missed["plan_id"].to_numpy(), index=missed["index"].to_numpy())
+
+
+def _plan_touches(work, schedule, missed: pd.Series, as_of: dt.date, policy: Policy, business: pd.Series):
+    """Touches of payment plans: a friendly reminder before each installment; a decision when an
+    installment was missed."""
+    out = []
+    if schedule is not None and not schedule.empty:
+        held = work[work["_hold_plan"] & (work["effective_balance_minor"] > 0) & business]
+        s = schedule.merge(held[["invoice_id", "country"]].reset_index(), on="invoice_id")
+        if not s.empty:
+            remind_on = bd.add_business_days(s["due_on"], -policy.payment_plans.reminder_business_days_before,
+                                             s["country"], policy.company_country)
+            due_now = s[(remind_on <= pd.Timestamp(as_of)) & (s["due_on"] >= pd.Timestamp(as_of))]
+            due_now = due_now.sort_values("seq").drop_duplicates("index")
+            if not due_now.empty:
+                step = Step(name="installment_reminder", lane="current", day=0, channel="email", tone="friendly")
+                a = _actions_for(work.loc[due_now["index"]], step, policy)
+                a["lane"] = work.loc[due_now["index"], "lane"].to_numpy()
+                a["tone"] = "friendly"
+                a["idempotency_key"] = (a["invoice_id"].astype(str) + ":installment_" + due_now["seq"].astype(str).to_numpy()
+                                        + "_reminder:email")
+                out.append(a)
+    if len(missed):
+        rows = work.loc[missed.index]
+        rows = rows[business.loc[missed.index]]
+        if not rows.empty:
+            step = Step(name="payment_plan_missed", lane="critical", day=60, channel="decision", tone="escalating",
+                        recipients=("finance",), approval=True)
+            a = _actions_for(rows, step, policy)
+            a["lane"] = rows["lane"].to_numpy()
+            a["idempotency_key"] = (a["invoice_id"].astype(str) + ":payment_plan_missed_"
+                                    + missed.loc[rows.index].astype(str).to_numpy() + ":decision")
+            out.append(a)
+    return out
 
 
 def _actions_for(sub: pd.DataFrame, step: Step, policy: Policy) -> pd.DataFrame:
@@ -129,13 +270,14 @@ def _actions_for(sub: pd.DataFrame, step: Step, policy: Policy) -> pd.DataFrame:
         "channel": step.channel,
         "tone": tone,
         "needs_approval": step.approval,
-        "recipients": [",".join(_recipients(step, r)) for r in sub.itertuples()],
+        "recipients": [",".join(_recipients(step, r, policy)) for r in sub.itertuples()],
+        "step_day": step.sort_day,
     })
     a["idempotency_key"] = a["invoice_id"].astype(str) + ":" + step.name + ":" + step.channel
     return a
 
 
-def _recipients(step: Step, r) -> list[str]:
+def _recipients(step: Step, r, policy: Policy) -> list[str]:
     out = []
     for role in step.recipients:
         if role == "billing_contact":
@@ -145,11 +287,18 @@ def _recipients(step: Step, r) -> list[str]:
             out.append(str(owner) if isinstance(owner, str) else "finance")
         elif role == "csm":
             out.append(str(r.owner_csm_email) if isinstance(r.owner_csm_email, str) else "finance")
+        elif role == "cfo":
+            # Only a designated CFO address (the customer file's cfo_email); none, no copy.
+            cfo = getattr(r, "cfo_email", None)
+            if isinstance(cfo, str) and cfo:
+                out.append(cfo)
+        elif role == "finance":
+            out.append(policy.delivery.finance_team)
         else:
-            out.append(role)  # cfo / finance: resolved by the lanes issue's designated contacts
+            out.append(role)
     return out
 
 
 def _empty_actions() -> pd.DataFrame:
     return pd.DataFrame(columns=["row", "invoice_id", "customer_id", "lane", "step", "channel", "tone",
-                                 "needs_approval", "recipients", "idempotency_key"])
+                                 "needs_approval", "recipients", "step_day", "idempotency_key"])

@@ -68,23 +68,41 @@ def score_invoices(enriched, policy: Policy):
 
 @task(name="plan_actions", cache_policy=NO_CACHE)
 def plan_actions(scored, as_of: dt.date, policy: Policy, mismatched: set[str], ledger: Ledger, mode: str):
-    return hops.plan_actions(scored, as_of, policy, mismatched=mismatched, done_keys=ledger.outbox_keys(mode))
+    from tasks.touches import namespace
+
+    return hops.plan_actions(scored, as_of, policy, mismatched=mismatched,
+                             touches=ledger.touch_history(namespace(mode)), installments=ledger.plan_schedule(as_of))
 
 
 @task(name="queue_touches", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5],
       retry_condition_fn=_transient)
 def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_of: dt.date,
-                  run_dir=None) -> dict:
+                  run_dir=None, policy: Policy | None = None) -> dict:
+    """Render today's touches (one message per customer), check them, and write them to the
+    outbox; each message that waits for a person opens a decision in the same transaction."""
     import os
 
-    from tasks.touches import write_eml
+    from tasks.decisions import decision_rows
+    from tasks.touches import namespace, write_eml
 
-    rows = outbox_rows(actions, invoices, mode=mode, run_id=run_id, as_of=as_of)
-    new = ledger.insert_outbox(rows)
+    rows = outbox_rows(actions, invoices, mode=mode, run_id=run_id, as_of=as_of, policy=policy)
+    decisions = decision_rows(rows, ledger.touch_history(namespace(mode)), run_id, as_of) if mode != "dry-run" else []
+    new, opened = ledger.queue_touches(rows, decisions)
     if mode == "dry-run" and run_dir is not None:
         write_eml(rows, run_dir, sender=os.environ.get("ARFLOW_MAIL_FROM", "accounts-receivable@localhost"))
-    blocked = int((rows["status"] == "blocked").sum()) if not rows.empty else 0
-    return {"touches": int(len(rows)), "new": int(new), "blocked_by_guardrail": blocked}
+    messages = rows.drop_duplicates("message_key") if not rows.empty else rows
+    blocked = int((messages["status"] == "blocked").sum()) if not rows.empty else 0
+    drafted = opened if mode == "draft" else 0
+    return {"touches": int(len(rows)), "new": int(new), "messages": int(len(messages)),
+            "blocked_by_guardrail": blocked, "decisions_opened": int(opened), "drafted": int(drafted)}
+
+
+@task(name="deliver_touches", cache_policy=NO_CACHE)
+def deliver_touches(delivery, lane: str) -> dict:
+    """Verify at the source and send what is queued for this lane (nothing in dry-run)."""
+    from tasks.delivery import deliver_lane
+
+    return deliver_lane(delivery, lane)
 
 
 @task(name="read_payments", cache_policy=NO_CACHE)
@@ -122,3 +140,11 @@ def record_checkpoint(result, ledger: Ledger, invoices, customers, mode: str, ru
 
     receipts = receipt_rows(result.closed, invoices, customers, mode=mode, run_id=run_id, as_of=as_of)
     return ledger.record_checkpoint(result, receipts, as_of, run_id)
+
+
+@task(name="follow_up_owners", cache_policy=NO_CACHE)
+def follow_up_owners(delivery) -> dict:
+    """Quarter-end digests per owner, and escalations nobody acknowledged in time to the finance lead."""
+    from tasks.delivery import follow_up_owners as run
+
+    return run(delivery)

@@ -7,9 +7,11 @@ the outbox row is the whole effect: nothing leaves the building.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from functools import lru_cache
 
 import jinja2
+import numpy as np
 import pandas as pd
 
 from arflow.config import PROMPTS_DIR
@@ -21,72 +23,138 @@ TEMPLATE_BY_CHANNEL = {"crm_task": "owner_task.j2", "decision": "owner_task.j2",
 CONTEXT_COLUMNS = ["invoice_number", "due_date", "days_past_due", "currency", "effective_balance_minor",
                    "billing_contact_name", "customer_name", "segment", "arr_minor", "health", "risk_score",
                    "escalation", "escalation_reason", "paid_count", "avg_days_late", "late_count_12m",
-                   "payment_link"]
+                   "payment_link", "payment_failed", "language", "owner_ae_email", "billing_contact_email"]
+TONE_RANK = {"friendly": 0, "firm": 1, "escalating": 2}
 
 
-@lru_cache(maxsize=1)
-def environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(PROMPTS_DIR), undefined=jinja2.StrictUndefined,
-                              autoescape=False, keep_trailing_newline=False)
+@lru_cache(maxsize=16)
+def environment(language: str = "en") -> jinja2.Environment:
+    """Templates for a language: prompts/<language>/ first, then the English ones in prompts/."""
+    paths = [PROMPTS_DIR / language] if language and (PROMPTS_DIR / language).is_dir() else []
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(paths + [PROMPTS_DIR]),
+                              undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
 
 
 def template_for(channel: str, tone: str) -> str:
     return TEMPLATE_BY_CHANNEL.get(channel, f"email_{tone}.j2")
 
 
-def render(template: str, context: dict) -> tuple[str, str]:
-    text = environment().get_template(template).render(**context).strip()
+def render(template: str, context: dict, language: str = "en") -> tuple[str, str]:
+    text = environment(language).get_template(template).render(**context).strip()
     first, _, rest = text.partition("\n")
     if not first.startswith("Subject: "):
         raise ValueError(f"template {template} must start with a 'Subject: ' line")
     return first.removeprefix("Subject: ").strip(), rest.strip()
 
 
+def invoice_context(c, act) -> dict:
+    """What one touch's text is rendered from; stored with the outbox row (JSON), so the message
+    can be rendered again at send time without an invoice that changed since."""
+    cur = c.currency
+    return {
+        "invoice_id": act.invoice_id, "step": act.step, "step_day": int(act.step_day), "tone": act.tone,
+        "needs_approval": bool(act.needs_approval), "recipients": act.recipients,
+        "invoice_number": str(c.invoice_number), "due_date": c.due_date.date().isoformat(),
+        "days_past_due": int(c.days_past_due), "currency": cur,
+        "amount_minor": int(c.effective_balance_minor), "amount": format_minor(int(c.effective_balance_minor), cur),
+        "contact_name": c.billing_contact_name if isinstance(c.billing_contact_name, str) else "there",
+        "customer_name": str(c.customer_name), "segment": c.segment,
+        "arr": format_minor(int(c.arr_minor), "USD") if pd.notna(c.arr_minor) else "unknown",
+        "health": c.health if isinstance(c.health, str) else None, "risk_score": int(c.risk_score),
+        "escalation": c.escalation, "escalation_reason": c.escalation_reason, "paid_count": int(c.paid_count),
+        "avg_days_late": float(c.avg_days_late), "late_count_12m": int(c.late_count_12m),
+        "payment_link": c.payment_link if isinstance(c.payment_link, str) else None,
+        "payment_failed": bool(c.payment_failed), "language": c.language,
+        "owner_email": c.owner_ae_email if isinstance(c.owner_ae_email, str) else None,
+        "billing_email": c.billing_contact_email if isinstance(c.billing_contact_email, str) else None,
+    }
+
+
+def message_context(items: list[dict], sender_name: str) -> dict:
+    """One message from the touches it carries: the most advanced step leads (its step, tone and
+    invoice fill the single-invoice fields); every invoice is listed."""
+    lead = max(items, key=lambda i: (i["step_day"], TONE_RANK.get(i["tone"], 0), i["days_past_due"]))
+    ordered = sorted(items, key=lambda i: (-i["days_past_due"], i["invoice_number"]))
+    return {**lead, "invoices": ordered, "sender_name": sender_name,
+            "needs_approval": any(i["needs_approval"] for i in items),
+            "payment_failed": any(i["payment_failed"] for i in items) and lead["step"] in ("nudge", "payment_failed_notice")}
+
+
+def render_message(channel: str, items: list[dict], sender_name: str) -> tuple[str, str, dict]:
+    ctx = message_context(items, sender_name)
+    subject, body = render(template_for(channel, ctx["tone"]), ctx, ctx.get("language") or "en")
+    return subject, body, ctx
+
+
+def check_rendered(subject: str, body: str, ctx: dict, customer_id: str, directory: Directory) -> list[str]:
+    verdict = check_message(subject, body, customer_id=customer_id, recipients=ctx["recipients"].split(","),
+                            directory=directory, approved_step=bool(ctx["needs_approval"]),
+                            own_names=(ctx["contact_name"], ctx["customer_name"]))
+    return list(verdict.violations)
+
+
 def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run_id: str, as_of: dt.date,
-                sender_name: str = "Accounts Receivable") -> pd.DataFrame:
-    """actions (from tasks.plan) + the invoices' context -> rows for the ledger's outbox."""
+                policy=None, sender_name: str = "Accounts Receivable") -> pd.DataFrame:
+    """actions (from tasks.plan) + the invoices' context -> rows for the ledger's outbox.
+
+    One customer, one message: a customer's e-mail touches of the day share a message key and one
+    rendered text listing every invoice, at the most advanced step among them. Status by mode:
+    dry-run `planned` (`awaiting_decision` where a person would approve it first; no decision is
+    opened); draft `awaiting_decision` (a person approves every message); send `queued`,
+    or `awaiting_decision` where the step needs approval. A message the guardrails reject is
+    `blocked` with the reasons, whatever the mode."""
     if actions.empty:
         return pd.DataFrame()
-    ctx = invoices.loc[actions["row"], CONTEXT_COLUMNS].reset_index(drop=True)
     a = actions.reset_index(drop=True)
+    ctx_rows = invoices.loc[a["row"], CONTEXT_COLUMNS].reset_index(drop=True)
     directory = Directory.build(invoices["invoice_number"], invoices["customer_id"],
                                 invoices["customer_name"], invoices["customer_id"])
-    subjects, bodies, statuses, blocked = [], [], [], []
-    for act, c in zip(a.itertuples(index=False), ctx.itertuples(index=False)):
-        cur = c.currency
-        context = {
-            "step": act.step, "needs_approval": bool(act.needs_approval), "recipients": act.recipients,
-            "invoice_number": c.invoice_number, "due_date": c.due_date.date().isoformat(),
-            "days_past_due": int(c.days_past_due), "currency": cur,
-            "amount": format_minor(int(c.effective_balance_minor), cur),
-            "contact_name": c.billing_contact_name if isinstance(c.billing_contact_name, str) else "there",
-            "customer_name": c.customer_name, "segment": c.segment,
-            "arr": format_minor(int(c.arr_minor), "USD") if pd.notna(c.arr_minor) else "unknown",
-            "health": c.health if isinstance(c.health, str) else None, "risk_score": int(c.risk_score),
-            "escalation": c.escalation, "escalation_reason": c.escalation_reason, "paid_count": int(c.paid_count),
-            "avg_days_late": c.avg_days_late, "late_count_12m": int(c.late_count_12m),
-            "payment_link": c.payment_link if isinstance(c.payment_link, str) else None,
-            "sender_name": sender_name,
-        }
-        subject, body = render(template_for(act.channel, act.tone), context)
-        subjects.append(subject)
-        bodies.append(body)
-        status, reason = ("awaiting_decision" if act.needs_approval else "planned"), None
-        if act.channel == "email":  # customer-facing: the guardrails decide whether it may be queued
-            verdict = check_message(subject, body, customer_id=act.customer_id, recipients=act.recipients.split(","),
-                                    directory=directory, approved_step=bool(act.needs_approval),
-                                    own_names=(context["contact_name"], str(c.customer_name)))
-            if not verdict.ok:
-                status, reason = "blocked", "guardrail: " + ",".join(verdict.violations)
-        statuses.append(status)
-        blocked.append(reason)
+    contexts = [invoice_context(c, act) for act, c in zip(a.itertuples(index=False), ctx_rows.itertuples(index=False))]
+    is_mail = (a["channel"] == "email").to_numpy()
+    message_key = np.where(is_mail, a["customer_id"].astype(str) + ":" + as_of.isoformat() + ":email",
+                           a["idempotency_key"].astype(str))
+    use_owner = policy is None or policy.delivery.sender == "owner"
+    n = len(a)
+    subjects, bodies, statuses, reasons = [None] * n, [None] * n, [None] * n, [None] * n
+    senders = [None] * n
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(message_key):
+        groups.setdefault(key, []).append(i)
+    for key, idx in groups.items():
+        items = [contexts[i] for i in idx]
+        channel = a.at[idx[0], "channel"]
+        subject, body, ctx = render_message(channel, items, sender_name)
+        status, reason = _status(mode, ctx["needs_approval"]), None
+        if channel == "email":  # customer-facing: the guardrails decide whether it may be queued
+            found = check_rendered(subject, body, ctx, a.at[idx[0], "customer_id"], directory)
+            if found:
+                status, reason = "blocked", "guardrail: " + ",".join(found)
+        sender = ctx["owner_email"] if (channel == "email" and use_owner) else None
+        for i in idx:
+            subjects[i], bodies[i], statuses[i], reasons[i], senders[i] = subject, body, status, reason, sender
     return pd.DataFrame({
-        "idempotency_key": a["idempotency_key"], "mode": mode, "run_id": run_id, "as_of": as_of,
+        "idempotency_key": a["idempotency_key"], "mode": namespace(mode), "run_id": run_id, "as_of": as_of,
         "invoice_id": a["invoice_id"], "customer_id": a["customer_id"], "lane": a["lane"], "step": a["step"],
         "channel": a["channel"], "tone": a["tone"], "recipients": a["recipients"], "subject": subjects,
         "body": bodies, "needs_approval": a["needs_approval"].astype(bool), "status": statuses,
-        "closed_reason": blocked,
+        "closed_reason": reasons, "message_key": message_key,
+        "context": [json.dumps(c, default=str) for c in contexts],
+        "language": [c["language"] for c in contexts], "sender": senders,
     })
+
+
+def _status(mode: str, needs_approval: bool) -> str:
+    if mode == "dry-run":  # a preview: what would wait for a person is marked so
+        return "awaiting_decision" if needs_approval else "planned"
+    if mode == "draft" or needs_approval:
+        return "awaiting_decision"
+    return "queued"
+
+
+def namespace(mode: str) -> str:
+    """The outbox keeps dry-run rows apart from live ones: a dry run never blocks a real send, and
+    a draft run and a send run share one set of keys, so nothing goes out twice between them."""
+    return "dry-run" if mode == "dry-run" else "live"
 
 
 def receipt_rows(closed: list[dict], invoices: pd.DataFrame, customers: pd.DataFrame, *, mode: str, run_id: str,
@@ -104,11 +172,12 @@ def receipt_rows(closed: list[dict], invoices: pd.DataFrame, customers: pd.DataF
             "invoice_number": i["invoice_number"], "amount": format_minor(c["amount_minor"], c["currency"]),
             "currency": c["currency"], "paid_date": c["paid_date"].isoformat(), "sender_name": sender_name,
             "contact_name": name if isinstance(name, str) else "there"})
-        rows.append({"idempotency_key": f"{c['invoice_id']}:receipt:email", "mode": mode, "run_id": run_id,
+        rows.append({"idempotency_key": f"{c['invoice_id']}:receipt:email", "mode": namespace(mode), "run_id": run_id,
+                     "message_key": f"{c['invoice_id']}:receipt:email",
                      "as_of": as_of, "invoice_id": c["invoice_id"], "customer_id": c["customer_id"], "lane": "paid",
                      "step": "receipt", "channel": "email", "tone": "friendly",
                      "recipients": who["billing_contact_email"], "subject": subject, "body": body,
-                     "needs_approval": False, "status": "planned"})
+                     "needs_approval": False, "status": _status(mode, False)})
     return pd.DataFrame(rows)
 
 
@@ -128,7 +197,9 @@ def write_eml(rows: pd.DataFrame, folder, *, sender: str) -> int:
 
     if rows.empty:
         return 0
-    mail = rows[(rows["channel"] == "email") & rows["status"].isin(["planned", "awaiting_decision"])]
+    mail = rows[(rows["channel"] == "email") & rows["status"].isin(["planned", "awaiting_decision", "queued"])]
+    if "message_key" in mail:
+        mail = mail.drop_duplicates("message_key")  # one customer, one message
     if mail.empty:
         return 0
     folder = Path(folder)
@@ -136,10 +207,12 @@ def write_eml(rows: pd.DataFrame, folder, *, sender: str) -> int:
     sender_h = _header(sender)
     for r in mail.itertuples():
         to = ", ".join(x for x in r.recipients.split(",") if "@" in x)
-        head = [f"From: {sender_h}", f"To: {_header(to)}", f"Subject: {_header(r.subject)}", "MIME-Version: 1.0",
+        own = getattr(r, "sender", None)
+        head = [f"From: {_header(own) if isinstance(own, str) and own else sender_h}", f"To: {_header(to)}", f"Subject: {_header(r.subject)}", "MIME-Version: 1.0",
                 "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit",
-                f"X-Arflow-Idempotency-Key: {_header(r.idempotency_key)}", f"X-Arflow-Status: {r.status}"]
+                f"X-Arflow-Message-Key: {_header(getattr(r, 'message_key', r.idempotency_key))}",
+                f"X-Arflow-Status: {r.status}"]
         text = "\n".join(head) + "\n\n" + r.body.replace("\r\n", "\n") + "\n"  # LF, as Python's email writes
-        name = r.idempotency_key.replace(":", "_").replace("/", "_") + ".eml"
+        name = str(getattr(r, "message_key", r.idempotency_key)).replace(":", "_").replace("/", "_") + ".eml"
         (folder / name).write_bytes(text.encode("utf-8"))
     return len(mail)

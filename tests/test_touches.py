@@ -47,3 +47,54 @@ def test_eml_headers_stay_on_one_line_and_non_ascii_is_encoded(tmp_path):
     msg = BytesParser(policy=policy.default).parsebytes((tmp_path / "I1_nudge_email.eml").read_bytes())
     assert msg["Subject"] == "Rechnung Nr. 5 fällig Bcc: evil@example.com" and msg["Bcc"] is None
     assert msg["To"] == "ap@x.example" and msg.get_content() == "Grüße\nZeile 2\n"
+
+
+def test_status_by_mode_draft_waits_for_everything_send_only_for_approval_steps(tmp_path, policy):
+    out = run(make_source(tmp_path, [invoice("I1", due_date="2026-10-23", issue_date="2026-09-23"),
+                                     invoice("I2", "C2", due_date="2026-11-18")], [customer("C1"), customer("C2")]),
+              AS_OF, policy)
+    for mode, expected in (("draft", {"I1": "awaiting_decision", "I2": "awaiting_decision"}),
+                           ("send", {"I1": "awaiting_decision", "I2": "queued"})):
+        rows = outbox_rows(out["actions"], out["planned"], mode=mode, run_id="r", as_of=AS_OF)
+        assert rows.set_index("invoice_id")["status"].to_dict() == expected
+        assert set(rows["mode"]) == {"live"}  # draft and send share one set of keys
+
+
+def test_one_customer_one_message_at_the_most_advanced_step(tmp_path, policy):
+    # Two invoices of one customer due touches today: a nudge (day 5) and a firm reminder (day 23).
+    invoices = [invoice("I1", due_date="2026-11-18", invoice_number="A-1", balance="100.00"),
+                invoice("I2", due_date="2026-10-31", invoice_number="A-2", balance="200.00"),
+                invoice("I3", "C2", due_date="2026-11-18")]
+    out = run(make_source(tmp_path, invoices, [customer("C1"), customer("C2")]), AS_OF, policy)
+    rows = outbox_rows(out["actions"], out["planned"], mode="send", run_id="r", as_of=AS_OF)
+    mail = rows[rows["channel"] == "email"].set_index("invoice_id")
+    assert mail.loc["I1", "message_key"] == mail.loc["I2", "message_key"] != mail.loc["I3", "message_key"]
+    assert mail.loc["I1", "body"] == mail.loc["I2", "body"]
+    body, subject = mail.loc["I1", "body"], mail.loc["I1", "subject"]
+    assert "2 invoices are past due" in subject  # the firm step leads
+    assert "A-1: 100.00 USD" in body and "A-2: 200.00 USD" in body
+    # The whole message travels in the lane of its most advanced step.
+    assert mail.loc["I1", "lane"] == mail.loc["I2", "lane"] == "late"
+
+
+def test_templates_follow_the_customer_language_or_country(tmp_path, policy):
+    invoices = [invoice("I1", due_date="2026-11-18"), invoice("I2", "C2", due_date="2026-11-18"),
+                invoice("I3", "C3", due_date="2026-11-18")]
+    customers = [customer("C1", country="DE"), customer("C2", country="FR"), customer("C3", country="DE")]
+    customers[2]["language"] = "en"  # the customer file's own language wins over the country
+    folder = make_source(tmp_path, invoices, customers)
+    import csv
+    with open(folder / "customers.csv", newline="") as fh:
+        data = list(csv.DictReader(fh))
+    for r, c in zip(data, customers):
+        r["language"] = c.get("language", "")
+    with open(folder / "customers.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(data[0]))
+        w.writeheader()
+        w.writerows(data)
+    out = run(folder, AS_OF, policy)
+    rows = outbox_rows(out["actions"], out["planned"], mode="send", run_id="r", as_of=AS_OF).set_index("invoice_id")
+    assert rows.loc["I1", "language"] == "de" and rows.loc["I1", "body"].startswith("Guten Tag Pat Payer")
+    assert rows.loc["I2", "language"] == "fr" and rows.loc["I2", "body"].startswith("Bonjour Pat Payer")
+    assert rows.loc["I3", "language"] == "en" and rows.loc["I3", "body"].startswith("Hi Pat Payer")
+    assert set(rows["status"]) == {"queued"}  # the German and French texts pass the guardrails too

@@ -111,9 +111,95 @@ class Outbox(Base):
     subject: Mapped[str | None] = mapped_column(Text)
     body: Mapped[str | None] = mapped_column(Text)
     needs_approval: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(20))  # planned | awaiting_decision | queued | sent | failed | closed
-    closed_reason: Mapped[str | None] = mapped_column(String(80))
+    # dry-run: planned | blocked. live (draft and send runs): awaiting_decision | queued | sending |
+    # sent | failed | skipped | rejected | blocked | delivery_unknown | closed
+    status: Mapped[str] = mapped_column(String(20))
+    closed_reason: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # One customer, one message: the touches of a customer due the same day share a message key
+    # and go out as one message (channel email); other channels carry one touch per message.
+    message_key: Mapped[str | None] = mapped_column(String(300), index=True)
+    context: Mapped[str | None] = mapped_column(Text)  # JSON: what the text was rendered from
+    language: Mapped[str | None] = mapped_column(String(8))
+    sender: Mapped[str | None] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_on: Mapped[dt.date | None] = mapped_column(Date)  # the as_of of the run that delivered it
+    sent_by_run: Mapped[str | None] = mapped_column(String(64))
+
+
+class Decision(Base):
+    """A step that needs a person: one row per message (or per delivery in doubt), with the whole
+    context a clerk needs. Settled from the CLI (`arflow decide`) or a Prefect UI form; an approved
+    decision is carried out by the next run."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (UniqueConstraint("decision_key", name="uq_decisions_decision_key"),)
+    id: Mapped[int] = _id()
+    decision_key: Mapped[str] = mapped_column(String(300))   # the outbox message key it settles
+    kind: Mapped[str] = mapped_column(String(40))            # the step, or delivery_unknown
+    invoice_ids: Mapped[str] = mapped_column(Text)           # comma-separated
+    customer_id: Mapped[str] = mapped_column(String(120), index=True)
+    opened_on: Mapped[dt.date] = mapped_column(Date)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open | approved | rejected | carried_out
+    choice: Mapped[str | None] = mapped_column(String(40))   # payment_plan | write_off, where the step offers both
+    installments: Mapped[int | None] = mapped_column(Integer)
+    note: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_on: Mapped[dt.date | None] = mapped_column(Date)
+    edited_subject: Mapped[str | None] = mapped_column(Text)
+    edited_body: Mapped[str | None] = mapped_column(Text)
+    context: Mapped[str] = mapped_column(Text)               # JSON: invoice, amount, history, CRM, touches, text
+    carried_out_on: Mapped[dt.date | None] = mapped_column(Date)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))  # the Prefect review run, if one was started
+
+
+class OwnerTask(Base):
+    """A task for an account owner or finance (the CRM's task in production; here in the demo).
+    Quarter-end escalations are batched into one digest per owner; an escalation nobody
+    acknowledges in time goes to the finance lead."""
+
+    __tablename__ = "owner_tasks"
+    __table_args__ = (UniqueConstraint("task_key", name="uq_owner_tasks_task_key"),)
+    id: Mapped[int] = _id()
+    task_key: Mapped[str] = mapped_column(String(300))
+    owner: Mapped[str] = mapped_column(String(200), index=True)
+    cc: Mapped[str | None] = mapped_column(Text)
+    customer_id: Mapped[str | None] = mapped_column(String(120))
+    invoice_ids: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(40))          # escalation | digest | ack_timeout | decision | alert
+    subject: Mapped[str] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
+    created_on: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open | acknowledged | done
+    acknowledged_on: Mapped[dt.date | None] = mapped_column(Date)
+    escalated_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class WriteOff(Base):
+    """An approved write-off, handed to third-party collections through an export file."""
+
+    __tablename__ = "write_offs"
+    __table_args__ = (UniqueConstraint("invoice_id", name="uq_write_offs_invoice_id"),)
+    id: Mapped[int] = _id()
+    invoice_id: Mapped[str] = mapped_column(String(120))
+    customer_id: Mapped[str] = mapped_column(String(120))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    approved_on: Mapped[dt.date] = mapped_column(Date)
+    decision_id: Mapped[int | None] = mapped_column(Integer)
+    export_file: Mapped[str | None] = mapped_column(Text)
+
+
+class Installment(Base):
+    __tablename__ = "installments"
+    id: Mapped[int] = _id()
+    plan_id: Mapped[int] = mapped_column(Integer, index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    due_on: Mapped[dt.date] = mapped_column(Date)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
 
 
 class Dispute(Base):
@@ -148,7 +234,10 @@ class PaymentPlan(Base):
     invoice_id: Mapped[str | None] = mapped_column(String(120))
     starts_on: Mapped[dt.date] = mapped_column(Date)
     ends_on: Mapped[dt.date | None] = mapped_column(Date)
-    status: Mapped[str] = mapped_column(String(20), default="active")
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | completed | missed
+    balance_at_start_minor: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    decision_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class OptOut(Base):

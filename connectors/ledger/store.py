@@ -87,7 +87,30 @@ class Ledger:
             "unapplied_cash": self.frame(m.PaymentReceived, (m.PaymentReceived.status == "unapplied")
                                          & (m.PaymentReceived.recorded_on <= as_of)
                                          & m.PaymentReceived.customer_id.isnot(None)),
+            "write_offs": self.frame(m.WriteOff, m.WriteOff.approved_on <= as_of),
+            # An auto-charge the billing system refused: the invoice joins the early lane, flagged.
+            "failed_charges": self.frame(m.Outbox, (m.Outbox.channel == "billing") & (m.Outbox.status == "failed")
+                                         & (m.Outbox.as_of <= as_of)),
         }
+
+    def touch_history(self, namespace: str) -> pd.DataFrame:
+        """The outbox of one namespace (dry-run or live), as the planner needs it."""
+        t = m.Outbox
+        stmt = select(t.idempotency_key, t.invoice_id, t.customer_id, t.step, t.channel, t.status, t.as_of,
+                      t.delivered_on).where(t.mode == namespace)
+        with self.engine.connect() as conn:
+            res = conn.execute(stmt)
+            return pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+
+    def plan_schedule(self, as_of: dt.date) -> pd.DataFrame:
+        """Installments of the payment plans active on as_of (tasks.plan.plan_schedule shape)."""
+        from tasks.plan import plan_schedule
+
+        plans = self.frame(m.PaymentPlan, (m.PaymentPlan.status == "active") & (m.PaymentPlan.starts_on <= as_of))
+        if plans.empty:
+            return plan_schedule(plans, None)
+        inst = self.frame(m.Installment, m.Installment.plan_id.in_([int(i) for i in plans["id"]]))
+        return plan_schedule(plans, inst)
 
     def payment_history(self, as_of: dt.date) -> pd.DataFrame:
         return self.frame(m.PaymentHistory, m.PaymentHistory.paid_date <= as_of)
@@ -133,10 +156,17 @@ class Ledger:
         call inserted (a row another run inserted first does not come back)."""
         if not rows:
             return []
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        rows = [{k: r.get(k) for k in keys} for r in rows]
         table = model.__table__
         ins = pg_insert(table) if self.dialect == "postgresql" else sqlite_insert(table)
         stmt = ins.on_conflict_do_nothing(index_elements=unique).returning(table.c[returning])
         return [r[0] for r in conn.execute(stmt, rows).all()]
+
+    def _insert_new_rows(self, model: type[m.Base], rows: list[dict], unique: str) -> set:
+        """Insert rows whose `unique` value is not there yet; returns the values inserted."""
+        with self.engine.begin() as conn:
+            return set(self._insert_new(conn, model, rows, [unique], unique))
 
     def insert_outbox(self, df: pd.DataFrame, conn=None) -> int:
         """Insert touches; a row whose (idempotency_key, mode) is already there is left alone.
@@ -146,6 +176,96 @@ class Ledger:
             return len(self._insert_new(conn, m.Outbox, rows, ["idempotency_key", "mode"], "id"))
         with self.engine.begin() as c:
             return len(self._insert_new(c, m.Outbox, rows, ["idempotency_key", "mode"], "id"))
+
+    # ---- delivery: the outbox's live rows on their way out ----------------------------------
+    def queue_touches(self, rows: pd.DataFrame, decisions: list[dict]) -> tuple[int, int]:
+        """Insert touches and open a decision for each new message that waits for a person, in one
+        transaction. Returns (new touches, new decisions)."""
+        with self.engine.begin() as conn:
+            new_ids = self._insert_new(conn, m.Outbox, _records(rows), ["idempotency_key", "mode"], "id")
+            opened = 0
+            if new_ids and decisions:
+                fresh = {r[0] for r in conn.execute(select(m.Outbox.message_key).where(m.Outbox.id.in_(new_ids)))}
+                opened = len(self._insert_new(conn, m.Decision, [d for d in decisions if d["decision_key"] in fresh],
+                                              ["decision_key"], "id"))
+        return len(new_ids), opened
+
+    def sendable(self, lane: str | None = None) -> pd.DataFrame:
+        """Live touches queued to go (new today, approved since, or to retry), oldest first."""
+        where = (m.Outbox.mode == "live") & (m.Outbox.status == "queued")
+        if lane is not None:
+            where &= m.Outbox.lane == lane
+        df = self.frame(m.Outbox, where)
+        return df.sort_values("id").reset_index(drop=True) if not df.empty else df
+
+    def claim(self, message_key: str, ids: list[int], run_id: str) -> list[int]:
+        """Take a message's queued rows for this run (queued -> sending). Only one run can take a
+        row: the UPDATE matches `status = 'queued'`, so a second claimer gets nothing."""
+        from sqlalchemy import update
+
+        with self.engine.begin() as conn:
+            res = conn.execute(update(m.Outbox).where(m.Outbox.id.in_([int(i) for i in ids]),
+                                                      m.Outbox.status == "queued")
+                               .values(status="sending", sent_by_run=run_id, sent_at=dt.datetime.now(dt.timezone.utc),
+                                       attempts=m.Outbox.attempts + 1)
+                               .returning(m.Outbox.id))
+            return [r[0] for r in res.all()]
+
+    def mark(self, ids: list[int], status: str, *, reason: str | None = None, delivered_on: dt.date | None = None,
+             subject: str | None = None, body: str | None = None, only_from: tuple[str, ...] | None = None,
+             conn=None) -> int:
+        from sqlalchemy import update
+
+        if not ids:
+            return 0
+        values: dict = {"status": status, "closed_reason": reason[:200] if reason else None}
+        if delivered_on is not None:
+            values["delivered_on"] = delivered_on
+            values["sent_at"] = dt.datetime.now(dt.timezone.utc)
+        if subject is not None:
+            values["subject"], values["body"] = subject, body
+        stmt = update(m.Outbox).where(m.Outbox.id.in_([int(i) for i in ids]))
+        if only_from:
+            stmt = stmt.where(m.Outbox.status.in_(only_from))
+        if conn is not None:
+            return conn.execute(stmt.values(**values)).rowcount
+        with self.engine.begin() as c:
+            return c.execute(stmt.values(**values)).rowcount
+
+    def in_doubt(self, older_than: dt.timedelta, as_of: dt.date, run_id: str) -> int:
+        """Rows left `sending` by a run that stopped between taking them and recording the result:
+        nobody knows whether the server got them. They are never resent on their own (a duplicate
+        reminder is worse than a late one); each becomes a decision for a person."""
+        from sqlalchemy import update
+
+        cutoff = dt.datetime.now(dt.timezone.utc) - older_than
+        with self.engine.begin() as conn:
+            stuck = conn.execute(select(m.Outbox).where(m.Outbox.mode == "live", m.Outbox.status == "sending",
+                                                        m.Outbox.sent_at <= cutoff)).mappings().all()
+            if not stuck:
+                return 0
+            conn.execute(update(m.Outbox).where(m.Outbox.id.in_([r["id"] for r in stuck]), m.Outbox.status == "sending")
+                         .values(status="delivery_unknown", closed_reason="the run stopped while sending"))
+            decisions = {}
+            for r in stuck:
+                d = decisions.setdefault(r["message_key"], {
+                    "decision_key": r["message_key"], "kind": "delivery_unknown", "invoice_ids": [],
+                    "customer_id": r["customer_id"], "opened_on": as_of, "run_id": run_id, "status": "open",
+                    "context": {"question": "Was this message delivered? approve = send it again, reject = treat as sent",
+                                "channel": r["channel"], "recipients": r["recipients"], "subject": r["subject"],
+                                "body": r["body"], "run": r["sent_by_run"], "claimed_at": r["sent_at"]}})
+                d["invoice_ids"].append(r["invoice_id"])
+            rows = [{**d, "invoice_ids": ",".join(d["invoice_ids"]), "context": json.dumps(d["context"], default=str)}
+                    for d in decisions.values()]
+            # A message in doubt a second time reopens its decision under a new key.
+            taken = {r[0] for r in conn.execute(select(m.Decision.decision_key)
+                                                .where(m.Decision.decision_key.in_(list(decisions))))}
+            for r in rows:
+                if r["decision_key"] in taken:
+                    r["decision_key"] = f"{r['decision_key']}:doubt:{run_id}"
+            self._insert_new(conn, m.Decision, rows, ["decision_key"], "id")
+            self.audit("arflow", "outbox.delivery_unknown", "run", run_id, {"messages": sorted(decisions)}, conn)
+            return len(stuck)
 
     def record_checkpoint(self, result, receipts: pd.DataFrame, as_of: dt.date, run_id: str) -> dict:
         """Write a checkpoint's result in one transaction. Only payments this call inserts are

@@ -1,0 +1,105 @@
+"""Human decisions: every touch that needs a person becomes one decision per message, with the
+whole context a clerk needs (invoice, amount, days late, payment history, CRM status, prior
+touches, the proposed text). Settled from `arflow decide` or the Prefect UI form
+(flows/decisions.py); an approved decision is carried out by the next run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+from sqlalchemy import select, update
+
+from connectors.ledger import models as m
+
+VERDICTS = ("approve", "reject")
+CHOICES = ("payment_plan", "write_off")
+# Steps where approving means choosing between a payment plan and a write-off.
+CHOICE_STEPS = ("payment_plan_or_write_off", "payment_plan_missed")
+
+
+class DecisionError(ValueError):
+    """A decision cannot be settled as asked (unknown, already settled, missing choice)."""
+
+
+def decision_rows(rows: pd.DataFrame, prior: pd.DataFrame, run_id: str, as_of: dt.date) -> list[dict]:
+    """One decision per message waiting for a person, from its outbox rows (with their stored
+    context) and the prior touches of its invoices."""
+    waiting = rows[rows["status"] == "awaiting_decision"] if not rows.empty else rows
+    out = []
+    for key, grp in waiting.groupby("message_key", sort=False):
+        contexts = [json.loads(c) for c in grp["context"]]
+        lead = max(contexts, key=lambda c: (c["step_day"], c["days_past_due"]))
+        invoices = sorted({c["invoice_id"] for c in contexts})
+        earlier = prior[prior["invoice_id"].isin(invoices)] if not prior.empty else prior
+        touches = [{"on": str(r.as_of), "step": r.step, "channel": r.channel, "status": r.status}
+                   for r in earlier.sort_values("as_of").itertuples()] if not earlier.empty else []
+        first = grp.iloc[0]
+        context = {
+            "step": lead["step"], "channel": first["channel"], "customer": lead["customer_name"],
+            "segment": lead["segment"], "arr": lead["arr"], "health": lead["health"],
+            "invoices": [{k: c[k] for k in ("invoice_id", "invoice_number", "amount", "currency", "due_date",
+                                            "days_past_due")} for c in contexts],
+            "payment_history": {"paid_invoices": lead["paid_count"], "avg_days_late": lead["avg_days_late"],
+                                "late_in_12_months": lead["late_count_12m"]},
+            "risk_score": lead["risk_score"], "escalation": lead["escalation"],
+            "escalation_reason": lead["escalation_reason"], "prior_touches": touches,
+            "recipients": first["recipients"], "proposed_subject": first["subject"], "proposed_text": first["body"],
+        }
+        out.append({"decision_key": key, "kind": lead["step"], "invoice_ids": ",".join(invoices),
+                    "customer_id": first["customer_id"], "opened_on": as_of, "run_id": run_id, "status": "open",
+                    "context": json.dumps(context, default=str)})
+    return out
+
+
+def open_decisions(ledger) -> pd.DataFrame:
+    return ledger.frame(m.Decision, m.Decision.status == "open").sort_values("id").reset_index(drop=True)
+
+
+def settle(ledger, decision_id: int, verdict: str, *, by: str, on: dt.date, note: str = "",
+           subject: str | None = None, body: str | None = None, choice: str | None = None,
+           installments: int | None = None) -> dict:
+    """Approve or reject an open decision. Approval queues its message for the next run (with the
+    edited text, if given); rejection closes it. Everything goes to the audit log."""
+    if verdict not in VERDICTS:
+        raise DecisionError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    with ledger.engine.begin() as conn:
+        d = conn.execute(select(m.Decision).where(m.Decision.id == decision_id)).mappings().first()
+        if d is None:
+            raise DecisionError(f"no decision {decision_id}")
+        if d["status"] != "open":
+            raise DecisionError(f"decision {decision_id} is already {d['status']}")
+        if verdict == "approve" and d["kind"] in CHOICE_STEPS and choice not in CHOICES:
+            raise DecisionError(f"decision {decision_id} ({d['kind']}) needs --choice payment_plan or write_off")
+        if choice is not None and choice not in CHOICES:
+            raise DecisionError(f"--choice must be one of {CHOICES}")
+        rows = m.Outbox.message_key == d["decision_key"]
+        if d["kind"] == "delivery_unknown":
+            key = d["decision_key"].split(":doubt:")[0]
+            rows = m.Outbox.message_key == key
+            target = ("queued", None) if verdict == "approve" else ("sent", "treated as delivered: " + (note or by))
+            n = conn.execute(update(m.Outbox).where(rows, m.Outbox.status == "delivery_unknown")
+                             .values(status=target[0], closed_reason=target[1])).rowcount
+        elif verdict == "approve":
+            values = {"status": "queued", "closed_reason": None}
+            if subject is not None or body is not None:
+                values["closed_reason"] = f"approved with edits by {by}"
+                if subject is not None:
+                    values["subject"] = subject
+                if body is not None:
+                    values["body"] = body
+            n = conn.execute(update(m.Outbox).where(rows, m.Outbox.status == "awaiting_decision").values(**values)).rowcount
+        else:
+            n = conn.execute(update(m.Outbox).where(rows, m.Outbox.status == "awaiting_decision")
+                             .values(status="rejected", closed_reason=f"rejected by {by}: {note}"[:200])).rowcount
+        conn.execute(update(m.Decision).where(m.Decision.id == decision_id).values(
+            status="approved" if verdict == "approve" else "rejected", decided_by=by, decided_on=on, note=note or None,
+            edited_subject=subject, edited_body=body, choice=choice, installments=installments))
+        detail = {"verdict": verdict, "note": note, "choice": choice, "installments": installments,
+                  "edited": subject is not None or body is not None, "touches": n}
+        ledger.audit(by, f"decision.{verdict}d" if verdict == "approve" else "decision.rejected", "Decision",
+                     str(decision_id), detail, conn)
+    return {"id": decision_id, "kind": d["kind"], "status": "approved" if verdict == "approve" else "rejected",
+            "touches": n}

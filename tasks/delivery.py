@@ -280,10 +280,7 @@ def _payment_failed_notice(ctx: Context, row, c: dict, error: str, counts: Count
         rows = ctx.ledger.frame(m.Outbox, (m.Outbox.idempotency_key == key) & (m.Outbox.mode == "live"))
         counts.decisions_opened += ctx.ledger.queue_touches(pd.DataFrame(), decision_rows(rows, pd.DataFrame(), ctx.run_id, ctx.as_of))[1]
         return
-    queued = ctx.ledger.frame(m.Outbox, (m.Outbox.idempotency_key == key) & (m.Outbox.mode == "live")
-                              & (m.Outbox.status == "queued"))
-    if not queued.empty:
-        _deliver(ctx, queued, counts)
+    _deliver_new(ctx, key, counts)
 
 
 def _finance_alert(ctx: Context, row, send_error: str, counts: Counts, charge_error: str | None = None) -> None:
@@ -394,7 +391,16 @@ def _payment_plan(ctx: Context, row, c: dict, decision) -> str:
               "message_key": key, "context": json.dumps({**c, "step": "payment_plan_proposal"}, default=str),
               "language": c.get("language")}
     ctx.ledger.insert_outbox(pd.DataFrame([notice]))
+    _deliver_new(ctx, key)
     return f"payment plan {plan_id}: {n} installments"
+
+
+def _deliver_new(ctx: Context, key: str, counts: Counts | None = None) -> None:
+    """Send a row this run just queued (the payment-failed notice, a plan's proposal) right away."""
+    queued = ctx.ledger.frame(m.Outbox, (m.Outbox.idempotency_key == key) & (m.Outbox.mode == "live")
+                              & (m.Outbox.status == "queued"))
+    if not queued.empty:
+        _deliver(ctx, queued, counts if counts is not None else Counts())
 
 
 # ---- owners: quarter-end digests and unacknowledged escalations ----------------------------------

@@ -144,6 +144,7 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
     outcome[rest] = "no_action_due"
     reason[rest] = np.where(best_day[rest].isna(), "next_step_not_due", "step_done")
     waiting = waiting[~waiting.index.isin(acting)]
+    waiting = waiting[(outcome[waiting.index] == "no_action_due").to_numpy()]  # a held invoice keeps its hold reason
     reason[waiting.index] = waiting
     outcomes = pd.DataFrame({"outcome": outcome, "reason": reason.replace("", None),
                              "next_contact": next_date}, index=work.index)

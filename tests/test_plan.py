@@ -144,3 +144,76 @@ def test_nobody_is_chased_below_the_minimum_for_the_currency(tmp_path, policy):
     p, a = _plan(tmp_path, policy, inv)
     assert p["reason"].to_dict() == {"I1": "below_minimum", "I2": None, "I3": "below_minimum"}
     assert a["invoice_id"].tolist() == ["I2"]
+
+
+def _touch(invoice_id, step, status, on, channel="email", customer_id="C1", delivered_on=None):
+    return {"idempotency_key": f"{invoice_id}:{step}:{channel}", "invoice_id": invoice_id, "customer_id": customer_id,
+            "step": step, "channel": channel, "status": status, "as_of": on, "delivered_on": delivered_on}
+
+
+def _plan_with(tmp_path, policy, invoices, touches, as_of=AS_OF, customers=None):
+    import pandas as pd
+
+    folder = make_source(tmp_path / "src", invoices, customers or [customer("C1")])
+    out = run(folder, as_of, policy, touches=pd.DataFrame(touches))
+    return out["planned"].set_index("invoice_id"), out["actions"]
+
+
+def test_a_firmer_step_waits_until_the_previous_one_was_delivered(tmp_path, policy):
+    inv = [invoice("I1", due_date="2026-11-06")]  # day 17: the firm reminder is due
+    for status in ("awaiting_decision", "queued", "failed", "blocked", "delivery_unknown"):
+        p, a = _plan_with(tmp_path / status, policy, inv, [_touch("I1", "follow_up", status, D(2026, 11, 13))])
+        assert "firm_reminder" not in set(a["step"]), status
+        assert p.loc["I1", "reason"] != "previous_step_not_delivered" or p.loc["I1", "outcome"] == "no_action_due"
+    # The owner's Slack alert is not a customer message: it still goes.
+    assert "owner_alert" in set(a["step"])
+    p, a = _plan_with(tmp_path / "sent", policy, inv, [_touch("I1", "follow_up", "sent", D(2026, 11, 13),
+                                                              delivered_on=D(2026, 11, 13))])
+    assert "firm_reminder" in set(a["step"])
+
+
+def test_previous_step_not_delivered_is_the_reason_when_nothing_else_is_due(tmp_path, policy):
+    inv = [invoice("I1", due_date="2026-11-16")]  # day 7: follow-up due; the nudge still awaits a decision
+    p, a = _plan_with(tmp_path, policy, inv, [_touch("I1", "nudge", "awaiting_decision", D(2026, 11, 18))])
+    assert a.empty and p.loc["I1", "outcome"] == "no_action_due"
+    assert p.loc["I1", "reason"] == "previous_step_not_delivered"
+
+
+def test_minimum_gap_between_two_emails_to_one_customer(tmp_path, policy):
+    # I2's nudge is due today, but C1 had an e-mail (about I1) two days ago: the nudge waits.
+    inv = [invoice("I1", due_date="2026-11-26"), invoice("I2", due_date="2026-11-16")]
+    recent = [_touch("I1", "pre_due_reminder", "sent", D(2026, 11, 21), delivered_on=D(2026, 11, 21))]
+    p, a = _plan_with(tmp_path / "a", policy, inv, recent)
+    assert a.empty and p.loc["I2", "reason"] == "min_gap"
+    # Three days on (min_gap_days: 3), it goes.
+    p, a = _plan_with(tmp_path / "b", policy, inv, recent, as_of=D(2026, 11, 24))
+    assert a["invoice_id"].tolist() == ["I2"]
+    # Another customer's e-mail does not count.
+    other = [_touch("X1", "nudge", "sent", D(2026, 11, 21), customer_id="C9", delivered_on=D(2026, 11, 21))]
+    _, a = _plan_with(tmp_path / "c", policy, inv, other)
+    assert "I2" in set(a["invoice_id"])
+
+
+def test_payment_plan_reminds_before_each_installment_and_a_missed_one_re_escalates(tmp_path, policy, ledger):
+    inv = [invoice("I1", issue_date="2026-08-02", due_date="2026-09-01", balance="900.00", amount="900.00")]
+    ledger.insert_rows(m.PaymentPlan, [{"customer_id": "C1", "invoice_id": "I1", "starts_on": D(2026, 11, 2),
+                                        "status": "active", "balance_at_start_minor": 90000, "currency": "USD"}])
+    ledger.insert_rows(m.Installment, [{"plan_id": 1, "seq": k + 1, "due_on": d, "amount_minor": 30000,
+                                        "currency": "USD"}
+                                       for k, d in enumerate([D(2026, 11, 26), D(2026, 12, 28), D(2027, 1, 27)])])
+    # Three business days before the first installment (Thanksgiving on the 26th: Fri 20, Mon 23, Tue 24 -> Mon 23).
+    p, a = _plan(tmp_path / "a", policy, inv, ledger=ledger, as_of=D(2026, 11, 23))
+    assert a["idempotency_key"].tolist() == ["I1:installment_1_reminder:email"]
+    assert p.loc["I1", "outcome"] == "action_today"
+    p, a = _plan(tmp_path / "b", policy, inv, ledger=ledger, as_of=D(2026, 11, 30))
+    assert p.loc["I1", "outcome"] == "held" and p.loc["I1", "reason"] == "payment_plan"  # grace after the due date
+    # Nothing paid by the grace's end: the hold lifts and a person decides again.
+    p, a = _plan(tmp_path / "c", policy, inv, ledger=ledger, as_of=D(2026, 12, 2))
+    assert p.loc["I1", "outcome"] == "action_today"
+    assert "I1:payment_plan_missed_1:decision" in set(a["idempotency_key"])
+    # Paid on time (the ledger applied 300.00): still held.
+    ledger.insert_rows(m.PaymentApplication, [{"payment_id": "P1", "invoice_id": "I1", "customer_id": "C1",
+                                               "amount_minor": 30000, "currency": "USD",
+                                               "applied_on": D(2026, 11, 25), "rule": "exact"}])
+    p, a = _plan(tmp_path / "d", policy, inv, ledger=ledger, as_of=D(2026, 12, 2))
+    assert p.loc["I1", "outcome"] == "held" and a.empty

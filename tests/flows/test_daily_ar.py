@@ -127,7 +127,7 @@ def test_amounts_in_output_are_decimal_strings_in_major_units(data_dir):
             assert is_currency(cur) and format_minor(to_minor(v["amount"], cur), cur) == v["amount"]
 
 
-def test_dry_run_writes_each_customer_email_as_an_eml_file(data_dir):
+def test_dry_run_writes_each_customer_message_as_an_eml_file(data_dir):
     from email import policy as email_policy
     from email.parser import BytesParser
     from pathlib import Path
@@ -138,8 +138,13 @@ def test_dry_run_writes_each_customer_email_as_an_eml_file(data_dir):
     box = Ledger(f"sqlite:///{data_dir / 'ledger.db'}").frame(m.Outbox)
     mail = box[(box["channel"] == "email") & box["status"].isin(["planned", "awaiting_decision"])]
     files = sorted(folder.glob("*.eml"))
-    assert len(files) == len(mail) > 0
-    msg = BytesParser(policy=email_policy.default).parsebytes(files[0].read_bytes())
-    row = mail.set_index("idempotency_key").loc[msg["X-Arflow-Idempotency-Key"]]
-    assert msg["Subject"] == row["subject"] and msg["To"] in row["recipients"]
-    assert msg.get_content().strip() == row["body"].strip()
+    assert len(files) == mail["message_key"].nunique() > 0  # one customer, one message
+    assert mail["message_key"].nunique() < len(mail)  # the demo has customers with several invoices due
+    for f in files:
+        msg = BytesParser(policy=email_policy.default).parsebytes(f.read_bytes())
+        rows = mail[mail["message_key"] == msg["X-Arflow-Message-Key"]]
+        assert msg["Subject"] == rows["subject"].iloc[0] and msg["To"] in rows["recipients"].iloc[0]
+        assert msg.get_content().strip() == rows["body"].iloc[0].strip()
+        for number in box.set_index("invoice_id").loc[rows["invoice_id"], "context"].map(
+                lambda c: __import__("json").loads(c)["invoice_number"]):
+            assert number in msg.get_content()

@@ -1,0 +1,253 @@
+"""Send and draft modes end to end: the real smtplib talking to a real SMTP server (aiosmtpd), the
+real Slack SDK posting to a local HTTP server, the ledger as the CRM's task list."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import socket
+from email import message_from_bytes
+from email import policy as email_policy
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from connectors.ledger import models as m
+from connectors.ledger.store import Ledger
+from flows.daily_ar import daily_ar
+from tasks.decisions import DecisionError, open_decisions, settle
+from tests.conftest import customer, invoice, make_source
+
+D = dt.date
+MON = D(2026, 11, 23)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MailSink:
+    """An SMTP server that keeps what it accepts; addresses in `refuse` are refused (550)."""
+
+    def __init__(self):
+        self.messages = []
+        self.refuse: set[str] = set()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        msg = message_from_bytes(envelope.content, policy=email_policy.default)
+        self.messages.append((list(envelope.rcpt_tos), msg))
+        return "250 OK"
+
+    def to(self, address: str):
+        return [msg for rcpt, msg in self.messages if address in rcpt]
+
+
+@pytest.fixture
+def smtp(monkeypatch):
+    sink = MailSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("ARFLOW_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("ARFLOW_SMTP_PORT", str(port))
+    monkeypatch.setenv("ARFLOW_MAIL_FROM", "ar@yourco.example")
+    yield sink
+    controller.stop()
+
+
+@pytest.fixture
+def slack(httpserver, monkeypatch):
+    httpserver.expect_request("/services/T0/B0/x", method="POST").respond_with_data("ok")
+    monkeypatch.setenv("ARFLOW_SLACK_WEBHOOK_URL", httpserver.url_for("/services/T0/B0/x"))
+    return httpserver
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARFLOW_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ARFLOW_DB_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
+    return tmp_path
+
+
+def add_columns(path: Path, values: dict[str, dict[str, str]], key: str = "customer_id") -> None:
+    """Add optional columns to a CSV: values[row key][column] = text."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    cols = list(rows[0]) + sorted({c for v in values.values() for c in v} - set(rows[0]))
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({**{c: "" for c in cols}, **r, **values.get(r[key], {})})
+
+
+def _slack_posts(server) -> list[dict]:
+    return [json.loads(req.get_data()) for req, _ in server.log]
+
+
+def test_send_mode_one_message_per_customer_once(env, smtp, slack):
+    src = make_source(env / "src", [invoice("I1", due_date="2026-11-18", balance="100.00"),
+                                    invoice("I2", due_date="2026-10-31", balance="200.00"),
+                                    invoice("I3", "C2", due_date="2026-11-18")],
+                      [customer("C1", owner_ae_email="dana.ae@yourco.example"), customer("C2")])
+    s = daily_ar(as_of=MON, source=f"csv:{src}", mode="send")
+    assert s["sent"] == 3 and s["failed"] == 0  # two e-mails, one Slack alert
+    (c1,) = smtp.to("ap@c1.example.com")
+    (c2,) = smtp.to("ap@c2.example.com")
+    assert len(smtp.messages) == 2
+    body = c1.get_content()
+    assert "N-I1: 100.00 USD" in body and "N-I2: 200.00 USD" in body and c1["Subject"] == "2 invoices are past due"
+    assert "dana.ae@yourco.example" in c1["From"] and c1["Sender"] == "ar@yourco.example"
+    assert c1["Message-ID"] and c1["Message-ID"] != c2["Message-ID"]
+    (post,) = _slack_posts(slack)
+    assert "N-I2" in post["text"] and "23 days" in post["text"]
+    box = Ledger(f"sqlite:///{env / 'ledger.db'}").frame(m.Outbox)
+    assert set(box["status"]) == {"sent"} and set(box["delivered_on"]) == {MON}
+
+    again = daily_ar(as_of=MON, source=f"csv:{src}", mode="send")  # a re-run of the same day
+    assert again["sent"] == 0 and again["outbox_new"] == 0
+    assert len(smtp.messages) == 2 and len(_slack_posts(slack)) == 1
+
+
+def test_send_mode_needs_an_smtp_server(env, monkeypatch):
+    from connectors.messaging import ChannelNotConfigured
+
+    monkeypatch.delenv("ARFLOW_SMTP_HOST", raising=False)
+    src = make_source(env / "src", [invoice("I1", due_date="2026-11-18")], [customer("C1")])
+    with pytest.raises(ChannelNotConfigured, match="ARFLOW_SMTP_HOST"):
+        daily_ar(as_of=MON, source=f"csv:{src}", mode="send")
+
+
+def test_draft_then_approve_then_verify_at_the_source_before_sending(env, smtp):
+    src = make_source(env / "src", [invoice("I1", due_date="2026-11-18", balance="100.00"),
+                                    invoice("I2", due_date="2026-10-31", balance="200.00"),
+                                    invoice("I3", "C2", due_date="2026-11-18")],
+                      [customer("C1"), customer("C2"), customer("C3")])
+    s = daily_ar(as_of=MON, source=f"csv:{src}", mode="draft")
+    assert s["sent"] == 0 and s["drafted"] == s["decisions_opened"] == 3 and not smtp.messages
+    ledger = Ledger(f"sqlite:///{env / 'ledger.db'}")
+    queue = open_decisions(ledger)
+    assert len(queue) == 3
+    c1 = queue[queue["customer_id"] == "C1"].iloc[0]
+    ctx = json.loads(c1["context"])
+    assert {i["invoice_number"] for i in ctx["invoices"]} == {"N-I1", "N-I2"}
+    assert "N-I1" in ctx["proposed_text"] and ctx["payment_history"]["paid_invoices"] == 0
+    for d in queue.itertuples():
+        settle(ledger, int(d.id), "approve", by="clerk", on=MON, note="ok")
+    with pytest.raises(DecisionError, match="already approved"):
+        settle(ledger, int(c1["id"]), "reject", by="clerk", on=MON)
+
+    # Before the next run: I3 was paid at the source, and a dispute opened on I1.
+    with open(src / "invoices.csv") as fh:
+        text = fh.read()
+    (src / "invoices.csv").write_text(text.replace("I3,C2,N-I3,2026-10-01,2026-11-18,net30,USD,1000.00,1000.00",
+                                                   "I3,C2,N-I3,2026-10-01,2026-11-18,net30,USD,1000.00,0.00"))
+    ledger.insert_rows(m.Dispute, [{"invoice_id": "I1", "customer_id": "C1", "opened_on": MON}])
+    s = daily_ar(as_of=D(2026, 11, 24), source=f"csv:{src}", mode="send")
+    assert s["skipped_at_send"] == {"paid": 1, "dispute": 1}
+    assert [msg["To"] for _, msg in smtp.messages] == ["ap@c1.example.com"]
+    body = smtp.messages[0][1].get_content()
+    assert "N-I2" in body and "N-I1" not in body  # rendered again without the disputed invoice
+    box = ledger.frame(m.Outbox).set_index("invoice_id")
+    assert box.loc["I3", "closed_reason"] == "changed at source: paid" and box.loc["I3", "status"] == "skipped"
+    audit = ledger.frame(m.AuditLog)
+    assert (audit["action"] == "decision.approved").sum() == 3
+
+
+def _autopay_source(env):
+    src = make_source(env / "src", [invoice("I4", "C3", due_date="2026-11-23", autopay="true", balance="49.00"),
+                                    invoice("I5", "C4", due_date="2026-11-23", autopay="true", balance="59.00")],
+                      [customer("C3", segment="transactional", owner_csm_email=""),
+                       customer("C4", segment="transactional", owner_csm_email="")])
+    (src / "payment_methods.csv").write_text("customer_id,method,status\nC3,card,card_expired\nC4,card,valid\n")
+    return src
+
+
+def test_failed_auto_charge_tells_the_customer_the_same_run_and_joins_the_early_lane(env, smtp, slack):
+    src = _autopay_source(env)
+    s = daily_ar(as_of=MON, source=f"csv:{src}", mode="send")
+    assert s["charges"] == 2 and s["charges_failed"] == 1 and s["finance_alerts"] == 0
+    (notice,) = smtp.to("ap@c3.example.com")
+    assert "did not go through" in notice.get_content() and "update your payment method" in notice.get_content()
+    assert not smtp.to("ap@c4.example.com")
+    payments = (src / "payments.csv").read_text()
+    assert "C4,59.00,USD,2026-11-23,Invoice N-I5 auto-charge" in payments and "C3" not in payments
+    ledger = Ledger(f"sqlite:///{env / 'ledger.db'}")
+    box = ledger.frame(m.Outbox).set_index("idempotency_key")
+    assert box.loc["I4:auto_charge:billing", "closed_reason"] == "charge_failed: card_expired"
+
+    s2 = daily_ar(as_of=D(2026, 11, 24), source=f"csv:{src}", mode="send")
+    out = ledger.frame(m.InvoiceOutcome, m.InvoiceOutcome.run_id == s2["run_id"]).set_index("invoice_id")
+    assert out.loc["I4", "lane"] == "early"  # flagged payment_failed: not silent in current until day 15
+    assert s2["charges"] == 0  # never charged twice
+
+
+def test_finance_is_alerted_when_the_payment_failed_message_cannot_go(env, smtp, slack):
+    src = _autopay_source(env)
+    smtp.refuse = {"ap@c3.example.com"}
+    s = daily_ar(as_of=MON, source=f"csv:{src}", mode="send")
+    assert s["charges_failed"] == 1 and s["finance_alerts"] == 1 and s["failed"] == 1
+    ledger = Ledger(f"sqlite:///{env / 'ledger.db'}")
+    tasks = ledger.frame(m.OwnerTask)
+    alert = tasks[tasks["kind"] == "alert"].iloc[0]
+    assert alert["owner"] == "finance@yourco.example" and "card_expired" in alert["body"]
+    assert any("could not be told" in p["text"] for p in _slack_posts(slack))
+
+
+def test_service_pause_warning_waits_for_a_person_and_copies_only_a_designated_cfo(env, smtp):
+    src = make_source(env / "src", [invoice("I1", due_date="2026-10-21"), invoice("I2", "C2", due_date="2026-10-21")],
+                      [customer("C1"), customer("C2")])
+    add_columns(src / "customers.csv", {"C1": {"cfo_email": "cfo@c1.example.com"}})
+    s = daily_ar(as_of=MON, source=f"csv:{src}", mode="send")  # day 33: service-pause warning
+    assert s["decisions_opened"] == 2 and not smtp.messages
+    ledger = Ledger(f"sqlite:///{env / 'ledger.db'}")
+    q = open_decisions(ledger).set_index("customer_id")
+    assert set(q["kind"]) == {"service_pause_warning"}
+    settle(ledger, int(q.loc["C1", "id"]), "approve", by="clerk", on=MON, note="customer was warned by phone")
+    settle(ledger, int(q.loc["C2", "id"]), "reject", by="clerk", on=MON, note="strategic renewal next week")
+    s = daily_ar(as_of=D(2026, 11, 24), source=f"csv:{src}", mode="send")
+    (msg,) = smtp.to("ap@c1.example.com")
+    assert msg["Cc"] == "cfo@c1.example.com" and "suspend" in msg.get_content()
+    assert not smtp.to("ap@c2.example.com")
+    box = ledger.frame(m.Outbox).set_index("invoice_id")
+    assert box.loc["I2", "status"] == "rejected" and "strategic renewal" in box.loc["I2", "closed_reason"]
+    decisions = ledger.frame(m.Decision).set_index("customer_id")
+    assert decisions.loc["C1", "status"] == "approved" and decisions.loc["C1", "decided_by"] == "clerk"
+
+
+def test_critical_decisions_set_up_a_payment_plan_or_a_write_off(env, smtp):
+    src = make_source(env / "src", [invoice("I1", issue_date="2026-08-01", due_date="2026-08-31", balance="900.00"),
+                                    invoice("I2", "C2", issue_date="2026-08-01", due_date="2026-08-31")],
+                      [customer("C1"), customer("C2")])
+    daily_ar(as_of=MON, source=f"csv:{src}", mode="send")
+    ledger = Ledger(f"sqlite:///{env / 'ledger.db'}")
+    q = open_decisions(ledger)
+    choice = q[q["kind"] == "payment_plan_or_write_off"].set_index("customer_id")
+    with pytest.raises(DecisionError, match="--choice"):
+        settle(ledger, int(choice.loc["C1", "id"]), "approve", by="clerk", on=MON)
+    settle(ledger, int(choice.loc["C1", "id"]), "approve", by="clerk", on=MON, choice="payment_plan", installments=3)
+    settle(ledger, int(choice.loc["C2", "id"]), "approve", by="controller", on=MON, choice="write_off")
+    s = daily_ar(as_of=D(2026, 11, 24), source=f"csv:{src}", mode="send")
+    assert s["carried_out"] == 2
+    plan = ledger.frame(m.PaymentPlan).iloc[0]
+    inst = ledger.frame(m.Installment)
+    assert plan["invoice_id"] == "I1" and inst["amount_minor"].tolist() == [30000, 30000, 30000]
+    (proposal,) = smtp.to("ap@c1.example.com")
+    assert "installments" in proposal.get_content() and "300.00" in proposal.get_content()
+    export = env / "exports" / "collections-2026-11-24.csv"
+    rows = list(csv.DictReader(open(export)))
+    assert [r["invoice_id"] for r in rows] == ["I2"] and rows[0]["amount"] == "1000.00"
+    s = daily_ar(as_of=D(2026, 11, 25), source=f"csv:{src}", mode="send")
+    out = ledger.frame(m.InvoiceOutcome, m.InvoiceOutcome.run_id == s["run_id"]).set_index("invoice_id")
+    assert out.loc["I1", "reason"] == "payment_plan" and out.loc["I2", "reason"] == "written_off"
+    assert len(list(csv.DictReader(open(export)))) == 1  # exported once

@@ -59,6 +59,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: str = "dr
                                  reconciliation, lanes, inputs.notes, run_dir)
         summary["owners"] = owners
         summary["delivery_in_doubt"] = in_doubt
+        summary["decision_reviews_started"] = t.announce_decisions(ledger, run_id) if mode != "dry-run" else 0
     except BaseException as exc:
         ledger.finish_run(run_id, "failed", {"error": f"{exc.__class__.__name__}: {exc}"})
         raise

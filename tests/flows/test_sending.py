@@ -251,3 +251,49 @@ def test_critical_decisions_set_up_a_payment_plan_or_a_write_off(env, smtp):
     out = ledger.frame(m.InvoiceOutcome, m.InvoiceOutcome.run_id == s["run_id"]).set_index("invoice_id")
     assert out.loc["I1", "reason"] == "payment_plan" and out.loc["I2", "reason"] == "written_off"
     assert len(list(csv.DictReader(open(export)))) == 1  # exported once
+
+
+def test_quarter_end_batches_owner_escalations_and_unacknowledged_ones_reach_the_finance_lead(env, smtp):
+    from tasks.delivery import in_quarter_end
+
+    ledger_url = f"sqlite:///{env / 'ledger.db'}"
+    src = make_source(env / "src", [invoice("I1", due_date="2026-12-18", issue_date="2026-11-18"),
+                                    invoice("I2", "C2", due_date="2026-12-18", issue_date="2026-11-18"),
+                                    invoice("I3", "C3", due_date="2026-12-18", issue_date="2026-11-18")],
+                      [customer("C1", owner_ae_email="dana.ae@yourco.example"),
+                       customer("C2", owner_ae_email="dana.ae@yourco.example"),
+                       customer("C3", owner_ae_email="sam.ae@yourco.example")])
+    from arflow.policy import load_policy
+    from arflow.config import ROOT
+
+    policy = load_policy(ROOT / "policy.yaml")
+    # The last five business days of Q4 2026 (Christmas is not one): Dec 24, 28, 29, 30, 31.
+    assert [in_quarter_end(D(2026, 12, d), policy) for d in (23, 24, 28, 31)] == [False, True, True, True]
+    s = daily_ar(as_of=D(2026, 12, 28), source=f"csv:{src}", mode="send")  # day 10: the owners are looped in
+    assert s["digest_items"] == 3 and s["owners"]["digests"] == 2
+    dana = smtp.to("dana.ae@yourco.example")
+    assert len(dana) == 1 and dana[0]["Cc"] == "finance-lead@yourco.example"
+    assert "N-I1" in dana[0].get_content() and "N-I2" in dana[0].get_content()
+    assert "N-I3" not in dana[0].get_content() and len(smtp.to("sam.ae@yourco.example")) == 1
+
+    ledger = Ledger(ledger_url)
+    items = ledger.frame(m.OwnerTask, m.OwnerTask.kind == "digest_item").set_index("invoice_ids")
+    p = __import__("tests.flows.test_cli", fromlist=["_run"])._run(
+        ["ack", str(int(items.loc["I1", "id"])), "--by", "dana"], env, ARFLOW_DB_URL=ledger_url)
+    assert p.returncode == 0, p.stderr
+    s = daily_ar(as_of=D(2026, 12, 30), source=f"csv:{src}", mode="send")
+    assert s["owners"]["ack_timeouts"] == 0  # two business days: not yet
+    s = daily_ar(as_of=D(2026, 12, 31), source=f"csv:{src}", mode="send")
+    assert s["owners"]["ack_timeouts"] == 2
+    late = ledger.frame(m.OwnerTask, m.OwnerTask.kind == "ack_timeout")
+    assert set(late["owner"]) == {"finance-lead@yourco.example"} and set(late["invoice_ids"]) == {"I2", "I3"}
+
+
+def test_outside_quarter_end_each_owner_task_stands_alone(env, smtp):
+    src = make_source(env / "src", [invoice("I1", due_date="2026-11-13", issue_date="2026-10-13")],
+                      [customer("C1", owner_ae_email="dana.ae@yourco.example")])
+    s = daily_ar(as_of=MON, source=f"csv:{src}", mode="send")  # day 10, mid-quarter
+    assert s["digest_items"] == 0 and s["owners"]["digests"] == 0
+    tasks = Ledger(f"sqlite:///{env / 'ledger.db'}").frame(m.OwnerTask)
+    assert tasks["kind"].tolist() == ["escalation"] and tasks["owner"].tolist() == ["dana.ae@yourco.example"]
+    assert "N-I1" in tasks["subject"].iloc[0]

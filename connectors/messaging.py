@@ -1,7 +1,7 @@
 """Messaging: e-mail over SMTP (smtplib), Slack through an incoming webhook (slack_sdk), and owner
 tasks (the CRM's task object in production; the ledger's `owner_tasks` table here).
 
-Configured by the environment (DESIGN.md, Configuration). A send either returns normally (the
+Configured by a Prefect block (arflow/blocks.py) or the environment (DESIGN.md, Configuration). A send either returns normally (the
 server accepted it) or raises :class:`SendError` saying whether a later attempt may succeed
 (`transient`). Passwords and webhook URLs never appear in an error message.
 """

@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from arflow.config import Settings, today_in
 from arflow.policy import load_policy
 from connectors.ledger.store import Ledger
-from flows.daily_ar import _run_id, require_mode
+from flows.daily_ar import _run_id, delivery_context, open_channels, require_mode
 from tasks import prefect_tasks as t
 from tasks.checkpoint import summarize
 
@@ -30,6 +30,7 @@ def payment_checkpoint(as_of: dt.date | None = None, source: str = "demo", bank_
     policy = load_policy(settings.policy_path)
     as_of = as_of or today_in(settings.timezone or policy.timezone)
     require_mode(mode)  # receipts are recorded under the mode: an unknown one would look sendable
+    channels = open_channels(mode, source, settings)
     ledger = Ledger(settings.db_url)
     run_id = _run_id()
     ledger.start_run(run_id, "payment_checkpoint", as_of, source, mode, policy.version)
@@ -42,6 +43,13 @@ def payment_checkpoint(as_of: dt.date | None = None, source: str = "demo", bank_
         summary = summarize(result, payments_read=len(payments) + len(quarantined), quarantined=len(quarantined),
                             receipts_queued=written["receipts_queued"], as_of=as_of, run_id=run_id)
         summary["touches_closed"] = written["touches_closed"]
+        # Receipts go out now in send mode (draft: once approved), through the daily flow's delivery.
+        delivery = delivery_context(ledger, channels, policy, run_id, as_of, mode, source, settings)
+        try:
+            summary["receipts_sent"] = t.deliver_touches(delivery, "paid").get("sent", 0)
+        finally:
+            if channels.mailer is not None:
+                channels.mailer.close()
         _publish(summary, result)
     except BaseException as exc:
         ledger.finish_run(run_id, "failed", {"error": f"{exc.__class__.__name__}: {exc}"})

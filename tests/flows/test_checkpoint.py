@@ -150,6 +150,6 @@ def test_two_checkpoints_at_once_apply_each_payment_once(data_dir, pg_url, monke
 
 
 def test_an_unknown_mode_is_refused_before_anything_is_recorded(data_dir):
-    with pytest.raises(ValueError, match="mode 'send' is not available yet"):
-        payment_checkpoint(as_of=AS_OF, source="demo", mode="send")
+    with pytest.raises(ValueError, match="mode 'sned' is not one of"):
+        payment_checkpoint(as_of=AS_OF, source="demo", mode="sned")
     assert not (data_dir / "ledger.db").exists()

@@ -297,3 +297,33 @@ def test_outside_quarter_end_each_owner_task_stands_alone(env, smtp):
     tasks = Ledger(f"sqlite:///{env / 'ledger.db'}").frame(m.OwnerTask)
     assert tasks["kind"].tolist() == ["escalation"] and tasks["owner"].tolist() == ["dana.ae@yourco.example"]
     assert "N-I1" in tasks["subject"].iloc[0]
+
+
+def test_payment_checkpoint_in_send_mode_sends_each_receipt_once(env, smtp):
+    from flows.payment_checkpoint import payment_checkpoint
+
+    src = make_source(env / "src", [invoice("I1", due_date="2026-11-18", invoice_number="A-1")], [customer("C1")],
+                      payments=[{"payment_id": "P1", "customer_id": "C1", "amount": "1000.00", "currency": "USD",
+                                 "received_date": "2026-11-20", "reference": "Invoice A-1"}])
+    s = payment_checkpoint(as_of=MON, source=f"csv:{src}", mode="send")
+    assert s["receipts_sent"] == 1
+    (receipt,) = smtp.to("ap@c1.example.com")
+    assert "payment received for invoice A-1" in receipt["Subject"]
+    again = payment_checkpoint(as_of=MON, source=f"csv:{src}", mode="send")
+    assert again["receipts_sent"] == 0 and len(smtp.messages) == 1
+
+
+def test_a_saved_smtp_block_wins_over_the_environment(env, smtp, monkeypatch):
+    from arflow.blocks import SmtpServer
+
+    port = smtp_port = int(__import__("os").environ["ARFLOW_SMTP_PORT"])
+    SmtpServer(host="127.0.0.1", port=smtp_port, mail_from="billing@blockco.example").save("arflow-smtp-test",
+                                                                                          overwrite=True)
+    monkeypatch.setenv("ARFLOW_SMTP_BLOCK", "arflow-smtp-test")
+    monkeypatch.setenv("ARFLOW_SMTP_HOST", "192.0.2.1")  # unreachable: the block must win
+    monkeypatch.setenv("ARFLOW_SMTP_PORT", str(port + 1))
+    src = make_source(env / "src", [invoice("I1", due_date="2026-11-18")], [customer("C1", owner_ae_email="")])
+    s = daily_ar(as_of=MON, source=f"csv:{src}", mode="send")
+    assert s["sent"] == 1
+    (msg,) = smtp.to("ap@c1.example.com")
+    assert msg["From"] == "billing@blockco.example"

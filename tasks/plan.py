@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from arflow import businessdays as bd
-from arflow.policy import Policy, Step
+from arflow.policy import SEGMENTS, Policy, Step
 
 HOLD_FLAGS = {"dispute": "open_dispute", "opt_out": "opt_out", "paused": "paused", "payment_plan": "payment_plan",
               "promise_to_pay": "promise_to_pay", "unapplied_cash": "unapplied_cash",
@@ -155,19 +155,22 @@ def _delivery_gates(actions: pd.DataFrame, work: pd.DataFrame, touches: pd.DataF
                     policy: Policy) -> tuple[pd.DataFrame, pd.Series]:
     """Drop customer e-mails whose previous e-mail step is not delivered, and e-mails to a customer
     who had one fewer than min_gap_days ago. Returns (actions kept, reason per invoice row held back)."""
+    actions = actions.reset_index(drop=True)
     email = actions["channel"] == "email"
     if not email.any():
         return actions, pd.Series(dtype=object)
     status = dict(zip(touches["idempotency_key"], touches["status"]))
     steps = {s.name: s for s in policy.steps}
-    blocked_prev = pd.Series(False, index=actions.index)
-    for i, act in actions[email].iterrows():
-        step = steps.get(act["step"])
-        if step is None:
-            continue
-        prev = policy.previous_email_step(step, work.at[act["row"], "segment"])
-        if prev is not None and status.get(f"{act['invoice_id']}:{prev.name}:email") in NOT_DELIVERED:
-            blocked_prev[i] = True
+    prev_name = {(name, seg): (p.name if p is not None else None)
+                 for name, st in steps.items() for seg in SEGMENTS
+                 for p in [policy.previous_email_step(st, seg)]}
+    mail = actions[email]
+    segment = work.loc[mail["row"], "segment"].to_numpy()
+    prev = [prev_name.get((st, seg)) for st, seg in zip(mail["step"], segment)]
+    prev_status = [status.get(f"{inv}:{p}:email") if p else None for inv, p in zip(mail["invoice_id"], prev)]
+    blocked = np.zeros(len(actions), dtype=bool)
+    blocked[np.flatnonzero(email.to_numpy())] = [s_ in NOT_DELIVERED for s_ in prev_status]
+    blocked_prev = pd.Series(blocked, index=actions.index)
     gap = pd.Series(False, index=actions.index)
     if policy.delivery.min_gap_days and not touches.empty:
         mail = touches[(touches["channel"] == "email") & touches["status"].isin(DELIVERED + PENDING)]

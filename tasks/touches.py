@@ -106,10 +106,11 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
     if actions.empty:
         return pd.DataFrame()
     a = actions.reset_index(drop=True)
-    ctx_rows = invoices.loc[a["row"], CONTEXT_COLUMNS].reset_index(drop=True)
+    ctx_rows = invoices.loc[a["row"], CONTEXT_COLUMNS].reset_index(drop=True).astype(object)
     directory = Directory.build(invoices["invoice_number"], invoices["customer_id"],
                                 invoices["customer_name"], invoices["customer_id"])
-    contexts = [invoice_context(c, act) for act, c in zip(a.itertuples(index=False), ctx_rows.itertuples(index=False))]
+    contexts = [invoice_context(c, act) for act, c in zip(a.astype(object).itertuples(index=False),
+                                                          ctx_rows.itertuples(index=False))]
     is_mail = (a["channel"] == "email").to_numpy()
     message_key = np.where(is_mail, a["customer_id"].astype(str) + ":" + as_of.isoformat() + ":email",
                            a["idempotency_key"].astype(str))
@@ -120,13 +121,14 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
     groups: dict[str, list[int]] = {}
     for i, key in enumerate(message_key):
         groups.setdefault(key, []).append(i)
+    channels, customers = a["channel"].tolist(), a["customer_id"].tolist()
     for key, idx in groups.items():
         items = [contexts[i] for i in idx]
-        channel = a.at[idx[0], "channel"]
+        channel = channels[idx[0]]
         subject, body, ctx = render_message(channel, items, sender_name)
         status, reason = _status(mode, ctx["needs_approval"]), None
         if channel == "email":  # customer-facing: the guardrails decide whether it may be queued
-            found = check_rendered(subject, body, ctx, a.at[idx[0], "customer_id"], directory)
+            found = check_rendered(subject, body, ctx, customers[idx[0]], directory)
             if found:
                 status, reason = "blocked", "guardrail: " + ",".join(found)
         sender = ctx["owner_email"] if (channel == "email" and use_owner) else None

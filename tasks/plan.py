@@ -135,6 +135,7 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
     actions = pd.concat(rows) if rows else _empty_actions()
     # A touch already in the outbox (an earlier run, or a re-run of today) is not planned again.
     actions = actions[~actions["idempotency_key"].isin(done_keys)]
+    actions = _step_down(actions, work, done_keys, policy)
     actions, waiting = _delivery_gates(actions, work, touches, as_of, policy)
     actions = _one_lane_per_message(actions)
     acting = actions["row"].unique()
@@ -149,6 +150,33 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
     outcomes = pd.DataFrame({"outcome": outcome, "reason": reason.replace("", None),
                              "next_contact": next_date}, index=work.index)
     return Plan(outcomes=outcomes, actions=actions.reset_index(drop=True))
+
+
+def _step_down(actions: pd.DataFrame, work: pd.DataFrame, done_keys: set[str], policy: Policy) -> pd.DataFrame:
+    """A firm or escalating e-mail step never comes first: where the e-mail step before it in the
+    cadence was never sent to this invoice (first sight of an old invoice, a hold just lifted), that
+    earlier step goes instead, and the firmer one follows once it was delivered."""
+    email = (actions["channel"] == "email").to_numpy()
+    if not email.any():
+        return actions
+    steps = {s.name: s for s in policy.steps}
+    actions = actions.reset_index(drop=True)
+    swap: dict[str, list[int]] = {}
+    for i in np.flatnonzero(email):
+        step = steps.get(actions.at[i, "step"])
+        if step is None or TONE_ORDER[step.tone] == 0:
+            continue
+        prev = policy.previous_email_step(step, work.at[actions.at[i, "row"], "segment"])
+        if prev is not None and f"{actions.at[i, 'invoice_id']}:{prev.name}:email" not in done_keys:
+            swap.setdefault(prev.name, []).append(i)
+    if not swap:
+        return actions
+    out = [actions.drop(index=[i for idx in swap.values() for i in idx])]
+    for name, idx in swap.items():
+        earlier = _actions_for(work.loc[actions.loc[idx, "row"]], steps[name], policy)
+        earlier["lane"] = actions.loc[idx, "lane"].to_numpy()  # handled in the invoice's own lane
+        out.append(earlier)
+    return pd.concat(out, ignore_index=True)
 
 
 def _delivery_gates(actions: pd.DataFrame, work: pd.DataFrame, touches: pd.DataFrame, as_of: dt.date,
@@ -172,13 +200,15 @@ def _delivery_gates(actions: pd.DataFrame, work: pd.DataFrame, touches: pd.DataF
     blocked[np.flatnonzero(email.to_numpy())] = [s_ in NOT_DELIVERED for s_ in prev_status]
     blocked_prev = pd.Series(blocked, index=actions.index)
     gap = pd.Series(False, index=actions.index)
-    if policy.delivery.min_gap_days and not touches.empty:
+    if not touches.empty:
         mail = touches[(touches["channel"] == "email") & touches["status"].isin(DELIVERED + PENDING)]
         if not mail.empty:
             when = pd.to_datetime(mail["delivered_on"].where(mail["delivered_on"].notna(), mail["as_of"]))
             last = when.groupby(mail["customer_id"]).max()
             today = pd.Timestamp(as_of)
-            recent = last[(last < today) & (last > today - pd.Timedelta(days=policy.delivery.min_gap_days))]
+            # Today's e-mail counts too: a re-run of the day never sends a customer a second message.
+            window = max(policy.delivery.min_gap_days, 1)
+            recent = last[(last <= today) & (last > today - pd.Timedelta(days=window))]
             gap = email & actions["customer_id"].isin(set(recent.index))
     drop = (email & blocked_prev) | gap
     why = pd.Series(np.where(blocked_prev[drop], "previous_step_not_delivered", "min_gap"),

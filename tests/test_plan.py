@@ -67,14 +67,27 @@ def test_strategic_account_gets_an_owner_heads_up_not_a_firm_email(tmp_path, pol
     inv = [invoice("I1", due_date="2026-11-06")]  # 17 days: late lane
     _, a = _plan(tmp_path, policy, inv, customers=[customer("C1", segment="strategic")])
     assert sorted(a["step"]) == ["owner_alert", "owner_heads_up"]
-    _, a = _plan(tmp_path / "b", policy, inv)
+    _, a = _plan(tmp_path / "b", policy, inv, done=["I1:follow_up:email"])
     assert sorted(a["step"]) == ["firm_reminder", "owner_alert"]
     assert a.set_index("step").loc["firm_reminder", "tone"] == "firm"
 
 
+def test_a_firm_email_never_comes_first(tmp_path, policy):
+    # First sight of an invoice 17 days late: the friendly follow-up goes, not the firm reminder,
+    # in the late lane (the owner's Slack alert still goes today).
+    inv = [invoice("I1", due_date="2026-11-06")]
+    _, a = _plan(tmp_path, policy, inv)
+    assert sorted(a["step"]) == ["follow_up", "owner_alert"]
+    assert a.set_index("step").loc["follow_up", "tone"] == "friendly"
+    assert set(a["lane"]) == {"late"}
+    # A service-pause warning never comes before a firm reminder was sent.
+    _, a = _plan(tmp_path / "b", policy, [invoice("I1", due_date="2026-10-21")])  # day 33
+    assert a["step"].tolist() == ["firm_reminder"] and not a["needs_approval"].any()
+
+
 def test_at_risk_account_never_gets_a_firm_email(tmp_path, policy):
     _, a = _plan(tmp_path, policy, [invoice("I1", due_date="2026-11-06")],
-                 customers=[customer("C1", health="at_risk")])
+                 customers=[customer("C1", health="at_risk")], done=["I1:follow_up:email"])
     assert a.set_index("step").loc["firm_reminder", "tone"] == "friendly"
 
 
@@ -217,3 +230,14 @@ def test_payment_plan_reminds_before_each_installment_and_a_missed_one_re_escala
                                                "applied_on": D(2026, 11, 25), "rule": "exact"}])
     p, a = _plan(tmp_path / "d", policy, inv, ledger=ledger, as_of=D(2026, 12, 2))
     assert p.loc["I1", "outcome"] == "held" and a.empty
+
+
+def test_a_rerun_of_the_day_never_sends_a_customer_a_second_email(tmp_path, policy):
+    # The follow-up went out this morning; by the cadence the firm reminder is also due (day 17),
+    # but one customer gets one e-mail a day, whatever the gap setting.
+    inv = [invoice("I1", due_date="2026-11-06")]
+    today = [_touch("I1", "follow_up", "sent", AS_OF, delivered_on=AS_OF)]
+    p, a = _plan_with(tmp_path, policy, inv, today)
+    assert "firm_reminder" not in set(a["step"]) and p.loc["I1", "reason"] in ("min_gap", None)
+    _, a = _plan_with(tmp_path / "b", policy, inv, today, as_of=D(2026, 11, 26) + dt.timedelta(days=1))
+    assert "firm_reminder" in set(a["step"])

@@ -6,8 +6,8 @@ from tests.conftest import AS_OF, customer, invoice, make_source
 from tests.pipeline import run
 
 
-def _rows(tmp_path, policy, invoices, customers):
-    out = run(make_source(tmp_path, invoices, customers), AS_OF, policy)
+def _rows(tmp_path, policy, invoices, customers, done=()):
+    out = run(make_source(tmp_path, invoices, customers), AS_OF, policy, done_keys=done)
     return outbox_rows(out["actions"], out["planned"], mode="dry-run", run_id="r", as_of=AS_OF).set_index("invoice_id")
 
 
@@ -29,7 +29,8 @@ def test_another_customers_invoice_in_a_message_blocks_it(tmp_path, policy):
 
 
 def test_approval_steps_wait_for_a_decision(tmp_path, policy):
-    rows = _rows(tmp_path, policy, [invoice("I1", due_date="2026-10-23", issue_date="2026-09-23")], [customer("C1")])
+    rows = _rows(tmp_path, policy, [invoice("I1", due_date="2026-10-23", issue_date="2026-09-23")], [customer("C1")],
+                 done=["I1:firm_reminder:email"])
     assert rows.loc["I1", "step"] == "service_pause_warning" and rows.loc["I1", "status"] == "awaiting_decision"
 
 
@@ -52,7 +53,7 @@ def test_eml_headers_stay_on_one_line_and_non_ascii_is_encoded(tmp_path):
 def test_status_by_mode_draft_waits_for_everything_send_only_for_approval_steps(tmp_path, policy):
     out = run(make_source(tmp_path, [invoice("I1", due_date="2026-10-23", issue_date="2026-09-23"),
                                      invoice("I2", "C2", due_date="2026-11-18")], [customer("C1"), customer("C2")]),
-              AS_OF, policy)
+              AS_OF, policy, done_keys=["I1:firm_reminder:email"])
     for mode, expected in (("draft", {"I1": "awaiting_decision", "I2": "awaiting_decision"}),
                            ("send", {"I1": "awaiting_decision", "I2": "queued"})):
         rows = outbox_rows(out["actions"], out["planned"], mode=mode, run_id="r", as_of=AS_OF)
@@ -65,7 +66,8 @@ def test_one_customer_one_message_at_the_most_advanced_step(tmp_path, policy):
     invoices = [invoice("I1", due_date="2026-11-18", invoice_number="A-1", balance="100.00"),
                 invoice("I2", due_date="2026-10-31", invoice_number="A-2", balance="200.00"),
                 invoice("I3", "C2", due_date="2026-11-18")]
-    out = run(make_source(tmp_path, invoices, [customer("C1"), customer("C2")]), AS_OF, policy)
+    out = run(make_source(tmp_path, invoices, [customer("C1"), customer("C2")]), AS_OF, policy,
+              done_keys=["I2:follow_up:email"])
     rows = outbox_rows(out["actions"], out["planned"], mode="send", run_id="r", as_of=AS_OF)
     mail = rows[rows["channel"] == "email"].set_index("invoice_id")
     assert mail.loc["I1", "message_key"] == mail.loc["I2", "message_key"] != mail.loc["I3", "message_key"]

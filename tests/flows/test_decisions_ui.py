@@ -18,13 +18,14 @@ from flows.daily_ar import daily_ar
 from flows.decisions import describe, review_decision
 from tests.conftest import customer, invoice, make_source
 from tests.flows.test_cli import _run
-from tests.flows.test_sending import env, smtp  # noqa: F401 - fixtures
+from tests.flows.test_sending import delivered, env, smtp  # noqa: F401 - fixtures
 
 MON = dt.date(2026, 11, 23)
 
 
 def test_a_decision_answered_in_the_prefect_form(env, smtp):  # noqa: F811
     src = make_source(env / "src", [invoice("I1", due_date="2026-10-21")], [customer("C1")])
+    delivered(env, "I1", "C1", "firm_reminder", dt.date(2026, 11, 13))
     daily_ar(as_of=MON, source=f"csv:{src}", mode="send")
     ledger = Ledger(f"sqlite:///{env / 'ledger.db'}")
     (d,) = ledger.frame(m.Decision).itertuples()
@@ -59,6 +60,8 @@ def test_a_decision_answered_in_the_prefect_form(env, smtp):  # noqa: F811
 def test_queue_and_decide_on_the_command_line(env, smtp):  # noqa: F811
     src = make_source(env / "src", [invoice("I1", due_date="2026-10-21"), invoice("I2", "C2", due_date="2026-10-21")],
                       [customer("C1"), customer("C2")])
+    for i, c in (("I1", "C1"), ("I2", "C2")):
+        delivered(env, i, c, "firm_reminder", dt.date(2026, 11, 13))
     daily_ar(as_of=MON, source=f"csv:{src}", mode="send")
     p = _run(["queue", "--json"], env, ARFLOW_DB_URL=f"sqlite:///{env / 'ledger.db'}")
     assert p.returncode == 0, p.stderr

@@ -91,6 +91,14 @@ def add_columns(path: Path, values: dict[str, dict[str, str]], key: str = "custo
             w.writerow({**{c: "" for c in cols}, **r, **values.get(r[key], {})})
 
 
+def delivered(env, invoice_id: str, customer_id: str, step: str, on: D) -> None:
+    """An e-mail step that went out on an earlier day (as a firmer step requires)."""
+    Ledger(f"sqlite:///{env / 'ledger.db'}").insert_rows(m.Outbox, [{
+        "idempotency_key": f"{invoice_id}:{step}:email", "mode": "live", "run_id": "earlier", "as_of": on,
+        "invoice_id": invoice_id, "customer_id": customer_id, "lane": "late", "step": step, "channel": "email",
+        "status": "sent", "delivered_on": on, "message_key": f"{customer_id}:{on}:email", "needs_approval": False}])
+
+
 def _slack_posts(server) -> list[dict]:
     return [json.loads(req.get_data()) for req, _ in server.log]
 
@@ -101,17 +109,19 @@ def test_send_mode_one_message_per_customer_once(env, smtp, slack):
                                     invoice("I3", "C2", due_date="2026-11-18")],
                       [customer("C1", owner_ae_email="dana.ae@yourco.example"), customer("C2")])
     s = daily_ar(as_of=MON, source=f"csv:{src}", mode="send")
-    assert s["sent"] == 3 and s["failed"] == 0  # two e-mails, one Slack alert
+    box = Ledger(f"sqlite:///{env / 'ledger.db'}").frame(m.Outbox)
+    assert s["sent"] == 3 and s["failed"] == 0, box[["idempotency_key", "status", "closed_reason"]].to_string()
     (c1,) = smtp.to("ap@c1.example.com")
     (c2,) = smtp.to("ap@c2.example.com")
     assert len(smtp.messages) == 2
     body = c1.get_content()
-    assert "N-I1: 100.00 USD" in body and "N-I2: 200.00 USD" in body and c1["Subject"] == "2 invoices are past due"
+    # I2 (23 days) is seen for the first time: its friendly follow-up leads, not a firm reminder.
+    assert "N-I1: 100.00 USD" in body and "N-I2: 200.00 USD" in body
+    assert c1["Subject"] == "A quick reminder about 2 open invoices"
     assert "dana.ae@yourco.example" in c1["From"] and c1["Sender"] == "ar@yourco.example"
     assert c1["Message-ID"] and c1["Message-ID"] != c2["Message-ID"]
     (post,) = _slack_posts(slack)
     assert "N-I2" in post["text"] and "23 days" in post["text"]
-    box = Ledger(f"sqlite:///{env / 'ledger.db'}").frame(m.Outbox)
     assert set(box["status"]) == {"sent"} and set(box["delivered_on"]) == {MON}
 
     again = daily_ar(as_of=MON, source=f"csv:{src}", mode="send")  # a re-run of the same day
@@ -208,6 +218,8 @@ def test_service_pause_warning_waits_for_a_person_and_copies_only_a_designated_c
     src = make_source(env / "src", [invoice("I1", due_date="2026-10-21"), invoice("I2", "C2", due_date="2026-10-21")],
                       [customer("C1"), customer("C2")])
     add_columns(src / "customers.csv", {"C1": {"cfo_email": "cfo@c1.example.com"}})
+    for i, c in (("I1", "C1"), ("I2", "C2")):
+        delivered(env, i, c, "firm_reminder", D(2026, 11, 13))
     s = daily_ar(as_of=MON, source=f"csv:{src}", mode="send")  # day 33: service-pause warning
     assert s["decisions_opened"] == 2 and not smtp.messages
     ledger = Ledger(f"sqlite:///{env / 'ledger.db'}")
@@ -219,7 +231,7 @@ def test_service_pause_warning_waits_for_a_person_and_copies_only_a_designated_c
     (msg,) = smtp.to("ap@c1.example.com")
     assert msg["Cc"] == "cfo@c1.example.com" and "suspend" in msg.get_content()
     assert not smtp.to("ap@c2.example.com")
-    box = ledger.frame(m.Outbox).set_index("invoice_id")
+    box = ledger.frame(m.Outbox, m.Outbox.step == "service_pause_warning").set_index("invoice_id")
     assert box.loc["I2", "status"] == "rejected" and "strategic renewal" in box.loc["I2", "closed_reason"]
     decisions = ledger.frame(m.Decision).set_index("customer_id")
     assert decisions.loc["C1", "status"] == "approved" and decisions.loc["C1", "decided_by"] == "clerk"

@@ -32,10 +32,6 @@ from tasks import extract
 from tasks.guardrails import Directory
 from tasks.touches import check_rendered, render, render_message
 
-STOP_REASONS = ("not_open_at_source", "paid", "dispute", "opt_out", "paused", "promise_to_pay", "payment_plan",
-                "written_off")
-
-
 @dataclass
 class Channels:
     mailer: object | None = None      # connectors.messaging.SmtpMailer
@@ -213,13 +209,13 @@ def _send(ctx: Context, channel: str, key: str, grp: pd.DataFrame, subject: str,
                 "created_on": ctx.as_of, "status": "open"}
         if ctx.quarter_end:
             task["kind"] = "digest_item"  # batched into the owner's digest at the end of the run
-            ctx.ledger._insert_new_rows(m.OwnerTask, [task], "task_key")
+            ctx.ledger.insert_new_rows(m.OwnerTask, [task], "task_key")
             counts.digest_items += 1
             return "in the owner's quarter-end digest"
         if channel == "slack" and ctx.channels.slack is not None:
             ctx.channels.slack.send(f"*{subject}*\n{body}")
             return "posted to Slack"
-        ctx.ledger._insert_new_rows(m.OwnerTask, [task], "task_key")
+        ctx.ledger.insert_new_rows(m.OwnerTask, [task], "task_key")
         return "owner task" if channel == "crm_task" else "owner task (no Slack webhook configured)"
     if channel == "billing":
         return _charge(ctx, first, counts)
@@ -253,14 +249,14 @@ class _AlreadyRecorded(SendError):
 
 
 def _payment_failed_notice(ctx: Context, row, c: dict, error: str, counts: Counts) -> None:
-    from tasks.touches import _status, namespace
+    from tasks.touches import initial_status, namespace
 
     recipients = c.get("billing_email") or ""
     item = {**c, "step": "payment_failed_notice", "step_day": 0, "tone": "friendly", "payment_failed": True,
             "needs_approval": False, "recipients": recipients}
     subject, body, mctx = render_message("email", [item], "Accounts Receivable")
     key = f"{row['invoice_id']}:payment_failed_notice:email"
-    status = _status(ctx.mode, False)
+    status = initial_status(ctx.mode, False)
     found = check_rendered(subject, body, mctx, row["customer_id"], Directory({}, {}))
     notice = {"idempotency_key": key, "mode": namespace(ctx.mode), "run_id": ctx.run_id, "as_of": ctx.as_of,
               "invoice_id": row["invoice_id"], "customer_id": row["customer_id"], "lane": "early",
@@ -295,7 +291,7 @@ def _finance_alert(ctx: Context, row, send_error: str, counts: Counts, charge_er
     task = {"task_key": f"{row['invoice_id']}:payment_failed_alert", "owner": ctx.policy.delivery.finance_team,
             "customer_id": row["customer_id"], "invoice_ids": row["invoice_id"], "kind": "alert", "subject": subject,
             "body": body, "created_on": ctx.as_of, "status": "open"}
-    if ctx.ledger._insert_new_rows(m.OwnerTask, [task], "task_key"):
+    if ctx.ledger.insert_new_rows(m.OwnerTask, [task], "task_key"):
         counts.finance_alerts += 1
         if ctx.channels.slack is not None:
             try:
@@ -325,7 +321,7 @@ def _carry_out(ctx: Context, key: str, grp: pd.DataFrame, counts: Counts) -> str
                 "customer_id": first["customer_id"], "invoice_ids": ",".join(grp["invoice_id"]), "kind": "decision",
                 "subject": f"Approved: {first['step'].replace('_', ' ')} for {c['customer_name']}",
                 "body": first["body"], "created_on": ctx.as_of, "status": "open"}
-        ledger._insert_new_rows(m.OwnerTask, [task], "task_key")
+        ledger.insert_new_rows(m.OwnerTask, [task], "task_key")
         result = "handed to finance and the owner"
     if decision is not None:
         with ledger.engine.begin() as conn:
@@ -342,7 +338,7 @@ def _write_off(ctx: Context, grp: pd.DataFrame, c: dict, decision) -> str:
              "currency": c["currency"], "approved_on": ctx.as_of,
              "decision_id": int(decision["id"]) if decision is not None else None, "export_file": str(path)}
             for r in grp.itertuples()]
-    new = ctx.ledger._insert_new_rows(m.WriteOff, rows, "invoice_id")
+    new = ctx.ledger.insert_new_rows(m.WriteOff, rows, "invoice_id")
     if new:
         fresh = not path.exists()
         with open(path, "a", newline="") as fh:
@@ -359,7 +355,7 @@ def _write_off(ctx: Context, grp: pd.DataFrame, c: dict, decision) -> str:
 
 
 def _payment_plan(ctx: Context, row, c: dict, decision) -> str:
-    from tasks.touches import _status, namespace
+    from tasks.touches import initial_status, namespace
 
     pp = ctx.policy.payment_plans
     n = int(decision["installments"]) if decision is not None and pd.notna(decision["installments"]) else pp.installments
@@ -387,7 +383,7 @@ def _payment_plan(ctx: Context, row, c: dict, decision) -> str:
     notice = {"idempotency_key": key, "mode": namespace(ctx.mode), "run_id": ctx.run_id, "as_of": ctx.as_of,
               "invoice_id": row["invoice_id"], "customer_id": row["customer_id"], "lane": row["lane"],
               "step": "payment_plan_proposal", "channel": "email", "tone": "friendly", "recipients": recipients,
-              "subject": subject, "body": body, "needs_approval": False, "status": _status(ctx.mode, False),
+              "subject": subject, "body": body, "needs_approval": False, "status": initial_status(ctx.mode, False),
               "message_key": key, "context": json.dumps({**c, "step": "payment_plan_proposal"}, default=str),
               "language": c.get("language")}
     ctx.ledger.insert_outbox(pd.DataFrame([notice]))
@@ -433,7 +429,7 @@ def follow_up_owners(ctx: Context) -> dict:
         task = {"task_key": key, "owner": owner, "cc": policy.delivery.finance_lead, "kind": "digest",
                 "invoice_ids": ",".join(grp["invoice_ids"].dropna()), "subject": subject, "body": body,
                 "created_on": ctx.as_of, "status": "open"}
-        if ledger._insert_new_rows(m.OwnerTask, [task], "task_key") and ctx.channels.mailer is not None:
+        if ledger.insert_new_rows(m.OwnerTask, [task], "task_key") and ctx.channels.mailer is not None:
             try:
                 ctx.channels.mailer.send(compose(sender=ctx.channels.mail_from, to=[owner],
                                                  cc=[policy.delivery.finance_lead], subject=subject, body=body, key=key))
@@ -453,7 +449,7 @@ def follow_up_owners(ctx: Context) -> dict:
             subject, body = render("ack_timeout.j2", {"subject": t.subject, "owner": t.owner, "created_on": t.created_on,
                                                       "ack_days": policy.escalations.ack_timeout_business_days,
                                                       "body": t.body or ""})
-            ledger._insert_new_rows(m.OwnerTask, [{
+            ledger.insert_new_rows(m.OwnerTask, [{
                 "task_key": f"ack_timeout:{t.id}", "owner": policy.delivery.finance_lead, "cc": t.owner,
                 "customer_id": t.customer_id, "invoice_ids": t.invoice_ids, "kind": "ack_timeout", "subject": subject,
                 "body": body, "created_on": ctx.as_of, "status": "open"}], "task_key")

@@ -152,23 +152,30 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
     return Plan(outcomes=outcomes, actions=actions.reset_index(drop=True))
 
 
+def _previous_email_steps(actions: pd.DataFrame, work: pd.DataFrame, policy: Policy) -> list[str | None]:
+    """Per action (positionally): the name of the e-mail step before it in the cadence of its
+    invoice's segment; None for other channels, the first e-mail step, and steps outside the
+    policy's cadence (installment reminders, ...)."""
+    prev_name = {(s.name, seg): p.name for s in policy.steps for seg in SEGMENTS
+                 for p in [policy.previous_email_step(s, seg)] if p is not None}
+    segment = work.loc[actions["row"], "segment"].to_numpy()
+    return [prev_name.get((name, seg)) if channel == "email" else None
+            for name, seg, channel in zip(actions["step"], segment, actions["channel"])]
+
+
 def _step_down(actions: pd.DataFrame, work: pd.DataFrame, done_keys: set[str], policy: Policy) -> pd.DataFrame:
     """A firm or escalating e-mail step never comes first: where the e-mail step before it in the
     cadence was never sent to this invoice (first sight of an old invoice, a hold just lifted), that
     earlier step goes instead, and the firmer one follows once it was delivered."""
-    email = (actions["channel"] == "email").to_numpy()
-    if not email.any():
+    actions = actions.reset_index(drop=True)
+    if not (actions["channel"] == "email").any():
         return actions
     steps = {s.name: s for s in policy.steps}
-    actions = actions.reset_index(drop=True)
+    prev = _previous_email_steps(actions, work, policy)
     swap: dict[str, list[int]] = {}
-    for i in np.flatnonzero(email):
-        step = steps.get(actions.at[i, "step"])
-        if step is None or TONE_ORDER[step.tone] == 0:
-            continue
-        prev = policy.previous_email_step(step, work.at[actions.at[i, "row"], "segment"])
-        if prev is not None and f"{actions.at[i, 'invoice_id']}:{prev.name}:email" not in done_keys:
-            swap.setdefault(prev.name, []).append(i)
+    for i, (inv, name, p) in enumerate(zip(actions["invoice_id"], actions["step"], prev)):
+        if p is not None and TONE_ORDER[steps[name].tone] > 0 and f"{inv}:{p}:email" not in done_keys:
+            swap.setdefault(p, []).append(i)
     if not swap:
         return actions
     out = [actions.drop(index=[i for idx in swap.values() for i in idx])]
@@ -188,17 +195,9 @@ def _delivery_gates(actions: pd.DataFrame, work: pd.DataFrame, touches: pd.DataF
     if not email.any():
         return actions, pd.Series(dtype=object)
     status = dict(zip(touches["idempotency_key"], touches["status"]))
-    steps = {s.name: s for s in policy.steps}
-    prev_name = {(name, seg): (p.name if p is not None else None)
-                 for name, st in steps.items() for seg in SEGMENTS
-                 for p in [policy.previous_email_step(st, seg)]}
-    mail = actions[email]
-    segment = work.loc[mail["row"], "segment"].to_numpy()
-    prev = [prev_name.get((st, seg)) for st, seg in zip(mail["step"], segment)]
-    prev_status = [status.get(f"{inv}:{p}:email") if p else None for inv, p in zip(mail["invoice_id"], prev)]
-    blocked = np.zeros(len(actions), dtype=bool)
-    blocked[np.flatnonzero(email.to_numpy())] = [s_ in NOT_DELIVERED for s_ in prev_status]
-    blocked_prev = pd.Series(blocked, index=actions.index)
+    prev = _previous_email_steps(actions, work, policy)
+    blocked_prev = pd.Series([p is not None and status.get(f"{inv}:{p}:email") in NOT_DELIVERED
+                              for inv, p in zip(actions["invoice_id"], prev)], index=actions.index)
     gap = pd.Series(False, index=actions.index)
     if not touches.empty:
         mail = touches[(touches["channel"] == "email") & touches["status"].isin(DELIVERED + PENDING)]

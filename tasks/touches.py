@@ -126,7 +126,7 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
         items = [contexts[i] for i in idx]
         channel = channels[idx[0]]
         subject, body, ctx = render_message(channel, items, sender_name)
-        status, reason = _status(mode, ctx["needs_approval"]), None
+        status, reason = initial_status(mode, ctx["needs_approval"]), None
         if channel == "email":  # customer-facing: the guardrails decide whether it may be queued
             found = check_rendered(subject, body, ctx, customers[idx[0]], directory)
             if found:
@@ -145,7 +145,7 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
     })
 
 
-def _status(mode: str, needs_approval: bool) -> str:
+def initial_status(mode: str, needs_approval: bool) -> str:
     if mode == "dry-run":  # a preview: what would wait for a person is marked so
         return "awaiting_decision" if needs_approval else "planned"
     if mode == "draft" or needs_approval:
@@ -179,7 +179,7 @@ def receipt_rows(closed: list[dict], invoices: pd.DataFrame, customers: pd.DataF
                      "as_of": as_of, "invoice_id": c["invoice_id"], "customer_id": c["customer_id"], "lane": "paid",
                      "step": "receipt", "channel": "email", "tone": "friendly",
                      "recipients": who["billing_contact_email"], "subject": subject, "body": body,
-                     "needs_approval": False, "status": _status(mode, False)})
+                     "needs_approval": False, "status": initial_status(mode, False)})
     return pd.DataFrame(rows)
 
 

@@ -119,11 +119,6 @@ class Ledger:
         return self.frame(m.PaymentApplication, (m.PaymentApplication.applied_on <= as_of)
                           & ((m.PaymentApplication.reversed_on.is_(None)) | (m.PaymentApplication.reversed_on > as_of)))
 
-    def outbox_keys(self, mode: str) -> set[str]:
-        stmt = select(m.Outbox.idempotency_key).where(m.Outbox.mode == mode)
-        with self.engine.connect() as conn:
-            return {r[0] for r in conn.execute(stmt)}
-
     def get_meta(self, key: str) -> str | None:
         with self.engine.connect() as conn:
             return conn.execute(select(m.Meta.value).where(m.Meta.key == key)).scalar_one_or_none()
@@ -163,7 +158,7 @@ class Ledger:
         stmt = ins.on_conflict_do_nothing(index_elements=unique).returning(table.c[returning])
         return [r[0] for r in conn.execute(stmt, rows).all()]
 
-    def _insert_new_rows(self, model: type[m.Base], rows: list[dict], unique: str) -> set:
+    def insert_new_rows(self, model: type[m.Base], rows: list[dict], unique: str) -> set:
         """Insert rows whose `unique` value is not there yet; returns the values inserted."""
         with self.engine.begin() as conn:
             return set(self._insert_new(conn, model, rows, [unique], unique))

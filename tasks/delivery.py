@@ -248,35 +248,42 @@ class _AlreadyRecorded(SendError):
         super().__init__("recorded", transient=False)
 
 
-def _payment_failed_notice(ctx: Context, row, c: dict, error: str, counts: Counts) -> None:
+def _queue_email(ctx: Context, row, c: dict, *, key: str, step: str, lane: str, subject: str, body: str,
+                 context: dict, blocked: list[str] | None = None) -> int:
+    """Queue one e-mail this delivery creates itself (a payment-failed notice, a plan's proposal)
+    the way queue_touches queues the planned ones: under its own key, from the owner where the
+    policy says so, and with its decision in the same transaction where a person approves it
+    first (draft mode). Returns how many decisions it opened."""
+    from tasks.decisions import decision_rows
     from tasks.touches import initial_status, namespace
 
+    status = "blocked" if blocked else initial_status(ctx.mode, False)
+    frame = pd.DataFrame([{
+        "idempotency_key": key, "mode": namespace(ctx.mode), "run_id": ctx.run_id, "as_of": ctx.as_of,
+        "invoice_id": row["invoice_id"], "customer_id": row["customer_id"], "lane": lane, "step": step,
+        "channel": "email", "tone": "friendly", "recipients": c.get("billing_email") or "", "subject": subject,
+        "body": body, "needs_approval": False, "status": status,
+        "closed_reason": ("guardrail: " + ",".join(blocked)) if blocked else None, "message_key": key,
+        "context": json.dumps(context, default=str), "language": c.get("language"),
+        "sender": c.get("owner_email") if ctx.policy.delivery.sender == "owner" else None}])
+    decisions = decision_rows(frame, pd.DataFrame(), ctx.run_id, ctx.as_of) if status == "awaiting_decision" else []
+    return ctx.ledger.queue_touches(frame, decisions)[1]
+
+
+def _payment_failed_notice(ctx: Context, row, c: dict, error: str, counts: Counts) -> None:
     recipients = c.get("billing_email") or ""
     item = {**c, "step": "payment_failed_notice", "step_day": 0, "tone": "friendly", "payment_failed": True,
             "needs_approval": False, "recipients": recipients}
     subject, body, mctx = render_message("email", [item], "Accounts Receivable")
     key = f"{row['invoice_id']}:payment_failed_notice:email"
-    status = initial_status(ctx.mode, False)
     found = check_rendered(subject, body, mctx, row["customer_id"], Directory({}, {}))
-    notice = {"idempotency_key": key, "mode": namespace(ctx.mode), "run_id": ctx.run_id, "as_of": ctx.as_of,
-              "invoice_id": row["invoice_id"], "customer_id": row["customer_id"], "lane": "early",
-              "step": "payment_failed_notice", "channel": "email", "tone": "friendly", "recipients": recipients,
-              "subject": subject, "body": body, "needs_approval": False,
-              "status": "blocked" if found else status, "closed_reason": ("guardrail: " + ",".join(found)) if found else None,
-              "message_key": key, "context": json.dumps(item, default=str), "language": c.get("language"),
-              "sender": c.get("owner_email") if ctx.policy.delivery.sender == "owner" else None}
-    ctx.ledger.insert_outbox(pd.DataFrame([notice]))
+    counts.decisions_opened += _queue_email(ctx, row, c, key=key, step="payment_failed_notice", lane="early",
+                                            subject=subject, body=body, context=item, blocked=found)
     if found or not recipients:
         _finance_alert(ctx, row, "blocked by the guardrails" if found else "no billing contact address", counts,
                        charge_error=error)
         return
-    if status == "awaiting_decision":  # draft mode: a person approves it first
-        from tasks.decisions import decision_rows
-
-        rows = ctx.ledger.frame(m.Outbox, (m.Outbox.idempotency_key == key) & (m.Outbox.mode == "live"))
-        counts.decisions_opened += ctx.ledger.queue_touches(pd.DataFrame(), decision_rows(rows, pd.DataFrame(), ctx.run_id, ctx.as_of))[1]
-        return
-    _deliver_new(ctx, key, counts)
+    _deliver_new(ctx, key, counts)  # sent now in send mode; in draft mode it waits for its decision
 
 
 def _finance_alert(ctx: Context, row, send_error: str, counts: Counts, charge_error: str | None = None) -> None:
@@ -315,7 +322,7 @@ def _carry_out(ctx: Context, key: str, grp: pd.DataFrame, counts: Counts) -> str
     if choice == "write_off":
         result = _write_off(ctx, grp, c, decision)
     elif choice == "payment_plan":
-        result = _payment_plan(ctx, first, c, decision)
+        result = _payment_plan(ctx, first, c, decision, counts)
     else:  # service pause (and anything else approved): finance and the owner act; arflow never changes an account
         task = {"task_key": key, "owner": ctx.policy.delivery.finance_team, "cc": c.get("owner_email"),
                 "customer_id": first["customer_id"], "invoice_ids": ",".join(grp["invoice_id"]), "kind": "decision",
@@ -354,9 +361,7 @@ def _write_off(ctx: Context, grp: pd.DataFrame, c: dict, decision) -> str:
     return f"written off, exported to {path.name}"
 
 
-def _payment_plan(ctx: Context, row, c: dict, decision) -> str:
-    from tasks.touches import initial_status, namespace
-
+def _payment_plan(ctx: Context, row, c: dict, decision, counts: Counts) -> str:
     pp = ctx.policy.payment_plans
     n = int(decision["installments"]) if decision is not None and pd.notna(decision["installments"]) else pp.installments
     total, cur = int(c["amount_minor"]), c["currency"]
@@ -379,24 +384,19 @@ def _payment_plan(ctx: Context, row, c: dict, decision) -> str:
     item = {**c, "installments": [{"due_on": d.isoformat(), "amount": format_minor(a, cur)} for d, a in zip(dues, amounts)]}
     subject, body = render("payment_plan.j2", {**item, "sender_name": "Accounts Receivable"}, c.get("language") or "en")
     key = f"{row['invoice_id']}:payment_plan_{plan_id}:email"
-    recipients = c.get("billing_email") or ""
-    notice = {"idempotency_key": key, "mode": namespace(ctx.mode), "run_id": ctx.run_id, "as_of": ctx.as_of,
-              "invoice_id": row["invoice_id"], "customer_id": row["customer_id"], "lane": row["lane"],
-              "step": "payment_plan_proposal", "channel": "email", "tone": "friendly", "recipients": recipients,
-              "subject": subject, "body": body, "needs_approval": False, "status": initial_status(ctx.mode, False),
-              "message_key": key, "context": json.dumps({**c, "step": "payment_plan_proposal"}, default=str),
-              "language": c.get("language")}
-    ctx.ledger.insert_outbox(pd.DataFrame([notice]))
-    _deliver_new(ctx, key)
+    counts.decisions_opened += _queue_email(ctx, row, c, key=key, step="payment_plan_proposal", lane=row["lane"],
+                                            subject=subject, body=body,
+                                            context={**c, "step": "payment_plan_proposal"})
+    _deliver_new(ctx, key, counts)
     return f"payment plan {plan_id}: {n} installments"
 
 
-def _deliver_new(ctx: Context, key: str, counts: Counts | None = None) -> None:
+def _deliver_new(ctx: Context, key: str, counts: Counts) -> None:
     """Send a row this run just queued (the payment-failed notice, a plan's proposal) right away."""
     queued = ctx.ledger.frame(m.Outbox, (m.Outbox.idempotency_key == key) & (m.Outbox.mode == "live")
                               & (m.Outbox.status == "queued"))
     if not queued.empty:
-        _deliver(ctx, queued, counts if counts is not None else Counts())
+        _deliver(ctx, queued, counts)
 
 
 # ---- owners: quarter-end digests and unacknowledged escalations ----------------------------------

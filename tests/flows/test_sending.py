@@ -202,6 +202,23 @@ def test_failed_auto_charge_tells_the_customer_the_same_run_and_joins_the_early_
     assert s2["charges"] == 0  # never charged twice
 
 
+def test_in_draft_mode_the_payment_failed_message_waits_for_its_own_decision(env, smtp):
+    src = _autopay_source(env)
+    daily_ar(as_of=MON, source=f"csv:{src}", mode="draft")  # the charges themselves wait for approval
+    ledger = Ledger(f"sqlite:///{env / 'ledger.db'}")
+    for d in open_decisions(ledger).itertuples():
+        settle(ledger, int(d.id), "approve", by="clerk", on=MON)
+    s = daily_ar(as_of=D(2026, 11, 24), source=f"csv:{src}", mode="draft")
+    assert s["charges"] == 2 and s["charges_failed"] == 1 and s["decisions_opened"] >= 1
+    q = open_decisions(ledger)
+    notice = q[q["kind"] == "payment_failed_notice"]
+    assert notice["customer_id"].tolist() == ["C3"] and not smtp.messages
+    settle(ledger, int(notice["id"].iloc[0]), "approve", by="clerk", on=D(2026, 11, 24))
+    daily_ar(as_of=D(2026, 11, 25), source=f"csv:{src}", mode="draft")
+    (msg,) = smtp.to("ap@c3.example.com")
+    assert "did not go through" in msg.get_content()
+
+
 def test_finance_is_alerted_when_the_payment_failed_message_cannot_go(env, smtp, slack):
     src = _autopay_source(env)
     smtp.refuse = {"ap@c3.example.com"}
@@ -250,7 +267,7 @@ def test_critical_decisions_set_up_a_payment_plan_or_a_write_off(env, smtp):
     settle(ledger, int(choice.loc["C1", "id"]), "approve", by="clerk", on=MON, choice="payment_plan", installments=3)
     settle(ledger, int(choice.loc["C2", "id"]), "approve", by="controller", on=MON, choice="write_off")
     s = daily_ar(as_of=D(2026, 11, 24), source=f"csv:{src}", mode="send")
-    assert s["carried_out"] == 2
+    assert s["carried_out"] == 2 and s["sent"] == 3  # the two decisions, and the plan's proposal e-mail
     plan = ledger.frame(m.PaymentPlan).iloc[0]
     inst = ledger.frame(m.Installment)
     assert plan["invoice_id"] == "I1" and inst["amount_minor"].tolist() == [30000, 30000, 30000]

@@ -337,6 +337,87 @@ def ack(task_id: int = typer.Argument(..., help="owner task id"),
         ledger.audit(by, "owner_task.acknowledged", "OwnerTask", str(task_id), {"on": day}, conn)
 
 
+@app.command()
+def report(
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="the day, YYYY-MM-DD (default: today); open invoices come "
+                                        "from the latest daily run on or before it"),
+    as_json: bool = typer.Option(False, "--json", help="print the KPIs as one JSON object on stdout"),
+    html: Optional[Path] = typer.Option(None, "--html", help="write the dashboard page (self-contained HTML) here"),
+) -> None:
+    """The KPIs from the ledger (README, KPIs): DSO, CEI, aging, recovery, forecast, operating counts."""
+    _quiet_env()
+    from arflow.config import Settings
+    from arflow.policy import load_policy
+    from flows.reporting import kpi_report, markdown, write_page
+
+    ledger, day = _ledger_and_today(None)
+    day = _parse_date(as_of, "--as-of") or day
+    policy = load_policy(Settings.from_env().policy_path)
+    result = kpi_report(ledger, policy, day)
+    if html is not None:
+        result["page"] = str(write_page(ledger, policy, result, html))
+        print(f"arflow: dashboard written to {html}", file=sys.stderr)
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=str) + "\n")
+    elif html is None:
+        sys.stdout.write(markdown(result, f"AR KPIs {day}"))
+
+
+@app.command()
+def brief(as_of: Optional[str] = typer.Option(None, "--as-of", help="the day, YYYY-MM-DD (default: today)"),
+          as_json: bool = typer.Option(False, "--json")) -> None:
+    """Run the weekly collections_brief flow (artifacts and data/reports/brief-<as_of>.html)."""
+    day = _parse_date(as_of, "--as-of")
+    _quiet_env()
+    with contextlib.redirect_stdout(sys.stderr):
+        from flows.reporting import collections_brief
+
+        out = collections_brief(as_of=day)
+    sys.stdout.write((json.dumps(out, default=str) if as_json else f"brief written to {out['page']}") + "\n")
+
+
+@app.command()
+def backfill(
+    start: str = typer.Option(..., "--from", help="first day, YYYY-MM-DD"),
+    end: str = typer.Option(..., "--to", help="last day, YYYY-MM-DD"),
+    source: str = typer.Option("demo", "--source", help="demo | csv:DIR"),
+    no_checkpoint: bool = typer.Option(False, "--no-checkpoint", help="daily runs only, no payment checkpoint"),
+    redo: bool = typer.Option(False, "--redo", help="run days that already have a completed daily run again"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Replay the business days from --from to --to in order (dry-run; resumable: finished days are skipped)."""
+    first, last = _parse_date(start, "--from"), _parse_date(end, "--to")
+    if last < first:
+        raise UsageError(f"--to {last} is before --from {first}")
+    _check_source(source)
+    _quiet_env()
+    with contextlib.redirect_stdout(sys.stderr):
+        from flows.reporting import backfill as backfill_flow
+
+        out = backfill_flow(start=first, end=last, source=source, with_checkpoint=not no_checkpoint, resume=not redo)
+    sys.stdout.write((json.dumps(out) if as_json else
+                      f"backfill {first}..{last}: ran {len(out['ran'])} day(s), skipped {len(out['skipped_already_done'])}")
+                     + "\n")
+
+
+@app.command("setup-alerts")
+def setup_alerts(
+    slack_webhook: Optional[str] = typer.Option(None, "--slack-webhook", help="save this Slack webhook URL as the "
+                                                "arflow-slack block and notify through it"),
+    block: str = typer.Option("slack-webhook/arflow-slack", "--block", help="a Prefect notification block, TYPE/NAME "
+                              "(e.g. sendgrid-email/ops for e-mail)"),
+) -> None:
+    """Create the Prefect Automation that notifies on a Failed or Crashed arflow flow run (needs PREFECT_API_URL)."""
+    _quiet_env()
+    from arflow.alerts import setup_alerts as create
+
+    try:
+        out = create(block=block, slack_webhook=slack_webhook)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    sys.stdout.write(json.dumps(out) + "\n")
+
+
 def main() -> None:
     """Console entry point with one-line errors."""
     from arflow.policy import PolicyError

@@ -123,6 +123,27 @@ class PaymentPlans(_Strict):
     collections_export_dir: str = "exports"  # under the data folder
 
 
+class Kpis(_Strict):
+    """How the KPIs and the cash forecast are computed (README, KPIs)."""
+    dso_days: int = Field(default=90, ge=1)              # standard DSO: AR / credit sales of this many days x days
+    countback_periods: int = Field(default=12, ge=1)     # countback DSO walks back at most this many 30-day periods
+    window_days: int = Field(default=30, ge=1)           # the operating counts (sent, failed, replies ...) and CEI
+    stalled_after_touches: int = Field(default=3, ge=1)  # customer e-mails with no payment or reply since: stalled
+    forecast_weeks: int = Field(default=13, ge=1, le=52)
+    # Share of today's open balance expected to be collected, by today's bucket: a stated
+    # assumption until the learned late-payment model replaces it.
+    collect_probability: dict[str, float] = Field(default_factory=lambda: {
+        "current": 0.98, "d1_30": 0.95, "d31_60": 0.85, "d61_90": 0.70, "d91_plus": 0.40})
+
+    @field_validator("collect_probability")
+    @classmethod
+    def _buckets(cls, v: dict[str, float]) -> dict[str, float]:
+        buckets = ("current", "d1_30", "d31_60", "d61_90", "d91_plus")  # tasks.extract.BUCKETS
+        if set(v) != set(buckets) or any(not 0 <= p <= 1 for p in v.values()):
+            raise ValueError(f"collect_probability needs a share between 0 and 1 for each bucket {list(buckets)}")
+        return v
+
+
 class Policy(_Strict):
     version: str
     company_country: str = "US"
@@ -140,6 +161,7 @@ class Policy(_Strict):
     delivery: Delivery = Delivery()
     escalations: Escalations = Escalations()
     payment_plans: PaymentPlans = PaymentPlans()
+    kpis: Kpis = Kpis()
     steps: tuple[Step, ...]
 
     @field_validator("minimum_amount")

@@ -15,6 +15,7 @@ from arflow.config import Settings, today_in
 from arflow.policy import Policy, load_policy
 from connectors.ledger.store import Ledger
 from connectors.messaging import ChannelNotConfigured
+from flows.hooks import notify_failure
 from flows.lanes import LANE_FLOWS
 from tasks.delivery import Channels
 from tasks.delivery import Context as DeliveryContext
@@ -26,7 +27,7 @@ from tasks.quality import enforce_threshold, run_suite
 MODES = ("dry-run", "draft", "send")
 
 
-@flow(name="daily_ar", log_prints=False)
+@flow(name="daily_ar", log_prints=False, on_failure=[notify_failure], on_crashed=[notify_failure])
 def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: str = "dry-run") -> dict:
     """Age, reconcile, enrich, score and plan every open invoice for `as_of`, and queue today's touches."""
     settings = Settings.from_env()
@@ -58,6 +59,13 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: str = "dr
                                  [extracted, rec_hop, enriched, scored, planned], planned.frame, actions,
                                  reconciliation, lanes, inputs.notes, run_dir)
         summary["owners"] = owners
+        from flows.reporting import record_kpis
+
+        kpis = record_kpis(ledger, policy, inputs.invoices, as_of, run_id, mode, settings.data_dir)
+        summary["kpis"] = {cur: {k: v[k] for k in ("dso_standard", "dso_countback", "best_possible_dso", "cei")}
+                           | {"ar": v["ar"]["amount"], "overdue": v["overdue"]["amount"]}
+                           for cur, v in kpis["currencies"].items()}
+        summary["dashboard"] = str(settings.data_dir / "reports" / "dashboard.html")
         summary["delivery_in_doubt"] = in_doubt
         summary["decision_reviews_started"] = t.announce_decisions(ledger, run_id) if mode != "dry-run" else 0
     except BaseException as exc:

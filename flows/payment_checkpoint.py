@@ -18,11 +18,12 @@ from arflow.config import Settings, today_in
 from arflow.policy import load_policy
 from connectors.ledger.store import Ledger
 from flows.daily_ar import _run_id, delivery_context, open_channels, require_mode
+from flows.hooks import notify_failure
 from tasks import prefect_tasks as t
 from tasks.checkpoint import summarize
 
 
-@flow(name="payment_checkpoint", log_prints=False)
+@flow(name="payment_checkpoint", log_prints=False, on_failure=[notify_failure], on_crashed=[notify_failure])
 def payment_checkpoint(as_of: dt.date | None = None, source: str = "demo", bank_file: str | None = None,
                        mode: str = "dry-run") -> dict:
     """Apply the day's payments (billing and bank file) and close the invoices they pay."""

@@ -91,11 +91,11 @@ def parse_customers(raw: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     return df
 
 
-def parse_invoices(raw: pd.DataFrame) -> pd.DataFrame:
+def parse_invoices(raw: pd.DataFrame, exclude: tuple[str, ...] = ("paid", "void")) -> pd.DataFrame:
     """Typed invoices, open (or of unreadable status) only. Paid and void rows are not open
-    invoices and do not enter the run."""
+    invoices and do not enter the run (the KPIs' invoice register keeps the paid ones)."""
     status = raw["status"].astype("string").str.strip().str.lower()
-    raw = raw[~status.isin(["paid", "void"])]
+    raw = raw[~status.isin(list(exclude))]
     status = status[raw.index]
     df = pd.DataFrame(index=raw.index)
     df["source_row"] = raw["source_row"].astype("int64")

@@ -350,3 +350,37 @@ class Meta(Base):
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(String(120), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class InvoiceRegister(Base):
+    """Every invoice a run has seen at the source (open or already paid), once: what the KPIs
+    need that the open-invoice outcomes do not hold (credit sales by issue date, original amount)."""
+
+    __tablename__ = "invoice_register"
+    __table_args__ = (UniqueConstraint("invoice_id", name="uq_invoice_register_invoice_id"),)
+    id: Mapped[int] = _id()
+    invoice_id: Mapped[str] = mapped_column(String(120))
+    customer_id: Mapped[str] = mapped_column(String(120), index=True)
+    issue_date: Mapped[dt.date] = mapped_column(Date, index=True)
+    due_date: Mapped[dt.date | None] = mapped_column(Date)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    first_seen_on: Mapped[dt.date] = mapped_column(Date)
+
+
+class KpiSnapshot(Base):
+    """The KPIs of one daily run (one row per as_of and currency; a re-run of the day replaces
+    it), so trends and week-over-week changes need no recomputation."""
+
+    __tablename__ = "kpi_snapshots"
+    __table_args__ = (UniqueConstraint("as_of", "currency", name="uq_kpi_snapshots_as_of"),)
+    id: Mapped[int] = _id()
+    as_of: Mapped[dt.date] = mapped_column(Date, index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    run_id: Mapped[str] = mapped_column(String(64))
+    ar_minor: Mapped[int] = mapped_column(BigInteger)
+    overdue_minor: Mapped[int] = mapped_column(BigInteger)
+    dso_standard: Mapped[float | None] = mapped_column()
+    dso_countback: Mapped[float | None] = mapped_column()
+    best_possible_dso: Mapped[float | None] = mapped_column()
+    kpis: Mapped[str] = mapped_column(Text)  # the whole KPI document of this currency, JSON

@@ -325,6 +325,86 @@ class Ledger:
                 summary=json.dumps(summary, default=str) if summary is not None else None))
             self.audit("arflow", f"run.{status}", "run", run_id, None, conn)
 
+    # ---- KPIs --------------------------------------------------------------------------------
+    def register_invoices(self, raw_invoices: pd.DataFrame, as_of: dt.date) -> int:
+        """Add the source's invoices the register has not seen (tasks.kpis.register_rows)."""
+        from tasks.kpis import register_rows
+
+        with self.engine.connect() as conn:
+            known = set(conn.execute(select(m.InvoiceRegister.invoice_id)).scalars())
+        rows = register_rows(raw_invoices, known, as_of)
+        return len(self.insert_new_rows(m.InvoiceRegister, _records(rows), "invoice_id")) if len(rows) else 0
+
+    def daily_run_on_or_before(self, day: dt.date) -> dict | None:
+        """The latest completed daily_ar run with as_of on or before `day`."""
+        stmt = (select(m.Run.run_id, m.Run.as_of, m.Run.mode).where(
+            (m.Run.flow == "daily_ar") & (m.Run.status == "completed") & (m.Run.as_of <= day))
+            .order_by(m.Run.as_of.desc(), m.Run.finished_at.desc().nulls_last(), m.Run.started_at.desc()).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else {"run_id": row[0], "as_of": row[1], "mode": row[2]}
+
+    def completed_daily_run(self, day: dt.date, mode: str) -> bool:
+        stmt = select(m.Run.run_id).where((m.Run.flow == "daily_ar") & (m.Run.status == "completed")
+                                          & (m.Run.as_of == day) & (m.Run.mode == mode)).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(stmt).first() is not None
+
+    def kpi_frames(self, as_of: dt.date, window_days: int, run: dict | None = None):
+        """Everything tasks.kpis.compute reads, as the ledger stood on as_of: today's open invoices
+        are those of the latest daily run on or before as_of (or `run`)."""
+        from tasks.kpis import Frames
+        from tasks.touches import namespace
+
+        run = run or self.daily_run_on_or_before(as_of)
+        notes = []
+        if run is None:
+            notes.append(f"no completed daily run on or before {as_of}: no open invoices to report")
+            outcomes = self.frame(m.InvoiceOutcome, m.InvoiceOutcome.run_id == "")
+        else:
+            outcomes = self.frame(m.InvoiceOutcome, m.InvoiceOutcome.run_id == run["run_id"])
+            if run["as_of"] != as_of:
+                notes.append(f"open invoices as of the latest daily run on or before {as_of}: {run['as_of']}")
+        begin_run = self.daily_run_on_or_before(as_of - dt.timedelta(days=window_days))
+        beginning = {}
+        if begin_run is not None and begin_run["as_of"] == as_of - dt.timedelta(days=window_days):
+            b = self.frame(m.InvoiceOutcome, (m.InvoiceOutcome.run_id == begin_run["run_id"])
+                           & m.InvoiceOutcome.balance_minor.is_not(None))
+            beginning = {str(c): int(v) for c, v in b.groupby("currency")["balance_minor"].sum().items()}
+        mode = run["mode"] if run else "dry-run"
+        ns = namespace(mode)
+        plans = self.frame(m.PaymentPlan, (m.PaymentPlan.status == "active") & (m.PaymentPlan.starts_on <= as_of))
+        installments = self.frame(m.Installment, m.Installment.plan_id.in_([int(i) for i in plans["id"]])) \
+            if not plans.empty else self.frame(m.Installment, m.Installment.id == -1)
+        return Frames(
+            as_of=as_of, run_id=run["run_id"] if run else None, run_as_of=run["as_of"] if run else None,
+            run_mode=mode, open_invoices=outcomes,
+            register=self.frame(m.InvoiceRegister, m.InvoiceRegister.issue_date <= as_of),
+            history=self.payment_history(as_of),
+            write_offs=self.frame(m.WriteOff, m.WriteOff.approved_on <= as_of),
+            outbox=self.frame(m.Outbox, (m.Outbox.mode == ns) & (m.Outbox.as_of <= as_of)),
+            owner_tasks=self.frame(m.OwnerTask, m.OwnerTask.created_on <= as_of),
+            decisions=self.frame(m.Decision, m.Decision.opened_on <= as_of),
+            payments=self.frame(m.PaymentReceived, m.PaymentReceived.recorded_on <= as_of),
+            applications=self.frame(m.PaymentApplication, m.PaymentApplication.applied_on <= as_of),
+            disputes=self.frame(m.Dispute, m.Dispute.opened_on <= as_of),
+            promises=self.frame(m.PromiseToPay, m.PromiseToPay.recorded_on <= as_of),
+            opt_outs=self.frame(m.OptOut, m.OptOut.recorded_on <= as_of),
+            installments=installments,
+            beginning_ar=beginning, notes=notes)
+
+    def save_kpi_snapshot(self, rows: list[dict]) -> None:
+        """Replace the day's snapshot (a re-run of the day wins)."""
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(m.KpiSnapshot.__table__.delete().where(m.KpiSnapshot.as_of == rows[0]["as_of"]))
+            self.insert_rows(m.KpiSnapshot, rows, conn)
+
+    def kpi_snapshots(self, until: dt.date, days: int = 400) -> pd.DataFrame:
+        return self.frame(m.KpiSnapshot, (m.KpiSnapshot.as_of <= until)
+                          & (m.KpiSnapshot.as_of > until - dt.timedelta(days=days)))
+
     def write_run_results(self, outcomes: pd.DataFrame, quarantine: pd.DataFrame,
                           reconciliation: pd.DataFrame) -> None:
         """One transaction for a run's outcomes, quarantine and reconciliation rows."""

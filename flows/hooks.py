@@ -1,0 +1,53 @@
+"""on_failure / on_crashed hooks: a run that fails or crashes tells a person, also when it runs
+locally without a Prefect server's automations (`arflow setup-alerts` covers deployed runs).
+
+Where the message goes: the Slack webhook (the `arflow-slack` block, else ARFLOW_SLACK_WEBHOOK_URL);
+else an e-mail to the policy's finance team through the configured SMTP server; else the log only.
+The text names the flow, the run, the parameters' as_of and the state's message; never a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger("arflow.alerts")
+
+
+def failure_text(flow_name: str, run_name: str, as_of, state_name: str, message: str) -> str:
+    first = (message or "").strip().splitlines()[0][:300] if message else "no message"
+    return f"arflow: flow run {flow_name}/{run_name} (as_of {as_of}) is {state_name}: {first}"
+
+
+def notify_failure(flow, flow_run, state) -> None:
+    """Prefect state hook: never raises (a hook that fails hides the failure it reports)."""
+    try:
+        text = failure_text(flow.name, flow_run.name, (flow_run.parameters or {}).get("as_of", "today"),
+                            state.name, state.message or "")
+        log.error(text)
+        deliver_alert(text)
+    except Exception as exc:  # noqa: BLE001
+        log.error("arflow: the failure alert could not be sent (%s)", exc.__class__.__name__)
+
+
+def deliver_alert(text: str) -> str:
+    """Send an alert by the first channel configured; returns which one took it."""
+    from arflow.blocks import slack_url_from_block, smtp_from_block
+    from connectors.messaging import SlackWebhook, SmtpConfig, SmtpMailer, compose
+
+    url = slack_url_from_block() or os.environ.get("ARFLOW_SLACK_WEBHOOK_URL")
+    if url:
+        SlackWebhook(url).send(text)
+        return "slack"
+    smtp = smtp_from_block() or SmtpConfig.from_env()
+    if smtp is not None:
+        from arflow.config import Settings
+        from arflow.policy import load_policy
+
+        to = load_policy(Settings.from_env().policy_path).delivery.finance_team
+        msg = compose(sender=smtp.mail_from, to=[to], cc=[], subject=text[:150], body=text,
+                      key=f"alert:{abs(hash(text))}")
+        with SmtpMailer(smtp) as mailer:
+            mailer.send(msg)
+        return "email"
+    return "log"

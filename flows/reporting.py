@@ -1,0 +1,168 @@
+"""Reporting: the KPIs of a day (stored as a snapshot, published as artifacts and a dashboard
+page), the weekly `collections_brief`, and `backfill` of a date range (DESIGN.md, Layout)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from arflow.config import Settings, today_in
+from arflow.policy import Policy, load_policy
+from connectors.ledger import models as m
+from connectors.ledger.store import Ledger
+from flows.hooks import notify_failure
+from tasks import dashboard, kpis as kpi
+
+
+def kpi_report(ledger: Ledger, policy: Policy, as_of: dt.date, run: dict | None = None) -> dict:
+    """The KPIs for as_of (README, KPIs) with the week-over-week change from the snapshots."""
+    frames = ledger.kpi_frames(as_of, policy.kpis.window_days, run)
+    out = kpi.compute(frames, policy.kpis, policy.lanes, policy.scoring.high_value_minor)
+    out["week_over_week"] = kpi.week_over_week(ledger.kpi_snapshots(as_of), as_of)
+    return out
+
+
+def write_page(ledger: Ledger, policy: Policy, report: dict, path: Path, title: str | None = None) -> Path:
+    as_of = dt.date.fromisoformat(report["as_of"])
+    snaps = ledger.kpi_snapshots(as_of, days=180)
+    return dashboard.write(path, report, snaps, ledger.frame(m.Decision, m.Decision.status == "open"), policy.kpis,
+                           title, policy.reporting_currency)
+
+
+def markdown(report: dict, heading: str) -> str:
+    lines = [f"# {heading}", "", f"As of {report['as_of']}. Formulas: README, KPIs.", "",
+             "| currency | receivables | overdue | DSO | DSO countback | best possible | ADD | CEI | bad debt |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for cur, k in report["currencies"].items():
+        bad = f"{k['bad_debt_rate'] * 100:.2f}%" if k["bad_debt_rate"] is not None else "n/a"
+        lines.append(f"| {cur} | {k['ar']['amount']} | {k['overdue']['amount']} | {k['dso_standard']} | "
+                     f"{k['dso_countback']} | {k['best_possible_dso']} | {k['average_days_delinquent']} | "
+                     f"{k['cei']} | {bad} |")
+    if report.get("week_over_week"):
+        lines += ["", "## Week over week", "", "| currency | since | AR | overdue | DSO | DSO countback |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for cur, w in report["week_over_week"].items():
+            lines.append(f"| {cur} | {w['compared_with']} | {w['ar_change']} | {w['overdue_change']} | "
+                         f"{w['dso_standard_change']} | {w['dso_countback_change']} |")
+    ops = report["operating"]
+    lines += ["", f"## Operations, last {report['window_days']} days", "",
+              f"- reminders {ops['reminders_sent']['counted_as']}: {ops['reminders_sent']['messages']} messages",
+              f"- replies recorded: {ops['replies_received']['total']}; open disputes: {ops['disputes_open']}",
+              f"- stalled accounts: {ops['stalled_accounts']['count']}",
+              f"- owner actions pending: {ops['owner_actions_pending']['owner_tasks']} tasks, "
+              f"{ops['owner_actions_pending']['decisions']} decisions",
+              f"- escalation rate: {ops['escalation_rate']}; failed sends: {ops['failed_sends']}; "
+              f"failed payments: {ops['failed_payments']}",
+              f"- cash auto-match rate: {ops['auto_match_rate']['rate']}",
+              f"- repeated reminders (should be 0): {ops['repeated_reminders']}"]
+    lines += ["", f"## Cash forecast, next {report['forecast']['weeks']} weeks", "",
+              "| currency | expected | after the horizon | disputed, not forecast |", "| --- | --- | --- | --- |"]
+    for cur, f in report["forecast"]["currencies"].items():
+        lines.append(f"| {cur} | {f['total']['amount']} | {f['after_horizon']['amount']} | "
+                     f"{f['disputed_not_forecast']['amount']} |")
+    for n in report.get("notes") or []:
+        lines += ["", f"> {n}"]
+    return "\n".join(lines) + "\n"
+
+
+def table(report: dict) -> list[dict]:
+    rows = []
+    for cur, k in report["currencies"].items():
+        for key in ("dso_standard", "dso_countback", "best_possible_dso", "average_days_delinquent", "cei",
+                    "bad_debt_rate"):
+            rows.append({"currency": cur, "kpi": key, "value": k[key]})
+        for key in ("ar", "current_ar", "overdue", "recovered_value"):
+            rows.append({"currency": cur, "kpi": key, "value": k[key]["amount"]})
+        for b, v in k["aging"].items():
+            rows.append({"currency": cur, "kpi": f"aging {b}", "value": f"{v['amount']} ({v['count']})"})
+    return rows
+
+
+def publish(report: dict, page: Path | None, key: str, heading: str) -> None:
+    create_table_artifact(key=f"{key}-table", table=table(report), description=f"{heading}: KPIs per currency")
+    create_markdown_artifact(key=f"{key}-report", markdown=markdown(report, heading), description=heading)
+    if page is not None:
+        create_link_artifact(key=f"{key}-page", link=page.resolve().as_uri(), link_text=f"dashboard {report['as_of']}",
+                             description="The dashboard page (self-contained HTML) on the machine that ran the flow")
+
+
+@task(name="record_kpis", cache_policy=NO_CACHE)
+def record_kpis(ledger: Ledger, policy: Policy, raw_invoices: pd.DataFrame, as_of: dt.date, run_id: str, mode: str,
+                data_dir: Path) -> dict:
+    """The daily run's KPIs: register the source's new invoices, compute, store the day's
+    snapshot, write data/reports/dashboard.html and publish the artifacts."""
+    ledger.register_invoices(raw_invoices, as_of)
+    report = kpi_report(ledger, policy, as_of, {"run_id": run_id, "as_of": as_of, "mode": mode})
+    ledger.save_kpi_snapshot(kpi.snapshot_rows(report))
+    report["week_over_week"] = kpi.week_over_week(ledger.kpi_snapshots(as_of), as_of)
+    page = write_page(ledger, policy, report, Path(data_dir) / "reports" / "dashboard.html")
+    publish(report, page, "ar-kpis", f"AR KPIs {as_of}")
+    return report
+
+
+@flow(name="collections_brief", on_failure=[notify_failure], on_crashed=[notify_failure])
+def collections_brief(as_of: dt.date | None = None) -> dict:
+    """The weekly brief: the KPIs with their week-over-week change, the forecast and the decision
+    queue, as artifacts and a page (data/reports/brief-<as_of>.html)."""
+    settings = Settings.from_env()
+    policy = load_policy(settings.policy_path)
+    as_of = as_of or today_in(settings.timezone or policy.timezone)
+    ledger = Ledger(settings.db_url)
+    report = kpi_report(ledger, policy, as_of)
+    page = write_page(ledger, policy, report, settings.data_dir / "reports" / f"brief-{as_of.isoformat()}.html",
+                      f"arflow: collections brief, week to {as_of}")
+    publish(report, page, "collections-brief", f"Collections brief {as_of}")
+    get_run_logger().info("collections brief %s written to %s", as_of, page)
+    return {"as_of": as_of.isoformat(), "page": str(page), "kpis": report}
+
+
+BACKFILL_MODES = ("dry-run",)
+
+
+def backfill_days(start: dt.date, end: dt.date, company_country: str) -> list[dt.date]:
+    """The company's business days from start to end, in order (what the daily schedule runs)."""
+    from arflow.businessdays import company_business_day
+
+    if end < start:
+        raise ValueError(f"backfill: end {end} is before start {start}")
+    days = [start + dt.timedelta(days=k) for k in range((end - start).days + 1)]
+    return [d for d in days if company_business_day(d, company_country)]
+
+
+@flow(name="backfill", on_failure=[notify_failure], on_crashed=[notify_failure])
+def backfill(start: dt.date, end: dt.date, source: str = "demo", mode: str = "dry-run", with_checkpoint: bool = True,
+             resume: bool = True) -> dict:
+    """Run the days from start to end one after another, as the schedule would have: the payment
+    checkpoint, then the daily run, per business day. Idempotent (a day run twice queues nothing
+    twice) and resumable: with `resume` a day that already has a completed daily run is skipped,
+    so a backfill that stopped part-way goes on from the first day it did not finish.
+    Backfill never sends: past days are replayed in dry-run; today's run sends."""
+    from flows.daily_ar import daily_ar
+    from flows.payment_checkpoint import payment_checkpoint
+
+    if mode not in BACKFILL_MODES:
+        raise ValueError(f"backfill replays past days and never sends: mode must be one of {BACKFILL_MODES}, "
+                         f"got {mode!r}")
+    settings = Settings.from_env()
+    policy = load_policy(settings.policy_path)
+    ledger = Ledger(settings.db_url)
+    logger = get_run_logger()
+    done, skipped = [], []
+    for day in backfill_days(start, end, policy.company_country):
+        if resume and ledger.completed_daily_run(day, mode):
+            skipped.append(day.isoformat())
+            continue
+        if with_checkpoint:
+            payment_checkpoint(as_of=day, source=source, mode=mode)
+        daily_ar(as_of=day, source=source, mode=mode)
+        done.append(day.isoformat())
+        logger.info("backfill: %s done (%d so far)", day, len(done))
+    summary = {"start": start.isoformat(), "end": end.isoformat(), "ran": done, "skipped_already_done": skipped}
+    create_markdown_artifact(key="backfill", markdown=f"# Backfill {start} to {end}\n\nRan {len(done)} day(s), "
+                             f"skipped {len(skipped)} already done.\n", description="backfill summary")
+    return summary

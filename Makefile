@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo test bench clean
+.PHONY: setup browser demo test bench clean
 
 setup: $(STAMP)
 
@@ -16,11 +16,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+# Debian's Chromium, for the test that opens the dashboard page headless (not needed to run arflow).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
 demo: setup
 	$(BIN)/arflow seed-demo
 	$(BIN)/arflow run --source demo
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 bench: setup

@@ -105,6 +105,15 @@ def record_kpis(ledger: Ledger, policy: Policy, raw_invoices: pd.DataFrame, as_o
     return report
 
 
+@task(name="brief_report", cache_policy=NO_CACHE)
+def brief_report(ledger: Ledger, policy: Policy, as_of: dt.date, data_dir: Path) -> tuple[dict, Path]:
+    report = kpi_report(ledger, policy, as_of)
+    page = write_page(ledger, policy, report, Path(data_dir) / "reports" / f"brief-{as_of.isoformat()}.html",
+                      f"arflow: collections brief, week to {as_of}")
+    publish(report, page, "collections-brief", f"Collections brief {as_of}")
+    return report, page
+
+
 @flow(name="collections_brief", on_failure=[notify_failure], on_crashed=[notify_failure])
 def collections_brief(as_of: dt.date | None = None) -> dict:
     """The weekly brief: the KPIs with their week-over-week change, the forecast and the decision
@@ -112,13 +121,11 @@ def collections_brief(as_of: dt.date | None = None) -> dict:
     settings = Settings.from_env()
     policy = load_policy(settings.policy_path)
     as_of = as_of or today_in(settings.timezone or policy.timezone)
-    ledger = Ledger(settings.db_url)
-    report = kpi_report(ledger, policy, as_of)
-    page = write_page(ledger, policy, report, settings.data_dir / "reports" / f"brief-{as_of.isoformat()}.html",
-                      f"arflow: collections brief, week to {as_of}")
-    publish(report, page, "collections-brief", f"Collections brief {as_of}")
+    report, page = brief_report(Ledger(settings.db_url), policy, as_of, settings.data_dir)
     get_run_logger().info("collections brief %s written to %s", as_of, page)
-    return {"as_of": as_of.isoformat(), "page": str(page), "kpis": report}
+    from prefect.runtime import flow_run
+
+    return {"as_of": as_of.isoformat(), "page": str(page), "flow_run_id": str(flow_run.id), "kpis": report}
 
 
 BACKFILL_MODES = ("dry-run",)

@@ -1,0 +1,111 @@
+"""The dashboard page opened in headless Chromium (Debian's package, `make browser`): every chart
+rendered by plotly.js from the page alone, with the data of two daily runs of the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from flows.daily_ar import daily_ar
+from flows.reporting import collections_brief
+from tasks.dashboard import CHARTS
+
+from .conftest import ANCHOR
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("ARFLOW_SKIP_BROWSER") == "1":
+            pytest.skip("ARFLOW_SKIP_BROWSER=1 and no chromium")
+        pytest.fail("chromium is not installed: run `make browser` (Debian's chromium package)")
+    return path
+
+
+def rendered_dom(page, tmp_path) -> str:
+    out = subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=15000", "--dump-dom",
+         page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def chart_sections(dom: str) -> dict[str, str]:
+    parts = re.split(r'(?=<div[^>]*id="chart-)', dom)
+    found = {}
+    for p in parts:
+        m = re.match(r'<div[^>]*id="chart-([a-z_]+)"', p)
+        if m:
+            found[m.group(1)] = p
+    return found
+
+
+def test_report_html_renders_every_chart_in_headless_chromium(data_dir, tmp_path):
+    daily_ar(as_of=ANCHOR, source="demo")
+    daily_ar(as_of=ANCHOR + dt.timedelta(days=1), source="demo")
+    page = tmp_path / "dash.html"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([sys.executable, "-m", "arflow.cli", "report", "--as-of", str(ANCHOR + dt.timedelta(days=1)),
+                           "--html", str(page), "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    kpis = json.loads(done.stdout)
+    assert kpis["currencies"]["USD"]["dso_countback"] is not None
+    html = page.read_text()
+    # Self-contained: no script or stylesheet is fetched from anywhere.
+    assert not [t for t in re.findall(r"<script[^>]*>", html) if "src=" in t]
+    assert not re.search(r"<link[^>]+href=", html)
+    dom = rendered_dom(page, tmp_path)
+    charts = chart_sections(dom)
+    assert set(charts) == set(CHARTS)
+    for name, section in charts.items():
+        # plotly.js marks a div it drew into and adds the SVG with one group per trace.
+        assert "js-plotly-plot" in section[:400], name
+        assert 'class="main-svg"' in section, name
+        assert re.search(r'class="trace (bars|scatter)[" ]', section), f"{name}: no trace drawn"
+    # The DSO trend has a point for each of the two days' snapshots.
+    trend = charts["dso_trend"]
+    assert len(re.findall(r'class="point"', trend)) >= 2
+    # The numbers on the page are the ledger's.
+    assert kpis["currencies"]["USD"]["ar"]["amount"] in dom
+
+
+def artifacts(flow_run_id: str) -> dict:
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, FlowRunFilter, FlowRunFilterId, TaskRunFilter
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(),
+                                               flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                                               task_run_filter=TaskRunFilter(), sort=ArtifactSort.CREATED_DESC, limit=50)
+    return {a.key: a for a in asyncio.run(read())}
+
+
+def test_daily_run_and_collections_brief_publish_kpi_artifacts_and_pages(data_dir):
+    s = daily_ar(as_of=ANCHOR, source="demo")
+    daily = artifacts(s["run_id"])
+    assert {"ar-kpis-table", "ar-kpis-report", "ar-kpis-page"} <= set(daily)
+    assert (data_dir / "reports" / "dashboard.html").is_file()
+    assert s["kpis"]["USD"]["dso_countback"] is not None
+    out = collections_brief(as_of=ANCHOR)
+    page = data_dir / "reports" / f"brief-{ANCHOR.isoformat()}.html"
+    assert page.is_file() and out["page"] == str(page)
+    brief = artifacts(out["flow_run_id"])
+    assert {"collections-brief-table", "collections-brief-report", "collections-brief-page"} <= set(brief)
+    report = brief["collections-brief-report"].data
+    usd = out["kpis"]["currencies"]["USD"]
+    assert f"| USD | {usd['ar']['amount']} |" in report and "Cash forecast" in report
+    assert page.resolve().as_uri() in str(brief["collections-brief-page"].data)
+    # The brief reads the daily run's snapshot: the same DSO.
+    assert usd["dso_countback"] == s["kpis"]["USD"]["dso_countback"]

@@ -57,3 +57,15 @@ def slack_url_from_block() -> str | None:
 
     b = _load(SlackWebhook, os.environ.get("ARFLOW_SLACK_BLOCK", "arflow-slack"))
     return b.url.get_secret_value() if b is not None else None
+
+
+def smtp_config():
+    """The outgoing mail server: the saved block, else the environment (ARFLOW_SMTP_*), else None."""
+    from connectors.messaging import SmtpConfig
+
+    return smtp_from_block() or SmtpConfig.from_env()
+
+
+def slack_webhook_url() -> str | None:
+    """The Slack webhook: the saved block, else ARFLOW_SLACK_WEBHOOK_URL, else None."""
+    return slack_url_from_block() or os.environ.get("ARFLOW_SLACK_WEBHOOK_URL") or None

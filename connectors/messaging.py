@@ -141,11 +141,6 @@ class SlackWebhook:
 
         self._client = WebhookClient(url, timeout=timeout)
 
-    @classmethod
-    def from_env(cls) -> "SlackWebhook | None":
-        url = os.environ.get("ARFLOW_SLACK_WEBHOOK_URL")
-        return cls(url) if url else None
-
     def send(self, text: str) -> None:
         try:
             resp = self._client.send(text=text)

@@ -134,19 +134,19 @@ def open_channels(mode: str, source: str, settings: Settings) -> Channels:
     import os
 
     from connectors.billing import billing_for
-    from connectors.messaging import SlackWebhook, SmtpConfig, SmtpMailer
+    from connectors.messaging import SlackWebhook, SmtpMailer
 
-    from arflow.blocks import slack_url_from_block, smtp_from_block
+    from arflow.blocks import slack_webhook_url, smtp_config
 
     mail_from = os.environ.get("ARFLOW_MAIL_FROM", "accounts-receivable@localhost")
     if mode == "dry-run":
         return Channels(mail_from=mail_from)
-    smtp = smtp_from_block() or SmtpConfig.from_env()  # a saved block wins over the environment
+    smtp = smtp_config()  # a saved block wins over the environment
     if smtp is None:
         raise ChannelNotConfigured(f"mode {mode!r} sends e-mail: set ARFLOW_SMTP_HOST (and ARFLOW_SMTP_PORT, "
                                    "ARFLOW_MAIL_FROM; ARFLOW_SMTP_USER/PASSWORD/STARTTLS where the server needs them)")
-    slack_url = slack_url_from_block()
-    return Channels(mailer=SmtpMailer(smtp), slack=SlackWebhook(slack_url) if slack_url else SlackWebhook.from_env(),
+    slack_url = slack_webhook_url()
+    return Channels(mailer=SmtpMailer(smtp), slack=SlackWebhook(slack_url) if slack_url else None,
                     billing=billing_for(source, settings.data_dir), mail_from=smtp.mail_from)
 
 

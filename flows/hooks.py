@@ -9,7 +9,6 @@ The text names the flow, the run, the parameters' as_of and the state's message;
 from __future__ import annotations
 
 import logging
-import os
 
 log = logging.getLogger("arflow.alerts")
 
@@ -32,14 +31,14 @@ def notify_failure(flow, flow_run, state) -> None:
 
 def deliver_alert(text: str) -> str:
     """Send an alert by the first channel configured; returns which one took it."""
-    from arflow.blocks import slack_url_from_block, smtp_from_block
-    from connectors.messaging import SlackWebhook, SmtpConfig, SmtpMailer, compose
+    from arflow.blocks import slack_webhook_url, smtp_config
+    from connectors.messaging import SlackWebhook, SmtpMailer, compose
 
-    url = slack_url_from_block() or os.environ.get("ARFLOW_SLACK_WEBHOOK_URL")
+    url = slack_webhook_url()
     if url:
         SlackWebhook(url).send(text)
         return "slack"
-    smtp = smtp_from_block() or SmtpConfig.from_env()
+    smtp = smtp_config()
     if smtp is not None:
         from arflow.config import Settings
         from arflow.policy import load_policy

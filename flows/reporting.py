@@ -19,10 +19,14 @@ from flows.hooks import notify_failure
 from tasks import dashboard, kpis as kpi
 
 
-def kpi_report(ledger: Ledger, policy: Policy, as_of: dt.date, run: dict | None = None) -> dict:
-    """The KPIs for as_of (README, KPIs) with the week-over-week change from the snapshots."""
+def kpi_report(ledger: Ledger, policy: Policy, as_of: dt.date, run: dict | None = None, *,
+               store: bool = False) -> dict:
+    """The KPIs for as_of (README, KPIs) with the week-over-week change from the snapshots. With
+    `store` (the daily run) the day's snapshot is saved first, replacing an earlier one of the day."""
     frames = ledger.kpi_frames(as_of, policy.kpis.window_days, run)
     out = kpi.compute(frames, policy.kpis, policy.lanes, policy.scoring.high_value_minor)
+    if store:
+        ledger.save_kpi_snapshot(kpi.snapshot_rows(out))
     out["week_over_week"] = kpi.week_over_week(ledger.kpi_snapshots(as_of), as_of)
     return out
 
@@ -97,9 +101,7 @@ def record_kpis(ledger: Ledger, policy: Policy, raw_invoices: pd.DataFrame, as_o
     """The daily run's KPIs: register the source's new invoices, compute, store the day's
     snapshot, write data/reports/dashboard.html and publish the artifacts."""
     ledger.register_invoices(raw_invoices, as_of)
-    report = kpi_report(ledger, policy, as_of, {"run_id": run_id, "as_of": as_of, "mode": mode})
-    ledger.save_kpi_snapshot(kpi.snapshot_rows(report))
-    report["week_over_week"] = kpi.week_over_week(ledger.kpi_snapshots(as_of), as_of)
+    report = kpi_report(ledger, policy, as_of, {"run_id": run_id, "as_of": as_of, "mode": mode}, store=True)
     page = write_page(ledger, policy, report, Path(data_dir) / "reports" / "dashboard.html")
     publish(report, page, "ar-kpis", f"AR KPIs {as_of}")
     return report

@@ -8,7 +8,7 @@ two currencies are ever added. Ratios (DSO, rates) are floats; amounts never are
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,7 @@ import pandas as pd
 from arflow.money import format_minor
 from arflow.policy import Kpis, LaneBounds
 from tasks.extract import BUCKETS
+from tasks.plan import DELIVERED
 
 PERIOD_DAYS = 30  # one "month" of the countback method and of the worked examples
 TIERS = ("current", "early", "late", "critical")
@@ -130,9 +131,8 @@ def credit_sales(register: pd.DataFrame, currency: str, as_of: dt.date, days_bac
     if register.empty:
         return 0
     r = register[register["currency"] == currency]
-    issued = _d(r["issue_date"])
-    hi, lo = as_of - dt.timedelta(days=days_back_from), as_of - dt.timedelta(days=days_back_to)
-    return int(r.loc[(issued > _t(lo)) & (issued <= _t(hi)), "amount_minor"].sum())
+    end = as_of - dt.timedelta(days=days_back_from)
+    return int(r.loc[_in_window(r["issue_date"], end, days_back_to - days_back_from), "amount_minor"].sum())
 
 
 def reconstructed_ar(f: Frames, currency: str, on: dt.date) -> int:
@@ -160,7 +160,7 @@ def with_days(history: pd.DataFrame) -> pd.DataFrame:
 
 
 def compute(f: Frames, cfg: Kpis, lanes: LaneBounds, high_value_minor: int) -> dict:
-    f.history = with_days(f.history)
+    f = replace(f, history=with_days(f.history))
     ar = open_ar(f)
     currencies = sorted(set(ar["currency"]) | set(f.register["currency"] if not f.register.empty else []))
     per_currency = {cur: _currency_kpis(f, ar[ar["currency"] == cur], cur, cfg, lanes, high_value_minor)
@@ -283,13 +283,12 @@ def _recovered(f: Frames, cur: str) -> int:
     return int(a["amount_minor"].sum()) if not a.empty else 0
 
 
-def _delivered(outbox: pd.DataFrame, mode: str | None) -> pd.DataFrame:
-    """Touches that went out: `sent` in live runs; `planned` (what would have gone) in dry-run."""
+def _delivered(outbox: pd.DataFrame) -> pd.DataFrame:
+    """Touches that went out (the plan's DELIVERED: `sent` in live runs, `planned` in dry-run, whose
+    namespace holds nothing else), on the day they went (dry-run rows have no delivered_on)."""
     if outbox.empty:
         return outbox
-    if mode == "dry-run":
-        return outbox[outbox["status"] == "planned"].assign(day=_d(outbox["as_of"]))
-    s = outbox[outbox["status"] == "sent"]
+    s = outbox[outbox["status"].isin(DELIVERED)]
     return s.assign(day=_d(s["delivered_on"].fillna(s["as_of"])))
 
 
@@ -299,7 +298,7 @@ CUSTOMER_EMAIL_EXCLUDED = ("receipt",)
 def operating(f: Frames, ar: pd.DataFrame, cfg: Kpis, lanes: LaneBounds) -> dict:
     w = cfg.window_days
     ob = f.outbox
-    sent = _delivered(ob, f.run_mode)
+    sent = _delivered(ob)
     in_w = sent[(sent["day"] > _t(f.as_of - dt.timedelta(days=w))) & (sent["day"] <= _t(f.as_of))] \
         if not sent.empty else sent
     emails = in_w[(in_w["channel"] == "email") & ~in_w["step"].isin(CUSTOMER_EMAIL_EXCLUDED)] if not in_w.empty else in_w
@@ -313,7 +312,7 @@ def operating(f: Frames, ar: pd.DataFrame, cfg: Kpis, lanes: LaneBounds) -> dict
     charge_failed = failed[failed["channel"] == "billing"] if not failed.empty else failed
     skipped = ob_w[ob_w["status"] == "skipped"] if not ob_w.empty else ob_w
     repeated = 0
-    if not emails.empty or not sent.empty:
+    if not sent.empty:
         all_emails = sent[sent["channel"] == "email"]
         repeated = int((all_emails.groupby(["invoice_id", "step"]).size() > 1).sum())
     quarantined = f.open_invoices[f.open_invoices["outcome"] == "quarantined"] if not f.open_invoices.empty \

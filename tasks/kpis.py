@@ -215,7 +215,7 @@ def _currency_kpis(f: Frames, ar: pd.DataFrame, cur: str, cfg: Kpis, lanes: Lane
         "bad_debt_rate": _rate(written_off, year_sales),
         "written_off_365d": _money(written_off, cur),
         "credit_sales_365d": _money(year_sales, cur),
-        "recovered_value": _money(_recovered(f, cur), cur),
+        "recovered_value": _money(_recovered(f, cur, cfg.window_days), cur),
         "high_value_balances": {
             "threshold": _money(high_value, cur), "count": int(len(top)), **_money(top["balance_minor"].sum(), cur),
             "largest": [{"invoice_id": r.invoice_id, "customer_id": r.customer_id,
@@ -274,11 +274,12 @@ def days_to_pay_by_tier(f: Frames, cur: str, lanes: LaneBounds) -> dict:
     return out
 
 
-def _recovered(f: Frames, cur: str) -> int:
+def _recovered(f: Frames, cur: str, days: int) -> int:
+    """Cash applied in the last `days` days and not reversed since."""
     a = f.applications
     if a.empty:
         return 0
-    a = a[(a["currency"] == cur) & _in_window(a["applied_on"], f.as_of, 30)]
+    a = a[(a["currency"] == cur) & _in_window(a["applied_on"], f.as_of, days)]
     a = a[a["reversed_on"].isna() | (_d(a["reversed_on"]) > _t(f.as_of))] if not a.empty else a
     return int(a["amount_minor"].sum()) if not a.empty else 0
 

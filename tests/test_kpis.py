@@ -123,8 +123,18 @@ def test_recovery_days_to_pay_bad_debt_and_auto_match(portfolio, policy):
          "recorded_on": day(3), "status": status, "needs_review": review}
         for k, (status, review) in enumerate([("applied", False), ("partial", False), ("unapplied", True),
                                               ("applied", True)])])
+    portfolio.insert_rows(m.PaymentApplication, [
+        {"payment_id": pid, "invoice_id": "S4", "customer_id": "C1", "amount_minor": amount, "currency": "USD",
+         "applied_on": on, "rule": "exact", "reversed_on": rev}
+        for pid, amount, on, rev in [("a1", 28_000_00, day(5), None), ("a2", 1_000_00, day(40), None),
+                                     ("a3", 500_00, day(6), day(2))]])
     k = kpi_report(portfolio, policy, AS_OF)
     usd = k["currencies"]["USD"]
+    # Cash applied in the window (30 days), the reversed application left out.
+    assert usd["recovered_value"]["amount"] == "28000.00"
+    wide = kpi_report(portfolio, policy.model_copy(update={"kpis": policy.kpis.model_copy(update={"window_days": 60})}),
+                      AS_OF)
+    assert wide["currencies"]["USD"]["recovered_value"]["amount"] == "29000.00"
     assert usd["days_to_pay_by_tier"]["late"] == {"paid": 1, "days_to_pay": 50.0, "days_after_due": 20.0}
     assert usd["days_to_pay_by_tier"]["early"]["paid"] == 0
     # P1 (10,000) was recovered after reaching the late tier; S4 (70,000, 28,000 paid) sits in the

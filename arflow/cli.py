@@ -400,6 +400,61 @@ def backfill(
                      + "\n")
 
 
+@app.command()
+def simulate(
+    days: int = typer.Option(365, "--days", help="calendar days to simulate"),
+    customers: int = typer.Option(500, "--customers", help="simulated customers"),
+    policy: str = typer.Option("default", "--policy", help="static, default, silent or a policy file"),
+    compare_with: Optional[str] = typer.Option(None, "--compare", help="policies to compare, e.g. static,default"),
+    scenario: str = typer.Option("central", "--scenario", help="response assumptions: pessimistic, central, optimistic"),
+    sensitivity: bool = typer.Option(False, "--sensitivity", help="with --compare: under all three response assumptions"),
+    seed: int = typer.Option(1, "--seed"),
+    start: str = typer.Option("2026-01-05", "--start", help="the first simulated day, YYYY-MM-DD"),
+    behaviour: Optional[Path] = typer.Option(None, "--behaviour", help="behaviour file (default simulation.yaml)"),
+    workers: int = typer.Option(2, "--workers", help="simulations run in parallel processes"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+    markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="write the comparison as markdown here"),
+    html: Optional[Path] = typer.Option(None, "--html", help="write the comparison page (HTML, charts) here"),
+    calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="fit the timing model to the IBM file and print it"),
+) -> None:
+    """Replay a simulated portfolio day by day through the daily flow and the checkpoint (README,
+    Policy simulator): DSO, bad debt, escalations and customer friction per policy."""
+    _quiet_env()
+    if calibrate is not None:
+        from tasks.calibration import fit
+
+        sys.stdout.write(json.dumps(fit(calibrate)) + "\n")
+        return
+    from connectors.simulated import load_behaviour
+    from flows import simulate as sim
+    from tasks import simulation as simreport
+
+    first = _parse_date(start, "--start")
+    if days < 1 or customers < 1:
+        raise UsageError("--days and --customers must be at least 1")
+    known = load_behaviour(behaviour)["scenarios"]
+    scenarios = list(known) if sensitivity else [scenario]
+    for s in scenarios:
+        if s not in known:
+            raise UsageError(f"--scenario {s!r} is not one of {sorted(known)}")
+    policies = [p.strip() for p in compare_with.split(",") if p.strip()] if compare_with else [policy]
+    for p in policies:
+        if p not in sim.BUILTIN and not Path(p).exists():
+            raise UsageError(f"--policy {p!r} is not one of {list(sim.BUILTIN)} nor a policy file")
+    common = {"days": days, "customers": customers, "seed": seed, "start": first,
+              "behaviour_path": str(behaviour) if behaviour else None}
+    report = sim.compare(policies=policies, scenarios=scenarios, workers=workers, **common)
+    if markdown_out is not None:
+        markdown_out.write_text(simreport.markdown(report))
+    if html is not None:
+        html.write_text(simreport.html_page(report))
+        print(f"arflow: simulation page written to {html}", file=sys.stderr)
+    if as_json:
+        sys.stdout.write(json.dumps(report, default=str) + "\n")
+    else:
+        sys.stdout.write(simreport.markdown(report))
+
+
 @app.command("setup-alerts")
 def setup_alerts(
     slack_webhook: Optional[str] = typer.Option(None, "--slack-webhook", help="save this Slack webhook URL as the "

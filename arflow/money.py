@@ -54,7 +54,8 @@ def parse_minor(amounts: pd.Series, currencies: pd.Series) -> pd.Series:
     """
     text = amounts.astype("string").str.strip()
     currencies = currencies.astype("string").str.strip().str.upper()
-    digits = currencies.map(lambda c: minor_digits(c) if is_currency(c) else -1).astype("int64")
+    known = {c: (minor_digits(c) if is_currency(c) else -1) for c in currencies.dropna().unique()}
+    digits = currencies.map(known).fillna(-1).astype("int64")
     ok = text.str.fullmatch(_AMOUNT_RE).fillna(False).astype(bool) & (digits >= 0)
     result = pd.Series(pd.NA, index=amounts.index, dtype="Int64")
     for d in sorted(set(digits[ok].tolist())):

@@ -74,17 +74,23 @@ class Context:
 
 
 # ---- verify at the source ------------------------------------------------------------------------
-def source_state(source, ledger, as_of: dt.date, policy: Policy) -> pd.DataFrame:
+def source_state(source, ledger, as_of: dt.date, policy: Policy, only: set[str] | None = None) -> pd.DataFrame:
     """The source of truth now, per open invoice: effective balance and the stop flags. Read
-    fresh (not the run's extract), right before the sends."""
+    fresh (not the run's extract), right before the sends. `only`: the invoices about to be sent
+    (the others are read but not parsed)."""
     from tasks.enrich import enrich
 
     raw = source.invoices()
+    if only is not None:
+        raw = raw[raw["invoice_id"].isin(only)]
     inv = extract.parse_invoices(raw)
     inv = inv[inv["invoice_id"].notna() & inv["balance_minor"].notna()].drop_duplicates("invoice_id")
     inv["effective_balance_minor"] = extract.effective_balance(inv, ledger.applied_payments(as_of),
                                                                source.reflected_payment_ids())
-    customers = extract.parse_customers(source.customers(), policy).dropna(subset=["customer_id"])
+    people = source.customers()
+    if only is not None:
+        people = people[people["customer_id"].isin(set(raw["customer_id"]))]
+    customers = extract.parse_customers(people, policy).dropna(subset=["customer_id"])
     customers = customers.drop_duplicates("customer_id")
     inv["days_past_due"] = 0
     inv["lane"] = "current"

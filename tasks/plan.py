@@ -92,7 +92,7 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
         outcome[flag] = "held"
         reason[flag] = name
 
-    minimum = work["currency"].map(policy.minimum_minor()).fillna(0)
+    minimum = work["currency"].map(policy.minimum_minor()).fillna(0).astype("int64")  # int also when no rows
     too_small = (outcome == "") & (work["effective_balance_minor"] < minimum)
     outcome[too_small] = "no_action_due"
     reason[too_small] = "below_minimum"

@@ -32,8 +32,9 @@ def _transient(task, task_run, state) -> bool:
 
 @task(name="fetch_inputs", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2),
       retry_jitter_factor=0.5, retry_condition_fn=_transient)
-def fetch_inputs(source: str, ledger: Ledger, as_of: dt.date, data_dir) -> hops.Inputs:
-    src = open_source(source, data_dir=data_dir, as_of=as_of)
+def fetch_inputs(source, ledger: Ledger, as_of: dt.date, data_dir) -> hops.Inputs:
+    """`source`: a source spec (demo, csv:FOLDER) or an object with the source interface (the simulator's world)."""
+    src = open_source(source, data_dir=data_dir, as_of=as_of) if isinstance(source, str) else source
     if hasattr(src, "prepare_ledger"):
         src.prepare_ledger(ledger)
     notes = []

@@ -1,0 +1,201 @@
+"""The policy simulator (README, "Policy simulator"): a simulated portfolio, day by day, through the
+code the deployments run.
+
+Each simulated day: the world bills and its customers act (connectors/simulated.py); the clerk
+records what customers said (disputes, promises); on business days ``payment_checkpoint`` and then
+``daily_ar`` run, in send mode, as their flow bodies call their tasks (the same task functions,
+called through ``.fn`` so that a year does not cost a year of Prefect task runs; a test checks that
+the order here is the flows' order); the world receives what was delivered; the clerk settles the
+decisions the run opened. Metrics come from the world's truth and the ledger (tasks/simulation.py).
+
+Great Expectations suites cost about 0.3 s each whatever the frame's size, so the simulator runs
+them on the first business day of each month (a spot check whose quarantine counts are reported)
+and switches them off on the other days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+
+from arflow import businessdays as bd
+from arflow.config import Settings
+from arflow.policy import Policy, load_policy
+from connectors.ledger import models as m
+from connectors.ledger.store import Ledger
+from connectors.simulated import SimulatedWorld, load_behaviour
+from flows.daily_ar import delivery_context
+from tasks import prefect_tasks as t
+from tasks import simulation as metrics
+from tasks.decisions import open_decisions, settle
+from tasks.delivery import Channels
+from tasks.quality import suites_off
+
+MODE = "send"      # the live path: delivery verifies at the source, charges, opens decisions
+CLERK = "simulated-clerk"
+LANES = ("current", "early", "late", "critical")
+BUILTIN = ("default", "static", "silent")
+
+
+def resolve_policy(name: str, behaviour: dict, settings: Settings | None = None) -> Policy:
+    """`default`: the policy file in use; `static`, `silent`: its settings with the steps that
+    simulation.yaml gives; anything else: a policy file path."""
+    settings = settings or Settings.from_env()
+    if name not in BUILTIN:
+        return load_policy(name)
+    base = load_policy(settings.policy_path)
+    if name == "default":
+        return base
+    steps = behaviour["policies"].get(name)
+    if steps is None:
+        raise ValueError(f"simulation.yaml has no policy {name!r}")
+    return Policy.model_validate({**base.model_dump(), "version": f"{base.version}+{name}", "steps": steps})
+
+
+class _Slack:
+    def __init__(self, world: SimulatedWorld):
+        self.world = world
+
+    def send(self, text: str) -> None:
+        self.world.post(text)
+
+
+def simulate(*, days: int, customers: int, policy: str = "default", seed: int = 1, scenario: str = "central",
+             start: dt.date = dt.date(2026, 1, 5), behaviour_path: str | None = None, workdir: str | None = None,
+             series: bool = True) -> dict:
+    """One policy, one scenario: `days` calendar days from `start`. Returns its metrics."""
+    if days < 1:
+        raise ValueError("--days must be at least 1")
+    behaviour = load_behaviour(behaviour_path)
+    settings = Settings.from_env()
+    pol = resolve_policy(policy, behaviour, settings)
+    world = SimulatedWorld(customers=customers, start=start, seed=seed, behaviour=behaviour, scenario=scenario)
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        ledger = Ledger(f"sqlite:///{Path(tmp) / 'ledger.db'}")
+        settings = Settings(**{**settings.__dict__, "data_dir": Path(tmp)})
+        channels = Channels(mailer=world, slack=_Slack(world), billing=world, mail_from="ar@sim.example")
+        tracker = metrics.Tracker(start=start, warm_up_days=int(behaviour["assumptions"]["warm_up_days"]))
+        spot = {"days": 0, "quarantined": 0}
+        month = None
+        for k in range(days):
+            day = start + dt.timedelta(days=k)
+            world.start_day(day)
+            _clerk_records(world, ledger)
+            if bd.company_business_day(day, pol.company_country):
+                check = month != (day.year, day.month)
+                month = (day.year, day.month)
+                if check:
+                    spot["days"] += 1
+                    spot["quarantined"] += _run_day(world, ledger, pol, settings, channels, day)
+                else:
+                    with suites_off():
+                        _run_day(world, ledger, pol, settings, channels, day)
+                _clerk_decides(world, ledger, day)
+            sent = ledger.frame(m.Outbox, (m.Outbox.delivered_on == day) & (m.Outbox.status == "sent"))
+            world.receive(sent, ledger.plan_schedule(day), ledger.frame(m.WriteOff), day)
+            tracker.end_of_day(world, day)
+        seconds = time.perf_counter() - began
+        result = metrics.summarize(world, ledger, tracker, pol, behaviour, days=days, start=start, series=series)
+    result.update({"policy": policy, "policy_version": pol.version, "scenario": scenario, "seed": seed,
+                   "days": days, "customers": customers, "start": start.isoformat(),
+                   "behaviour_version": behaviour["version"], "seconds": round(seconds, 1),
+                   "suite_spot_checks": spot,
+                   "llm": None})  # no model scorer in this build (the AI issue): the policy is rules-only
+    return result
+
+
+def _run_day(world: SimulatedWorld, ledger: Ledger, policy: Policy, settings: Settings, channels: Channels,
+             day: dt.date) -> int:
+    """payment_checkpoint then daily_ar for `day`, as their flow bodies call their tasks.
+    Returns how many rows the hops quarantined."""
+    quarantined = 0
+    run_id = f"sim-{day.isoformat()}-checkpoint"
+    ledger.start_run(run_id, "payment_checkpoint", day, world.name, MODE, policy.version)
+    inputs = t.fetch_inputs.fn(world, ledger, day, settings.data_dir)
+    payments, bad = t.read_payments.fn(inputs, None)
+    extracted, _customers = t.extract_aging.fn(inputs, day, policy)
+    result = t.apply_cash.fn(payments, ledger, extracted.frame, inputs.customers, day)
+    t.record_checkpoint.fn(result, ledger, extracted.frame, inputs.customers, MODE, run_id, day)
+    delivery = delivery_context(ledger, channels, policy, run_id, day, MODE, world, settings)
+    t.deliver_touches.fn(delivery, "paid")
+    ledger.finish_run(run_id, "completed", {"simulated": True})
+    quarantined += len(bad) + len(extracted.quarantine)
+
+    run_id = f"sim-{day.isoformat()}-daily"
+    ledger.start_run(run_id, "daily_ar", day, world.name, MODE, policy.version)
+    inputs = t.fetch_inputs.fn(world, ledger, day, settings.data_dir)
+    extracted, customers = t.extract_aging.fn(inputs, day, policy)
+    reconciliation, rec_hop = t.reconcile_aging.fn(extracted.frame, inputs, policy)
+    enriched = t.enrich_context.fn(extracted.frame, customers, inputs, day, policy)
+    scored = t.score_invoices.fn(enriched.frame, policy)
+    planned, actions = t.plan_actions.fn(scored.frame, day, policy, set(reconciliation.mismatched_customers),
+                                         ledger, MODE)
+    delivery = delivery_context(ledger, channels, policy, run_id, day, MODE, world, settings)
+    for lane in LANES:  # flows/lanes.py: queue the lane's touches, then deliver what is queued
+        mine = actions[actions["lane"] == lane]
+        if not mine.empty:
+            t.queue_touches.fn(mine, planned.frame, ledger, MODE, run_id, day, None, policy)
+        t.deliver_touches.fn(delivery, lane)
+    t.follow_up_owners.fn(delivery)
+    ledger.finish_run(run_id, "completed", {"simulated": True})
+    for hop in (extracted, rec_hop, enriched, scored, planned):
+        quarantined += len(hop.quarantine)
+    return quarantined
+
+
+def _clerk_records(world: SimulatedWorld, ledger: Ledger) -> None:
+    """What customers said, recorded as a clerk records it (the rows of `arflow dispute open`,
+    `arflow dispute resolve` and `arflow promise`)."""
+    from sqlalchemy import update
+
+    said = world.take_clerk_records()
+    with ledger.engine.begin() as conn:
+        for inv, day in said.disputes_open:
+            row = {"invoice_id": inv.id, "customer_id": inv.customer.id, "opened_on": day, "reason": "simulated"}
+            ledger.insert_rows(m.Dispute, [row], conn)
+            ledger.audit(CLERK, "dispute.opened", "Dispute", inv.id, row, conn)
+        for inv, day in said.disputes_resolve:
+            conn.execute(update(m.Dispute).where(m.Dispute.invoice_id == inv.id, m.Dispute.resolved_on.is_(None))
+                         .values(resolved_on=day))
+            ledger.audit(CLERK, "dispute.resolved", "Dispute", inv.id, {"on": day}, conn)
+        for inv, day, promised in said.promises:
+            row = {"invoice_id": inv.id, "customer_id": inv.customer.id, "recorded_on": day,
+                   "promised_date": promised, "note": "simulated reply"}
+            ledger.insert_rows(m.PromiseToPay, [row], conn)
+            ledger.audit(CLERK, "promise.recorded", "PromiseToPay", inv.id, row, conn)
+
+
+def _clerk_decides(world: SimulatedWorld, ledger: Ledger, day: dt.date) -> None:
+    """The clerk works the decision queue the same day (`arflow decide`); the next run carries out."""
+    for d in open_decisions(ledger).itertuples():
+        verdict, choice = world.choose(d.kind, d.customer_id)
+        settle(ledger, int(d.id), verdict, by=CLERK, on=day, choice=choice)
+
+
+# ---- several runs ----------------------------------------------------------------------------------
+def _one(kwargs: dict) -> dict:
+    return simulate(**kwargs)
+
+
+def run_many(runs: list[dict], workers: int = 2) -> list[dict]:
+    """Independent simulations, in parallel processes (each has its own world and ledger)."""
+    if workers <= 1 or len(runs) == 1:
+        return [simulate(**r) for r in runs]
+    with ProcessPoolExecutor(max_workers=min(workers, len(runs))) as pool:
+        return list(pool.map(_one, runs))
+
+
+def compare(*, policies: list[str], scenarios: list[str], workers: int = 2, **common) -> dict:
+    runs = [{**common, "policy": p, "scenario": s} for s in scenarios for p in policies]
+    results = run_many(runs, workers)
+    return metrics.comparison(results, policies, scenarios)
+
+
+def frame_of(results: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, (dict, list))} for r in results])

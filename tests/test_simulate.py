@@ -1,0 +1,123 @@
+"""The policy simulator: calibrated on the IBM data, deterministic per seed, the flows' own steps in
+their order, and its central claims (contacting customers lowers DSO; the static schedule
+reproduces the data's days to settle)."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from arflow.config import ROOT
+from connectors.simulated import load_behaviour
+from flows import daily_ar, lanes, payment_checkpoint, simulate as sim
+from tasks.calibration import fit
+
+IBM = ROOT.parent / "shared" / "data" / "ibm_ar" / "WA_Fn-UseC_-Accounts-Receivable.csv"
+# Tasks of the flows that only publish for people (artifacts, the dashboard, UI review forms); the
+# simulator's clerk settles decisions directly, so nothing else of the flows is left out.
+REPORTING_ONLY = {"publish_report", "record_kpis", "announce_decisions", "_publish"}
+
+
+@pytest.mark.skipif(not IBM.exists(), reason=f"{IBM} not present")
+def test_the_behaviour_file_holds_what_the_ibm_data_gives():
+    stored = yaml.safe_load((ROOT / "simulation.yaml").read_text())["calibration"]
+    fitted = fit(IBM)
+    for key in ("invoices", "customers", "terms_days", "mean_days_to_settle", "paper_share", "dispute_rate",
+                "paper_effect_days", "dispute_effect_days", "customer_effect_quantiles", "residual_quantiles"):
+        assert stored[key] == fitted[key], key
+    # The data's published facts (SOURCES.md): net 30, 22.7% disputed, about 26 days to settle.
+    assert fitted["terms_days"] == 30 and fitted["dispute_rate"] == 0.227
+    assert 26 <= fitted["mean_days_to_settle"] <= 27
+    assert fitted["dispute_effect_days"] > 0 and fitted["paper_effect_days"] > 0
+
+
+def _calls(func, suffix: str = "") -> list[str]:
+    """Names of `t.<task>(...)` (or `t.<task>.fn(...)`) calls in a function's body, in source order."""
+    tree = ast.parse(inspect.getsource(inspect.unwrap(func)).lstrip() if not hasattr(func, "fn")
+                     else inspect.getsource(func.fn))
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if suffix and isinstance(f, ast.Attribute) and f.attr == "fn" and isinstance(f.value, ast.Attribute) \
+                and isinstance(f.value.value, ast.Name) and f.value.value.id == "t":
+            out.append((node.lineno, node.col_offset, f.value.attr))
+        elif not suffix and isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "t":
+            out.append((node.lineno, node.col_offset, f.attr))
+        elif not suffix and isinstance(f, ast.Name) and f.id in ("queue_touches", "deliver_touches", "publish_report",
+                                                                 "record_kpis", "_publish"):
+            out.append((node.lineno, node.col_offset, f.id))
+    return [name for _l, _c, name in sorted(out)]
+
+
+def test_the_simulator_runs_the_flows_tasks_in_the_flows_order():
+    checkpoint = _calls(payment_checkpoint.payment_checkpoint)
+    daily = _calls(daily_ar.daily_ar)
+    lane = _calls(lanes._lane)
+    assert checkpoint[:2] == ["fetch_inputs", "read_payments"] and "plan_actions" in daily  # the parse works
+    at = daily.index("plan_actions") + 1
+    expected = checkpoint + daily[:at] + lane + daily[at:]
+    expected = [n for n in expected if n not in REPORTING_ONLY]
+    assert _calls(sim._run_day, suffix="fn") == expected
+
+
+def test_same_seed_same_numbers_and_another_seed_differs():
+    a = sim.simulate(days=45, customers=25, policy="default", seed=7)
+    b = sim.simulate(days=45, customers=25, policy="default", seed=7)
+    c = sim.simulate(days=45, customers=25, policy="default", seed=8)
+    for r in (a, b, c):
+        r.pop("seconds")
+    assert a == b
+    assert a["invoices_billed"] > 0 and a["series"]
+    assert (a["billed_usd_minor"], a["series"]) != (c["billed_usd_minor"], c["series"])
+
+
+def test_contact_lowers_dso_and_the_static_schedule_settles_like_the_ibm_data():
+    common = {"days": 150, "customers": 80, "seed": 3}
+    silent, static, default = sim.run_many([{**common, "policy": p} for p in ("silent", "static", "default")], 2)
+    # Nobody contacted: no e-mail, no decision, and customers pay later.
+    assert silent["touches_per_invoice"] == 0 and silent["human_decisions_per_week"] == 0
+    assert static["touches_per_invoice"] > 0 and default["touches_per_invoice"] > 0
+    assert silent["dso_countback"] > default["dso_countback"]
+    assert silent["dso_countback"] > static["dso_countback"]
+    assert silent["days_to_settle"] > static["days_to_settle"]
+    # Net 30 with the calibrated behaviour: within a few days of the data's 26.4 days to settle.
+    ibm = load_behaviour()["calibration"]["mean_days_to_settle"]
+    assert abs(static["days_to_settle"] - ibm) <= 3, static["days_to_settle"]
+    # The default policy keeps firm e-mails away from strategic and at-risk accounts; static does not.
+    assert default["wrong_tone_touches"] == 0
+    assert static["wrong_tone_touches"] >= default["wrong_tone_touches"]
+    # Every generated record passed the hops' suites on the days they ran.
+    assert default["suite_spot_checks"]["days"] >= 5 and default["suite_spot_checks"]["quarantined"] == 0
+
+
+def test_the_command_compares_policies_under_three_assumptions(tmp_path):
+    page = tmp_path / "sim.html"
+    md = tmp_path / "sim.md"
+    out = subprocess.run([sys.executable, "-m", "arflow.cli", "simulate", "--days", "40", "--customers", "8",
+                          "--compare", "static,default", "--sensitivity", "--json", "--html", str(page),
+                          "--markdown", str(md), "--seed", "5"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["policies"] == ["static", "default"]
+    assert report["scenarios"] == ["pessimistic", "central", "optimistic"]
+    assert len(report["runs"]) == 6 and {(r["policy"], r["scenario"]) for r in report["runs"]} == {
+        (p, s) for p in ("static", "default") for s in ("pessimistic", "central", "optimistic")}
+    assert [s["scenario"] for s in report["sensitivity"]] == ["pessimistic", "central", "optimistic"]
+    dso = next(row for row in report["table"] if row["metric"] == "dso_countback")
+    assert set(dso) >= {"static@central", "default@optimistic"}
+    text = page.read_text()
+    assert 'id="dso-over-time"' in text and "Sensitivity" in text and "<script src" not in text
+    assert "| DSO, countback (days) |" in md.read_text()
+
+    bad = subprocess.run([sys.executable, "-m", "arflow.cli", "simulate", "--days", "5", "--scenario", "rosy"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert bad.returncode == 2 and "rosy" in bad.stderr

@@ -144,9 +144,7 @@ def _ledger_and_today(on: str | None):
 def _record(ledger, model_name: str, row: dict, action: str, who: str, entity_id: str) -> None:
     from connectors.ledger import models as m
 
-    with ledger.engine.begin() as conn:
-        ledger.insert_rows(getattr(m, model_name), [row], conn)
-        ledger.audit(who, action, model_name, entity_id, row, conn)
+    ledger.record(getattr(m, model_name), row, action, who, entity_id)
     typer.echo(f"{action}: {entity_id}", err=True)
 
 

@@ -9,6 +9,7 @@ world, the clerk), with the run's headline numbers.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import resource
@@ -33,10 +34,17 @@ def main() -> None:
     began = time.perf_counter()
     r = simulate(days=args.days, customers=args.customers, policy=args.policy, seed=args.seed, series=False)
     seconds = time.perf_counter() - began
-    business_days = args.days * 5 / 7  # about: weekends and holidays have no run
+    from arflow import businessdays as bd
+    from arflow.policy import load_policy
+    from arflow.config import Settings
+
+    country = load_policy(Settings.from_env().policy_path).company_country
+    start = dt.date.fromisoformat(r["start"])
+    business_days = sum(bd.company_business_day(start + dt.timedelta(days=k), country) for k in range(args.days))
     print(json.dumps({
         "days": args.days, "customers": args.customers, "policy": args.policy, "seconds": round(seconds, 1),
-        "seconds_per_business_day": round(seconds / business_days, 2), "invoices_billed": r["invoices_billed"],
+        "business_days": business_days,
+        "seconds_per_business_day": round(seconds / max(business_days, 1), 2), "invoices_billed": r["invoices_billed"],
         "dso_countback": r["dso_countback"], "days_to_settle": r["days_to_settle"],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
 

@@ -22,7 +22,6 @@ Everything random comes from one numpy generator seeded by the caller, drawn in 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,7 +140,7 @@ class SimulatedWorld:
         self._n_invoice = 0
         self._seen_outbox = 0
         self._plans_seen: set[int] = set()
-        self._installments_done: set[int] = set()
+        self._installments_done: set[tuple[int, int]] = set()
 
     # ---- the portfolio ---------------------------------------------------------------------
     def _customers(self, n: int, p: dict, start: dt.date) -> list[Customer]:
@@ -238,7 +237,7 @@ class SimulatedWorld:
                 and (c is None or i.customer is c)]
 
     # ---- the source interfaces (what the flows read) --------------------------------------------
-    def invoices_frame(self) -> pd.DataFrame:
+    def invoices(self) -> pd.DataFrame:
         """The billing system's invoices: open ones, and those paid in the last days (as paid)."""
         day = self.today
         seen_until = day - dt.timedelta(days=SOURCE_LAG_DAYS)
@@ -266,9 +265,6 @@ class SimulatedWorld:
                 "balance", "status", "autopay", "payment_link", "po_number"]
         return _framed(rows, cols)
 
-    def invoices(self) -> pd.DataFrame:
-        return self.invoices_frame()
-
     def customers(self) -> pd.DataFrame:
         return _framed([{
             "customer_id": c.id, "name": c.name, "segment": c.segment, "arr": _major(c.arr_minor),
@@ -277,15 +273,12 @@ class SimulatedWorld:
             "billing_contact_name": "Pat Payable", "billing_contact_email": f"ap@{c.id.lower()}.sim.example",
             "country": "US", "opt_out": "false", "paused_until": ""} for c in self.accounts], None)
 
-    def payments_frame(self) -> pd.DataFrame:
+    def payments(self) -> pd.DataFrame:
         since = self.today - dt.timedelta(days=PAYMENT_WINDOW_DAYS)
         return _framed([{"payment_id": p.id, "customer_id": p.customer_id, "amount": _major(p.amount_minor),
                               "currency": "USD", "received_date": p.received.isoformat(), "reference": p.reference}
                              for p in self.paid_in if since < p.received <= self.today],
                        ["payment_id", "customer_id", "amount", "currency", "received_date", "reference"])
-
-    def payments(self) -> pd.DataFrame:
-        return self.payments_frame()
 
     def aging_report(self) -> None:
         return None  # the books' own report is not simulated: reconciliation is skipped, as the run notes
@@ -385,7 +378,7 @@ class SimulatedWorld:
                 self._plans_seen.add(int(r.plan_id))
                 inv.on_plan, inv.pay_on = True, None
             due = pd.Timestamp(r.due_on).date()
-            key = hash((int(r.plan_id), int(r.seq)))
+            key = (int(r.plan_id), int(r.seq))
             if due != day or key in self._installments_done:
                 continue
             self._installments_done.add(key)
@@ -432,12 +425,3 @@ def _framed(rows: list[dict], columns: list[str] | None) -> pd.DataFrame:
 def _major(minor: int) -> str:
     return f"{minor // 100}.{minor % 100:02d}"
 
-
-def describe(world: SimulatedWorld) -> dict:
-    return {"customers": len(world.accounts), "invoices": len(world.bills), "payments": len(world.paid_in),
-            "charges": len(world.charges), "churned": len(world.churn_log),
-            "distressed": sum(c.distressed for c in world.accounts)}
-
-
-def dumps(obj) -> str:
-    return json.dumps(obj, default=str, sort_keys=True)

@@ -102,8 +102,11 @@ class DemoSource(CsvSource):
         demo.seed_ledger(ledger, self.folder)
 
 
-def open_source(spec: str, *, data_dir: Path, as_of: dt.date) -> CsvSource:
-    """`demo` or `csv:DIR` (QuickBooks and Stripe arrive with the connectors issue)."""
+def open_source(spec, *, data_dir: Path, as_of: dt.date):
+    """`demo` or `csv:DIR` (QuickBooks and Stripe arrive with the connectors issue); an object that
+    already has the source interface (the simulator's world) is returned as it is."""
+    if not isinstance(spec, str):
+        return spec
     if spec == "demo":
         from arflow import demo
 

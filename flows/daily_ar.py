@@ -157,8 +157,8 @@ def delivery_context(ledger: Ledger, channels: Channels, policy: Policy, run_id:
 
     def verify(rows):
         # Right before the sends: the source of truth and the ledger's stop records, read again.
-        src = open_source(source, data_dir=settings.data_dir, as_of=as_of) if isinstance(source, str) else source
-        state = source_state(src, ledger, as_of, policy, only=set(rows["invoice_id"]))
+        state = source_state(open_source(source, data_dir=settings.data_dir, as_of=as_of), ledger, as_of, policy,
+                             only=set(rows["invoice_id"]))
         return verify_rows(rows, state)
 
     return DeliveryContext(ledger=ledger, channels=channels, policy=policy, run_id=run_id, as_of=as_of, mode=mode,

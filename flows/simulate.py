@@ -21,8 +21,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import pandas as pd
-
 from arflow import businessdays as bd
 from arflow.config import Settings
 from arflow.policy import Policy, load_policy
@@ -158,8 +156,7 @@ def _clerk_records(world: SimulatedWorld, ledger: Ledger) -> None:
     with ledger.engine.begin() as conn:
         for inv, day in said.disputes_open:
             row = {"invoice_id": inv.id, "customer_id": inv.customer.id, "opened_on": day, "reason": "simulated"}
-            ledger.insert_rows(m.Dispute, [row], conn)
-            ledger.audit(CLERK, "dispute.opened", "Dispute", inv.id, row, conn)
+            ledger.record(m.Dispute, row, "dispute.opened", CLERK, inv.id, conn)
         for inv, day in said.disputes_resolve:
             conn.execute(update(m.Dispute).where(m.Dispute.invoice_id == inv.id, m.Dispute.resolved_on.is_(None))
                          .values(resolved_on=day))
@@ -167,8 +164,7 @@ def _clerk_records(world: SimulatedWorld, ledger: Ledger) -> None:
         for inv, day, promised in said.promises:
             row = {"invoice_id": inv.id, "customer_id": inv.customer.id, "recorded_on": day,
                    "promised_date": promised, "note": "simulated reply"}
-            ledger.insert_rows(m.PromiseToPay, [row], conn)
-            ledger.audit(CLERK, "promise.recorded", "PromiseToPay", inv.id, row, conn)
+            ledger.record(m.PromiseToPay, row, "promise.recorded", CLERK, inv.id, conn)
 
 
 def _clerk_decides(world: SimulatedWorld, ledger: Ledger, day: dt.date) -> None:
@@ -196,6 +192,3 @@ def compare(*, policies: list[str], scenarios: list[str], workers: int = 2, **co
     results = run_many(runs, workers)
     return metrics.comparison(results, policies, scenarios)
 
-
-def frame_of(results: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, (dict, list))} for r in results])

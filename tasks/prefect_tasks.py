@@ -34,7 +34,7 @@ def _transient(task, task_run, state) -> bool:
       retry_jitter_factor=0.5, retry_condition_fn=_transient)
 def fetch_inputs(source, ledger: Ledger, as_of: dt.date, data_dir) -> hops.Inputs:
     """`source`: a source spec (demo, csv:FOLDER) or an object with the source interface (the simulator's world)."""
-    src = open_source(source, data_dir=data_dir, as_of=as_of) if isinstance(source, str) else source
+    src = open_source(source, data_dir=data_dir, as_of=as_of)
     if hasattr(src, "prepare_ledger"):
         src.prepare_ledger(ledger)
     notes = []

@@ -78,10 +78,6 @@ def _mean(s: pd.Series) -> float | None:
     return round(float(s.mean()), 1) if len(s) else None
 
 
-def tier_of(days_late: int, policy: Policy) -> str:
-    return policy.lane_of_day(int(days_late))
-
-
 def summarize(world, ledger, tracker: Tracker, policy: Policy, behaviour: dict, *, days: int, start: dt.date,
               series: bool = True) -> dict:
     a = behaviour["assumptions"]
@@ -112,7 +108,7 @@ def summarize(world, ledger, tracker: Tracker, policy: Policy, behaviour: dict, 
     mature = inv[inv["due"] <= end - dt.timedelta(days=90)] if not inv.empty else inv
     per_tier = {}
     for tier in TIERS:
-        grp = mature[mature["deepest"].map(lambda d: tier_of(d, policy)) == tier] if not mature.empty else mature
+        grp = mature[mature["deepest"].map(policy.lane_of_day) == tier] if not mature.empty else mature
         got = grp[grp["paid_on"].notna()]
         per_tier[tier] = {
             "invoices": int(len(grp)),

@@ -310,6 +310,14 @@ class Ledger:
                "detail": json.dumps(detail, default=str) if detail is not None else None}
         self.insert_rows(m.AuditLog, [row], conn)
 
+    def record(self, model: type[m.Base], row: dict, action: str, actor: str, entity_id: str, conn=None) -> None:
+        """A person's record (a dispute, promise, pause, opt-out) and its audit entry, in one transaction."""
+        if conn is None:
+            with self.engine.begin() as conn:
+                return self.record(model, row, action, actor, entity_id, conn)
+        self.insert_rows(model, [row], conn)
+        self.audit(actor, action, model.__name__, entity_id, row, conn)
+
     def start_run(self, run_id: str, flow: str, as_of: dt.date, source: str, mode: str, policy_version: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(m.Run.__table__.delete().where(m.Run.run_id == run_id))

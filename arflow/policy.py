@@ -144,6 +144,37 @@ class Kpis(_Strict):
         return v
 
 
+class ModelPrice(_Strict):
+    """US dollars per million tokens (= micro-dollars per token), as the vendor's price list gives them."""
+    input: Decimal
+    output: Decimal
+    cache_read: Decimal
+    cache_write: Decimal
+
+
+class Llm(_Strict):
+    """The model's part (README, AI). With no ANTHROPIC_API_KEY, or `enabled: false`, nothing here is used
+    and the rules scorer and the templates work alone."""
+    enabled: bool = True
+    # The model per job. Scoring and triage are classification; personalization writes to customers.
+    models: dict[Literal["score", "personalize", "triage"], str] = Field(default_factory=lambda: {
+        "score": "claude-sonnet-4-5", "personalize": "claude-sonnet-4-5", "triage": "claude-haiku-4-5"})
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    batch_size: int = Field(default=20, ge=1, le=100)     # invoices per scoring request
+    rescore_after_days: int = Field(default=7, ge=1)      # a cached score older than this is asked again
+    personalize: bool = False                              # rewrite approved e-mail templates (checked after)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=2, ge=0)              # the SDK's own retries (429, 529, 5xx, timeouts)
+    backtest_threshold: float = Field(default=0.8, ge=0, le=1)  # agreement on tone and escalation, each
+
+    @model_validator(mode="after")
+    def _priced(self) -> "Llm":
+        missing = sorted({m for m in self.models.values() if m not in self.prices})
+        if self.enabled and missing:
+            raise ValueError(f"llm.prices has no price for {missing}: the cost of every call is recorded")
+        return self
+
+
 class Policy(_Strict):
     version: str
     company_country: str = "US"
@@ -162,6 +193,7 @@ class Policy(_Strict):
     escalations: Escalations = Escalations()
     payment_plans: PaymentPlans = PaymentPlans()
     kpis: Kpis = Kpis()
+    llm: Llm = Llm(enabled=False)
     steps: tuple[Step, ...]
 
     @field_validator("minimum_amount")

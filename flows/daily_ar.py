@@ -37,6 +37,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: str = "dr
     channels = open_channels(mode, source, settings)
     ledger = Ledger(settings.db_url)
     run_id = _run_id()
+    llm = open_model(policy, ledger, mode, run_id, as_of)
     ledger.start_run(run_id, "daily_ar", as_of, source, mode, policy.version)
     try:
         in_doubt = ledger.in_doubt(sending_timeout(), as_of, run_id) if mode != "dry-run" else 0
@@ -44,7 +45,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: str = "dr
         extracted, customers = t.extract_aging(inputs, as_of, policy)
         reconciliation, rec_hop = t.reconcile_aging(extracted.frame, inputs, policy)
         enriched = t.enrich_context(extracted.frame, customers, inputs, as_of, policy)
-        scored = t.score_invoices(enriched.frame, policy)
+        scored = t.score_invoices(enriched.frame, policy, ledger, llm, as_of, mode, run_id)
         planned, actions = t.plan_actions(scored.frame, as_of, policy, set(reconciliation.mismatched_customers),
                                           ledger, mode)
         run_dir = settings.data_dir / "runs" / as_of.isoformat() / run_id  # dry-run: the .eml files
@@ -59,6 +60,8 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: str = "dr
                                  [extracted, rec_hop, enriched, scored, planned], planned.frame, actions,
                                  reconciliation, lanes, inputs.notes, run_dir)
         summary["owners"] = owners
+        summary["scoring"] = scored.llm or {"scorer": "rules"}
+        summary.update(ledger.llm_usage(run_id))  # llm_calls, input/output/cache tokens, cost_usd
         from flows.reporting import record_kpis
 
         kpis = record_kpis(ledger, policy, inputs.invoices, as_of, run_id, mode, settings.data_dir)
@@ -121,6 +124,28 @@ def publish_report(as_of: dt.date, run_id: str, source: str, mode: str, policy: 
                              description=f"Daily AR {as_of}: tiers, buckets, holds, quarantine, reconciliation")
     get_run_logger().info("daily_ar %s: %s", as_of, summary["outcomes"])
     return summary
+
+
+def open_model(policy: Policy, ledger: Ledger, mode: str, run_id: str, as_of: dt.date):
+    """Claude where ANTHROPIC_API_KEY is set and the policy allows (else None: the rules alone).
+    Send mode with the model refuses to start until a backtest of the current prompt version and
+    model has passed the policy's threshold (`arflow backtest`)."""
+    from connectors.llm import open_llm
+    from tasks.ai_score import prompt_version
+
+    llm = open_llm(policy, run_id=run_id, as_of=as_of)
+    if llm is not None and mode == "send":
+        version, model = prompt_version(), llm.model_for("score")
+        if ledger.passed_backtest(version, model) is None:
+            raise BacktestRequired(
+                f"send mode with the model needs a passing backtest of prompt {version} on {model} "
+                f"(threshold {policy.llm.backtest_threshold}): run `arflow backtest --labels FILE`, or unset "
+                "ANTHROPIC_API_KEY to send with the rules scorer")
+    return llm
+
+
+class BacktestRequired(RuntimeError):
+    """Send mode with a model that has not passed a backtest for its prompt version."""
 
 
 def require_mode(mode: str) -> None:

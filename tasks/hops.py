@@ -45,6 +45,8 @@ class HopResult:
     frame: pd.DataFrame
     quarantine: pd.DataFrame
     checks: list[CheckResult]
+    llm: dict | None = None                               # score: the model's counts (None: rules only)
+    llm_cache: list[dict] = field(default_factory=list)   # score: the model's new answers, for the ledger
 
 
 def quarantine_rows(rejected: pd.DataFrame, frame: pd.DataFrame, raw: pd.DataFrame | None, *, hop: str,
@@ -118,10 +120,21 @@ def enrich_context(aged: pd.DataFrame, customers: pd.DataFrame, inputs: Inputs, 
     return HopResult(good, q, [check])
 
 
-def score(enriched: pd.DataFrame, policy: Policy) -> HopResult:
+def score(enriched: pd.DataFrame, policy: Policy, *, llm=None, as_of: dt.date | None = None,
+          cache: pd.DataFrame | None = None, context: pd.DataFrame | None = None, run_id: str | None = None
+          ) -> HopResult:
+    """The rules score every invoice; with `llm` (connectors.llm.Claude) the model then scores the
+    invoices it may (tasks.ai_score); its counts and new answers ride on the result."""
     scored = score_mod.score(enriched, policy)
+    new_cache, stats = [], None
+    if llm is not None:
+        from tasks import ai_score
+
+        scored, new_cache, s = ai_score.model_score(scored, policy, llm, as_of=as_of, cache=cache, context=context,
+                                                    run_id=run_id)
+        stats = s.as_dict()
     good, q, check = _checked(scored, "score", policy, reason_prefix="score:")
-    return HopResult(good, q, [check])
+    return HopResult(good, q, [check], llm=stats, llm_cache=new_cache)
 
 
 def plan_actions(scored: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched: set[str],

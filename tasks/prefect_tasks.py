@@ -63,8 +63,21 @@ def enrich_context(aged, customers, inputs: hops.Inputs, as_of: dt.date, policy:
 
 
 @task(name="score_invoices", cache_policy=NO_CACHE)
-def score_invoices(enriched, policy: Policy):
-    return hops.score(enriched, policy)
+def score_invoices(enriched, policy: Policy, ledger: Ledger | None = None, llm=None, as_of: dt.date | None = None,
+                   mode: str = "dry-run", run_id: str | None = None):
+    """Rules for every invoice; with a model (llm), the model where it may, its calls and scores
+    written to the ledger (``.llm`` on the result: the model's counts, or None)."""
+    if llm is None:
+        return hops.score(enriched, policy)
+    from tasks.ai_score import customer_context
+    from tasks.touches import namespace
+
+    context = customer_context(ledger.touch_history(namespace(mode)), ledger.replies(), as_of)
+    since = len(llm.calls)
+    result = hops.score(enriched, policy, llm=llm, as_of=as_of, cache=ledger.llm_score_cache(), context=context,
+                        run_id=run_id)
+    ledger.record_llm(llm.calls[since:], result.llm_cache)
+    return result
 
 
 @task(name="plan_actions", cache_policy=NO_CACHE)

@@ -384,3 +384,82 @@ class KpiSnapshot(Base):
     dso_countback: Mapped[float | None] = mapped_column()
     best_possible_dso: Mapped[float | None] = mapped_column()
     kpis: Mapped[str] = mapped_column(Text)  # the whole KPI document of this currency, JSON
+
+
+class LlmCall(Base):
+    """One request to a model: what it cost. Cost in micro-dollars (an integer), from the policy's
+    price table; tokens as the API reported them."""
+
+    __tablename__ = "llm_calls"
+    id: Mapped[int] = _id()
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    run_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    as_of: Mapped[dt.date | None] = mapped_column(Date, index=True)
+    job: Mapped[str] = mapped_column(String(20))            # score | personalize | triage
+    model: Mapped[str] = mapped_column(String(80))
+    prompt_version: Mapped[str] = mapped_column(String(40))
+    items: Mapped[int] = mapped_column(Integer, default=0)   # invoices, messages or replies in the request
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_read_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0)
+    outcome: Mapped[str] = mapped_column(String(20))         # ok | invalid | refused | unavailable
+
+
+class LlmScore(Base):
+    """A model's score of one invoice, kept as a cache: the same inputs (hash) and prompt version
+    are not sent again."""
+
+    __tablename__ = "llm_scores"
+    id: Mapped[int] = _id()
+    invoice_id: Mapped[str] = mapped_column(String(120), index=True)
+    input_hash: Mapped[str] = mapped_column(String(64), index=True)
+    prompt_version: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(80))
+    risk_score: Mapped[int] = mapped_column(Integer)
+    tone: Mapped[str] = mapped_column(String(20))
+    escalation: Mapped[str] = mapped_column(String(20))
+    escalation_reason: Mapped[str] = mapped_column(Text)
+    rationale: Mapped[str] = mapped_column(Text)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class Reply(Base):
+    """An inbound reply, once (by message id), with its class and what arflow did about it."""
+
+    __tablename__ = "replies"
+    __table_args__ = (UniqueConstraint("message_id", name="uq_replies_message_id"),)
+    id: Mapped[int] = _id()
+    message_id: Mapped[str] = mapped_column(String(300))
+    received_on: Mapped[dt.date] = mapped_column(Date, index=True)
+    from_address: Mapped[str] = mapped_column(String(300))
+    subject: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    customer_id: Mapped[str | None] = mapped_column(String(120), index=True)
+    invoice_id: Mapped[str | None] = mapped_column(String(120))
+    category: Mapped[str] = mapped_column(String(30))
+    detail: Mapped[str | None] = mapped_column(Text)         # JSON: date, amount, contact, return date, ...
+    classifier: Mapped[str] = mapped_column(String(20))      # model | rules | rules_fallback
+    flagged: Mapped[str | None] = mapped_column(String(200))  # e.g. instructions_in_reply
+    effect: Mapped[str] = mapped_column(Text)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+
+
+class Backtest(Base):
+    """A scorer checked against a clerk's labels: what send mode with a model requires first."""
+
+    __tablename__ = "backtests"
+    id: Mapped[int] = _id()
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    scorer: Mapped[str] = mapped_column(String(20))          # model | rules
+    model: Mapped[str | None] = mapped_column(String(80))
+    prompt_version: Mapped[str] = mapped_column(String(40), index=True)
+    labels: Mapped[str] = mapped_column(Text)                # the file, and its sha256
+    n: Mapped[int] = mapped_column(Integer)
+    tone_agreement: Mapped[float] = mapped_column()
+    escalation_agreement: Mapped[float] = mapped_column()
+    threshold: Mapped[float] = mapped_column()
+    passed: Mapped[bool] = mapped_column(Boolean)
+    result: Mapped[str] = mapped_column(Text)                # JSON: confusion tables, fallbacks

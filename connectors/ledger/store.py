@@ -333,6 +333,32 @@ class Ledger:
                 summary=json.dumps(summary, default=str) if summary is not None else None))
             self.audit("arflow", f"run.{status}", "run", run_id, None, conn)
 
+    # ---- the model ----------------------------------------------------------------------------
+    def llm_score_cache(self) -> pd.DataFrame:
+        return self.frame(m.LlmScore)
+
+    def replies(self) -> pd.DataFrame:
+        return self.frame(m.Reply)
+
+    def record_llm(self, calls: list[dict], scores: list[dict]) -> None:
+        """The model's calls (tokens, cost) and its new scores, in one transaction."""
+        if not calls and not scores:
+            return
+        with self.engine.begin() as conn:
+            self.insert_rows(m.LlmCall, calls, conn)
+            self.insert_rows(m.LlmScore, scores, conn)
+
+    def llm_usage(self, run_id: str) -> dict:
+        from connectors.llm import llm_totals
+
+        return llm_totals(_records(self.frame(m.LlmCall, m.LlmCall.run_id == run_id)))
+
+    def passed_backtest(self, prompt_version: str, model: str) -> dict | None:
+        """The latest passing model backtest for this prompt version and model, or None."""
+        bt = self.frame(m.Backtest, (m.Backtest.prompt_version == prompt_version) & (m.Backtest.scorer == "model")
+                        & (m.Backtest.model == model) & m.Backtest.passed.is_(True))
+        return None if bt.empty else bt.sort_values("id").iloc[-1].to_dict()
+
     # ---- KPIs --------------------------------------------------------------------------------
     def register_invoices(self, raw_invoices: pd.DataFrame, as_of: dt.date) -> int:
         """Add the source's invoices the register has not seen (tasks.kpis.register_rows)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 
 from arflow.policy import Policy
@@ -63,6 +64,14 @@ def enrich(invoices: pd.DataFrame, customers: pd.DataFrame, stops: dict[str, pd.
     out["max_days_late"] = out["max_days_late"].fillna(0).astype("int64")
     out["chronic_late"] = out["chronic_late"].fillna(False).astype(bool)
     out["first_time_late"] = (out["days_past_due"] > 0) & (out["late_count_12m"] == 0)
+
+    # The learned late-payment model (tasks.late_model), where the history is enough to train it.
+    from tasks import late_model
+
+    pred = late_model.predict_open(out[["customer_id", "issue_date", "due_date", "amount_minor"]], history, as_of) \
+        if history is not None and len(history) and len(out) else None
+    out["p_late"] = pred["p_late"].astype("float64") if pred is not None else np.nan
+    out["expected_days_late"] = pred["expected_days_late"].astype("float64") if pred is not None else np.nan
 
     # Stop records, as of today.
     disputes = stops.get("disputes", pd.DataFrame(columns=["invoice_id"]))

@@ -401,8 +401,9 @@ def auto_match_rate(f: Frames, days: int) -> dict:
 
 def expected_dates(f: Frames, ar: pd.DataFrame) -> pd.Series:
     """When each open invoice is expected to be paid: a promise's date where one is active;
-    otherwise the due date plus the customer's median days late (history; the portfolio's median
-    where the customer has fewer than 2 payments). An invoice already past that date is expected
+    otherwise the due date plus the days late the learned model (tasks.late_model) expects, or
+    without one the customer's median days late (history; the portfolio's median where the customer
+    has fewer than 2 payments). An invoice already past that date is expected
     after the median remaining delay of past invoices that were at least as late (never today)."""
     due = pd.Timestamp(f.as_of) - pd.to_timedelta(ar["days_past_due"], unit="D")
     h = f.history[f.history["days_after_due"].notna()] if not f.history.empty else f.history
@@ -413,6 +414,9 @@ def expected_dates(f: Frames, ar: pd.DataFrame) -> pd.Series:
     if by_cust is not None:
         ok = by_cust[by_cust["size"] >= 2]["median"]
         lateness = ar["customer_id"].map(ok).fillna(portfolio).astype(float)
+    model = _model_lateness(f, ar, due)
+    if model is not None:  # the learned late-payment model, where the history trains one
+        lateness = model
     expected = due + pd.to_timedelta(lateness.round(), unit="D")
     sorted_late = np.sort(late_hist.to_numpy())
     past = expected <= pd.Timestamp(f.as_of)
@@ -430,6 +434,23 @@ def expected_dates(f: Frames, ar: pd.DataFrame) -> pd.Series:
         use = p.notna() & (p > pd.Timestamp(f.as_of))
         expected[use] = p[use]
     return expected
+
+
+def _model_lateness(f: Frames, ar: pd.DataFrame, due: pd.Series) -> pd.Series | None:
+    """Expected days late per open invoice from tasks.late_model, or None (too little history, or
+    invoices the register does not know)."""
+    from tasks import late_model
+
+    if f.history.empty or f.register.empty or ar.empty:
+        return None
+    reg = f.register.drop_duplicates("invoice_id").set_index("invoice_id")
+    rows = pd.DataFrame({"customer_id": ar["customer_id"], "due_date": due,
+                         "issue_date": ar["invoice_id"].map(reg["issue_date"]),
+                         "amount_minor": ar["invoice_id"].map(reg["amount_minor"])}, index=ar.index)
+    if rows["issue_date"].isna().any():
+        return None
+    pred = late_model.predict_open(rows, f.history, f.as_of)
+    return None if pred is None else pred["expected_days_late"]
 
 
 def forecast(f: Frames, ar: pd.DataFrame, cfg: Kpis) -> dict:

@@ -13,6 +13,7 @@ Risk score, additive, clipped to 0..100:
 | account at risk (health at_risk or renewal within the window) | +5 |
 | high-value balance (>= policy.scoring.high_value_minor) | +5 |
 | open dispute | +5 |
+| learned late-payment model (where trained: p_late) | round(20 x p_late) - 10, so -10..+10 |
 
 Tone: friendly in current and early, firm in late, escalating in critical; then
 - an at-risk account is never firm or escalating by automated message: friendly (the CSM or AE
@@ -55,6 +56,9 @@ def score(df: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     risk += np.where(at_risk, 5, 0)
     risk += np.where(high_value, 5, 0)
     risk += np.where(out["open_dispute"].to_numpy(dtype=bool), 5, 0)
+    if "p_late" in out:  # tasks.late_model; NaN where no model could be trained
+        p = out["p_late"].to_numpy(dtype="float64")
+        risk += np.where(np.isnan(p), 0, np.rint(20 * np.nan_to_num(p)) - 10).astype("int64")
     out["risk_score"] = np.clip(risk, 0, 100).astype("int64")
 
     tone = np.select([lane == "late", lane == "critical"], ["firm", "escalating"], "friendly")

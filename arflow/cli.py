@@ -453,6 +453,57 @@ def simulate(
         sys.stdout.write(simreport.markdown(report))
 
 
+@app.command()
+def backtest(
+    labels: Path = typer.Option(..., "--labels", help="labelled invoices, CSV (prompts/backtest/demo_labels.csv)"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="the day the labels describe (default: today)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Score labelled invoices and print agreement per field and the confusion tables; with the
+    model (ANTHROPIC_API_KEY) a pass is recorded for its prompt version, which send mode requires.
+    Exit 0 when agreement meets the policy's threshold, 1 when not."""
+    _quiet_env()
+    from arflow.config import Settings, today_in
+    from arflow.policy import load_policy
+    from connectors.ledger.store import Ledger
+    from connectors.llm import open_llm
+    from tasks import backtest as bt
+    from tasks.ai_score import prompt_version
+
+    settings = Settings.from_env()
+    policy = load_policy(settings.policy_path)
+    day = _parse_date(as_of, "--as-of") or today_in(settings.timezone or policy.timezone)
+    try:
+        frame = bt.load_labels(labels)
+    except bt.LabelError as exc:
+        raise UsageError(str(exc)) from None
+    ledger = Ledger(settings.db_url)
+    llm = open_llm(policy, as_of=day)
+    result = bt.run_backtest(frame, policy, llm, as_of=day)
+    version = prompt_version()
+    model = llm.model_for("score") if llm is not None else None
+    result.update(prompt_version=version, model_name=model)
+    if llm is not None:
+        ledger.record_llm(llm.calls, [])
+        result.update(llm.totals())
+    bt.record(ledger, result, labels, version, model)
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=str) + "\n")
+    else:
+        sys.stdout.write(f"backtest of {result['scorer']} ({model or 'rules'}, prompt {version}) on {result['n']} "
+                         f"invoices: tone {result['tone_agreement']:.0%}, escalation {result['escalation_agreement']:.0%} "
+                         f"(threshold {result['threshold']:.0%}): {'passed' if result['passed'] else 'NOT passed'}\n")
+        for field in ("tone", "escalation"):
+            table = result["confusion"][field]
+            cols = list(next(iter(table.values())))
+            sys.stdout.write(f"\n{field}: label (rows) x predicted (columns)\n" + " " * 12
+                             + "".join(f"{c:>12}" for c in cols) + "\n")
+            for lab, row in table.items():
+                sys.stdout.write(f"{lab:>12}" + "".join(f"{row[c]:>12}" for c in cols) + "\n")
+    if not result["passed"]:
+        raise typer.Exit(EXIT_FAILED)
+
+
 @app.command("setup-alerts")
 def setup_alerts(
     slack_webhook: Optional[str] = typer.Option(None, "--slack-webhook", help="save this Slack webhook URL as the "
@@ -480,7 +531,9 @@ def main() -> None:
     from tasks.quality import DataQualityError
 
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns a typer.Exit's code here instead of raising it
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except UsageError as exc:
         print(f"arflow: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USAGE)

@@ -34,10 +34,10 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: str = "dr
     policy = load_policy(settings.policy_path)
     as_of = as_of or today_in(settings.timezone or policy.timezone)
     require_mode(mode)
-    channels = open_channels(mode, source, settings)
     ledger = Ledger(settings.db_url)
     run_id = _run_id()
-    llm = open_model(policy, ledger, mode, run_id, as_of)
+    llm = open_model(policy, ledger, mode, run_id, as_of)  # send mode with a model needs a passing backtest
+    channels = open_channels(mode, source, settings)
     ledger.start_run(run_id, "daily_ar", as_of, source, mode, policy.version)
     try:
         in_doubt = ledger.in_doubt(sending_timeout(), as_of, run_id) if mode != "dry-run" else 0

@@ -162,22 +162,23 @@ def input_hash(feature: dict, stage_day: int, version: str, model: str, renewal_
 
 
 def customer_context(touches: pd.DataFrame | None, replies: pd.DataFrame | None, as_of: dt.date) -> pd.DataFrame:
-    """Per customer: e-mails sent (or planned) in the last 90 days and days since the last one;
-    replies in the last 90 days and the class of the last."""
+    """Per customer: e-mails sent (or planned) in the 90 days before today and days since the last
+    one; replies in those days and the class of the last. Today's own are left out, so a re-run of
+    the day asks the model nothing new."""
     today = pd.Timestamp(as_of)
     cols = ["customer_id", "touches_90d", "last_touch_days_ago", "replies_90d", "last_reply"]
     parts = []
     if touches is not None and not touches.empty:
         t = touches[(touches["channel"] == "email") & touches["status"].isin(["sent", "planned"])].copy()
         t["day"] = pd.to_datetime(t["delivered_on"].fillna(t["as_of"]))
-        t = t[(t["day"] <= today) & (t["day"] > today - pd.Timedelta(days=90))]
+        t = t[(t["day"] < today) & (t["day"] > today - pd.Timedelta(days=90))]  # before today: a re-run sees the same
         if not t.empty:
             g = t.drop_duplicates(["customer_id", "day"]).groupby("customer_id")["day"]
             parts.append(pd.DataFrame({"touches_90d": g.size(), "last_touch_days_ago": (today - g.max()).dt.days}))
     if replies is not None and not replies.empty:
         r = replies.copy()
         r["day"] = pd.to_datetime(r["received_on"])
-        r = r[(r["day"] <= today) & (r["day"] > today - pd.Timedelta(days=90)) & r["customer_id"].notna()]
+        r = r[(r["day"] < today) & (r["day"] > today - pd.Timedelta(days=90)) & r["customer_id"].notna()]
         if not r.empty:
             r = r.sort_values(["day", "id"])
             g = r.groupby("customer_id")

@@ -454,6 +454,38 @@ def simulate(
 
 
 @app.command()
+def replies(
+    replies_from: str = typer.Option(..., "--from", help="a .mbox file, a .csv or .json drop, or imap (ARFLOW_IMAP_*)"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="the day, YYYY-MM-DD (default: today)"),
+    source: str = typer.Option("demo", "--source", help="demo | csv:DIR (to match replies to invoices)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Triage customers' replies: class (paid, promise, dispute, wrong contact, out of office, complaint,
+    refund, legal, question) and its effect in the ledger."""
+    day = _parse_date(as_of, "--as-of")
+    _check_source(source)
+    if replies_from != "imap" and not Path(replies_from).is_file():
+        raise UsageError(f"--from {replies_from}: no such file (or use imap)")
+    _quiet_env()
+    from connectors.inbox import InboxError
+
+    with contextlib.redirect_stdout(sys.stderr):
+        from flows.replies import reply_triage
+
+        try:
+            out = reply_triage(replies_from=replies_from, as_of=day, source=source)
+        except InboxError as exc:
+            raise UsageError(str(exc)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(out, default=str) + "\n")
+    else:
+        for r in out["replies"]:
+            sys.stdout.write(f"{r['category']:<15} {r['customer_id'] or '(unmatched)':<12} {r['effect']}"
+                             f"{'  [flagged: ' + r['flagged'] + ']' if r['flagged'] else ''}\n")
+        sys.stdout.write(f"{out['new']} new repl{'y' if out['new'] == 1 else 'ies'}\n")
+
+
+@app.command()
 def backtest(
     labels: Path = typer.Option(..., "--labels", help="labelled invoices, CSV (prompts/backtest/demo_labels.csv)"),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="the day the labels describe (default: today)"),

@@ -86,6 +86,13 @@ def system_prompt(policy: Policy) -> str:
         late_days=LATE_DAYS).strip()
 
 
+def system_prompt_of(name: str) -> str:
+    """A fixed prompt of prompts/ with no variables (triage)."""
+    from tasks.touches import environment
+
+    return environment("en").get_template(name).render().strip()
+
+
 @dataclass
 class ScoreStats:
     eligible: int = 0

@@ -78,7 +78,7 @@ def answer_triage(request: dict, user: str) -> dict:
         entry = {"reply_id": r["reply_id"], "category": "question", "date": None, "amount": None,
                  "new_contact_email": None, "new_contact_name": None, "summary": r["subject"][:80],
                  "instructions_found": "ignore" in text and "instruction" in text}
-        if "out of office" in text or "on leave" in text:
+        if "out of office" in text or "out of the office" in text or "on leave" in text:
             entry.update(category="out_of_office", date=date.group(1) if date else None)
         elif "remittance" in text or "we paid" in text or "payment was sent" in text:
             entry["category"] = "paid"

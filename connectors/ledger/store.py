@@ -348,6 +348,25 @@ class Ledger:
             self.insert_rows(m.LlmCall, calls, conn)
             self.insert_rows(m.LlmScore, scores, conn)
 
+    def record_replies(self, items: list[dict]) -> int:
+        """Each triaged reply with its effects (pauses, promises, disputes, owner tasks) and an audit
+        entry, one transaction per reply; a reply already recorded (same message id) changes nothing."""
+        done = 0
+        for it in items:
+            reply, e = it["reply"], it["effects"]
+            with self.engine.begin() as conn:
+                if self._insert_new(conn, m.Reply, [reply], ["message_id"], "message_id") == []:
+                    continue
+                self.insert_rows(m.Pause, e.pauses, conn)
+                self.insert_rows(m.PromiseToPay, e.promises, conn)
+                self.insert_rows(m.Dispute, e.disputes, conn)
+                self._insert_new(conn, m.OwnerTask, e.tasks, ["task_key"], "task_key")
+                self.audit("arflow-triage", "reply.triaged", "Reply", reply["message_id"],
+                           {k: reply[k] for k in ("customer_id", "invoice_id", "category", "classifier", "flagged",
+                                                  "effect")}, conn)
+                done += 1
+        return done
+
     def llm_usage(self, run_id: str) -> dict:
         from connectors.llm import llm_totals
 

@@ -111,3 +111,25 @@ def test_a_bad_label_file_is_a_usage_error(tmp_path):
     bad.write_text(LABELS.read_text().replace(",friendly,none,", ",cheerful,none,", 1))
     p = _run(["backtest", "--labels", str(bad)], tmp_path)
     assert p.returncode == 2 and "tone or escalation label outside" in p.stderr
+
+
+def test_the_replies_command_triages_a_mailbox_once(tmp_path):
+    from tests.conftest import make_source
+    from tests.test_triage import MBOX, portfolio
+
+    invoices, customers = portfolio()
+    src = make_source(tmp_path / "src", invoices.to_dict("records"), customers.to_dict("records"))
+    args = ["replies", "--from", str(MBOX), "--as-of", "2026-11-23", "--source", f"csv:{src}", "--json"]
+    p = _run(args, tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = json.loads(p.stdout)
+    assert out["new"] == out["recorded"] == 11 and out["unmatched"] == 1 and out["flagged"] == 1
+    assert out["by_class"]["question"] == 3 and out["classifier"] == {"model": 0, "rules": 11, "rules_fallback": 0}
+    again = json.loads(_run(args, tmp_path).stdout)
+    assert again["new"] == 0 and again["replies"] == []
+    assert _sql(tmp_path, "select count(*) from replies")[0][0] == 11
+    # A reply paused C1's invoice: today's run holds it instead of sending the reminder.
+    run = json.loads(_run(["run", "--as-of", "2026-11-23", "--source", f"csv:{src}", "--json"], tmp_path).stdout)
+    assert run["held"].get("paused", 0) >= 1
+    p = _run(["replies", "--from", str(tmp_path / "nope.mbox")], tmp_path)
+    assert p.returncode == 2 and "no such file" in p.stderr

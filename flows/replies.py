@@ -1,0 +1,64 @@
+"""reply_triage(as_of): read the customers' replies (IMAP, a mailbox file, or a CSV/JSON drop),
+classify each (Claude where configured, keyword rules otherwise), and record its effect: a pause,
+a promise, a dispute, a task for a person. Run it before the daily run, so today's reminders
+already respect what customers wrote. Reading the same replies twice records them once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from prefect import flow, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from arflow.config import Settings, today_in
+from arflow.policy import load_policy
+from connectors.ledger.store import Ledger
+from flows.hooks import notify_failure
+
+
+@task(name="read_replies", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
+def read_replies(spec: str):
+    from connectors.inbox import read_replies as read
+
+    return read(spec)
+
+
+@task(name="triage_replies", cache_policy=NO_CACHE)
+def triage_replies(replies, source: str, ledger: Ledger, as_of: dt.date, policy, settings: Settings, llm):
+    from connectors.sources import open_source
+    from tasks.triage import triage
+
+    src = open_source(source, data_dir=settings.data_dir, as_of=as_of)
+    known = set(ledger.replies()["message_id"]) if len(replies) else set()
+    invoices, customers = src.invoices(), src.customers()
+    since = len(llm.calls) if llm is not None else 0
+    items, counts = triage(replies, invoices, customers, known, as_of=as_of, country=policy.company_country,
+                           finance=policy.delivery.finance_team, llm=llm)
+    if llm is not None:
+        ledger.record_llm(llm.calls[since:], [])
+    counts["recorded"] = ledger.record_replies(items)
+    return items, counts
+
+
+@flow(name="reply_triage", on_failure=[notify_failure], on_crashed=[notify_failure])
+def reply_triage(replies_from: str, as_of: dt.date | None = None, source: str = "demo") -> dict:
+    """Triage the replies in `replies_from` (a .mbox, .csv or .json file, or `imap`)."""
+    from connectors.llm import open_llm
+
+    settings = Settings.from_env()
+    policy = load_policy(settings.policy_path)
+    as_of = as_of or today_in(settings.timezone or policy.timezone)
+    ledger = Ledger(settings.db_url)
+    llm = open_llm(policy, run_id=f"triage-{uuid.uuid4()}", as_of=as_of)
+    replies = read_replies(replies_from)
+    items, counts = triage_replies(replies, source, ledger, as_of, policy, settings, llm)
+    if llm is not None:
+        counts.update(llm.totals())
+    counts["replies"] = [{k: it["reply"][k] for k in ("message_id", "customer_id", "invoice_id", "category",
+                                                      "classifier", "flagged", "effect")} for it in items]
+    if items:
+        create_table_artifact(key="reply-triage", table=counts["replies"],
+                              description=f"Replies triaged on {as_of}: class and effect")
+    return counts

@@ -50,6 +50,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: str = "dr
                                           ledger, mode)
         run_dir = settings.data_dir / "runs" / as_of.isoformat() / run_id  # dry-run: the .eml files
         delivery = delivery_context(ledger, channels, policy, run_id, as_of, mode, source, settings)
+        delivery.llm = llm
         try:
             lanes = [lane(actions, planned.frame, ledger, mode, run_id, as_of, run_dir, delivery) for lane in LANE_FLOWS]
             owners = t.follow_up_owners(delivery)
@@ -100,6 +101,11 @@ def publish_report(as_of: dt.date, run_id: str, source: str, mode: str, policy: 
                                reconciliation=reconciliation.summary(), data_quality=dq,
                                outbox_new=sum(lane["new"] for lane in lanes), notes=notes)
     summary["blocked_by_guardrail"] = sum(lane["blocked_by_guardrail"] for lane in lanes)
+    personalized: dict[str, int] = {}
+    for lane in lanes:
+        for k, v in (lane.get("personalized") or {}).items():
+            personalized[k] = personalized.get(k, 0) + v
+    summary["personalized"] = personalized
     delivered = [lane.get("delivery") or {} for lane in lanes]
     summary["messages"] = sum(lane.get("messages", 0) for lane in lanes)
     summary["sent"] = sum(d.get("sent", 0) for d in delivered)

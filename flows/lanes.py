@@ -18,9 +18,11 @@ from tasks.prefect_tasks import deliver_touches, queue_touches
 def _lane(lane: str, actions: pd.DataFrame, invoices: pd.DataFrame, ledger: Ledger, mode: str, run_id: str,
           as_of: dt.date, run_dir=None, delivery=None) -> dict:
     mine = actions[actions["lane"] == lane]
-    queued = {"touches": 0, "new": 0, "blocked_by_guardrail": 0, "decisions_opened": 0, "drafted": 0}
+    queued = {"touches": 0, "new": 0, "blocked_by_guardrail": 0, "decisions_opened": 0, "drafted": 0,
+              "personalized": {}}
     if not mine.empty:
-        queued = queue_touches(mine, invoices, ledger, mode, run_id, as_of, run_dir, delivery.policy if delivery else None)
+        queued = queue_touches(mine, invoices, ledger, mode, run_id, as_of, run_dir,
+                               delivery.policy if delivery else None, delivery.llm if delivery else None)
     sent = deliver_touches(delivery, lane) if delivery is not None else {}
     return {"lane": lane, **queued, "delivery": sent}
 

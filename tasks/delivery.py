@@ -71,6 +71,7 @@ class Context:
     data_dir: Path
     verify: object            # callable(rows) -> pd.Series of skip reasons (None: still good)
     quarter_end: bool = False
+    llm: object = None        # connectors.llm.Claude where the model is on (personalization)
 
 
 # ---- verify at the source ------------------------------------------------------------------------

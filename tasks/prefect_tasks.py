@@ -91,7 +91,7 @@ def plan_actions(scored, as_of: dt.date, policy: Policy, mismatched: set[str], l
 @task(name="queue_touches", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5],
       retry_condition_fn=_transient)
 def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_of: dt.date,
-                  run_dir=None, policy: Policy | None = None) -> dict:
+                  run_dir=None, policy: Policy | None = None, llm=None) -> dict:
     """Render today's touches (one message per customer), check them, and write them to the
     outbox; each message that waits for a person opens a decision in the same transaction."""
     import os
@@ -99,7 +99,16 @@ def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_
     from tasks.decisions import decision_rows
     from tasks.touches import namespace, write_eml
 
-    rows = outbox_rows(actions, invoices, mode=mode, run_id=run_id, as_of=as_of, policy=policy)
+    personalize = None
+    if llm is not None and policy is not None and policy.llm.personalize:
+        from tasks.personalize import Personalizer
+
+        personalize = Personalizer.for_run(llm, ledger.touch_history(namespace(mode)), as_of)
+        since = len(llm.calls)
+    rows = outbox_rows(actions, invoices, mode=mode, run_id=run_id, as_of=as_of, policy=policy,
+                       personalize=personalize)
+    if personalize is not None:
+        ledger.record_llm(llm.calls[since:], [])
     decisions = decision_rows(rows, ledger.touch_history(namespace(mode)), run_id, as_of) if mode != "dry-run" else []
     new, opened = ledger.queue_touches(rows, decisions)
     if mode == "dry-run" and run_dir is not None:
@@ -108,7 +117,8 @@ def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_
     blocked = int((messages["status"] == "blocked").sum()) if not rows.empty else 0
     drafted = opened if mode == "draft" else 0
     return {"touches": int(len(rows)), "new": int(new), "messages": int(len(messages)),
-            "blocked_by_guardrail": blocked, "decisions_opened": int(opened), "drafted": int(drafted)}
+            "blocked_by_guardrail": blocked, "decisions_opened": int(opened), "drafted": int(drafted),
+            "personalized": dict(personalize.counts) if personalize is not None else {}}
 
 
 @task(name="deliver_touches", cache_policy=NO_CACHE)

@@ -23,7 +23,8 @@ TEMPLATE_BY_CHANNEL = {"crm_task": "owner_task.j2", "decision": "owner_task.j2",
 CONTEXT_COLUMNS = ["invoice_number", "due_date", "days_past_due", "currency", "effective_balance_minor",
                    "billing_contact_name", "customer_name", "segment", "arr_minor", "health", "risk_score",
                    "escalation", "escalation_reason", "paid_count", "avg_days_late", "late_count_12m",
-                   "payment_link", "payment_failed", "language", "owner_ae_email", "billing_contact_email"]
+                   "payment_link", "payment_failed", "language", "owner_ae_email", "billing_contact_email",
+                   "tenure_months"]
 TONE_RANK = {"friendly": 0, "firm": 1, "escalating": 2}
 
 
@@ -67,6 +68,7 @@ def invoice_context(c, act) -> dict:
         "payment_failed": bool(c.payment_failed), "language": c.language,
         "owner_email": c.owner_ae_email if isinstance(c.owner_ae_email, str) else None,
         "billing_email": c.billing_contact_email if isinstance(c.billing_contact_email, str) else None,
+        "tenure_months": int(c.tenure_months) if pd.notna(c.tenure_months) else None,
     }
 
 
@@ -94,7 +96,7 @@ def check_rendered(subject: str, body: str, ctx: dict, customer_id: str, directo
 
 
 def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run_id: str, as_of: dt.date,
-                policy=None, sender_name: str = "Accounts Receivable") -> pd.DataFrame:
+                policy=None, sender_name: str = "Accounts Receivable", personalize=None) -> pd.DataFrame:
     """actions (from tasks.plan) + the invoices' context -> rows for the ledger's outbox.
 
     One customer, one message: a customer's e-mail touches of the day share a message key and one
@@ -102,7 +104,9 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
     dry-run `planned` (`awaiting_decision` where a person would approve it first; no decision is
     opened); draft `awaiting_decision` (a person approves every message); send `queued`,
     or `awaiting_decision` where the step needs approval. A message the guardrails reject is
-    `blocked` with the reasons, whatever the mode."""
+    `blocked` with the reasons, whatever the mode. `personalize` (tasks.personalize.Personalizer):
+    the model may rewrite each customer e-mail; its draft is checked before it replaces the text,
+    and the guardrails then check whatever text is queued."""
     if actions.empty:
         return pd.DataFrame()
     a = actions.reset_index(drop=True)
@@ -127,6 +131,10 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
         channel = channels[idx[0]]
         subject, body, ctx = render_message(channel, items, sender_name)
         status, reason = initial_status(mode, ctx["needs_approval"]), None
+        if channel == "email" and personalize is not None:
+            subject, body, how = personalize(subject, body, ctx, customers[idx[0]], directory)
+            for i in idx:
+                contexts[i]["personalized"] = how
         if channel == "email":  # customer-facing: the guardrails decide whether it may be queued
             found = check_rendered(subject, body, ctx, customers[idx[0]], directory)
             if found:

@@ -97,6 +97,7 @@ class Frames:
     installments: pd.DataFrame          # of active plans
     beginning_ar: dict[str, int] = field(default_factory=dict)  # per currency, window_days before (a run's)
     notes: list[str] = field(default_factory=list)
+    replies: pd.DataFrame = field(default_factory=pd.DataFrame)  # triaged inbound replies (tasks.triage)
 
 
 def _d(series: pd.Series) -> pd.Series:
@@ -333,7 +334,8 @@ def operating(f: Frames, ar: pd.DataFrame, cfg: Kpis, lanes: LaneBounds) -> dict
                            if not emails.empty else 0, "invoices_touched": int(emails["invoice_id"].nunique())
                            if not emails.empty else 0, "counted_as": "planned (dry-run)" if f.run_mode == "dry-run"
                            else "sent"},
-        "replies_received": {"total": sum(replies.values()), **replies},
+        "replies_received": {"total": sum(replies.values()), **replies,
+                             "triaged_by_class": _by_class(f.replies, f.as_of, w)},
         "disputes_open": int((f.disputes["resolved_on"].isna() | (_d(f.disputes["resolved_on"]) > _t(f.as_of))).sum())
         if not f.disputes.empty else 0,
         "stalled_accounts": stalled_accounts(f, ar, sent, cfg.stalled_after_touches),
@@ -351,6 +353,15 @@ def operating(f: Frames, ar: pd.DataFrame, cfg: Kpis, lanes: LaneBounds) -> dict
             if not skipped.empty else {}},
         "repeated_reminders": repeated,
     }
+
+
+def _by_class(replies: pd.DataFrame, as_of: dt.date, days: int) -> dict[str, int]:
+    """Inbound replies triaged in the window, per class (the disputes and promises they opened are
+    also in the counts beside this one)."""
+    if replies is None or replies.empty:
+        return {}
+    r = replies[_in_window(replies["received_on"], as_of, days)]
+    return {str(k): int(v) for k, v in r["category"].value_counts().sort_index().items()}
 
 
 def stalled_accounts(f: Frames, ar: pd.DataFrame, sent: pd.DataFrame, after: int) -> dict:

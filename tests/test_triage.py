@@ -157,3 +157,26 @@ def test_a_json_drop_reads_like_the_mailbox_and_bad_files_say_why(tmp_path):
         read_drop(tmp_path / "bad.json")
     with pytest.raises(InboxError, match="set ARFLOW_IMAP_HOST"):
         read_replies("imap")
+
+
+def test_imap_reads_the_unseen_replies_and_a_wrong_login_says_so(tmp_path):
+    from connectors.inbox import read_imap
+    from tests.fake_imap import FakeImap
+
+    with FakeImap(MBOX) as server:
+        df = read_imap("127.0.0.1", "ar@yourco.example", "secret", port=server.port, ssl=False)
+        assert list(df["message_id"]) == list(read_mbox(MBOX)["message_id"])
+        assert "EXAMINE" in server.commands and not server.seen  # read-only by default
+        # The same mailbox through the flow's reader, configured from the environment.
+        ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+        items, counts = run(ledger, replies=df)
+        assert [it["reply"]["category"] for it in items] == EXPECTED
+        read_imap("127.0.0.1", "ar@yourco.example", "secret", port=server.port, ssl=False, mark_seen=True)
+        assert server.seen == set(range(1, 12))
+        assert read_imap("127.0.0.1", "ar@yourco.example", "secret", port=server.port, ssl=False).empty
+        with pytest.raises(InboxError, match="login refused"):
+            read_imap("127.0.0.1", "ar@yourco.example", "wrong", port=server.port, ssl=False)
+        with pytest.raises(InboxError, match="no folder"):
+            read_imap("127.0.0.1", "ar@yourco.example", "secret", port=server.port, ssl=False, folder="Archive")
+    with pytest.raises(InboxError, match="cannot connect"):
+        read_imap("127.0.0.1", "u", "p", port=server.port, ssl=False)

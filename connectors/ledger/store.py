@@ -443,6 +443,7 @@ class Ledger:
             disputes=self.frame(m.Dispute, m.Dispute.opened_on <= as_of),
             promises=self.frame(m.PromiseToPay, m.PromiseToPay.recorded_on <= as_of),
             opt_outs=self.frame(m.OptOut, m.OptOut.recorded_on <= as_of),
+            replies=self.frame(m.Reply, m.Reply.received_on <= as_of),
             installments=installments,
             beginning_ar=beginning, notes=notes)
 

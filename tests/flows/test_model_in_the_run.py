@@ -131,5 +131,9 @@ def test_the_replies_command_triages_a_mailbox_once(tmp_path):
     # A reply paused C1's invoice: today's run holds it instead of sending the reminder.
     run = json.loads(_run(["run", "--as-of", "2026-11-23", "--source", f"csv:{src}", "--json"], tmp_path).stdout)
     assert run["held"].get("paused", 0) >= 1
+    rep = json.loads(_run(["report", "--as-of", "2026-11-23", "--json"], tmp_path).stdout)
+    assert rep["operating"]["replies_received"]["triaged_by_class"] == {
+        "complaint": 1, "dispute": 1, "legal_threat": 1, "out_of_office": 1, "paid": 1, "promise_to_pay": 1,
+        "question": 3, "refund_request": 1, "wrong_contact": 1}
     p = _run(["replies", "--from", str(tmp_path / "nope.mbox")], tmp_path)
     assert p.returncode == 2 and "no such file" in p.stderr

@@ -290,15 +290,22 @@ def model_score(scored: pd.DataFrame, policy: Policy, llm, *, as_of: dt.date, ca
     return out, new_rows, stats
 
 
-def _validate(raw: dict, ids: set[str]) -> dict[str, ScoreEntry]:
+def validate_batch(answer_cls: type[BaseModel], raw: dict, ids: set[str], items: str, key: str) -> dict:
+    """A batched tool answer, validated against its schema, covering exactly the ids asked about:
+    {id: entry}. Raises ValueError otherwise (the caller falls back for the whole batch)."""
     try:
-        answer = ScoreAnswer.model_validate(raw)
+        answer = answer_cls.model_validate(raw)
     except ValidationError as exc:
         raise ValueError(str(exc)) from None
-    got = {e.invoice_id: e for e in answer.scores}
-    if set(got) != ids or len(answer.scores) != len(ids):
-        raise ValueError("the answer does not cover exactly the invoices asked about")
+    entries = getattr(answer, items)
+    got = {getattr(e, key): e for e in entries}
+    if set(got) != ids or len(entries) != len(ids):
+        raise ValueError(f"the answer does not cover exactly the {items} asked about")
     return got
+
+
+def _validate(raw: dict, ids: set[str]) -> dict[str, ScoreEntry]:
+    return validate_batch(ScoreAnswer, raw, ids, "scores", "invoice_id")
 
 
 def _fresh_cache(cache: pd.DataFrame | None, version: str, model: str, as_of: dt.date,

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from arflow import businessdays as bd
 
@@ -300,14 +300,9 @@ def classify(replies: pd.DataFrame, llm=None, *, as_of: dt.date, batch_size: int
 
 
 def _validate(raw: dict, ids: set[str]) -> dict[str, TriageEntry]:
-    try:
-        answer = TriageAnswer.model_validate(raw)
-    except ValidationError as exc:
-        raise ValueError(str(exc)) from None
-    got = {e.reply_id: e for e in answer.replies}
-    if set(got) != ids:
-        raise ValueError("the answer does not cover exactly the replies asked about")
-    return got
+    from tasks.ai_score import validate_batch
+
+    return validate_batch(TriageAnswer, raw, ids, "replies", "reply_id")
 
 
 def triage(replies: pd.DataFrame, invoices: pd.DataFrame, customers: pd.DataFrame, known_ids: set[str], *,

@@ -410,6 +410,8 @@ def simulate(
     start: str = typer.Option("2026-01-05", "--start", help="the first simulated day, YYYY-MM-DD"),
     behaviour: Optional[Path] = typer.Option(None, "--behaviour", help="behaviour file (default simulation.yaml)"),
     workers: int = typer.Option(2, "--workers", help="simulations run in parallel processes"),
+    model: Optional[str] = typer.Option(None, "--model", help="fake: score with Claude through the recording fake "
+                                        "(reports the model's calls and cost per invoice per day)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
     markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="write the comparison as markdown here"),
     html: Optional[Path] = typer.Option(None, "--html", help="write the comparison page (HTML, charts) here"),
@@ -439,8 +441,10 @@ def simulate(
     for p in policies:
         if p not in sim.BUILTIN and not Path(p).exists():
             raise UsageError(f"--policy {p!r} is not one of {list(sim.BUILTIN)} nor a policy file")
+    if model not in (None, "fake"):
+        raise UsageError(f"--model must be fake, got {model!r}")
     common = {"days": days, "customers": customers, "seed": seed, "start": first,
-              "behaviour_path": str(behaviour) if behaviour else None}
+              "behaviour_path": str(behaviour) if behaviour else None, "model": model}
     report = sim.compare(policies=policies, scenarios=scenarios, workers=workers, **common)
     if markdown_out is not None:
         markdown_out.write_text(simreport.markdown(report))

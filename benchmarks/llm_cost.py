@@ -1,6 +1,6 @@
 """What the model costs per invoice per day: replay the demo for 60 days (the daily flow's hops in
 order, the ledger between days, touches recorded in the dry-run outbox) with Claude scoring through
-the real anthropic SDK against the recording fake (tests/fake_anthropic.py: it counts tokens and
+the real anthropic SDK against the recording fake (connectors/fake_anthropic.py: it counts tokens and
 models prompt caching). Prints one JSON object.
 
     python benchmarks/llm_cost.py [--days 60] [--customers 240] [--seed 42]
@@ -33,7 +33,7 @@ from connectors.sources import DemoSource  # noqa: E402
 from tasks import hops  # noqa: E402
 from tasks.ai_score import customer_context  # noqa: E402
 from tasks.touches import outbox_rows  # noqa: E402
-from tests.fake_anthropic import FakeAnthropic  # noqa: E402
+from connectors.fake_anthropic import FakeAnthropic  # noqa: E402
 
 REFERENCE_USD = 0.10
 

@@ -65,8 +65,12 @@ class _Slack:
 
 def simulate(*, days: int, customers: int, policy: str = "default", seed: int = 1, scenario: str = "central",
              start: dt.date = dt.date(2026, 1, 5), behaviour_path: str | None = None, workdir: str | None = None,
-             series: bool = True) -> dict:
-    """One policy, one scenario: `days` calendar days from `start`. Returns its metrics."""
+             series: bool = True, model: str | None = None) -> dict:
+    """One policy, one scenario: `days` calendar days from `start`. Returns its metrics.
+    `model="fake"`: the policy scores with Claude through the real SDK against the recording fake
+    (connectors/fake_anthropic.py), so the model's calls and cost per invoice per day are reported.
+    The fake's answers (it softens long-standing punctual customers) are not a model's judgement:
+    with it, read the cost, not the behavioural numbers."""
     if days < 1:
         raise ValueError("--days must be at least 1")
     behaviour = load_behaviour(behaviour_path)
@@ -74,7 +78,8 @@ def simulate(*, days: int, customers: int, policy: str = "default", seed: int = 
     pol = resolve_policy(policy, behaviour, settings)
     world = SimulatedWorld(customers=customers, start=start, seed=seed, behaviour=behaviour, scenario=scenario)
     began = time.perf_counter()
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+    usage = {"invoice_days": 0}
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp, _model(model, pol) as llm:
         ledger = Ledger(f"sqlite:///{Path(tmp) / 'ledger.db'}")
         settings = Settings(**{**settings.__dict__, "data_dir": Path(tmp)})
         channels = Channels(mailer=world, slack=_Slack(world), billing=world, mail_from="ar@sim.example")
@@ -90,10 +95,12 @@ def simulate(*, days: int, customers: int, policy: str = "default", seed: int = 
                 month = (day.year, day.month)
                 if check:
                     spot["days"] += 1
-                    spot["quarantined"] += _run_day(world, ledger, pol, settings, channels, day)
+                    q, n = _run_day(world, ledger, pol, settings, channels, day, llm)
+                    spot["quarantined"] += q
                 else:
                     with suites_off():
-                        _run_day(world, ledger, pol, settings, channels, day)
+                        _, n = _run_day(world, ledger, pol, settings, channels, day, llm)
+                usage["invoice_days"] += n
                 _clerk_decides(world, ledger, day)
             sent = ledger.frame(m.Outbox, (m.Outbox.delivered_on == day) & (m.Outbox.status == "sent"))
             world.receive(sent, ledger.plan_schedule(day), ledger.frame(m.WriteOff), day)
@@ -103,15 +110,47 @@ def simulate(*, days: int, customers: int, policy: str = "default", seed: int = 
     result.update({"policy": policy, "policy_version": pol.version, "scenario": scenario, "seed": seed,
                    "days": days, "customers": customers, "start": start.isoformat(),
                    "behaviour_version": behaviour["version"], "seconds": round(seconds, 1),
-                   "suite_spot_checks": spot,
-                   "llm": None})  # no model scorer in this build (the AI issue): the policy is rules-only
+                   "suite_spot_checks": spot, "llm": _llm_report(llm, usage["invoice_days"])})
     return result
 
 
+class _model:
+    """The model of a simulated policy: None (rules), or "fake" (the recording fake on a local port)."""
+
+    def __init__(self, kind: str | None, policy: Policy):
+        if kind not in (None, "fake"):
+            raise ValueError(f"--model must be fake (or left out), got {kind!r}")
+        self.kind, self.policy, self.fake = kind, policy, None
+
+    def __enter__(self):
+        if self.kind is None:
+            return None
+        from connectors.fake_anthropic import FakeAnthropic
+        from connectors.llm import Claude
+
+        self.fake = FakeAnthropic().__enter__()
+        settings = self.policy.llm if self.policy.llm.enabled else self.policy.llm.model_copy(update={"enabled": True})
+        return Claude.connect(settings, api_key="sk-simulated", base_url=self.fake.url, run_id="simulation")
+
+    def __exit__(self, *exc):
+        if self.fake is not None:
+            self.fake.__exit__(*exc)
+
+
+def _llm_report(llm, invoice_days: int) -> dict | None:
+    if llm is None:
+        return None
+    totals = llm.totals()
+    return {**totals, "model": llm.model_for("score"), "answers": "recording fake (cost only)",
+            "invoice_days": invoice_days,
+            "calls_per_invoice_day": round(totals["llm_calls"] / invoice_days, 5) if invoice_days else 0.0,
+            "cost_per_invoice_day_usd": round(totals["cost_usd"] / invoice_days, 7) if invoice_days else 0.0}
+
+
 def _run_day(world: SimulatedWorld, ledger: Ledger, policy: Policy, settings: Settings, channels: Channels,
-             day: dt.date) -> int:
+             day: dt.date, llm=None) -> tuple[int, int]:
     """payment_checkpoint then daily_ar for `day`, as their flow bodies call their tasks.
-    Returns how many rows the hops quarantined."""
+    Returns how many rows the hops quarantined, and how many open invoices were scored."""
     quarantined = 0
     run_id = f"sim-{day.isoformat()}-checkpoint"
     ledger.start_run(run_id, "payment_checkpoint", day, world.name, MODE, policy.version)
@@ -131,20 +170,23 @@ def _run_day(world: SimulatedWorld, ledger: Ledger, policy: Policy, settings: Se
     extracted, customers = t.extract_aging.fn(inputs, day, policy)
     reconciliation, rec_hop = t.reconcile_aging.fn(extracted.frame, inputs, policy)
     enriched = t.enrich_context.fn(extracted.frame, customers, inputs, day, policy)
-    scored = t.score_invoices.fn(enriched.frame, policy)
+    if llm is not None:
+        llm.as_of, llm.run_id = day, run_id
+    scored = t.score_invoices.fn(enriched.frame, policy, ledger, llm, day, MODE, run_id)
     planned, actions = t.plan_actions.fn(scored.frame, day, policy, set(reconciliation.mismatched_customers),
                                          ledger, MODE)
     delivery = delivery_context(ledger, channels, policy, run_id, day, MODE, world, settings)
+    delivery.llm = llm
     for lane in LANES:  # flows/lanes.py: queue the lane's touches, then deliver what is queued
         mine = actions[actions["lane"] == lane]
         if not mine.empty:
-            t.queue_touches.fn(mine, planned.frame, ledger, MODE, run_id, day, None, policy)
+            t.queue_touches.fn(mine, planned.frame, ledger, MODE, run_id, day, None, policy, llm)
         t.deliver_touches.fn(delivery, lane)
     t.follow_up_owners.fn(delivery)
     ledger.finish_run(run_id, "completed", {"simulated": True})
     for hop in (extracted, rec_hop, enriched, scored, planned):
         quarantined += len(hop.quarantine)
-    return quarantined
+    return quarantined, int(len(scored.frame))
 
 
 def _clerk_records(world: SimulatedWorld, ledger: Ledger) -> None:

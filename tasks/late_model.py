@@ -97,22 +97,29 @@ def training_rows(history: pd.DataFrame) -> pd.DataFrame:
     return h
 
 
-_FITTED: dict[tuple, "LateModel | None"] = {}
+_FITTED: dict[int, tuple[pd.DataFrame, LateModel | None]] = {}  # late_days -> (trained on, model)
+REFIT_GROWTH = 1.2  # a history that only grew, by less than this factor, keeps the model trained on it
 
 
 def fit(history: pd.DataFrame, late_days: int = LATE_DAYS) -> LateModel | None:
     """Train on paid invoices (customer_id, issue_date, due_date, paid_date, amount_minor); None when
-    there is too little history, or too few of either class, to learn from. The same history is
-    trained on once per process (the daily run asks twice: enrich and the forecast)."""
+    there is too little history, or too few of either class, to learn from.
+
+    A history that extends the one the last model was trained on (the same rows first, by payment
+    date) by less than a fifth keeps that model: the features of today's invoices are computed
+    afresh, the weights wait for more evidence. Any other history is trained on anew."""
     if history is None or len(history) < MIN_ROWS:
         return None
-    key = (len(history), late_days, int(pd.util.hash_pandas_object(
-        history[["customer_id", "due_date", "paid_date", "amount_minor"]].astype(str), index=False).sum()))
-    if key not in _FITTED:
-        if len(_FITTED) > 8:
-            _FITTED.clear()
-        _FITTED[key] = _fit(history, late_days)
-    return _FITTED[key]
+    keyed = history[["invoice_id", "customer_id", "paid_date", "due_date", "amount_minor"]].astype(str) \
+        .sort_values(["paid_date", "invoice_id"], kind="stable").reset_index(drop=True)
+    cached = _FITTED.get(late_days)
+    if cached is not None:
+        seen, model = cached
+        if len(seen) <= len(keyed) < REFIT_GROWTH * len(seen) and keyed.iloc[:len(seen)].equals(seen):
+            return model
+    model = _fit(history, late_days)
+    _FITTED[late_days] = (keyed, model)
+    return model
 
 
 def _fit(history: pd.DataFrame, late_days: int) -> LateModel | None:

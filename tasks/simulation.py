@@ -226,6 +226,16 @@ def markdown(report: dict) -> str:
         cells = [f"{_fmt(r['by_tier'][t]['recovery_rate'])} / {_fmt(r['by_tier'][t]['days_to_pay_after_due'])} d"
                  for t in TIERS]
         lines.append(f"| {r['policy']} | " + " | ".join(cells) + " |")
+    priced = [r for r in report["runs"] if r.get("llm")]
+    if priced:
+        lines += ["", "The model in the simulated policy (recording fake: cost only, the answers are not a model's):", "",
+                  "| policy | scenario | calls | input tokens | output tokens | cache reads | cost (USD) | per invoice per day |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in priced:
+            u = r["llm"]
+            lines.append(f"| {r['policy']} | {r['scenario']} | {u['llm_calls']:,} | {u['input_tokens']:,} | "
+                         f"{u['output_tokens']:,} | {u['cache_read_tokens']:,} | {u['cost_usd']:.4f} | "
+                         f"{u['cost_per_invoice_day_usd']:.7f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,4 @@
-"""Scoring with Claude through the real anthropic SDK against the local fake API (tests/fake_anthropic.py):
+"""Scoring with Claude through the real anthropic SDK against the local fake API (connectors/fake_anthropic.py):
 the model's answers used where they pass the guardrails, the rules kept (and counted) where not,
 the cache, the cost, and the API's failures."""
 
@@ -13,7 +13,7 @@ from arflow import demo
 from connectors.llm import Claude
 from tasks import hops
 from tasks.ai_score import SCORE_TOOL, eligible, model_score, prompt_version
-from tests.fake_anthropic import FakeAnthropic, recorded
+from connectors.fake_anthropic import FakeAnthropic, recorded
 from tests.pipeline import inputs_from
 
 AS_OF = dt.date(2026, 11, 23)

@@ -82,3 +82,14 @@ def test_quality_on_the_ibm_data_time_ordered():
     product = out["models"]["record_only/logistic"]
     assert product["roc_auc"] >= 0.85 and product["brier"] <= 0.14   # measured 0.882 and 0.124
     assert product["brier"] < out["baseline_brier_train_rate"]
+
+
+def test_a_history_that_only_grew_a_little_keeps_its_model_and_any_other_retrains():
+    # As the ledger grows: each day's history is yesterday's plus payments made since.
+    big = history(140).sort_values(["paid_date", "invoice_id"]).reset_index(drop=True)
+    first = late_model.fit(big.iloc[:300])
+    assert late_model.fit(big.iloc[:320]) is first           # 7% more: the same weights
+    grown = late_model.fit(big.iloc[:400])                    # a third more: trained anew
+    assert grown is not first and grown.trained_on == 400
+    changed = big.iloc[:400].assign(amount_minor=lambda d: d["amount_minor"].where(d.index != 0, 1))
+    assert late_model.fit(changed) is not grown               # a history that changed: trained anew

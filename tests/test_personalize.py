@@ -14,7 +14,7 @@ from connectors.llm import Claude
 from tasks.personalize import Personalizer
 from tasks.touches import outbox_rows
 from tests.conftest import customer, invoice, make_source
-from tests.fake_anthropic import FakeAnthropic
+from connectors.fake_anthropic import FakeAnthropic
 from tests.pipeline import run
 
 AS_OF = dt.date(2026, 11, 23)

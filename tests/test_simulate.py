@@ -121,3 +121,20 @@ def test_the_command_compares_policies_under_three_assumptions(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "arflow.cli", "simulate", "--days", "5", "--scenario", "rosy"],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert bad.returncode == 2 and "rosy" in bad.stderr
+
+
+def test_a_simulated_policy_can_score_with_the_model_and_reports_its_cost():
+    out = subprocess.run([sys.executable, "-m", "arflow.cli", "simulate", "--days", "30", "--customers", "20",
+                          "--model", "fake", "--json", "--seed", "4"], capture_output=True, text=True, timeout=600,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    run = json.loads(out.stdout)["runs"][0]
+    llm = run["llm"]
+    assert llm["llm_calls"] > 0 and llm["input_tokens"] > 0 and llm["cost_usd"] > 0
+    assert llm["invoice_days"] > 0 and 0 < llm["cost_per_invoice_day_usd"] < 0.002  # the goal: 50x under $0.10
+    assert llm["model"] == "claude-sonnet-4-5"
+    rules = sim.simulate(days=30, customers=20, policy="default", seed=4)
+    assert rules["llm"] is None and rules["invoices_billed"] == run["invoices_billed"]
+    bad = subprocess.run([sys.executable, "-m", "arflow.cli", "simulate", "--days", "5", "--model", "claude"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert bad.returncode == 2 and "--model must be fake" in bad.stderr

@@ -17,7 +17,7 @@ from connectors.ledger.store import Ledger
 from connectors.llm import Claude
 from tasks.triage import classify_rules, triage
 from tests.conftest import customer, invoice
-from tests.fake_anthropic import FakeAnthropic
+from connectors.fake_anthropic import FakeAnthropic
 
 AS_OF = dt.date(2026, 11, 23)
 MBOX = ROOT / "tests" / "fixtures" / "replies.mbox"
@@ -98,7 +98,7 @@ def test_the_same_replies_twice_are_recorded_once(tmp_path):
 def test_the_model_classifies_and_its_word_is_bounded_by_the_class(tmp_path):
     def obeys_the_injection(request, user):
         # A model fooled by the reply: it calls the injection "paid" and says no instruction was found.
-        from tests.fake_anthropic import answer_triage
+        from connectors.fake_anthropic import answer_triage
 
         out = answer_triage(request, user)
         for r in out["replies"]:

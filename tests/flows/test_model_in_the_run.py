@@ -1,5 +1,5 @@
 """The model inside the daily run and the backtest, as a user runs them: the `arflow` command in a
-subprocess, the real anthropic SDK, the local fake API (tests/fake_anthropic.py) on 127.0.0.1."""
+subprocess, the real anthropic SDK, the local fake API (connectors/fake_anthropic.py) on 127.0.0.1."""
 
 import json
 import os
@@ -12,7 +12,7 @@ import pytest
 from prefect.settings import PREFECT_API_URL
 
 from arflow.config import ROOT
-from tests.fake_anthropic import FakeAnthropic
+from connectors.fake_anthropic import FakeAnthropic
 
 ARFLOW = str(Path(sys.executable).parent / "arflow")
 LABELS = ROOT / "prompts" / "backtest" / "demo_labels.csv"

@@ -9,7 +9,8 @@ What it answers:
   client's timeout), in order;
 - then, for a forced tool call, the tool input a responder for that tool returns (see RESPONDERS).
 
-Used by the tests and by benchmarks/llm_cost.py; nothing here reaches the internet.
+Used by the tests, by benchmarks/llm_cost.py and by the simulator (`arflow simulate --model fake`:
+the model's cost per invoice per day in a simulated policy); nothing here reaches the internet.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
 
-FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "anthropic"
 MIN_CACHE_TOKENS = {"claude-haiku-4-5": 4096, "claude-sonnet-4-5": 1024, "claude-opus-4-5": 4096}
 
 

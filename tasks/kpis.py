@@ -429,6 +429,7 @@ def expected_dates(f: Frames, ar: pd.DataFrame) -> pd.Series:
     if model is not None:  # the learned late-payment model, where the history trains one
         lateness = model
     expected = due + pd.to_timedelta(lateness.round(), unit="D")
+    expected.attrs["method"] = "late_payment_model" if model is not None else "history_medians"
     sorted_late = np.sort(late_hist.to_numpy())
     past = expected <= pd.Timestamp(f.as_of)
     if past.any():
@@ -470,7 +471,7 @@ def forecast(f: Frames, ar: pd.DataFrame, cfg: Kpis) -> dict:
     payment date. Disputed invoices are shown apart, not forecast. Payment-plan installments
     fall on their own due dates."""
     weeks = cfg.forecast_weeks
-    out: dict = {"weeks": weeks, "method": "history", "currencies": {}}
+    out: dict = {"weeks": weeks, "method": "history_medians", "currencies": {}}
     if ar.empty:
         return out
     ar = ar[ar["balance_minor"] > 0]
@@ -478,6 +479,7 @@ def forecast(f: Frames, ar: pd.DataFrame, cfg: Kpis) -> dict:
     plans = ar["reason"].eq("payment_plan") if "reason" in ar else pd.Series(False, index=ar.index)
     base = ar[~disputed & ~plans]
     expected = expected_dates(f, base)
+    out["method"] = expected.attrs.get("method", "history_medians")
     prob = base["bucket"].map(cfg.collect_probability).astype(float)
     amount = (base["balance_minor"] * prob).round().astype("int64")
     days = (expected - pd.Timestamp(f.as_of)).dt.days

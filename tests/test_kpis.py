@@ -190,6 +190,25 @@ def test_forecast_places_each_invoice_in_its_week(portfolio, policy):
     assert f["total"]["minor"] == sum(weeks.values())
 
 
+def test_the_forecast_dates_follow_the_late_payment_model_once_history_trains_it(portfolio, policy):
+    before = kpi_report(portfolio, policy, AS_OF)["forecast"]
+    assert before["method"] == "history_medians"
+    # 300 paid invoices: C1 always three weeks late, C9 always on time.
+    rows = []
+    for k in range(150):
+        issue = AS_OF - dt.timedelta(days=400 - 2 * k)
+        for cid, late in (("C1", 21), ("C9", 0)):
+            due = issue + dt.timedelta(days=30)
+            rows.append({"invoice_id": f"H{cid}{k}", "customer_id": cid, "issue_date": issue, "due_date": due,
+                         "paid_date": due + dt.timedelta(days=late), "amount_minor": 50_000_00, "currency": "USD"})
+    portfolio.insert_rows(m.PaymentHistory, [r for r in rows if r["paid_date"] <= AS_OF])
+    after = kpi_report(portfolio, policy, AS_OF)["forecast"]
+    assert after["method"] == "late_payment_model"
+    weeks = {w["week"]: w["minor"] for w in after["currencies"]["USD"]["by_week"]}
+    # S1 is due in 25 days; C1 pays about 21 days late, so it lands in week 6 or 7, not week 4.
+    assert weeks.get(4, 0) == 0 and weeks[6] + weeks[7] >= round(50_000_00 * 0.98)
+
+
 def test_snapshots_give_week_over_week(portfolio, policy):
     first = kpi_report(portfolio, policy, AS_OF)
     portfolio.save_kpi_snapshot(kpis.snapshot_rows(first))

@@ -222,10 +222,15 @@ def _one(kwargs: dict) -> dict:
 
 
 def run_many(runs: list[dict], workers: int = 2) -> list[dict]:
-    """Independent simulations, in parallel processes (each has its own world and ledger)."""
+    """Independent simulations, in parallel processes (each has its own world and ledger). Spawned,
+    not forked: a fork of a process whose OpenMP pool is running (scikit-learn's gradient boosting
+    in the late-payment model) crashes the child."""
+    import multiprocessing
+
     if workers <= 1 or len(runs) == 1:
         return [simulate(**r) for r in runs]
-    with ProcessPoolExecutor(max_workers=min(workers, len(runs))) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(runs)),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(pool.map(_one, runs))
 
 

@@ -168,6 +168,16 @@ def input_hash(feature: dict, stage_day: int, version: str, model: str, renewal_
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def emails_before(touches: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+    """Customer e-mails that reached the customer (tasks.plan.DELIVERED: sent, or planned in dry-run)
+    before today, with the day they went (`day`). Today's own are left out: a re-run sees the same."""
+    from tasks.plan import DELIVERED
+
+    t = touches[(touches["channel"] == "email") & touches["status"].isin(DELIVERED)].copy()
+    t["day"] = pd.to_datetime(t["delivered_on"].fillna(t["as_of"]))
+    return t[t["day"] < pd.Timestamp(as_of)]
+
+
 def customer_context(touches: pd.DataFrame | None, replies: pd.DataFrame | None, as_of: dt.date) -> pd.DataFrame:
     """Per customer: e-mails sent (or planned) in the 90 days before today and days since the last
     one; replies in those days and the class of the last. Today's own are left out, so a re-run of
@@ -176,9 +186,8 @@ def customer_context(touches: pd.DataFrame | None, replies: pd.DataFrame | None,
     cols = ["customer_id", "touches_90d", "last_touch_days_ago", "replies_90d", "last_reply"]
     parts = []
     if touches is not None and not touches.empty:
-        t = touches[(touches["channel"] == "email") & touches["status"].isin(["sent", "planned"])].copy()
-        t["day"] = pd.to_datetime(t["delivered_on"].fillna(t["as_of"]))
-        t = t[(t["day"] < today) & (t["day"] > today - pd.Timedelta(days=90))]  # before today: a re-run sees the same
+        t = emails_before(touches, as_of)
+        t = t[t["day"] > today - pd.Timedelta(days=90)]
         if not t.empty:
             g = t.drop_duplicates(["customer_id", "day"]).groupby("customer_id")["day"]
             parts.append(pd.DataFrame({"touches_90d": g.size(), "last_touch_days_ago": (today - g.max()).dt.days}))

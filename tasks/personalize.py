@@ -77,9 +77,9 @@ class Personalizer:
     def for_run(cls, llm, touches: pd.DataFrame | None, as_of: dt.date) -> "Personalizer":
         prev = {}
         if touches is not None and not touches.empty:
-            t = touches[(touches["channel"] == "email") & touches["status"].isin(["sent", "planned"])].copy()
-            t["day"] = pd.to_datetime(t["delivered_on"].fillna(t["as_of"]))
-            t = t[t["day"] < pd.Timestamp(as_of)].sort_values("day")
+            from tasks.ai_score import emails_before
+
+            t = emails_before(touches, as_of).sort_values("day")
             for r in t.drop_duplicates("customer_id", keep="last").itertuples():
                 prev[r.customer_id] = {"step": r.step, "date": r.day.date().isoformat()}
         return cls(llm=llm, previous=prev)

@@ -69,3 +69,74 @@ def smtp_config():
 def slack_webhook_url() -> str | None:
     """The Slack webhook: the saved block, else ARFLOW_SLACK_WEBHOOK_URL, else None."""
     return slack_url_from_block() or os.environ.get("ARFLOW_SLACK_WEBHOOK_URL") or None
+
+
+# ---- connected systems (DESIGN.md, Configuration): a saved block wins, the environment is the fallback ----
+class QuickBooksConnection(Block):
+    _block_type_name = "arflow QuickBooks Online"
+    _block_type_slug = "arflow-quickbooks-online"
+    _description = "The QuickBooks Online app and company arflow reads invoices, customers and payments from."
+
+    client_id: str
+    client_secret: SecretStr
+    refresh_token: SecretStr = Field(description="rotated by Intuit; arflow saves the new one back here")
+    realm_id: str
+    environment: str = Field(default="production", description="sandbox, production, or an OpenID discovery URL")
+    base_url: str | None = Field(default=None, description="API base including /v3 (default: Intuit's)")
+
+
+class SalesforceConnection(Block):
+    _block_type_name = "arflow Salesforce"
+    _block_type_slug = "arflow-salesforce"
+    _description = "The Salesforce org arflow reads accounts and contacts from and writes Tasks to."
+
+    instance_url: str | None = None
+    session_id: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    security_token: SecretStr | None = None
+    domain: str = Field(default="login", description="login, or test for a sandbox")
+    field_map: str | None = Field(default=None, description="path of the field map (salesforce_fields.yaml)")
+
+
+class StripeConnection(Block):
+    _block_type_name = "arflow Stripe"
+    _block_type_slug = "arflow-stripe"
+    _description = "The Stripe account arflow reads invoices from and charges autopay invoices through."
+
+    api_key: SecretStr
+    webhook_secret: SecretStr | None = None
+    base_url: str | None = None
+
+
+def _secret(value) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def connection(system: str) -> tuple[dict, object | None]:
+    """The settings of a connected system (quickbooks, salesforce, stripe) as a dict, and the block
+    they came from (None: the environment). ARFLOW_<SYSTEM>_BLOCK names the block (default
+    arflow-<system>)."""
+    cls = {"quickbooks": QuickBooksConnection, "salesforce": SalesforceConnection, "stripe": StripeConnection}[system]
+    block = _load(cls, os.environ.get(f"ARFLOW_{system.upper()}_BLOCK", f"arflow-{system}"))
+    env = os.environ.get
+    if block is not None:
+        values = {k: (_secret(v) if isinstance(v, SecretStr) else v) for k, v in block.model_dump().items()
+                  if not k.startswith("_") and k != "block_type_slug"}
+        for k in ("client_secret", "refresh_token", "session_id", "password", "security_token", "api_key",
+                  "webhook_secret"):
+            if k in values:
+                values[k] = _secret(getattr(block, k))
+        return values, block
+    if system == "quickbooks":
+        return {"client_id": env("ARFLOW_QBO_CLIENT_ID"), "client_secret": env("ARFLOW_QBO_CLIENT_SECRET"),
+                "refresh_token": env("ARFLOW_QBO_REFRESH_TOKEN"), "realm_id": env("ARFLOW_QBO_REALM_ID"),
+                "environment": env("ARFLOW_QBO_ENVIRONMENT") or "production",
+                "base_url": env("ARFLOW_QBO_BASE_URL")}, None
+    if system == "salesforce":
+        return {"instance_url": env("ARFLOW_SFDC_INSTANCE_URL"), "session_id": env("ARFLOW_SFDC_SESSION_ID"),
+                "username": env("ARFLOW_SFDC_USERNAME"), "password": env("ARFLOW_SFDC_PASSWORD"),
+                "security_token": env("ARFLOW_SFDC_SECURITY_TOKEN"), "domain": env("ARFLOW_SFDC_DOMAIN") or "login",
+                "field_map": env("ARFLOW_SFDC_FIELD_MAP")}, None
+    return {"api_key": env("ARFLOW_STRIPE_API_KEY"), "webhook_secret": env("ARFLOW_STRIPE_WEBHOOK_SECRET"),
+            "base_url": env("ARFLOW_STRIPE_BASE_URL")}, None

@@ -20,6 +20,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+SOURCE_HELP = "demo | csv:DIR | quickbooks | stripe"
+CRM_HELP = "salesforce: accounts and contacts from the CRM (default: the billing system's customers)"
 
 
 class UsageError(Exception):
@@ -43,14 +45,15 @@ def _quiet_env() -> None:
 @app.command()
 def run(
     as_of: Optional[str] = typer.Option(None, "--as-of", help="the day to run, YYYY-MM-DD (default: today in the company's timezone)"),
-    source: str = typer.Option("demo", "--source", help="demo | csv:DIR"),
+    source: str = typer.Option("demo", "--source", help=SOURCE_HELP),
+    crm: Optional[str] = typer.Option(None, "--crm", help=CRM_HELP),
     mode: str = typer.Option("dry-run", "--mode", help="dry-run (render, write .eml files, send nothing) | draft "
                              "(every message waits for approval) | send"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Run the daily AR flow for one day."""
     day = _parse_date(as_of, "--as-of")
-    _check_source(source)
+    source = _check_source(source, crm)
     if mode not in ("dry-run", "draft", "send"):
         raise UsageError(f"--mode must be dry-run, draft or send, got {mode!r}")
     _quiet_env()
@@ -69,14 +72,15 @@ def run(
 @app.command()
 def checkpoint(
     as_of: Optional[str] = typer.Option(None, "--as-of", help="the day to run, YYYY-MM-DD (default: today)"),
-    source: str = typer.Option("demo", "--source", help="demo | csv:DIR (its payments.csv)"),
+    source: str = typer.Option("demo", "--source", help=SOURCE_HELP + " (its payments)"),
+    crm: Optional[str] = typer.Option(None, "--crm", help=CRM_HELP),
     bank_file: Optional[Path] = typer.Option(None, "--bank-file", help="a bank statement: CSV or BAI2"),
     mode: str = typer.Option("dry-run", "--mode", help="dry-run (receipts recorded, not sent)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Run the payment checkpoint: apply payments, close paid invoices, queue receipts."""
     day = _parse_date(as_of, "--as-of")
-    _check_source(source)
+    source = _check_source(source, crm)
     if bank_file is not None and not bank_file.is_file():
         raise UsageError(f"--bank-file {bank_file} is not a file")
     _quiet_env()
@@ -92,11 +96,44 @@ def checkpoint(
             sys.stdout.write(f"{k}: {v}\n")
 
 
-def _check_source(source: str) -> None:
-    if not (source == "demo" or source.startswith("csv:")):
-        raise UsageError(f"--source must be demo or csv:DIR, got {source!r}")
+def _check_source(source: str, crm: str | None = None) -> str:
+    """The source spec the flows take: the billing source, and `+crm` where one is given."""
+    from connectors.sources import BILLING_SYSTEMS, CRM_SYSTEMS, source_spec
+
+    if not (source == "demo" or source.startswith("csv:") or source in BILLING_SYSTEMS):
+        raise UsageError(f"--source must be demo, csv:DIR, quickbooks or stripe, got {source!r}")
     if source.startswith("csv:") and not Path(source[4:]).is_dir():
         raise UsageError(f"--source {source}: {source[4:]} is not a folder")
+    if crm is not None and crm not in CRM_SYSTEMS:
+        raise UsageError(f"--crm must be salesforce, got {crm!r}")
+    return source_spec(source, crm)
+
+
+@app.command("check-connection")
+def check_connection(
+    system: str = typer.Argument(..., help="quickbooks | salesforce | stripe"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+) -> None:
+    """Sign in to a connected system and print what arflow can see there (counts; nothing is written)."""
+    if system not in ("quickbooks", "salesforce", "stripe"):
+        raise UsageError(f"check-connection takes quickbooks, salesforce or stripe, got {system!r}")
+    _quiet_env()
+    from arflow.config import Settings
+    from connectors.sources import open_source
+
+    settings = Settings.from_env()
+    with contextlib.redirect_stdout(sys.stderr):
+        if system == "salesforce":
+            from arflow.blocks import connection
+            from connectors.salesforce import SalesforceCrm
+
+            found = SalesforceCrm(connection("salesforce")[0], as_of=dt.date.today()).check()
+        else:
+            found = open_source(system, data_dir=settings.data_dir, as_of=dt.date.today()).check()
+    if as_json:
+        sys.stdout.write(json.dumps(found, default=str) + "\n")
+    else:
+        sys.stdout.write("".join(f"{k}: {v}\n" for k, v in found.items()))
 
 
 @app.command("seed-demo")
@@ -378,7 +415,8 @@ def brief(as_of: Optional[str] = typer.Option(None, "--as-of", help="the day, YY
 def backfill(
     start: str = typer.Option(..., "--from", help="first day, YYYY-MM-DD"),
     end: str = typer.Option(..., "--to", help="last day, YYYY-MM-DD"),
-    source: str = typer.Option("demo", "--source", help="demo | csv:DIR"),
+    source: str = typer.Option("demo", "--source", help=SOURCE_HELP),
+    crm: Optional[str] = typer.Option(None, "--crm", help=CRM_HELP),
     no_checkpoint: bool = typer.Option(False, "--no-checkpoint", help="daily runs only, no payment checkpoint"),
     redo: bool = typer.Option(False, "--redo", help="run days that already have a completed daily run again"),
     as_json: bool = typer.Option(False, "--json"),
@@ -387,7 +425,7 @@ def backfill(
     first, last = _parse_date(start, "--from"), _parse_date(end, "--to")
     if last < first:
         raise UsageError(f"--to {last} is before --from {first}")
-    _check_source(source)
+    source = _check_source(source, crm)
     _quiet_env()
     with contextlib.redirect_stdout(sys.stderr):
         from flows.reporting import backfill as backfill_flow
@@ -461,13 +499,14 @@ def simulate(
 def replies(
     replies_from: str = typer.Option(..., "--from", help="a .mbox file, a .csv or .json drop, or imap (ARFLOW_IMAP_*)"),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="the day, YYYY-MM-DD (default: today)"),
-    source: str = typer.Option("demo", "--source", help="demo | csv:DIR (to match replies to invoices)"),
+    source: str = typer.Option("demo", "--source", help=SOURCE_HELP + " (to match replies to invoices)"),
+    crm: Optional[str] = typer.Option(None, "--crm", help=CRM_HELP),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Triage customers' replies: class (paid, promise, dispute, wrong contact, out of office, complaint,
     refund, legal, question) and its effect in the ledger."""
     day = _parse_date(as_of, "--as-of")
-    _check_source(source)
+    source = _check_source(source, crm)
     if replies_from != "imap" and not Path(replies_from).is_file():
         raise UsageError(f"--from {replies_from}: no such file (or use imap)")
     _quiet_env()

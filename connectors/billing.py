@@ -61,6 +61,12 @@ class DemoBilling:
 def billing_for(source: str, data_dir: Path):
     """The billing connector of a source: the demo's; a CSV folder's where it holds
     payment_methods.csv (the same file-based billing); otherwise None (no auto-charge)."""
+    source = source.partition("+")[0]  # a CRM does not charge
+    if source == "stripe":
+        from arflow.blocks import connection
+        from connectors.stripe_billing import StripeBilling
+
+        return StripeBilling(connection("stripe")[0])
     if source == "demo":
         return DemoBilling(data_dir / "demo")
     if source.startswith("csv:") and (Path(source[4:]) / "payment_methods.csv").exists():

@@ -102,11 +102,35 @@ class DemoSource(CsvSource):
         demo.seed_ledger(ledger, self.folder)
 
 
+BILLING_SYSTEMS = ("quickbooks", "stripe")
+CRM_SYSTEMS = ("salesforce",)
+
+
 def open_source(spec, *, data_dir: Path, as_of: dt.date):
-    """`demo` or `csv:DIR` (QuickBooks and Stripe arrive with the connectors issue); an object that
-    already has the source interface (the simulator's world) is returned as it is."""
+    """`demo`, `csv:DIR`, `quickbooks` or `stripe`, optionally `+salesforce` for the customer context
+    from the CRM (the flows' `crm` parameter, the CLI's `--crm`); an object that already has the
+    source interface (the simulator's world) is returned as it is."""
     if not isinstance(spec, str):
         return spec
+    billing_spec, _, crm = spec.partition("+")
+    billing = _open_billing(billing_spec, data_dir=data_dir, as_of=as_of)
+    if not crm:
+        return billing
+    if crm not in CRM_SYSTEMS:
+        raise SourceError(f"unknown CRM {crm!r}: use salesforce")
+    from arflow.blocks import connection
+    from connectors.salesforce import SalesforceCrm
+
+    settings, block = connection("salesforce")
+    return CombinedSource(billing, SalesforceCrm(settings, as_of=as_of))
+
+
+def source_spec(source: str, crm: str | None) -> str:
+    """The one string the flows pass around for a billing source and an optional CRM."""
+    return f"{source}+{crm}" if crm else source
+
+
+def _open_billing(spec: str, *, data_dir: Path, as_of: dt.date):
     if spec == "demo":
         from arflow import demo
 
@@ -114,4 +138,86 @@ def open_source(spec, *, data_dir: Path, as_of: dt.date):
         return DemoSource(folder)
     if spec.startswith("csv:"):
         return CsvSource(spec[4:])
-    raise SourceError(f"unknown source {spec!r}: use demo or csv:DIR")
+    if spec in BILLING_SYSTEMS:
+        from arflow.blocks import connection
+
+        settings, block = connection(spec)
+        if spec == "quickbooks":
+            from connectors.quickbooks import QuickBooksSource
+
+            return QuickBooksSource(settings, as_of=as_of, data_dir=data_dir, block=block)
+        from connectors.stripe_billing import StripeSource
+
+        return StripeSource(settings, as_of=as_of)
+    raise SourceError(f"unknown source {spec!r}: use demo, csv:DIR, quickbooks or stripe")
+
+
+class CombinedSource:
+    """A billing source with the customer context from a CRM: the billing system's customers
+    (names, billing e-mail, country), with every field the CRM holds for the linked account laid
+    over them. A billing customer the CRM does not know keeps the billing system's fields, and the
+    run's notes count them."""
+
+    def __init__(self, billing, crm):
+        self.billing, self.crm = billing, crm
+        self.name = f"{billing.name}+{crm.name}"
+        self._crm_frame: pd.DataFrame | None = None
+        self.unmatched: list[str] = []
+
+    def prepare_ledger(self, ledger) -> None:
+        if hasattr(self.billing, "prepare_ledger"):
+            self.billing.prepare_ledger(ledger)
+
+    def invoices(self) -> pd.DataFrame:
+        return self.billing.invoices()
+
+    def payments(self) -> pd.DataFrame | None:
+        return self.billing.payments()
+
+    def aging_report(self) -> pd.DataFrame | None:
+        return self.billing.aging_report()
+
+    def reflected_payment_ids(self) -> set[str]:
+        return self.billing.reflected_payment_ids()
+
+    def fresh_invoices(self, ids: set[str]) -> pd.DataFrame:
+        if hasattr(self.billing, "fresh_invoices"):
+            return self.billing.fresh_invoices(ids)
+        raw = self.billing.invoices()
+        return raw[raw["invoice_id"].isin(ids)]
+
+    def fresh_customers(self, ids: set[str]) -> pd.DataFrame:
+        base = self.billing.fresh_customers(ids) if hasattr(self.billing, "fresh_customers") else \
+            self.billing.customers()
+        return self._overlay(base[base["customer_id"].isin(ids)])
+
+    def customers(self) -> pd.DataFrame:
+        return self._overlay(self.billing.customers())
+
+    def _overlay(self, base: pd.DataFrame) -> pd.DataFrame:
+        if self._crm_frame is None:
+            self._crm_frame = self.crm.customers().drop_duplicates("customer_id", keep="first").set_index("customer_id")
+        crm = self._crm_frame
+        out = base.copy()
+        known = out["customer_id"].isin(crm.index)
+        self.unmatched = sorted(set(out.loc[~known, "customer_id"]) - {""})
+        for col in crm.columns:
+            if col == "source_row":
+                continue
+            values = out.loc[known, "customer_id"].map(crm[col]).fillna("")
+            if col not in out:
+                out[col] = ""
+            keep = values != ""
+            out.loc[values[keep].index, col] = values[keep]
+        return out
+
+    def notes(self) -> list[str]:
+        notes = list(self.billing.notes()) if hasattr(self.billing, "notes") else []
+        if self.unmatched:
+            notes.append(f"{self.crm.name}: {len(self.unmatched)} billing customer(s) have no linked account "
+                         f"({', '.join(self.unmatched[:10])}{'…' if len(self.unmatched) > 10 else ''}): segment "
+                         "standard and no health data for them.")
+        return notes
+
+    def check(self) -> dict:
+        return {"billing": self.billing.check(), "crm": self.crm.check()}

@@ -186,10 +186,14 @@ def delivery_context(ledger: Ledger, channels: Channels, policy: Policy, run_id:
     from connectors.sources import open_source
     from tasks.delivery import in_quarter_end, source_state, verify_rows
 
+    opened = []
+
     def verify(rows):
-        # Right before the sends: the source of truth and the ledger's stop records, read again.
-        state = source_state(open_source(source, data_dir=settings.data_dir, as_of=as_of), ledger, as_of, policy,
-                             only=set(rows["invoice_id"]))
+        # Right before the sends: the source of truth and the ledger's stop records, read again
+        # (the source object is opened once a run: a connected system signs in once).
+        if not opened:
+            opened.append(open_source(source, data_dir=settings.data_dir, as_of=as_of))
+        state = source_state(opened[0], ledger, as_of, policy, only=set(rows["invoice_id"]))
         return verify_rows(rows, state)
 
     return DeliveryContext(ledger=ledger, channels=channels, policy=policy, run_id=run_id, as_of=as_of, mode=mode,

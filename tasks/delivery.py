@@ -81,14 +81,15 @@ def source_state(source, ledger, as_of: dt.date, policy: Policy, only: set[str] 
     (the others are read but not parsed)."""
     from tasks.enrich import enrich
 
-    raw = source.invoices()
+    fresh = only is not None and hasattr(source, "fresh_invoices")  # a connected system: ask for these alone
+    raw = source.fresh_invoices(only) if fresh else source.invoices()
     if only is not None:
         raw = raw[raw["invoice_id"].isin(only)]
     inv = extract.parse_invoices(raw)
     inv = inv[inv["invoice_id"].notna() & inv["balance_minor"].notna()].drop_duplicates("invoice_id")
     inv["effective_balance_minor"] = extract.effective_balance(inv, ledger.applied_payments(as_of),
                                                                source.reflected_payment_ids())
-    people = source.customers()
+    people = source.fresh_customers(set(raw["customer_id"])) if fresh else source.customers()
     if only is not None:
         people = people[people["customer_id"].isin(set(raw["customer_id"]))]
     customers = extract.parse_customers(people, policy).dropna(subset=["customer_id"])

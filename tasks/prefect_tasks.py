@@ -15,7 +15,7 @@ from prefect.tasks import exponential_backoff
 
 from arflow.policy import Policy
 from connectors.ledger.store import Ledger
-from connectors.sources import open_source
+from connectors.sources import BILLING_SYSTEMS, open_source
 from tasks import hops
 from tasks.touches import outbox_rows
 
@@ -41,10 +41,16 @@ def fetch_inputs(source, ledger: Ledger, as_of: dt.date, data_dir) -> hops.Input
     report = src.aging_report()
     if report is None:
         notes.append("No aging report from the books: reconciliation skipped, our aging is unchecked today.")
-    return hops.Inputs(source=src.name, invoices=src.invoices(), customers=src.customers(),
-                       payments=src.payments(), aging_report=report,
-                       reflected_payment_ids=src.reflected_payment_ids(), stops=ledger.stop_records(as_of),
-                       history=ledger.payment_history(as_of), applied=ledger.applied_payments(as_of), notes=notes)
+    inputs = hops.Inputs(source=src.name, invoices=src.invoices(), customers=src.customers(),
+                         payments=src.payments(), aging_report=report,
+                         reflected_payment_ids=src.reflected_payment_ids(), stops=ledger.stop_records(as_of),
+                         history=ledger.payment_history(as_of), applied=ledger.applied_payments(as_of), notes=notes)
+    if hasattr(src, "notes"):  # a connected system: its sync, and what the books hold that we do not act on
+        notes.extend(src.notes())
+    if isinstance(source, str) and source in BILLING_SYSTEMS:
+        notes.append(f"No CRM: customer context is {src.name}'s customers alone (segment standard, no ARR, "
+                     "health or owners); add --crm salesforce for them.")
+    return inputs
 
 
 @task(name="extract_aging", cache_policy=NO_CACHE)

@@ -463,3 +463,15 @@ class Backtest(Base):
     threshold: Mapped[float] = mapped_column()
     passed: Mapped[bool] = mapped_column(Boolean)
     result: Mapped[str] = mapped_column(Text)                # JSON: confusion tables, fallbacks
+
+
+class SourceRecord(Base):
+    """A connected system's objects as last synced (the QuickBooks mirror that Change Data Capture
+    keeps current): one row per system, entity and id, the object's JSON as the API returned it."""
+
+    __tablename__ = "source_records"
+    system: Mapped[str] = mapped_column(String(80), primary_key=True)   # quickbooks:<realm id>
+    entity: Mapped[str] = mapped_column(String(40), primary_key=True)   # Invoice, Customer, CreditMemo
+    record_id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    payload: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[str | None] = mapped_column(String(40))           # the object's MetaData.LastUpdatedTime

@@ -129,6 +129,33 @@ class Ledger:
             conn.execute(m.Meta.__table__.delete().where(m.Meta.key == key))
             conn.execute(insert(m.Meta.__table__), [{"key": key, "value": value}])
 
+    def source_records(self, system: str) -> dict[str, list[dict]]:
+        """A connected system's mirror: entity -> the objects as last synced."""
+        out: dict[str, list[dict]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(m.SourceRecord.entity, m.SourceRecord.payload)
+                                .where(m.SourceRecord.system == system)).all()
+        for entity, payload in rows:
+            out.setdefault(entity, []).append(json.loads(payload))
+        return out
+
+    def sync_source(self, system: str, position: str, upserts: list[dict], deletes: list[tuple[str, str]],
+                    *, full: bool) -> None:
+        """Apply one sync to the mirror and move its position, in one transaction: a failed sync
+        leaves the mirror and the position as they were. `full`: the mirror is replaced."""
+        table = m.SourceRecord.__table__
+        with self.engine.begin() as conn:
+            if full:
+                conn.execute(table.delete().where(table.c.system == system))
+            keys = [(u["entity"], u["record_id"]) for u in upserts] + list(deletes)
+            for entity, record_id in keys if not full else []:
+                conn.execute(table.delete().where((table.c.system == system) & (table.c.entity == entity)
+                                                  & (table.c.record_id == record_id)))
+            if upserts:
+                conn.execute(insert(table), [{"system": system, **u} for u in upserts])
+            conn.execute(m.Meta.__table__.delete().where(m.Meta.key == f"sync:{system}"))
+            conn.execute(insert(m.Meta.__table__), [{"key": f"sync:{system}", "value": position}])
+
     def insert_rows(self, model: type[m.Base], rows: list[dict], conn=None) -> int:
         """Insert rows; a key missing from some rows is NULL there (an executemany otherwise takes
         its columns from the first row and drops the rest silently)."""

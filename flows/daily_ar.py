@@ -177,8 +177,14 @@ def open_channels(mode: str, source: str, settings: Settings) -> Channels:
         raise ChannelNotConfigured(f"mode {mode!r} sends e-mail: set ARFLOW_SMTP_HOST (and ARFLOW_SMTP_PORT, "
                                    "ARFLOW_MAIL_FROM; ARFLOW_SMTP_USER/PASSWORD/STARTTLS where the server needs them)")
     slack_url = slack_webhook_url()
+    crm = None
+    if isinstance(source, str) and source.partition("+")[2] == "salesforce":
+        from arflow.blocks import connection
+        from connectors.salesforce import SalesforceCrm
+
+        crm = SalesforceCrm(connection("salesforce")[0], as_of=dt.date.today())
     return Channels(mailer=SmtpMailer(smtp), slack=SlackWebhook(slack_url) if slack_url else None,
-                    billing=billing_for(source, settings.data_dir), mail_from=smtp.mail_from)
+                    billing=billing_for(source, settings.data_dir), mail_from=smtp.mail_from, crm=crm)
 
 
 def delivery_context(ledger: Ledger, channels: Channels, policy: Policy, run_id: str, as_of: dt.date, mode: str,

@@ -36,7 +36,8 @@ from tasks.touches import check_rendered, render, render_message
 class Channels:
     mailer: object | None = None      # connectors.messaging.SmtpMailer
     slack: object | None = None       # connectors.messaging.SlackWebhook
-    billing: object | None = None     # connectors.billing.DemoBilling (Stripe later)
+    billing: object | None = None     # connectors.billing.DemoBilling, connectors.stripe_billing.StripeBilling
+    crm: object | None = None         # connectors.salesforce.SalesforceCrm: owner tasks become CRM Tasks
     mail_from: str = "accounts-receivable@localhost"
 
 
@@ -223,6 +224,16 @@ def _send(ctx: Context, channel: str, key: str, grp: pd.DataFrame, subject: str,
         if channel == "slack" and ctx.channels.slack is not None:
             ctx.channels.slack.send(f"*{subject}*\n{body}")
             return "posted to Slack"
+        if ctx.channels.crm is not None:  # the owner's task in the CRM, on the account (once per key)
+            from connectors.http import ConnectorError
+
+            try:
+                crm_id = ctx.channels.crm.create_task(key=key, owner_email=owner, customer_id=str(first["customer_id"]),
+                                                      subject=subject, body=body, due=ctx.as_of)
+            except ConnectorError as exc:  # the outbox tries again next run; the key keeps it to one Task
+                raise SendError(str(exc), transient=True) from None
+            ctx.ledger.insert_new_rows(m.OwnerTask, [task], "task_key")
+            return f"{ctx.channels.crm.name} task {crm_id}"
         ctx.ledger.insert_new_rows(m.OwnerTask, [task], "task_key")
         return "owner task" if channel == "crm_task" else "owner task (no Slack webhook configured)"
     if channel == "billing":

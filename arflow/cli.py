@@ -136,6 +136,36 @@ def check_connection(
         sys.stdout.write("".join(f"{k}: {v}\n" for k, v in found.items()))
 
 
+@app.command("stripe-webhooks")
+def stripe_webhooks(
+    port: int = typer.Option(8787, "--port", help="the port to listen on"),
+    host: str = typer.Option("127.0.0.1", "--host", help="the address to listen on (behind your TLS proxy)"),
+) -> None:
+    """Receive Stripe's webhooks at POST /stripe/webhook: invoice.payment_failed and invoice.paid,
+    signature-verified with ARFLOW_STRIPE_WEBHOOK_SECRET, recorded once per event id in the ledger."""
+    _quiet_env()
+    from arflow.blocks import connection
+    from arflow.config import Settings, today_in
+    from arflow.policy import load_policy
+    from connectors.ledger.store import Ledger
+    from connectors.stripe_billing import webhook_server
+
+    settings = Settings.from_env()
+    policy = load_policy(settings.policy_path)
+    secret = connection("stripe")[0].get("webhook_secret")
+    if not secret:
+        raise UsageError("set ARFLOW_STRIPE_WEBHOOK_SECRET (the endpoint's signing secret, whsec_...)")
+    server = webhook_server(port, Ledger(settings.db_url), secret, lambda: today_in(settings.timezone or policy.timezone),
+                            host=host)
+    print(f"arflow: Stripe webhooks on http://{host}:{server.server_address[1]}/stripe/webhook", file=sys.stderr)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 @app.command("seed-demo")
 def seed_demo(
     as_of: Optional[str] = typer.Option(None, "--as-of", help="anchor date of the demo portfolio (default: today)"),

@@ -175,6 +175,16 @@ class Llm(_Strict):
         return self
 
 
+class QuickBooksWrites(_Strict):
+    write_notes: bool = False  # append a line to an invoice's private memo for each reminder sent
+
+
+class Connectors(_Strict):
+    """What arflow may write into connected systems (README, Connecting your systems). Reading needs
+    no switch; every write here is off unless turned on."""
+    quickbooks: QuickBooksWrites = QuickBooksWrites()
+
+
 class Policy(_Strict):
     version: str
     company_country: str = "US"
@@ -194,6 +204,7 @@ class Policy(_Strict):
     payment_plans: PaymentPlans = PaymentPlans()
     kpis: Kpis = Kpis()
     llm: Llm = Llm(enabled=False)
+    connectors: Connectors = Connectors()
     steps: tuple[Step, ...]
 
     @field_validator("minimum_amount")

@@ -213,9 +213,11 @@ class CombinedSource:
 
     def notes(self) -> list[str]:
         notes = list(self.billing.notes()) if hasattr(self.billing, "notes") else []
-        if self.unmatched:
-            notes.append(f"{self.crm.name}: {len(self.unmatched)} billing customer(s) have no linked account "
-                         f"({', '.join(self.unmatched[:10])}{'…' if len(self.unmatched) > 10 else ''}): segment "
+        owing = set(self.billing.invoices()["customer_id"]) if self.unmatched else set()
+        unmatched = [c for c in self.unmatched if c in owing]  # the ones this run acts for
+        if unmatched:
+            notes.append(f"{self.crm.name}: {len(unmatched)} billing customer(s) with open invoices have no linked "
+                         f"account ({', '.join(unmatched[:10])}{'…' if len(unmatched) > 10 else ''}): segment "
                          "standard and no health data for them.")
         return notes
 

@@ -54,6 +54,9 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: str = "dr
         try:
             lanes = [lane(actions, planned.frame, ledger, mode, run_id, as_of, run_dir, delivery) for lane in LANE_FLOWS]
             owners = t.follow_up_owners(delivery)
+            if mode == "send" and policy.connectors.quickbooks.write_notes and isinstance(source, str) \
+                    and source.partition("+")[0] == "quickbooks":
+                inputs.notes.append(write_quickbooks_notes(ledger, run_id, as_of, settings))
         finally:
             if channels.mailer is not None:
                 channels.mailer.close()
@@ -148,6 +151,32 @@ def open_model(policy: Policy, ledger: Ledger, mode: str, run_id: str, as_of: dt
                 f"(threshold {policy.llm.backtest_threshold}): run `arflow backtest --labels FILE`, or unset "
                 "ANTHROPIC_API_KEY to send with the rules scorer")
     return llm
+
+
+@task(name="write_quickbooks_notes", cache_policy=NO_CACHE)
+def write_quickbooks_notes(ledger: Ledger, run_id: str, as_of: dt.date, settings: Settings) -> str:
+    """The one write QuickBooks gets (policy connectors.quickbooks.write_notes): a line on each
+    invoice's private memo for each customer e-mail this run sent. A failure is reported, not fatal:
+    the e-mails went."""
+    from arflow.blocks import connection
+    from connectors.http import ConnectorError
+    from connectors.ledger import models as m
+    from connectors.quickbooks import QuickBooksSource
+
+    sent = ledger.frame(m.Outbox, (m.Outbox.sent_by_run == run_id) & (m.Outbox.status == "sent")
+                        & (m.Outbox.channel == "email"))
+    if sent.empty:
+        return "QuickBooks notes: none (no e-mail sent)"
+    values, block = connection("quickbooks")
+    qbo = QuickBooksSource(values, as_of=as_of, data_dir=settings.data_dir, block=block)
+    written, failed = 0, []
+    for r in sent.itertuples():
+        try:
+            qbo.append_note("Invoice", r.invoice_id, f"arflow {as_of}: {r.step} e-mailed to {r.recipients}")
+            written += 1
+        except ConnectorError as exc:
+            failed.append(f"{r.invoice_id} ({exc.cause[:80]})")
+    return f"QuickBooks notes: {written} written" + (f", {len(failed)} failed: {', '.join(failed[:5])}" if failed else "")
 
 
 class BacktestRequired(RuntimeError):

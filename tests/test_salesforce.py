@@ -174,6 +174,11 @@ class _Billing:
 
     name = "csv"
 
+    def invoices(self):
+        import pandas as pd
+
+        return pd.DataFrame({"invoice_id": ["I1", "I2"], "customer_id": ["17", "99"]})
+
     def customers(self):
         from tests.conftest import customer
 
@@ -193,7 +198,7 @@ def test_the_crm_lays_its_fields_over_the_billing_customers(sfdc):
     assert df.loc["17", "segment"] == "strategic" and df.loc["17", "billing_contact_email"] == "billing@globex.example"
     assert df.loc["17", "arr"] == "200000.0"
     assert df.loc["99", "name"] == "Unlinked Co" and df.loc["99", "segment"] == "standard"
-    assert any("1 billing customer(s) have no linked account (99)" in n for n in combined.notes())
+    assert any("1 billing customer(s) with open invoices have no linked account (99)" in n for n in combined.notes())
 
 
 def test_check_connection_salesforce(sfdc, tmp_path):

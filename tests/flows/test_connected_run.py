@@ -1,0 +1,90 @@
+"""A send-mode day with every system connected at the wire: invoices from QuickBooks, accounts and
+contacts from Salesforce, e-mail over SMTP. The reminders go to the CRM's billing contacts, an
+owner escalation becomes a Salesforce Task for the owner, and QuickBooks gets its one allowed write
+(a memo line per reminder) because the policy turns it on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from prefect.settings import PREFECT_API_URL
+
+from tests.fake_qbo import FakeQuickBooks, sample
+from tests.fake_salesforce import FakeSalesforce
+from tests.flows.test_sending import MailSink, free_port
+
+ARFLOW = str(Path(sys.executable).parent / "arflow")
+pytestmark = pytest.mark.flow
+
+
+@pytest.fixture
+def world(tmp_path):
+    sink = MailSink()
+    port = free_port()
+    smtp = Controller(sink, hostname="127.0.0.1", port=port)
+    smtp.start()
+    with FakeQuickBooks() as qbo, FakeSalesforce(tmp_path / "tls") as sfdc:
+        for entity, name in (("Customer", "sandbox_customer_records"), ("Invoice", "sandbox_invoice_records")):
+            for obj in sample(name):
+                qbo.add(entity, obj)
+        qbo.add("Invoice", {"Id": "200", "CustomerRef": {"value": "17"}, "DocNumber": "1100", "TxnDate": "2023-02-04",
+                            "DueDate": "2023-03-06", "TotalAmt": 25000, "Balance": 25000,
+                            "CurrencyRef": {"value": "USD"}, "SyncToken": "0"})
+        sfdc.add("Account", Name="Mark Cho Enterprises", Billing_Customer_Id__c="17", ARR__c=250000,
+                 Customer_Segment__c="Enterprise", Customer_Since__c="2019-01-01", Health__c="Green",
+                 **{"Owner.Email": "dana.ae@yourco.example"})
+        ocean = sfdc.add("Account", Name="Ocean View Road", Billing_Customer_Id__c="8", ARR__c=9000,
+                         Customer_Segment__c="SMB", Customer_Since__c="2024-05-01")
+        sfdc.add("Contact", AccountId=ocean["Id"], Name="Olive Payables", Email="billing@oceanview.example",
+                 AR_Role__c="Billing Contact")
+        sfdc.add("User", Email="dana.ae@yourco.example", IsActive=True)
+        env = {**os.environ, **qbo.env(), **sfdc.env(), "ARFLOW_DATA_DIR": str(tmp_path),
+               "ARFLOW_DB_URL": f"sqlite:///{tmp_path / 'l.db'}", "PREFECT_API_URL": PREFECT_API_URL.value() or "",
+               "ARFLOW_QUICKBOOKS_BLOCK": "none", "ARFLOW_SALESFORCE_BLOCK": "none",
+               "ARFLOW_SMTP_HOST": "127.0.0.1", "ARFLOW_SMTP_PORT": str(port), "ARFLOW_MAIL_FROM": "ar@yourco.example"}
+        pol = tmp_path / "policy.yaml"
+        pol.write_text(Path("policy.yaml").read_text().replace("write_notes: false", "write_notes: true"))
+        env["ARFLOW_POLICY"] = str(pol)
+        yield {"qbo": qbo, "sfdc": sfdc, "mail": sink, "env": env}
+    smtp.stop()
+
+
+def _run(world, *args):
+    return subprocess.run([ARFLOW, *args], capture_output=True, text=True, env=world["env"], timeout=600)
+
+
+def test_a_connected_send_day(world):
+    p = _run(world, "run", "--source", "quickbooks", "--crm", "salesforce", "--as-of", "2023-03-24", "--mode", "send",
+             "--json")
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout)
+    assert out["source"] == "quickbooks+salesforce" and out["open_invoices"] == 4
+    assert out["reconciliation"]["status"] == "matched"
+    assert any("1 billing customer(s) with open invoices have no linked account (24)" in n for n in out["notes"]), out["notes"]
+    mail, sfdc, qbo = world["mail"], world["sfdc"], world["qbo"]
+    # Ocean View Road's reminder goes to the CRM's billing contact, not the billing system's address
+    ocean = mail.to("billing@oceanview.example")
+    assert len(ocean) == 1 and "1036" in ocean[0]["Subject"] + ocean[0].get_content()
+    # the strategic customer's late invoice: a Task on its account, for its owner
+    tasks = sfdc.records["Task"]
+    assert tasks and all(t["WhatId"] == sfdc.records["Account"][0]["Id"] for t in tasks)
+    assert {t.get("OwnerId") for t in tasks} == {sfdc.records["User"][0]["Id"]}
+    # QuickBooks' one write: a memo line on each invoice e-mailed today, nothing else
+    notes = {w["Id"]: w["PrivateNote"] for w in qbo.writes}
+    assert "129" in notes and notes["129"].startswith("arflow 2023-03-24: nudge e-mailed to billing@oceanview.example")
+    assert {w["entity"] for w in qbo.writes} == {"Invoice"}
+    assert all(set(w) <= {"entity", "Id", "SyncToken", "sparse", "PrivateNote"} for w in qbo.writes)
+    assert any(n.startswith("QuickBooks notes: ") and "written" in n for n in out["notes"])
+    # the same day again sends nothing twice and makes no second Task
+    sent_before, tasks_before = len(mail.messages), len(tasks)
+    p = _run(world, "run", "--source", "quickbooks", "--crm", "salesforce", "--as-of", "2023-03-24", "--mode", "send",
+             "--json")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert len(mail.messages) == sent_before and len(sfdc.records["Task"]) == tasks_before
+    assert json.loads(p.stdout)["notes"] and qbo.api_requests("/cdc")   # the second run synced by CDC

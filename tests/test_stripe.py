@@ -1,0 +1,205 @@
+"""Stripe at the wire: the stripe library against tests/fake_stripe.py; webhooks signed with
+Stripe's scheme and verified by the library."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prefect.settings import PREFECT_API_URL
+
+from arflow.blocks import connection
+from connectors.billing import billing_for
+from connectors.http import ConnectorError
+from connectors.ledger import models as m
+from connectors.ledger.store import Ledger
+from connectors.stripe_billing import NotConfigured, StripeSource, apply_event, construct_event, webhook_server
+from tasks import extract
+from tests.fake_stripe import FakeStripe, sample, sign
+
+ARFLOW = str(Path(sys.executable).parent / "arflow")
+AS_OF = dt.date(2026, 11, 23)
+SECRET = "whsec_test_arflow"
+
+
+@pytest.fixture
+def stripe_api(monkeypatch):
+    with FakeStripe() as fake:
+        for k, v in fake.env().items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+        fake.customer("cus_A", name="Globex", email="ap@globex.example", address={"country": "US"},
+                      metadata={"segment": "strategic", "owner_ae_email": "dana.ae@yourco.example"})
+        fake.customer("cus_J", name="Yamada KK", email="keiri@yamada.example", address={"country": "JP"})
+        fake.invoice("in_0001", "cus_A", 123450, created="2026-10-01", due="2026-10-31")
+        fake.invoice("in_0002", "cus_A", 50000, created="2026-11-01", due="2026-11-23", method="charge_automatically",
+                     remaining=20000)
+        fake.invoice("in_0003", "cus_J", 98000, created="2026-11-02", due="2026-12-02", currency="jpy")
+        yield fake
+
+
+def src() -> StripeSource:
+    return StripeSource(connection("stripe")[0], as_of=AS_OF)
+
+
+def test_open_invoices_map_minor_units_by_currency_and_autopay(stripe_api):
+    inv = src().invoices().set_index("invoice_id")
+    assert sorted(inv.index) == ["in_0001", "in_0002", "in_0003"]
+    assert inv.loc["in_0001", ["customer_id", "invoice_number", "issue_date", "due_date", "terms", "currency", "amount",
+                               "balance", "autopay"]].tolist() == \
+        ["cus_A", "ARF-0001", "2026-10-01", "2026-10-31", "net30", "USD", "1234.50", "1234.50", "false"]
+    assert inv.loc["in_0002", ["amount", "balance", "autopay"]].tolist() == ["500.00", "200.00", "true"]
+    assert inv.loc["in_0003", ["currency", "amount"]].tolist() == ["JPY", "98000"]   # zero-decimal currency
+    parsed = extract.parse_invoices(src().invoices()).set_index("invoice_id")
+    assert parsed.loc["in_0003", "balance_minor"] == 98000 and parsed.loc["in_0001", "balance_minor"] == 123450
+    cust = src().customers().set_index("customer_id")
+    assert cust.loc["cus_A", ["segment", "owner_ae_email", "billing_contact_email", "country"]].tolist() == \
+        ["strategic", "dana.ae@yourco.example", "ap@globex.example", "US"]
+    assert cust.loc["cus_J", "segment"] == "standard"
+    assert src().aging_report() is None
+
+
+def test_lists_are_followed_page_by_page(stripe_api):
+    for i in range(250):
+        stripe_api.invoice(f"in_p{i:04d}", "cus_A", 1000, created="2026-09-01", due="2026-10-01")
+    assert len(src().invoices()) == 253
+    pages = [r for r in stripe_api.requests if r["path"] == "/v1/invoices"]
+    assert len(pages) == 3 and "starting_after" in pages[1]["params"]
+
+
+def test_unapplied_charges_are_the_payments_read(stripe_api):
+    stripe_api.charges["ch_x"] = {"id": "ch_x", "object": "charge", "status": "succeeded", "amount": 123450,
+                                  "amount_captured": 123450, "currency": "usd", "customer": "cus_A", "invoice": None,
+                                  "created": 1795400000, "description": "Wire for ARF-0001", "metadata": {},
+                                  "refunded": False}
+    stripe_api.charges["ch_y"] = {**stripe_api.charges["ch_x"], "id": "ch_y", "invoice": "in_9"}   # Stripe applied it
+    pay = src().payments()
+    assert pay[["payment_id", "amount", "currency", "reference"]].values.tolist() == \
+        [["ch_x", "1234.50", "USD", "Wire for ARF-0001"]]
+
+
+def test_the_auto_charge_pays_once_per_key_and_reports_declines(stripe_api, tmp_path):
+    billing = billing_for("stripe", tmp_path)
+    stripe_api.cards["cus_A"] = "ok"
+    first = billing.charge(invoice_id="in_0002", invoice_number="ARF-0002", customer_id="cus_A", amount="200.00",
+                           currency="USD", idempotency_key="in_0002:auto_charge:billing", on=AS_OF)
+    again = billing.charge(invoice_id="in_0002", invoice_number="ARF-0002", customer_id="cus_A", amount="200.00",
+                           currency="USD", idempotency_key="in_0002:auto_charge:billing", on=AS_OF)
+    assert first.ok and again.ok and first.charge_id == again.charge_id
+    pays = [r for r in stripe_api.requests if r["path"].endswith("/pay")]
+    assert {r["idempotency_key"] for r in pays} == {"arflow:in_0002:auto_charge:billing"}
+    stripe_api.cards["cus_J"] = "insufficient_funds"
+    declined = billing.charge(invoice_id="in_0003", invoice_number="ARF-0003", customer_id="cus_J", amount="98000",
+                              currency="JPY", idempotency_key="in_0003:auto_charge:billing", on=AS_OF)
+    assert not declined.ok and declined.error == "insufficient_funds"
+    stripe_api.invoices["in_0001"]["customer"] = "cus_X"   # no card on file
+    no_method = billing.charge(invoice_id="in_0001", invoice_number="ARF-0001", customer_id="cus_X", amount="1234.50",
+                               currency="USD", idempotency_key="k3", on=AS_OF)
+    assert not no_method.ok and no_method.error == "invoice_no_customer_payment_method"
+
+
+def test_a_charge_that_cannot_reach_stripe_is_a_transient_send_error(stripe_api, tmp_path, monkeypatch):
+    from connectors.messaging import SendError
+
+    monkeypatch.setenv("ARFLOW_HTTP_RETRIES", "1")
+    stripe_api.cards["cus_A"] = "ok"
+    stripe_api.queue(500)
+    stripe_api.queue(500)
+    with pytest.raises(SendError) as err:
+        billing_for("stripe", tmp_path).charge(invoice_id="in_0002", invoice_number="ARF-0002", customer_id="cus_A",
+                                               amount="200.00", currency="USD", idempotency_key="k", on=AS_OF)
+    assert err.value.transient and "Stripe: pay invoice ARF-0002 failed" in str(err.value)
+
+
+def test_faults_name_stripe_and_never_the_key(stripe_api, monkeypatch):
+    monkeypatch.setenv("ARFLOW_HTTP_RETRIES", "2")
+    stripe_api.queue(429, headers={"Retry-After": "1"})
+    assert len(src().invoices()) == 3
+    for _ in range(3):
+        stripe_api.queue(503)
+    with pytest.raises(ConnectorError, match="Stripe: list open invoices failed: still failing after 2 retries"):
+        src().invoices()
+    monkeypatch.setenv("ARFLOW_STRIPE_API_KEY", "sk_test_wrong_key_000")
+    with pytest.raises(ConnectorError) as err:
+        src().invoices()
+    assert "authentication failed (HTTP 401)" in str(err.value) and "sk_test_wrong" not in str(err.value)
+    monkeypatch.delenv("ARFLOW_STRIPE_API_KEY")
+    with pytest.raises(NotConfigured, match="set ARFLOW_STRIPE_API_KEY"):
+        src()
+
+
+def _event(kind: str, invoice: dict, eid: str) -> bytes:
+    env = sample("event_envelope_openapi_fixture")
+    env.update({"id": eid, "type": kind, "data": {"object": invoice, "previous_attributes": {}}})
+    return json.dumps(env).encode()
+
+
+def test_webhook_events_are_verified_and_recorded_once(stripe_api, tmp_path):
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    failed = sample("event_data_invoice_payment_failed_pay")["object"]
+    payload = _event("invoice.payment_failed", failed, "evt_fail_1")
+    event = construct_event(payload, sign(payload, SECRET), SECRET)
+    assert apply_event(event, ledger, AS_OF) == "recorded"
+    assert apply_event(event, ledger, AS_OF) == "duplicate"
+    rows = ledger.frame(m.Outbox)
+    assert len(rows) == 1 and rows.iloc[0]["channel"] == "billing" and rows.iloc[0]["status"] == "failed"
+    assert rows.iloc[0]["invoice_id"] == failed["id"]
+    # the failed payment is a stop record the next run reads: the invoice joins the early lane flagged
+    assert failed["id"] in set(ledger.stop_records(AS_OF)["failed_charges"]["invoice_id"])
+    paid = _event("invoice.paid", sample("invoice_paid_djstripe"), "evt_paid_1")
+    assert apply_event(construct_event(paid, sign(paid, SECRET), SECRET), ledger, AS_OF) == "recorded"
+    with pytest.raises(ValueError, match="signature verification failed"):
+        construct_event(payload, sign(payload, "whsec_other"), SECRET)
+    with pytest.raises(ValueError, match="signature verification failed"):
+        construct_event(payload.replace(b"in_1234", b"in_9999"), sign(payload, SECRET), SECRET)
+    with pytest.raises(ValueError, match="no webhook secret"):
+        construct_event(payload, sign(payload, SECRET), None)
+
+
+def test_the_webhook_endpoint_answers_stripe(tmp_path):
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    server = webhook_server(0, ledger, SECRET, lambda: AS_OF)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/stripe/webhook"
+    payload = _event("invoice.payment_failed", sample("event_data_invoice_payment_failed_pay")["object"], "evt_2")
+
+    def post(body, signature):
+        req = urllib.request.Request(url, data=body, headers={"Stripe-Signature": signature}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    try:
+        assert post(payload, sign(payload, SECRET)) == (200, {"received": "evt_2", "result": "recorded"})
+        assert post(payload, sign(payload, SECRET))[1]["result"] == "duplicate"
+        assert post(payload, "t=1,v1=deadbeef")[0] == 400
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.flow
+def test_the_daily_run_reads_stripe(stripe_api, tmp_path):
+    env = {**os.environ, **stripe_api.env(), "ARFLOW_DATA_DIR": str(tmp_path),
+           "ARFLOW_DB_URL": f"sqlite:///{tmp_path / 'l.db'}", "PREFECT_API_URL": PREFECT_API_URL.value() or ""}
+    p = subprocess.run([ARFLOW, "run", "--source", "stripe", "--as-of", "2026-11-23", "--json"], capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout)
+    assert out["open_invoices"] == 3 and sum(out["outcomes"].values()) == 3
+    assert out["reconciliation"]["status"] == "skipped"
+    assert out["by_lane"]["late"] == 1   # in_0001: 23 days past due
+    p = subprocess.run([ARFLOW, "check-connection", "stripe", "--json"], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads(p.stdout)["open_invoices_first_page"] == 3

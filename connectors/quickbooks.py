@@ -41,7 +41,8 @@ from pathlib import Path
 import pandas as pd
 
 from connectors.http import ConnectorError, describe, with_retries
-from connectors.sources import AGING_COLUMNS, CUSTOMER_COLUMNS, INVOICE_COLUMNS, PAYMENT_COLUMNS, SourceError
+from connectors.sources import (AGING_COLUMNS, CUSTOMER_COLUMNS, INVOICE_COLUMNS, PAYMENT_COLUMNS, SourceError,
+                                tenure_months)
 
 SYSTEM = "QuickBooks"
 PAGE = 1000
@@ -138,7 +139,6 @@ class QuickBooksSource:
             return self._qb
         from intuitlib.client import AuthClient
         from intuitlib.exceptions import AuthClientError
-        from quickbooks import QuickBooks
 
         env = self.settings.get("environment") or "production"
         token = self._refresh_token()
@@ -154,13 +154,21 @@ class QuickBooksSource:
         except Exception as exc:  # noqa: BLE001 - discovery or token endpoint unreachable
             raise ConnectorError(SYSTEM, "token refresh", describe(exc)) from None
         self._store_refresh_token(auth.refresh_token, token)
-        qb = QuickBooks(auth_client=auth, refresh_token=auth.refresh_token, company_id=self.realm,
+        self._auth = auth
+        self._qb = self._session()
+        return self._qb
+
+    def _session(self):
+        """A python-quickbooks client on the current access token, at the configured base URL, with
+        the retry policy on its session."""
+        from quickbooks import QuickBooks
+
+        qb = QuickBooks(auth_client=self._auth, refresh_token=self._auth.refresh_token, company_id=self.realm,
                         minorversion=MINOR_VERSION, use_decimal=True)
         base = self.settings.get("base_url")
         if base:
             qb.api_url_v3 = qb.sandbox_api_url_v3 = base.rstrip("/")
         with_retries(qb.session)
-        self._auth, self._qb = auth, qb
         return qb
 
     def _call(self, what: str, fn, *args, **kwargs):
@@ -186,21 +194,13 @@ class QuickBooksSource:
                 raise ConnectorError(SYSTEM, what, describe(exc)) from None
 
     def _refresh_session(self) -> None:
-        from quickbooks import QuickBooks
-
         previous = self._auth.refresh_token
         try:
             self._auth.refresh(refresh_token=previous)
         except Exception as exc:  # noqa: BLE001
             raise ConnectorError(SYSTEM, "token refresh", describe(exc)) from None
         self._store_refresh_token(self._auth.refresh_token, previous)
-        qb = QuickBooks(auth_client=self._auth, refresh_token=self._auth.refresh_token, company_id=self.realm,
-                        minorversion=MINOR_VERSION, use_decimal=True)
-        base = self.settings.get("base_url")
-        if base:
-            qb.api_url_v3 = qb.sandbox_api_url_v3 = base.rstrip("/")
-        with_retries(qb.session)
-        self._qb = qb
+        self._qb = self._session()
 
     # ---- reading ---------------------------------------------------------------------------
     def query(self, entity: str, where: str = "", *, include: str | None = None) -> list[dict]:
@@ -394,12 +394,7 @@ class QuickBooksSource:
                 p = by_id[parent]
                 email = _text(_get(p, "PrimaryEmailAddr", "Address")).split(",")[0].strip()
                 contact = " ".join(x for x in (_text(_get(p, "GivenName")), _text(_get(p, "FamilyName"))) if x)
-            created = _text(_get(o, "MetaData", "CreateTime"))[:10]
-            try:
-                since = dt.date.fromisoformat(created)
-                tenure = str(max(0, (self.as_of.year - since.year) * 12 + self.as_of.month - since.month))
-            except ValueError:
-                tenure = ""
+            tenure = tenure_months(_text(_get(o, "MetaData", "CreateTime")), self.as_of)
             rows.append({
                 "customer_id": _text(_get(o, "Id")), "name": _text(_get(o, "DisplayName")), "segment": "standard",
                 "arr": "", "tenure_months": tenure, "nps": "", "health": "", "renewal_date": "",

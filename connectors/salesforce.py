@@ -31,7 +31,7 @@ import yaml
 
 from arflow.config import ROOT
 from connectors.http import ConnectorError, describe, with_retries
-from connectors.sources import CUSTOMER_COLUMNS, SourceError
+from connectors.sources import CUSTOMER_COLUMNS, SourceError, tenure_months
 
 SYSTEM = "Salesforce"
 API_VERSION = "62.0"
@@ -168,7 +168,7 @@ class SalesforceCrm:
             if row.get("health"):
                 row["health"] = health_map.get(row["health"].lower(), row["health"].lower())
             since = row.pop("customer_since", "")
-            row["tenure_months"] = _months(since[:10], self.as_of) if since else ""
+            row["tenure_months"] = tenure_months(since, self.as_of)
             if row.get("renewal_date"):
                 row["renewal_date"] = row["renewal_date"][:10]
             people = contacts.get(r.get("Id"), {})
@@ -258,10 +258,3 @@ class SalesforceCrm:
                                                            os.environ.get("ARFLOW_SFDC_FIELD_MAP") or
                                                            ROOT / "salesforce_fields.yaml")}
 
-
-def _months(since: str, as_of: dt.date) -> str:
-    try:
-        d = dt.date.fromisoformat(since)
-    except ValueError:
-        return ""
-    return str(max(0, (as_of.year - d.year) * 12 + as_of.month - d.month))

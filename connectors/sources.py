@@ -22,6 +22,19 @@ PAYMENT_COLUMNS = ("payment_id", "customer_id", "amount", "currency", "received_
 AGING_COLUMNS = ("customer_id", "current", "d1_30", "d31_60", "d61_90", "d91_plus", "total")
 
 
+def tenure_months(since: dt.date | str | None, as_of: dt.date) -> str:
+    """Whole months from `since` (a date or ISO text) to as_of, as the CSV format's text; empty
+    where since is unknown."""
+    if isinstance(since, str):
+        try:
+            since = dt.date.fromisoformat(since[:10])
+        except ValueError:
+            return ""
+    if since is None:
+        return ""
+    return str(max(0, (as_of.year - since.year) * 12 + as_of.month - since.month))
+
+
 class SourceError(RuntimeError):
     """A source could not be read at all (as opposed to a bad row, which is quarantined)."""
 

@@ -33,7 +33,7 @@ import requests
 from arflow.money import format_minor, is_currency
 from connectors.billing import ChargeResult
 from connectors.http import ConnectorError, describe, with_retries
-from connectors.sources import CUSTOMER_COLUMNS, INVOICE_COLUMNS, PAYMENT_COLUMNS, SourceError
+from connectors.sources import CUSTOMER_COLUMNS, INVOICE_COLUMNS, PAYMENT_COLUMNS, SourceError, tenure_months
 
 SYSTEM = "Stripe"
 
@@ -157,11 +157,7 @@ class StripeSource:
         rows = []
         for o in objs:
             meta = dict(_get(o, "metadata", {}) or {})
-            created = _get(o, "created")
-            tenure = ""
-            if created:
-                since = dt.datetime.fromtimestamp(int(created), dt.timezone.utc).date()
-                tenure = str(max(0, (self.as_of.year - since.year) * 12 + self.as_of.month - since.month))
+            tenure = tenure_months(_date(_get(o, "created")), self.as_of)
             row = {c: str(meta.get(c, "")) for c in CUSTOMER_COLUMNS}
             row.update({"customer_id": _get(o, "id", ""), "name": _get(o, "name") or _get(o, "email", ""),
                         "segment": meta.get("segment") or "standard", "tenure_months": meta.get("tenure_months") or tenure,

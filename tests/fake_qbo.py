@@ -31,10 +31,10 @@ import decimal
 import itertools
 import json
 import re
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from tests.wire import WireServer
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "qbo_samples"
 ENTITIES = ("Invoice", "Customer", "Payment", "CreditMemo", "Term", "Preferences")
@@ -50,7 +50,7 @@ def _dumps(obj) -> str:
     return json.dumps(obj, default=lambda d: float(d) if isinstance(d, decimal.Decimal) else str(d))
 
 
-class FakeQuickBooks:
+class FakeQuickBooks(WireServer):
     def __init__(self, realm: str = "9130357766", client_id: str = "app-id", client_secret: str = "app-secret",
                  refresh_token: str = "rt-0"):
         self.realm, self.client_id, self.client_secret = realm, client_id, client_secret
@@ -60,56 +60,18 @@ class FakeQuickBooks:
         self.valid_refresh = {refresh_token}
         self.valid_access: set[str] = set()
         self.counter = itertools.count(1)
-        self.requests: list[dict] = []
         self.queued: list[tuple[int, str, dict]] = []
         self.writes: list[dict] = []
         self.aging_override: dict | None = None
         self.company_name = "Sandbox Company_US_1"
-        self.lock = threading.Lock()
         self.data["Preferences"] = [{"Id": "1", "CurrencyPrefs": {"HomeCurrency": {"value": "USD"}}}]
         self.data["Term"] = [{"Id": "3", "Name": "Net 30", "DueDays": 30, "Active": True},
                              {"Id": "1", "Name": "Due on receipt", "DueDays": 0, "Active": True}]
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _reply(self, status: int, body, headers: dict | None = None, content_type="application/json"):
-                raw = body if isinstance(body, (bytes, str)) else _dumps(body)
-                raw = raw.encode() if isinstance(raw, str) else raw
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(raw)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def _handle(self, method: str):
-                url = urllib.parse.urlsplit(self.path)
-                query = dict(urllib.parse.parse_qsl(url.query))
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length).decode() if length else ""
-                with fake.lock:
-                    fake.requests.append({"method": method, "path": url.path, "query": query, "body": body,
-                                          "authorization": self.headers.get("Authorization", "")})
-                    status, out, headers = fake.answer(method, url.path, query, body, self.headers)
-                self._reply(status, out, headers)
-
-            def do_GET(self):
-                self._handle("GET")
-
-            def do_POST(self):
-                self._handle("POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__()
 
     # ---- set-up ------------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+    def dumps(self, obj) -> str:
+        return _dumps(obj)
 
     def env(self) -> dict:
         return {"ARFLOW_QBO_CLIENT_ID": self.client_id, "ARFLOW_QBO_CLIENT_SECRET": self.client_secret,
@@ -117,14 +79,6 @@ class FakeQuickBooks:
                 "ARFLOW_QBO_ENVIRONMENT": f"{self.url}/.well-known/openid-configuration",
                 "ARFLOW_QBO_BASE_URL": f"{self.url}/v3", "ARFLOW_HTTP_BACKOFF": "0.01",
                 "OAUTHLIB_INSECURE_TRANSPORT": "1"}  # requests-oauthlib refuses plain http otherwise
-
-    def __enter__(self) -> "FakeQuickBooks":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def add(self, entity: str, obj: dict, *, at: str | None = None) -> dict:
         obj = copy.deepcopy(obj)

@@ -16,11 +16,9 @@ import ipaddress
 import itertools
 import json
 import re
-import ssl
-import threading
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from tests.wire import WireServer
 
 VERSION = "62.0"
 _SOQL = re.compile(r"^\s*SELECT\s+(.+?)\s+FROM\s+(\w+)(?:\s+WHERE\s+(.+?))?(?:\s+ORDER BY\s+(\w+))?\s*$",
@@ -51,67 +49,20 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-class FakeSalesforce:
+class FakeSalesforce(WireServer):
     def __init__(self, folder: Path, session_id: str = "00Dxx!session", page_size: int = 2000):
         self.session_id, self.page_size = session_id, page_size
         self.records: dict[str, list[dict]] = {"Account": [], "Contact": [], "User": [], "Task": [], "FeedItem": []}
-        self.requests: list[dict] = []
         self.queued: list[tuple[int, object, dict]] = []
         self.cursors: dict[str, list[dict]] = {}
         self.ids = itertools.count(1)
-        self.lock = threading.Lock()
         self.cert, key = self_signed(folder)
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _handle(self, method):
-                url = urllib.parse.urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length).decode() if length else ""
-                with fake.lock:
-                    fake.requests.append({"method": method, "path": url.path, "query": dict(urllib.parse.parse_qsl(url.query)),
-                                          "body": body})
-                    status, out, headers = fake.answer(method, url.path, dict(urllib.parse.parse_qsl(url.query)),
-                                                       body, self.headers)
-                raw = (out if isinstance(out, str) else json.dumps(out)).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json;charset=UTF-8")
-                self.send_header("Content-Length", str(len(raw)))
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def do_GET(self):
-                self._handle("GET")
-
-            def do_POST(self):
-                self._handle("POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert, key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.server.server_address[1]}"
+        super().__init__(tls=(self.cert, key))
+        self.content_type = "application/json;charset=UTF-8"
 
     def env(self) -> dict:
         return {"ARFLOW_SFDC_INSTANCE_URL": self.url, "ARFLOW_SFDC_SESSION_ID": self.session_id,
                 "REQUESTS_CA_BUNDLE": str(self.cert), "ARFLOW_HTTP_BACKOFF": "0.01"}
-
-    def __enter__(self) -> "FakeSalesforce":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def add(self, sobject: str, **fields) -> dict:
         prefix = {"Account": "001", "Contact": "003", "User": "005", "Task": "00T", "FeedItem": "0D5"}[sobject]

@@ -16,11 +16,11 @@ import hashlib
 import hmac
 import itertools
 import json
-import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from tests.wire import WireServer
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "stripe_samples"
 
@@ -41,7 +41,7 @@ def sign(payload: bytes, secret: str, at: int | None = None) -> str:
     return f"t={at},v1={mac}"
 
 
-class FakeStripe:
+class FakeStripe(WireServer):
     def __init__(self, api_key: str = "sk_test_arflow123"):
         self.api_key = api_key
         self.invoices: dict[str, dict] = {}
@@ -49,59 +49,13 @@ class FakeStripe:
         self.charges: dict[str, dict] = {}
         self.cards: dict[str, str] = {}          # customer -> "ok" | a decline code
         self.idempotent: dict[str, tuple[int, dict]] = {}
-        self.requests: list[dict] = []
         self.queued: list[tuple[int, dict, dict]] = []
         self.ids = itertools.count(1)
-        self.lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _handle(self, method):
-                url = urllib.parse.urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length).decode() if length else ""
-                params = dict(urllib.parse.parse_qsl(url.query)) | dict(urllib.parse.parse_qsl(body))
-                with fake.lock:
-                    fake.requests.append({"method": method, "path": url.path, "params": params,
-                                          "idempotency_key": self.headers.get("Idempotency-Key")})
-                    status, out, headers = fake.answer(method, url.path, params, self.headers)
-                raw = json.dumps(out).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.send_header("Request-Id", f"req_{next(fake.ids)}")
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def do_GET(self):
-                self._handle("GET")
-
-            def do_POST(self):
-                self._handle("POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        super().__init__()
 
     def env(self) -> dict:
         return {"ARFLOW_STRIPE_API_KEY": self.api_key, "ARFLOW_STRIPE_BASE_URL": self.url,
                 "ARFLOW_HTTP_BACKOFF": "0.01", "ARFLOW_STRIPE_BLOCK": "no-such-block"}
-
-    def __enter__(self) -> "FakeStripe":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     # ---- set-up ------------------------------------------------------------------------------
     def customer(self, cid: str, **fields) -> dict:
@@ -128,7 +82,13 @@ class FakeStripe:
                             headers or {}))
 
     # ---- answers -----------------------------------------------------------------------------
-    def answer(self, method, path, params, headers):
+    def answer(self, method, path, query, body, headers):
+        params = query | dict(urllib.parse.parse_qsl(body))   # Stripe posts form-encoded parameters
+        self.requests[-1].update(params=params, idempotency_key=headers.get("Idempotency-Key"))
+        status, out, extra = self._answer(method, path, params, headers)
+        return status, out, {"Request-Id": f"req_{next(self.ids)}", **extra}
+
+    def _answer(self, method, path, params, headers):
         if headers.get("Authorization") != f"Bearer {self.api_key}":
             return 401, {"error": {"type": "invalid_request_error",
                                    "message": "Invalid API Key provided: sk_test_****"}}, {}

@@ -50,6 +50,8 @@ MINOR_VERSION = 75
 CDC_ENTITIES = ("Invoice", "Customer", "CreditMemo")
 CDC_MAX = 1000               # CDC returns at most this many objects per entity
 CDC_LOOKBACK_DAYS = 29       # CDC answers for the last 30 days
+SETTLED_COLUMNS = ("invoice_id", "customer_id", "issue_date", "due_date", "paid_date", "amount", "currency",
+                   "payment_id")
 BUCKET_TITLES = {"current": "current", "1 - 30": "d1_30", "31 - 60": "d31_60", "61 - 90": "d61_90",
                  "91 and over": "d91_plus", "total": "total"}
 
@@ -100,6 +102,7 @@ class QuickBooksSource:
         self._data: dict[str, list[dict]] | None = None
         self._terms: dict[str, str] | None = None
         self._home_currency: str | None = None
+        self._payment_objs: list[dict] | None = None
         self.sync_info: dict = {}
 
     # ---- the connection -------------------------------------------------------------------
@@ -405,11 +408,42 @@ class QuickBooksSource:
             })
         return _frame(rows, CUSTOMER_COLUMNS + ("parent_customer_id",))
 
-    def payments(self) -> pd.DataFrame:
-        days = int(os.environ.get("ARFLOW_QBO_PAYMENT_DAYS", "35"))
-        since = (self.as_of - dt.timedelta(days=days)).isoformat()
+    def _payments(self) -> list[dict]:
+        if self._payment_objs is None:
+            days = int(os.environ.get("ARFLOW_QBO_PAYMENT_DAYS", "35"))
+            since = (self.as_of - dt.timedelta(days=days)).isoformat()
+            self._payment_objs = self.query("Payment", f"TxnDate >= '{since}'")
+        return self._payment_objs
+
+    def settled_invoices(self) -> pd.DataFrame:
+        """Invoices the books closed with a payment of the window (its LinkedTxn), for the payment
+        history: issue and due date, the day of the last linked payment, the amount."""
+        paid_on: dict[str, tuple[str, str]] = {}
+        for p in self._payments():
+            for line in _get(p, "Line", default=[]) or []:
+                for link in _get(line, "LinkedTxn", default=[]) or []:
+                    if _get(link, "TxnType") == "Invoice" and _get(link, "TxnId"):
+                        tid, day = _text(link["TxnId"]), _text(_get(p, "TxnDate"))
+                        if day >= paid_on.get(tid, ("", ""))[0]:
+                            paid_on[tid] = (day, f"qbo-{_text(_get(p, 'Id'))}")
         rows = []
-        for o in self.query("Payment", f"TxnDate >= '{since}'"):
+        ids = sorted(paid_on)
+        for i in range(0, len(ids), 100):
+            chunk = ", ".join("'" + x.replace("'", "") + "'" for x in ids[i:i + 100])
+            for o in self.query("Invoice", f"Id IN ({chunk})"):
+                if self._positive(_get(o, "Balance", default="0")):
+                    continue  # still open: tomorrow's aging has it
+                inv_id = _text(_get(o, "Id"))
+                rows.append({"invoice_id": inv_id, "customer_id": _text(_get(o, "CustomerRef", "value")),
+                             "issue_date": _text(_get(o, "TxnDate")), "due_date": _text(_get(o, "DueDate")),
+                             "paid_date": paid_on[inv_id][0], "amount": _text(_get(o, "TotalAmt")),
+                             "currency": _text(_get(o, "CurrencyRef", "value")) or self.home_currency(),
+                             "payment_id": paid_on[inv_id][1]})
+        return _frame(rows, SETTLED_COLUMNS)
+
+    def payments(self) -> pd.DataFrame:
+        rows = []
+        for o in self._payments():
             unapplied = _get(o, "UnappliedAmt", default=None)
             if unapplied is not None and not self._positive(unapplied):
                 continue  # the books applied it: the invoices' balances show it

@@ -269,6 +269,17 @@ def apply_event(event, ledger, as_of: dt.date) -> str:
     ledger.set_meta(f"stripe_event:{event['id']}", kind)
     ledger.audit("stripe", "invoice.paid", "invoice", invoice_id,
                  {"event": event["id"], "amount_paid": _get(obj, "amount_paid"), "currency": _get(obj, "currency")})
+    # Stripe applied the payment itself: the invoice's payment history, and its touches not yet out closed.
+    from tasks.checkpoint import settled_rows
+
+    cur = str(_get(obj, "currency", "")).upper()
+    paid_at = _get(_get(obj, "status_transitions", {}), "paid_at") or event.get("created")
+    settled = pd.DataFrame([{"invoice_id": invoice_id, "customer_id": customer_id,
+                             "issue_date": _date(_get(obj, "effective_at") or _get(obj, "created")),
+                             "due_date": _date(_get(obj, "due_date") or _get(obj, "created")),
+                             "paid_date": _date(paid_at), "amount": _money(_get(obj, "amount_paid"), cur),
+                             "currency": cur, "payment_id": _get(obj, "charge") or event["id"]}])
+    ledger.record_settled(settled_rows(settled), as_of, actor="stripe")
     return "recorded"
 
 

@@ -36,14 +36,16 @@ def payment_checkpoint(as_of: dt.date | None = None, source: str = "demo", bank_
     run_id = _run_id()
     ledger.start_run(run_id, "payment_checkpoint", as_of, source, mode, policy.version)
     try:
-        inputs = t.fetch_inputs(source, ledger, as_of, settings.data_dir)
+        inputs = t.fetch_inputs(source, ledger, as_of, settings.data_dir, with_settled=True)
         payments, quarantined = t.read_payments(inputs, bank_file)
         extracted, _customers = t.extract_aging(inputs, as_of, policy)
         result = t.apply_cash(payments, ledger, extracted.frame, inputs.customers, as_of)
-        written = t.record_checkpoint(result, ledger, extracted.frame, inputs.customers, mode, run_id, as_of)
+        written = t.record_checkpoint(result, ledger, extracted.frame, inputs.customers, mode, run_id, as_of,
+                                      settled=inputs.settled)
         summary = summarize(result, payments_read=len(payments) + len(quarantined), quarantined=len(quarantined),
                             receipts_queued=written["receipts_queued"], as_of=as_of, run_id=run_id)
         summary["touches_closed"] = written["touches_closed"]
+        summary["settled_at_source"] = written["settled_at_source"]  # closed by the billing system's own application
         # Receipts go out now in send mode (draft: once approved), through the daily flow's delivery.
         delivery = delivery_context(ledger, channels, policy, run_id, as_of, mode, source, settings)
         try:

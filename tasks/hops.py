@@ -38,6 +38,7 @@ class Inputs:
     history: pd.DataFrame
     applied: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    settled: pd.DataFrame | None = None   # invoices the billing system settled itself (the checkpoint's)
 
 
 @dataclass

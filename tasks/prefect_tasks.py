@@ -32,8 +32,9 @@ def _transient(task, task_run, state) -> bool:
 
 @task(name="fetch_inputs", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2),
       retry_jitter_factor=0.5, retry_condition_fn=_transient)
-def fetch_inputs(source, ledger: Ledger, as_of: dt.date, data_dir) -> hops.Inputs:
-    """`source`: a source spec (demo, csv:FOLDER) or an object with the source interface (the simulator's world)."""
+def fetch_inputs(source, ledger: Ledger, as_of: dt.date, data_dir, with_settled: bool = False) -> hops.Inputs:
+    """`source`: a source spec (demo, csv:FOLDER) or an object with the source interface (the simulator's world).
+    `with_settled` (the payment checkpoint): also the invoices a connected billing system settled itself."""
     src = open_source(source, data_dir=data_dir, as_of=as_of)
     if hasattr(src, "prepare_ledger"):
         src.prepare_ledger(ledger)
@@ -45,6 +46,8 @@ def fetch_inputs(source, ledger: Ledger, as_of: dt.date, data_dir) -> hops.Input
                          payments=src.payments(), aging_report=report,
                          reflected_payment_ids=src.reflected_payment_ids(), stops=ledger.stop_records(as_of),
                          history=ledger.payment_history(as_of), applied=ledger.applied_payments(as_of), notes=notes)
+    if with_settled and hasattr(src, "settled_invoices"):
+        inputs.settled = src.settled_invoices()
     if hasattr(src, "notes"):  # a connected system: its sync, and what the books hold that we do not act on
         notes.extend(src.notes())
     if isinstance(source, str) and source in BILLING_SYSTEMS:
@@ -165,11 +168,20 @@ def apply_cash(payments, ledger: Ledger, invoices, customers, as_of: dt.date):
 
 @task(name="record_checkpoint", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5],
       retry_condition_fn=_transient)
-def record_checkpoint(result, ledger: Ledger, invoices, customers, mode: str, run_id: str, as_of: dt.date) -> dict:
+def record_checkpoint(result, ledger: Ledger, invoices, customers, mode: str, run_id: str, as_of: dt.date,
+                      settled=None) -> dict:
+    """What the checkpoint applied (and `settled`: what the billing system settled itself, whose
+    history and closures are recorded beside it)."""
     from tasks.touches import receipt_rows
 
     receipts = receipt_rows(result.closed, invoices, customers, mode=mode, run_id=run_id, as_of=as_of)
-    return ledger.record_checkpoint(result, receipts, as_of, run_id)
+    written = ledger.record_checkpoint(result, receipts, as_of, run_id)
+    from tasks.checkpoint import settled_rows
+
+    rows = settled_rows(settled) if settled is not None else []
+    written["settled_at_source"] = ledger.record_settled(rows, as_of)["settled"] if rows else 0
+    return written
+
 
 
 @task(name="follow_up_owners", cache_policy=NO_CACHE)

@@ -98,6 +98,22 @@ def test_the_recorded_aging_report_maps_to_our_buckets():
     assert len(rows) == 1  # the GrandTotal section has no customer id
 
 
+def test_invoices_the_books_settled_feed_the_payment_history_once(qbo, tmp_path):
+    from tasks.checkpoint import settled_rows
+
+    settled = source(tmp_path).settled_invoices().set_index("invoice_id")
+    # Payment 128 (2023-02-18) closed invoice 96 (issued 2022-12-04, due 2023-01-03): 46 days late.
+    assert settled.loc["96", ["customer_id", "issue_date", "due_date", "paid_date", "payment_id"]].tolist() == \
+        ["8", "2022-12-04", "2023-01-03", "2023-02-18", "qbo-128"]
+    assert all(settled.index != "119")   # open invoices are not settled
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    rows = settled_rows(settled.reset_index())
+    assert ledger.record_settled(rows, AS_OF)["settled"] == len(rows)
+    assert ledger.record_settled(rows, AS_OF)["settled"] == 0          # once per invoice
+    history = ledger.payment_history(AS_OF).set_index("invoice_id")
+    assert history.loc["96", "days_after_due"] == 46 and history.loc["96", "days_to_pay"] == 76
+
+
 def test_paging_reads_every_page_and_checks_the_count(qbo, tmp_path):
     for i in range(2500):
         qbo.add("Invoice", {"Id": str(1000 + i), "CustomerRef": {"value": "17"}, "DocNumber": f"P-{i}",
@@ -305,6 +321,16 @@ def test_a_source_read_that_fails_part_way_sends_nothing(qbo, tmp_path):
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.eml"))
     ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
     assert ledger.frame(__import__("connectors.ledger.models", fromlist=["Outbox"]).Outbox).empty
+
+
+@pytest.mark.flow
+def test_the_payment_checkpoint_records_what_the_books_settled(qbo, tmp_path):
+    p = _cli(["checkpoint", "--source", "quickbooks", "--as-of", "2023-03-01", "--json"], tmp_path, qbo)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout)
+    assert out["settled_at_source"] >= 1
+    history = Ledger(f"sqlite:///{tmp_path / 'l.db'}").payment_history(AS_OF)
+    assert "96" in set(history["invoice_id"])
 
 
 def test_check_connection_prints_what_it_sees(qbo, tmp_path):

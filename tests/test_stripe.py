@@ -154,8 +154,13 @@ def test_webhook_events_are_verified_and_recorded_once(stripe_api, tmp_path):
     assert rows.iloc[0]["invoice_id"] == failed["id"]
     # the failed payment is a stop record the next run reads: the invoice joins the early lane flagged
     assert failed["id"] in set(ledger.stop_records(AS_OF)["failed_charges"]["invoice_id"])
-    paid = _event("invoice.paid", sample("invoice_paid_djstripe"), "evt_paid_1")
+    paid_invoice = sample("invoice_paid_djstripe")
+    paid = _event("invoice.paid", paid_invoice, "evt_paid_1")
     assert apply_event(construct_event(paid, sign(paid, SECRET), SECRET), ledger, AS_OF) == "recorded"
+    assert apply_event(construct_event(paid, sign(paid, SECRET), SECRET), ledger, AS_OF) == "duplicate"
+    history = ledger.payment_history(AS_OF)   # Stripe applied it: the invoice's days-to-pay are kept once
+    assert list(history["invoice_id"]) == [paid_invoice["id"]]
+    assert history.iloc[0]["amount_minor"] == paid_invoice["amount_paid"]
     with pytest.raises(ValueError, match="signature verification failed"):
         construct_event(payload, sign(payload, "whsec_other"), SECRET)
     with pytest.raises(ValueError, match="signature verification failed"):

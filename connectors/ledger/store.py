@@ -331,6 +331,36 @@ class Ledger:
         return {"new_payments": len(new), "closed": closed_ids, "touches_closed": int(touches_closed),
                 "receipts_queued": receipts_new, "reversed": sorted(reversing)}
 
+    def record_settled(self, rows: list[dict], as_of: dt.date, actor: str = "payment_checkpoint") -> dict:
+        """Invoices the billing system settled itself (its own cash application, e.g. a QuickBooks
+        payment linked to the invoice, a Stripe invoice.paid): their payment history, once per
+        invoice, and their touches not yet out closed as paid, in one transaction. Rows: invoice_id,
+        customer_id, issue_date, due_date, paid_date, amount_minor, currency, payment_id."""
+        from sqlalchemy import update
+
+        if not rows:
+            return {"settled": 0, "touches_closed": 0}
+        ids = [r["invoice_id"] for r in rows]
+        with self.engine.begin() as conn:
+            known = set(conn.execute(select(m.PaymentHistory.invoice_id)
+                                     .where(m.PaymentHistory.invoice_id.in_(ids))).scalars())
+            new = [{**r, "days_to_pay": (r["paid_date"] - r["issue_date"]).days,
+                    "days_after_due": (r["paid_date"] - r["due_date"]).days}
+                   for r in rows if r["invoice_id"] not in known]
+            self.insert_rows(m.PaymentHistory, new, conn)
+            closed = [r["invoice_id"] for r in new]
+            touches = 0
+            if closed:
+                touches = conn.execute(
+                    update(m.Outbox).where(m.Outbox.invoice_id.in_(closed),
+                                           m.Outbox.status.in_(["planned", "awaiting_decision", "queued"]))
+                    .values(status="closed", closed_reason="paid at the source")).rowcount
+                conn.execute(update(m.PromiseToPay).where(m.PromiseToPay.invoice_id.in_(closed),
+                                                          m.PromiseToPay.closed_on.is_(None))
+                             .values(closed_on=as_of, note="kept: paid"))
+                self.audit(actor, "settled_at_source", "run", None, {"invoices": closed}, conn)
+        return {"settled": len(new), "touches_closed": int(touches)}
+
     def audit(self, actor: str, action: str, entity: str | None = None, entity_id: str | None = None,
               detail: dict | None = None, conn=None) -> None:
         row = {"actor": actor, "action": action, "entity": entity, "entity_id": entity_id,

@@ -126,7 +126,9 @@ class QuickBooksSource:
         if not token or token == previous:
             return
         if self.block is not None:
-            self.block.refresh_token = token
+            from pydantic import SecretStr
+
+            self.block.refresh_token = SecretStr(token)
             self.block.save(os.environ.get("ARFLOW_QUICKBOOKS_BLOCK", "arflow-quickbooks"), overwrite=True)
             return
         path = self._token_file()

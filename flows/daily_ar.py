@@ -64,6 +64,8 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: str = "dr
                                  [extracted, rec_hop, enriched, scored, planned], planned.frame, actions,
                                  reconciliation, lanes, inputs.notes, run_dir)
         summary["owners"] = owners
+        if mode == "send" and channels.crm is not None:  # the day's summary in the CRM, where configured
+            summary["crm_summary_post"] = post_crm_summary(channels.crm, summary)
         summary["scoring"] = scored.llm or {"scorer": "rules"}
         summary.update(ledger.llm_usage(run_id))  # llm_calls, input/output/cache tokens, cost_usd
         from flows.reporting import record_kpis
@@ -151,6 +153,17 @@ def open_model(policy: Policy, ledger: Ledger, mode: str, run_id: str, as_of: dt
                 f"(threshold {policy.llm.backtest_threshold}): run `arflow backtest --labels FILE`, or unset "
                 "ANTHROPIC_API_KEY to send with the rules scorer")
     return llm
+
+
+def post_crm_summary(crm, summary: dict) -> str | None:
+    """The run's summary as a post in the CRM (Salesforce: a Chatter FeedItem on the record the field
+    map names); None where none is configured. A failure is reported in the summary, not fatal."""
+    from connectors.http import ConnectorError
+
+    try:
+        return crm.post_summary(report.markdown(summary))
+    except ConnectorError as exc:
+        return f"failed: {exc.cause[:120]}"
 
 
 @task(name="write_quickbooks_notes", cache_policy=NO_CACHE)

@@ -44,9 +44,11 @@ def world(tmp_path):
         sfdc.add("Contact", AccountId=ocean["Id"], Name="Olive Payables", Email="billing@oceanview.example",
                  AR_Role__c="Billing Contact")
         sfdc.add("User", Email="dana.ae@yourco.example", IsActive=True)
+        fmap = tmp_path / "fields.yaml"
+        fmap.write_text(Path("salesforce_fields.yaml").read_text().replace('parent_id: ""', 'parent_id: "0F9WV0000000042"'))
         env = {**os.environ, **qbo.env(), **sfdc.env(), "ARFLOW_DATA_DIR": str(tmp_path),
                "ARFLOW_DB_URL": f"sqlite:///{tmp_path / 'l.db'}", "PREFECT_API_URL": PREFECT_API_URL.value() or "",
-               "ARFLOW_QUICKBOOKS_BLOCK": "none", "ARFLOW_SALESFORCE_BLOCK": "none",
+               "ARFLOW_QUICKBOOKS_BLOCK": "none", "ARFLOW_SALESFORCE_BLOCK": "none", "ARFLOW_SFDC_FIELD_MAP": str(fmap),
                "ARFLOW_SMTP_HOST": "127.0.0.1", "ARFLOW_SMTP_PORT": str(port), "ARFLOW_MAIL_FROM": "ar@yourco.example"}
         pol = tmp_path / "policy.yaml"
         pol.write_text(Path("policy.yaml").read_text().replace("write_notes: false", "write_notes: true"))
@@ -81,6 +83,10 @@ def test_a_connected_send_day(world):
     assert {w["entity"] for w in qbo.writes} == {"Invoice"}
     assert all(set(w) <= {"entity", "Id", "SyncToken", "sparse", "PrivateNote"} for w in qbo.writes)
     assert any(n.startswith("QuickBooks notes: ") and "written" in n for n in out["notes"])
+    # the day's summary as a Chatter post on the configured record
+    (post,) = sfdc.records["FeedItem"]
+    assert post["ParentId"] == "0F9WV0000000042" and "2023-03-24" in post["Body"]
+    assert out["crm_summary_post"] == post["Id"]
     # the same day again sends nothing twice and makes no second Task
     sent_before, tasks_before = len(mail.messages), len(tasks)
     p = _run(world, "run", "--source", "quickbooks", "--crm", "salesforce", "--as-of", "2023-03-24", "--mode", "send",
@@ -88,3 +94,25 @@ def test_a_connected_send_day(world):
     assert p.returncode == 0, p.stderr[-3000:]
     assert len(mail.messages) == sent_before and len(sfdc.records["Task"]) == tasks_before
     assert json.loads(p.stdout)["notes"] and qbo.api_requests("/cdc")   # the second run synced by CDC
+
+
+def test_a_saved_quickbooks_block_wins_and_keeps_the_rotated_token(tmp_path, monkeypatch):
+    from arflow.blocks import QuickBooksConnection
+    from connectors.sources import open_source
+
+    with FakeQuickBooks() as qbo:
+        for entity, name in (("Customer", "sandbox_customer_records"), ("Invoice", "sandbox_invoice_records")):
+            for obj in sample(name):
+                qbo.add(entity, obj)
+        env = qbo.env()
+        QuickBooksConnection(client_id=qbo.client_id, client_secret=qbo.client_secret, refresh_token="rt-0",
+                             realm_id=qbo.realm, environment=env["ARFLOW_QBO_ENVIRONMENT"],
+                             base_url=env["ARFLOW_QBO_BASE_URL"]).save("arflow-qbo-test", overwrite=True)
+        monkeypatch.setenv("ARFLOW_QUICKBOOKS_BLOCK", "arflow-qbo-test")
+        monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+        monkeypatch.setenv("ARFLOW_QBO_CLIENT_ID", "not-this-one")   # the block wins over the environment
+        src = open_source("quickbooks", data_dir=tmp_path, as_of=__import__("datetime").date(2023, 3, 1))
+        assert sorted(src.invoices()["invoice_id"]) == ["119", "129", "130"]
+        saved = QuickBooksConnection.load("arflow-qbo-test")
+        assert saved.refresh_token.get_secret_value() == "rt-1"          # Intuit's rotation, saved back
+        assert not (tmp_path / "credentials").exists()                    # not to a file when a block holds it

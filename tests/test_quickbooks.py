@@ -144,8 +144,8 @@ def test_a_page_that_ends_short_is_never_taken_for_a_complete_pull(qbo, tmp_path
         source(tmp_path).invoices()
 
 
-def test_cdc_after_the_first_full_pull_keeps_the_mirror_current(qbo, tmp_path):
-    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+def test_cdc_after_the_first_full_pull_keeps_the_mirror_current(qbo, tmp_path, ledger_url):
+    ledger = Ledger(ledger_url)
     first = source(tmp_path, ledger)
     assert sorted(first.invoices()["invoice_id"]) == ["119", "129", "130"]
     assert first.sync_info["mode"] == "full"

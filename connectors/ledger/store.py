@@ -151,8 +151,12 @@ class Ledger:
             for entity, record_id in keys if not full else []:
                 conn.execute(table.delete().where((table.c.system == system) & (table.c.entity == entity)
                                                   & (table.c.record_id == record_id)))
-            if upserts:
-                conn.execute(insert(table), [{"system": system, **u} for u in upserts])
+            if upserts:  # a concurrent run's sync of the same objects: the later write wins, no conflict
+                ins = pg_insert(table) if self.dialect == "postgresql" else sqlite_insert(table)
+                stmt = ins.on_conflict_do_update(index_elements=["system", "entity", "record_id"],
+                                                 set_={"payload": ins.excluded.payload,
+                                                       "updated_at": ins.excluded.updated_at})
+                conn.execute(stmt, [{"system": system, **u} for u in upserts])
             conn.execute(m.Meta.__table__.delete().where(m.Meta.key == f"sync:{system}"))
             conn.execute(insert(m.Meta.__table__), [{"key": f"sync:{system}", "value": position}])
 

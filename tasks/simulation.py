@@ -188,11 +188,18 @@ def _diff(new, old):
     return round(new - old, 4 if isinstance(new, float) and abs(new) < 1 else 1)
 
 
-def _fmt(v) -> str:
+SHARES = {"bad_debt_rate", "recovery_rate"}   # the metrics that are a share (written as a percentage)
+
+
+def _fmt(v, share: bool = False) -> str:
+    """A table cell: a share as a percentage, any other number as itself (days, counts, money):
+    0.7 decisions a week is "0.70", not "70.0%"."""
     if v is None:
         return "n/a"
+    if share:
+        return f"{v:.1%}"
     if isinstance(v, float):
-        return f"{v:.1%}" if abs(v) < 1 and v != 0 else f"{v:,.1f}"
+        return f"{v:,.2f}" if abs(v) < 10 else f"{v:,.1f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
@@ -207,7 +214,8 @@ def markdown(report: dict) -> str:
     cols = [f"{p} ({s})" for s in scens for p in pols]
     lines += ["| metric | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
     for row in report["table"]:
-        lines.append(f"| {row['label']} | " + " | ".join(_fmt(row[f'{p}@{s}']) for s in scens for p in pols) + " |")
+        lines.append(f"| {row['label']} | " + " | ".join(_fmt(row[f'{p}@{s}'], row["metric"] in SHARES)
+                                                         for s in scens for p in pols) + " |")
     if report["sensitivity"]:
         base, other = pols[0], pols[1]
         lines += ["", f"## Sensitivity: {other} minus {base}, under each response assumption", "",
@@ -215,7 +223,7 @@ def markdown(report: dict) -> str:
                   "| --- | --- | --- | --- | --- | --- |"]
         for s in report["sensitivity"]:
             lines.append(f"| {s['scenario']} | {_fmt(s['dso_countback_change'])} | {_fmt(s['days_to_settle_change'])} | "
-                         f"{_fmt(s['bad_debt_rate_change'])} | {_fmt(s['wrong_tone_touches_change'])} | "
+                         f"{_fmt(s['bad_debt_rate_change'], share=True)} | {_fmt(s['wrong_tone_touches_change'])} | "
                          f"{_fmt(s['arr_lost_to_churn_change'])} |")
     lines += ["", "Per tier (recovery rate, days to pay after the due date), central or first scenario:", ""]
     scen = "central" if "central" in scens else scens[0]
@@ -223,7 +231,7 @@ def markdown(report: dict) -> str:
     for r in report["runs"]:
         if r["scenario"] != scen:
             continue
-        cells = [f"{_fmt(r['by_tier'][t]['recovery_rate'])} / {_fmt(r['by_tier'][t]['days_to_pay_after_due'])} d"
+        cells = [f"{_fmt(r['by_tier'][t]['recovery_rate'], share=True)} / {_fmt(r['by_tier'][t]['days_to_pay_after_due'])} d"
                  for t in TIERS]
         lines.append(f"| {r['policy']} | " + " | ".join(cells) + " |")
     priced = [r for r in report["runs"] if r.get("llm")]

@@ -138,3 +138,27 @@ def test_a_simulated_policy_can_score_with_the_model_and_reports_its_cost():
     bad = subprocess.run([sys.executable, "-m", "arflow.cli", "simulate", "--days", "5", "--model", "claude"],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert bad.returncode == 2 and "--model must be fake" in bad.stderr
+
+
+def test_the_comparison_writes_shares_as_percentages_and_days_as_days():
+    """0.7 decisions a week, a DSO change of 0.8 days and a recovery rate of 1.0 read as what they are."""
+    from tasks.simulation import markdown
+
+    run = {"customers": 500, "days": 365, "start": "2026-01-05", "seed": 1, "measured_from": "2026-03-06",
+           "behaviour_version": "v", "scenario": "central", "policy": "static",
+           "by_tier": {t: {"recovery_rate": 1.0, "days_to_pay_after_due": -0.4} for t in
+                       ("current", "early", "late", "critical")}}
+    table = [{"metric": "dso_countback", "label": "DSO", "static@central": 28.3},
+             {"metric": "bad_debt_rate", "label": "Bad debt", "static@central": 0.013},
+             {"metric": "human_decisions_per_week", "label": "Decisions", "static@central": 0.7},
+             {"metric": "touches_per_invoice", "label": "E-mails", "static@central": 0.14}]
+    sens = [{"scenario": "central", "dso_countback_change": 0.8, "days_to_settle_change": -0.3,
+             "bad_debt_rate_change": 0.011, "wrong_tone_touches_change": -2, "arr_lost_to_churn_change": 635378.0}]
+    for row in table:
+        row["default@central"] = row["static@central"]
+    md = markdown({"policies": ["static", "default"], "scenarios": ["central"], "table": table,
+                   "sensitivity": sens, "runs": [run]})
+    assert "| DSO | 28.3 | 28.3 |" in md and "| Bad debt | 1.3% | 1.3% |" in md
+    assert "| Decisions | 0.70 | 0.70 |" in md and "| E-mails | 0.14 | 0.14 |" in md
+    assert "| central | 0.80 | -0.30 | 1.1% | -2 | 635,378.0 |" in md
+    assert "| static | 100.0% / -0.40 d |" in md

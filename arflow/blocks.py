@@ -109,8 +109,8 @@ class StripeConnection(Block):
     base_url: str | None = None
 
 
-def _secret(value) -> str | None:
-    return value.get_secret_value() if value is not None else None
+def _plain(value):
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 def connection(system: str) -> tuple[dict, object | None]:
@@ -121,13 +121,7 @@ def connection(system: str) -> tuple[dict, object | None]:
     block = _load(cls, os.environ.get(f"ARFLOW_{system.upper()}_BLOCK", f"arflow-{system}"))
     env = os.environ.get
     if block is not None:
-        values = {k: (_secret(v) if isinstance(v, SecretStr) else v) for k, v in block.model_dump().items()
-                  if not k.startswith("_") and k != "block_type_slug"}
-        for k in ("client_secret", "refresh_token", "session_id", "password", "security_token", "api_key",
-                  "webhook_secret"):
-            if k in values:
-                values[k] = _secret(getattr(block, k))
-        return values, block
+        return {name: _plain(getattr(block, name)) for name in type(block).model_fields}, block
     if system == "quickbooks":
         return {"client_id": env("ARFLOW_QBO_CLIENT_ID"), "client_secret": env("ARFLOW_QBO_CLIENT_SECRET"),
                 "refresh_token": env("ARFLOW_QBO_REFRESH_TOKEN"), "realm_id": env("ARFLOW_QBO_REALM_ID"),

@@ -42,7 +42,7 @@ import pandas as pd
 
 from connectors.http import ConnectorError, describe, with_retries
 from connectors.sources import (AGING_COLUMNS, CUSTOMER_COLUMNS, INVOICE_COLUMNS, PAYMENT_COLUMNS, SourceError,
-                                tenure_months)
+                                string_frame, tenure_months)
 
 SYSTEM = "QuickBooks"
 PAGE = 1000
@@ -347,12 +347,16 @@ class QuickBooksSource:
     def fresh_invoices(self, invoice_ids: set[str]) -> pd.DataFrame:
         """These invoices as QuickBooks has them now (for the check right before a send): queried
         by id, 100 at a time; an invoice missing from the answer is no longer at the source."""
-        ids = sorted(i for i in invoice_ids if i)
+        return self._invoice_frame(self.by_ids("Invoice", invoice_ids, include="invoiceLink"))
+
+    def by_ids(self, entity: str, ids, where: str = "", *, include: str | None = None) -> list[dict]:
+        """The objects of these ids, asked for 100 at a time (`Id IN (...)`, plus `where`)."""
+        ids = sorted(i for i in ids if i)
         rows: list[dict] = []
         for i in range(0, len(ids), 100):
             chunk = ", ".join("'" + x.replace("'", "") + "'" for x in ids[i:i + 100])
-            rows.extend(self.query("Invoice", f"Id IN ({chunk})", include="invoiceLink"))
-        return self._invoice_frame(rows)
+            rows.extend(self.query(entity, f"Id IN ({chunk}){' AND ' + where if where else ''}", include=include))
+        return rows
 
     def _invoice_frame(self, objs: list[dict]) -> pd.DataFrame:
         terms = self.terms() if any(_get(o, "SalesTermRef", "value") for o in objs) else {}
@@ -375,18 +379,13 @@ class QuickBooksSource:
                 "status": "open" if balance is None or self._positive(balance) else "paid",
                 "autopay": "false", "payment_link": _text(_get(o, "InvoiceLink")), "po_number": po,
             })
-        return _frame(rows, INVOICE_COLUMNS)
+        return string_frame(rows, INVOICE_COLUMNS)
 
     def customers(self) -> pd.DataFrame:
         return self._customer_frame(self.data()["Customer"])
 
     def fresh_customers(self, customer_ids: set[str]) -> pd.DataFrame:
-        ids = sorted(i for i in customer_ids if i)
-        rows: list[dict] = []
-        for i in range(0, len(ids), 100):
-            chunk = ", ".join("'" + x.replace("'", "") + "'" for x in ids[i:i + 100])
-            rows.extend(self.query("Customer", f"Id IN ({chunk}) AND Active IN (true, false)"))
-        return self._customer_frame(rows)
+        return self._customer_frame(self.by_ids("Customer", customer_ids, "Active IN (true, false)"))
 
     def _customer_frame(self, objs: list[dict]) -> pd.DataFrame:
         by_id = {_text(_get(o, "Id")): o for o in objs}
@@ -408,7 +407,7 @@ class QuickBooksSource:
                 "country": country_code(_text(_get(o, "BillAddr", "Country"))), "opt_out": "false",
                 "paused_until": "", "parent_customer_id": parent,
             })
-        return _frame(rows, CUSTOMER_COLUMNS + ("parent_customer_id",))
+        return string_frame(rows, CUSTOMER_COLUMNS + ("parent_customer_id",))
 
     def _payments(self) -> list[dict]:
         if self._payment_objs is None:
@@ -429,19 +428,16 @@ class QuickBooksSource:
                         if day >= paid_on.get(tid, ("", ""))[0]:
                             paid_on[tid] = (day, f"qbo-{_text(_get(p, 'Id'))}")
         rows = []
-        ids = sorted(paid_on)
-        for i in range(0, len(ids), 100):
-            chunk = ", ".join("'" + x.replace("'", "") + "'" for x in ids[i:i + 100])
-            for o in self.query("Invoice", f"Id IN ({chunk})"):
-                if self._positive(_get(o, "Balance", default="0")):
-                    continue  # still open: tomorrow's aging has it
-                inv_id = _text(_get(o, "Id"))
-                rows.append({"invoice_id": inv_id, "customer_id": _text(_get(o, "CustomerRef", "value")),
-                             "issue_date": _text(_get(o, "TxnDate")), "due_date": _text(_get(o, "DueDate")),
-                             "paid_date": paid_on[inv_id][0], "amount": _text(_get(o, "TotalAmt")),
-                             "currency": _text(_get(o, "CurrencyRef", "value")) or self.home_currency(),
-                             "payment_id": paid_on[inv_id][1]})
-        return _frame(rows, SETTLED_COLUMNS)
+        for o in self.by_ids("Invoice", paid_on):
+            if self._positive(_get(o, "Balance", default="0")):
+                continue  # still open: tomorrow's aging has it
+            inv_id = _text(_get(o, "Id"))
+            rows.append({"invoice_id": inv_id, "customer_id": _text(_get(o, "CustomerRef", "value")),
+                         "issue_date": _text(_get(o, "TxnDate")), "due_date": _text(_get(o, "DueDate")),
+                         "paid_date": paid_on[inv_id][0], "amount": _text(_get(o, "TotalAmt")),
+                         "currency": _text(_get(o, "CurrencyRef", "value")) or self.home_currency(),
+                         "payment_id": paid_on[inv_id][1]})
+        return string_frame(rows, SETTLED_COLUMNS)
 
     def payments(self) -> pd.DataFrame:
         rows = []
@@ -454,7 +450,7 @@ class QuickBooksSource:
                          "amount": _text(unapplied if unapplied is not None else _get(o, "TotalAmt")),
                          "currency": _text(_get(o, "CurrencyRef", "value")) or self.home_currency(),
                          "received_date": _text(_get(o, "TxnDate")), "reference": ref})
-        return _frame(rows, PAYMENT_COLUMNS)
+        return string_frame(rows, PAYMENT_COLUMNS)
 
     def reflected_payment_ids(self) -> set[str]:
         return set()  # only unapplied cash is read: nothing arflow applies is in QuickBooks' balances yet
@@ -464,7 +460,7 @@ class QuickBooksSource:
                  "number": _text(_get(o, "DocNumber")), "date": _text(_get(o, "TxnDate")),
                  "remaining": _text(_get(o, "Balance")), "currency": _text(_get(o, "CurrencyRef", "value"))}
                 for o in self.data()["CreditMemo"]]
-        return _frame(rows, ("credit_memo_id", "customer_id", "number", "date", "remaining", "currency"))
+        return string_frame(rows, ("credit_memo_id", "customer_id", "number", "date", "remaining", "currency"))
 
     def notes(self) -> list[str]:
         out = []
@@ -507,13 +503,6 @@ class QuickBooksSource:
                 "aging_report_rows": len(self.aging_report())}
 
 
-def _frame(rows: list[dict], columns) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=list(columns), dtype=object).fillna("")
-    df = df.astype(str)
-    df.insert(0, "source_row", range(1, len(df) + 1))
-    return df
-
-
 def parse_aging_report(report) -> pd.DataFrame:
     """AgedReceivables (Columns + nested Rows) -> customer_id, current, d1_30, ..., total (strings,
     major units). A customer row is one whose first cell carries an id; sections (a parent customer
@@ -540,7 +529,7 @@ def parse_aging_report(report) -> pd.DataFrame:
             walk(_get(row, "Rows", "Row", default=[]))
 
     walk(_get(report, "Rows", "Row", default=[]))
-    return _frame(out, AGING_COLUMNS)
+    return string_frame(out, AGING_COLUMNS)
 
 
 def country_code(text: str) -> str:

@@ -31,7 +31,7 @@ import yaml
 
 from arflow.config import ROOT
 from connectors.http import ConnectorError, describe, with_retries
-from connectors.sources import CUSTOMER_COLUMNS, SourceError, tenure_months
+from connectors.sources import CUSTOMER_COLUMNS, SourceError, string_frame, tenure_months
 
 SYSTEM = "Salesforce"
 API_VERSION = "62.0"
@@ -178,10 +178,7 @@ class SalesforceCrm:
             row["cfo_email"] = people["cfo"][1] if "cfo" in people else ""
             row["crm_account_id"] = r.get("Id") or ""
             rows.append(row)
-        cols = list(CUSTOMER_COLUMNS) + ["cfo_email", "crm_account_id"]
-        df = pd.DataFrame(rows, columns=cols, dtype=object).fillna("").astype(str)
-        df.insert(0, "source_row", range(1, len(df) + 1))
-        return df
+        return string_frame(rows, CUSTOMER_COLUMNS + ("cfo_email", "crm_account_id"))
 
     def _contacts(self, account_ids: list[str]) -> dict[str, dict[str, tuple[str, str]]]:
         con = self.fmap.get("contact") or {}

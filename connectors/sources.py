@@ -35,6 +35,14 @@ def tenure_months(since: dt.date | str | None, as_of: dt.date) -> str:
     return str(max(0, (as_of.year - since.year) * 12 + as_of.month - since.month))
 
 
+def string_frame(rows: list[dict], columns) -> pd.DataFrame:
+    """A connected system's records as the CSV format's text frame: these columns (a missing value
+    empty), and `source_row`, the record's place in what was read (1 = the first)."""
+    df = pd.DataFrame(rows, columns=list(columns), dtype=object).fillna("").astype(str)
+    df.insert(0, "source_row", range(1, len(df) + 1))
+    return df
+
+
 class SourceError(RuntimeError):
     """A source could not be read at all (as opposed to a bad row, which is quarantined)."""
 

@@ -33,7 +33,8 @@ import requests
 from arflow.money import format_minor, is_currency
 from connectors.billing import ChargeResult
 from connectors.http import ConnectorError, describe, with_retries
-from connectors.sources import CUSTOMER_COLUMNS, INVOICE_COLUMNS, PAYMENT_COLUMNS, SourceError, tenure_months
+from connectors.sources import (CUSTOMER_COLUMNS, INVOICE_COLUMNS, PAYMENT_COLUMNS, SourceError, string_frame,
+                                tenure_months)
 
 SYSTEM = "Stripe"
 
@@ -143,7 +144,7 @@ class StripeSource:
                 "payment_link": _get(o, "hosted_invoice_url", ""),
                 "po_number": _get(_get(o, "metadata", {}), "po_number", ""),
             })
-        return _frame(rows, INVOICE_COLUMNS)
+        return string_frame(rows, INVOICE_COLUMNS)
 
     def customers(self) -> pd.DataFrame:
         return self._customer_frame(self._list("list customers", self.client.v1.customers, {}))
@@ -166,7 +167,7 @@ class StripeSource:
                         "country": _get(_get(o, "address", {}), "country", ""),
                         "opt_out": meta.get("opt_out") or "false"})
             rows.append(row)
-        return _frame(rows, CUSTOMER_COLUMNS)
+        return string_frame(rows, CUSTOMER_COLUMNS)
 
     def payments(self) -> pd.DataFrame:
         days = int(os.environ.get("ARFLOW_STRIPE_PAYMENT_DAYS", "35"))
@@ -181,7 +182,7 @@ class StripeSource:
             rows.append({"payment_id": _get(c, "id", ""), "customer_id": _get(c, "customer", ""),
                          "amount": _money(_get(c, "amount_captured", _get(c, "amount")), cur), "currency": cur,
                          "received_date": _date(_get(c, "created")), "reference": ref})
-        return _frame(rows, PAYMENT_COLUMNS)
+        return string_frame(rows, PAYMENT_COLUMNS)
 
     def aging_report(self):
         return None  # Stripe keeps no aging report
@@ -281,12 +282,6 @@ def apply_event(event, ledger, as_of: dt.date) -> str:
                              "currency": cur, "payment_id": _get(obj, "charge") or event["id"]}])
     ledger.record_settled(settled_rows(settled), as_of, actor="stripe")
     return "recorded"
-
-
-def _frame(rows: list[dict], columns) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=list(columns), dtype=object).fillna("").astype(str)
-    df.insert(0, "source_row", range(1, len(df) + 1))
-    return df
 
 
 def webhook_server(port: int, ledger, secret: str | None, today, host: str = "127.0.0.1"):

@@ -172,16 +172,13 @@ def record_checkpoint(result, ledger: Ledger, invoices, customers, mode: str, ru
                       settled=None) -> dict:
     """What the checkpoint applied (and `settled`: what the billing system settled itself, whose
     history and closures are recorded beside it)."""
+    from tasks.checkpoint import settled_rows
     from tasks.touches import receipt_rows
 
     receipts = receipt_rows(result.closed, invoices, customers, mode=mode, run_id=run_id, as_of=as_of)
     written = ledger.record_checkpoint(result, receipts, as_of, run_id)
-    from tasks.checkpoint import settled_rows
-
-    rows = settled_rows(settled) if settled is not None else []
-    written["settled_at_source"] = ledger.record_settled(rows, as_of)["settled"] if rows else 0
+    written["settled_at_source"] = ledger.record_settled(settled_rows(settled), as_of)["settled"]
     return written
-
 
 
 @task(name="follow_up_owners", cache_policy=NO_CACHE)

@@ -49,6 +49,14 @@ def source(tmp_path, ledger=None, as_of=AS_OF) -> QuickBooksSource:
     return src
 
 
+def add_open_invoices(qbo, n: int, issued: str = "2023-02-01", due: str = "2023-03-03") -> None:
+    """n open invoices of 10.00 USD for Mark Cho (customer 17), ids from 1000."""
+    for i in range(n):
+        qbo.add("Invoice", {"Id": str(1000 + i), "CustomerRef": {"value": "17"}, "DocNumber": f"P-{i}",
+                            "TxnDate": issued, "DueDate": due, "TotalAmt": 10, "Balance": 10,
+                            "CurrencyRef": {"value": "USD"}})
+
+
 def test_full_pull_maps_the_sandbox_records_to_the_csv_format(qbo, tmp_path):
     src = source(tmp_path)
     inv = src.invoices().set_index("invoice_id")
@@ -115,10 +123,7 @@ def test_invoices_the_books_settled_feed_the_payment_history_once(qbo, tmp_path)
 
 
 def test_paging_reads_every_page_and_checks_the_count(qbo, tmp_path):
-    for i in range(2500):
-        qbo.add("Invoice", {"Id": str(1000 + i), "CustomerRef": {"value": "17"}, "DocNumber": f"P-{i}",
-                            "TxnDate": "2023-02-01", "DueDate": "2023-03-03", "TotalAmt": 10, "Balance": 10,
-                            "CurrencyRef": {"value": "USD"}})
+    add_open_invoices(qbo, 2500)
     src = source(tmp_path)
     assert len(src.invoices()) == 2503
     pages = [r["body"] for r in qbo.api_requests("query") if r["body"].startswith("SELECT * FROM Invoice")]
@@ -126,9 +131,7 @@ def test_paging_reads_every_page_and_checks_the_count(qbo, tmp_path):
 
 
 def test_a_page_that_ends_short_is_never_taken_for_a_complete_pull(qbo, tmp_path):
-    for i in range(1200):
-        qbo.add("Invoice", {"Id": str(1000 + i), "CustomerRef": {"value": "17"}, "TxnDate": "2023-02-01",
-                            "DueDate": "2023-03-03", "TotalAmt": 10, "Balance": 10})
+    add_open_invoices(qbo, 1200)
     # A proxy cuts the first page to 999 rows: the pull looks finished after one page.
     original = qbo._query
 
@@ -303,9 +306,7 @@ def test_the_daily_run_reads_quickbooks_reconciles_with_its_aging_and_quarantine
 
 @pytest.mark.flow
 def test_a_source_read_that_fails_part_way_sends_nothing(qbo, tmp_path):
-    for i in range(1100):
-        qbo.add("Invoice", {"Id": str(1000 + i), "CustomerRef": {"value": "17"}, "TxnDate": "2023-01-01",
-                            "DueDate": "2023-01-31", "TotalAmt": 10, "Balance": 10})
+    add_open_invoices(qbo, 1100, issued="2023-01-01", due="2023-01-31")
     original = qbo._query
 
     def second_page_fails(sql):

@@ -147,8 +147,7 @@ class Ledger:
         with self.engine.begin() as conn:
             if full:
                 conn.execute(table.delete().where(table.c.system == system))
-            keys = [(u["entity"], u["record_id"]) for u in upserts] + list(deletes)
-            for entity, record_id in keys if not full else []:
+            for entity, record_id in deletes:
                 conn.execute(table.delete().where((table.c.system == system) & (table.c.entity == entity)
                                                   & (table.c.record_id == record_id)))
             if upserts:  # a concurrent run's sync of the same objects: the later write wins, no conflict
@@ -317,15 +316,7 @@ class Ledger:
             closed = [c for c in result.closed if c["payment_id"] in new]
             closed_ids = [c["invoice_id"] for c in closed]
             self.insert_rows(m.PaymentHistory, closed, conn)
-            touches_closed = 0
-            if closed_ids:
-                touches_closed = conn.execute(
-                    update(m.Outbox).where(m.Outbox.invoice_id.in_(closed_ids),
-                                           m.Outbox.status.in_(["planned", "awaiting_decision", "queued"]))
-                    .values(status="closed", closed_reason="paid")).rowcount
-                conn.execute(update(m.PromiseToPay).where(m.PromiseToPay.invoice_id.in_(closed_ids),
-                                                          m.PromiseToPay.closed_on.is_(None))
-                             .values(closed_on=as_of, note="kept: paid"))
+            touches_closed = self._close_paid(conn, closed_ids, as_of, "paid")
             receipts_new = 0
             if receipts is not None and not receipts.empty:
                 receipts_new = self.insert_outbox(receipts[receipts["invoice_id"].isin(closed_ids)], conn)
@@ -340,8 +331,6 @@ class Ledger:
         payment linked to the invoice, a Stripe invoice.paid): their payment history, once per
         invoice, and their touches not yet out closed as paid, in one transaction. Rows: invoice_id,
         customer_id, issue_date, due_date, paid_date, amount_minor, currency, payment_id."""
-        from sqlalchemy import update
-
         if not rows:
             return {"settled": 0, "touches_closed": 0}
         ids = [r["invoice_id"] for r in rows]
@@ -353,17 +342,27 @@ class Ledger:
                    for r in rows if r["invoice_id"] not in known]
             self.insert_rows(m.PaymentHistory, new, conn)
             closed = [r["invoice_id"] for r in new]
-            touches = 0
+            touches = self._close_paid(conn, closed, as_of, "paid at the source")
             if closed:
-                touches = conn.execute(
-                    update(m.Outbox).where(m.Outbox.invoice_id.in_(closed),
-                                           m.Outbox.status.in_(["planned", "awaiting_decision", "queued"]))
-                    .values(status="closed", closed_reason="paid at the source")).rowcount
-                conn.execute(update(m.PromiseToPay).where(m.PromiseToPay.invoice_id.in_(closed),
-                                                          m.PromiseToPay.closed_on.is_(None))
-                             .values(closed_on=as_of, note="kept: paid"))
                 self.audit(actor, "settled_at_source", "run", None, {"invoices": closed}, conn)
-        return {"settled": len(new), "touches_closed": int(touches)}
+        return {"settled": len(new), "touches_closed": touches}
+
+    @staticmethod
+    def _close_paid(conn, invoice_ids: list[str], as_of: dt.date, reason: str) -> int:
+        """Paid invoices: their touches not yet out are closed with `reason`, their open promises
+        kept. Returns how many touches closed."""
+        from sqlalchemy import update
+
+        if not invoice_ids:
+            return 0
+        touches = conn.execute(
+            update(m.Outbox).where(m.Outbox.invoice_id.in_(invoice_ids),
+                                   m.Outbox.status.in_(["planned", "awaiting_decision", "queued"]))
+            .values(status="closed", closed_reason=reason)).rowcount
+        conn.execute(update(m.PromiseToPay).where(m.PromiseToPay.invoice_id.in_(invoice_ids),
+                                                  m.PromiseToPay.closed_on.is_(None))
+                     .values(closed_on=as_of, note="kept: paid"))
+        return int(touches)
 
     def audit(self, actor: str, action: str, entity: str | None = None, entity_id: str | None = None,
               detail: dict | None = None, conn=None) -> None:

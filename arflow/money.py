@@ -7,13 +7,14 @@ minor digits per currency comes from CLDR through Babel (USD 2, JPY 0, KWD 3).
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from functools import lru_cache
 
 import pandas as pd
 from babel.numbers import get_currency_precision, list_currencies
 
-_AMOUNT_RE = r"-?\d+(?:\.\d+)?"
+_AMOUNT = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
 
 
 @lru_cache(maxsize=1)
@@ -40,40 +41,45 @@ def to_minor(amount: str, currency: str) -> int:
     Raises ValueError for text that is not a plain decimal, or that has more fractional
     digits than the currency allows (``"1.005"`` USD is an error, ``"1.50"`` is 150).
     """
-    parsed = parse_minor(pd.Series([amount], dtype="string"), pd.Series([currency], dtype="string"))
-    if pd.isna(parsed.iloc[0]):
+    minor = _minor_or_none(amount, currency)
+    if minor is None:
         raise ValueError(f"not an amount in {currency}: {amount!r}")
-    return int(parsed.iloc[0])
+    return minor
+
+
+def _minor_or_none(amount: object, currency: object) -> int | None:
+    """One amount in minor units, or None where the text is not a valid amount for its currency
+    (unknown currency, bad text, too many fractional digits, more than 18 digits)."""
+    if not isinstance(amount, str) or not isinstance(currency, str):
+        return None
+    currency = currency.strip().upper()
+    if not is_currency(currency):
+        return None
+    match = _AMOUNT.fullmatch(amount.strip())
+    if match is None:
+        return None
+    sign, whole, frac = match.groups()
+    d = minor_digits(currency)
+    frac = frac or ""
+    # Digits past the currency's precision must be zeros ("1.500" USD is 1.50; "1.005" is refused).
+    if frac[d:].rstrip("0") or len(whole) + d > 18:  # int64 holds 18 digits safely
+        return None
+    value = int(whole + frac[:d].ljust(d, "0"))
+    return -value if sign else value
 
 
 def parse_minor(amounts: pd.Series, currencies: pd.Series) -> pd.Series:
     """Vectorised :func:`to_minor`: returns nullable Int64, NA where the text is not a valid
     amount for its currency (unknown currency, bad text, too many fractional digits).
 
-    Works with string operations only (no float at any point), one pass per currency precision.
-    """
-    text = amounts.astype("string").str.strip()
-    currencies = currencies.astype("string").str.strip().str.upper()
-    known = {c: (minor_digits(c) if is_currency(c) else -1) for c in currencies.dropna().unique()}
-    digits = currencies.map(known).fillna(-1).astype("int64")
-    ok = text.str.fullmatch(_AMOUNT_RE).fillna(False).astype(bool) & (digits >= 0)
-    result = pd.Series(pd.NA, index=amounts.index, dtype="Int64")
-    for d in sorted(set(digits[ok].tolist())):
-        sel = ok & (digits == d)
-        body = text[sel]
-        negative = body.str.startswith("-").to_numpy(dtype=bool)
-        parts = body.str.lstrip("-").str.partition(".")
-        whole, frac = parts[0], parts[2]
-        # Digits past the currency's precision must be zeros ("1.500" USD is 1.50; "1.005" is refused).
-        extra = frac.str.slice(d).str.rstrip("0").str.len().to_numpy(dtype="int64") > 0
-        too_big = (whole.str.len().to_numpy(dtype="int64") + d) > 18  # int64 holds 18 digits safely
-        good = ~(extra | too_big)
-        frac_d = frac.str.slice(0, d).str.pad(d, side="right", fillchar="0") if d else None
-        joined = whole + frac_d if d else whole
-        values = pd.to_numeric(joined[good], errors="coerce").astype("Int64")
-        values = values.where(~pd.Series(negative[good], index=values.index), -values)
-        result.loc[values.index] = values
-    return result
+    Digit strings only, never float: one pass over the values (a few pandas string operations
+    per column cost more than the parsing on the frames a run holds)."""
+    values = [_minor_or_none(_text(a), _text(c)) for a, c in zip(amounts.tolist(), currencies.tolist())]
+    return pd.Series(pd.array(values, dtype="Int64"), index=amounts.index)
+
+
+def _text(value: object) -> object:
+    return value if isinstance(value, str) else (None if value is None or pd.isna(value) else str(value))
 
 
 def format_minor(minor: int, currency: str) -> str:

@@ -67,8 +67,7 @@ class Ledger:
         if where is not None:
             stmt = stmt.where(where)
         with self.engine.connect() as conn:
-            rows = conn.execute(stmt)
-            return pd.DataFrame(rows.fetchall(), columns=list(rows.keys()))
+            return _result_frame(conn.execute(stmt))
 
     def stop_records(self, as_of: dt.date) -> dict[str, pd.DataFrame]:
         """The records that can stop outreach, as they stand on as_of."""
@@ -99,8 +98,7 @@ class Ledger:
         stmt = select(t.idempotency_key, t.invoice_id, t.customer_id, t.step, t.channel, t.status, t.as_of,
                       t.delivered_on).where(t.mode == namespace)
         with self.engine.connect() as conn:
-            res = conn.execute(stmt)
-            return pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+            return _result_frame(conn.execute(stmt))
 
     def plan_schedule(self, as_of: dt.date) -> pd.DataFrame:
         """Installments of the payment plans active on as_of (tasks.plan.plan_schedule shape)."""
@@ -115,9 +113,15 @@ class Ledger:
     def payment_history(self, as_of: dt.date) -> pd.DataFrame:
         return self.frame(m.PaymentHistory, m.PaymentHistory.paid_date <= as_of)
 
-    def applied_payments(self, as_of: dt.date) -> pd.DataFrame:
-        return self.frame(m.PaymentApplication, (m.PaymentApplication.applied_on <= as_of)
-                          & ((m.PaymentApplication.reversed_on.is_(None)) | (m.PaymentApplication.reversed_on > as_of)))
+    def applied_payments(self, as_of: dt.date, invoice_ids: set[str] | None = None) -> pd.DataFrame:
+        """Applications standing on as_of (not reversed by then); `invoice_ids`: of these invoices
+        only (asked for by id when they are few, as the check before a send has them)."""
+        a = m.PaymentApplication
+        standing = (a.applied_on <= as_of) & ((a.reversed_on.is_(None)) | (a.reversed_on > as_of))
+        if invoice_ids is None or len(invoice_ids) > 900:  # SQLite's bound-parameter limit was 999
+            out = self.frame(a, standing)
+            return out if invoice_ids is None else out[out["invoice_id"].isin(invoice_ids)].reset_index(drop=True)
+        return self.frame(a, standing & a.invoice_id.in_(sorted(invoice_ids)))
 
     def get_meta(self, key: str) -> str | None:
         with self.engine.connect() as conn:
@@ -529,14 +533,23 @@ class Ledger:
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
-    """DataFrame rows as plain Python values (None for missing, date for dates, int for ints)."""
+    """DataFrame rows as plain Python values (None for missing, date for dates, int for ints),
+    column by column (a frame-wide astype and where cost more than the insert)."""
     if df is None or df.empty:
         return []
-    out = df.astype(object).where(df.notna(), None)
-    for col in out.columns:
+    columns = {}
+    for col in df.columns:
+        values = df[col].tolist()
         if pd.api.types.is_datetime64_any_dtype(df[col]):
-            out[col] = [v.date() if v is not None else None for v in out[col]]
-    return out.to_dict("records")
+            columns[col] = [None if _missing(v) else v.date() for v in values]
+        else:
+            columns[col] = [None if _missing(v) else v for v in values]
+    names = list(columns)
+    return [dict(zip(names, row)) for row in zip(*columns.values())]
+
+
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -545,3 +558,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _result_frame(result) -> pd.DataFrame:
+    """A query's rows as a frame. The rows go in as plain tuples: pandas probes each SQLAlchemy Row
+    for attributes (a failed key lookup each), which cost more than the query on a ledger's tables."""
+    columns = list(result.keys())
+    return pd.DataFrame([tuple(r) for r in result], columns=columns)

@@ -80,7 +80,7 @@ def source_state(source, ledger, as_of: dt.date, policy: Policy, only: set[str] 
     """The source of truth now, per open invoice: effective balance and the stop flags. Read
     fresh (not the run's extract), right before the sends. `only`: the invoices about to be sent
     (the others are read but not parsed)."""
-    from tasks.enrich import enrich
+    from tasks.enrich import STOP_FLAGS, stop_flags
 
     fresh = only is not None and hasattr(source, "fresh_invoices")  # a connected system: ask for these alone
     raw = source.fresh_invoices(only) if fresh else source.invoices()
@@ -88,28 +88,28 @@ def source_state(source, ledger, as_of: dt.date, policy: Policy, only: set[str] 
         raw = raw[raw["invoice_id"].isin(only)]
     inv = extract.parse_invoices(raw)
     inv = inv[inv["invoice_id"].notna() & inv["balance_minor"].notna()].drop_duplicates("invoice_id")
-    inv["effective_balance_minor"] = extract.effective_balance(inv, ledger.applied_payments(as_of),
-                                                               source.reflected_payment_ids())
+    applied = ledger.applied_payments(as_of, invoice_ids=set(inv["invoice_id"]) if only is not None else None)
+    inv["effective_balance_minor"] = extract.effective_balance(inv, applied, source.reflected_payment_ids())
     people = source.fresh_customers(set(raw["customer_id"])) if fresh else source.customers()
     if only is not None:
         people = people[people["customer_id"].isin(set(raw["customer_id"]))]
-    customers = extract.parse_customers(people, policy).dropna(subset=["customer_id"])
-    customers = customers.drop_duplicates("customer_id")
-    inv["days_past_due"] = 0
-    inv["lane"] = "current"
-    known = inv[inv["customer_id"].isin(set(customers["customer_id"]))]
-    state = enrich(known, customers, ledger.stop_records(as_of), None, as_of, policy)
+    customers = extract.customer_holds(people).dropna(subset=["customer_id"])
+    customers = customers.drop_duplicates("customer_id").set_index("customer_id")
+    known = inv.join(customers, on="customer_id", how="inner")  # an invoice whose customer is gone: not open
+    flags = stop_flags(known, ledger.stop_records(as_of), as_of)
+    state = known[["invoice_id", "effective_balance_minor"]].join(flags[list(STOP_FLAGS)])
     return state.set_index("invoice_id")
 
 
 def verify_rows(rows: pd.DataFrame, state: pd.DataFrame) -> pd.Series:
     """The reason each queued row may no longer go (None: it may)."""
     reasons = []
-    for r in rows.itertuples():
-        if r.lane == "paid" or r.invoice_id not in state.index:  # receipts, and invoices that left the source
+    now = state.to_dict("index")
+    for r in rows[["lane", "invoice_id", "channel", "step"]].itertuples():
+        s = now.get(r.invoice_id)
+        if r.lane == "paid" or s is None:  # receipts, and invoices that left the source
             reasons.append(None if r.lane == "paid" else "not_open_at_source")
             continue
-        s = state.loc[r.invoice_id]
         if int(s["effective_balance_minor"]) <= 0:
             reasons.append("paid")
         elif bool(s["open_dispute"]):

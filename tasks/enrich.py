@@ -74,33 +74,12 @@ def enrich(invoices: pd.DataFrame, customers: pd.DataFrame, stops: dict[str, pd.
     out["expected_days_late"] = pred["expected_days_late"].astype("float64") if pred is not None else np.nan
 
     # Stop records, as of today.
-    disputes = stops.get("disputes", pd.DataFrame(columns=["invoice_id"]))
-    out["open_dispute"] = out["invoice_id"].isin(set(disputes["invoice_id"]))
-    opt = stops.get("opt_outs", pd.DataFrame(columns=["customer_id"]))
-    out["opt_out"] = out["opt_out_file"].fillna(False).astype(bool) | out["customer_id"].isin(set(opt["customer_id"]))
-    pauses = stops.get("pauses", pd.DataFrame(columns=["customer_id", "invoice_id", "until", "reason"]))
-    cust_pause = pauses[pauses["invoice_id"].isna()] if "invoice_id" in pauses else pauses
-    inv_pause = pauses[pauses["invoice_id"].notna()] if "invoice_id" in pauses else pauses.iloc[:0]
-    out["paused"] = ((out["paused_until"] >= today).fillna(False)
-                     | out["customer_id"].isin(set(cust_pause["customer_id"]))
-                     | out["invoice_id"].isin(set(inv_pause["invoice_id"])))
-    promises = stops.get("promises", pd.DataFrame(columns=["invoice_id", "promised_date"]))
-    # A promise holds reminders through its date; the business day after a broken promise they resume.
-    active = promises[pd.to_datetime(promises["promised_date"]) >= today] if not promises.empty else promises
-    out["promise_to_pay"] = out["invoice_id"].isin(set(active["invoice_id"]))
-    plans = stops.get("payment_plans", pd.DataFrame(columns=["customer_id", "invoice_id"]))
-    plan_customers = set(plans.loc[plans["invoice_id"].isna(), "customer_id"]) if not plans.empty else set()
-    plan_invoices = set(plans["invoice_id"].dropna()) if not plans.empty else set()
-    out["payment_plan"] = out["customer_id"].isin(plan_customers) | out["invoice_id"].isin(plan_invoices)
-    cash = stops.get("unapplied_cash", pd.DataFrame(columns=["customer_id"]))
-    out["unapplied_cash"] = out["customer_id"].isin(set(cash["customer_id"]))
-    written = stops.get("write_offs", pd.DataFrame(columns=["invoice_id"]))
-    out["written_off"] = out["invoice_id"].isin(set(written["invoice_id"]))
+    flags = stop_flags(out, stops, as_of, file_opt_out="opt_out_file")
+    for col in flags:
+        out[col] = flags[col]
 
     # A failed auto-charge: the invoice joins the early lane on its due date, flagged, so the
     # customer hears "please update your payment method" and not silence until day 15.
-    failed = stops.get("failed_charges", pd.DataFrame(columns=["invoice_id"]))
-    out["payment_failed"] = out["invoice_id"].isin(set(failed["invoice_id"]))
     out.loc[out["payment_failed"] & (out["lane"] == "current") & (out["days_past_due"] >= 0), "lane"] = "early"
 
     # Template language: the customer file's own `language`, else the policy's map by country.
@@ -108,6 +87,43 @@ def enrich(invoices: pd.DataFrame, customers: pd.DataFrame, stops: dict[str, pd.
     lang = out["language"] if "language" in out else pd.Series(pd.NA, index=out.index)
     out["language"] = lang.where(lang.notna() & (lang.astype("string").str.len() > 0), by_country).astype(str).str.lower()
     return out.drop(columns=["opt_out_file", "paused_until"])
+
+
+STOP_FLAGS = ("open_dispute", "opt_out", "paused", "promise_to_pay", "payment_plan", "unapplied_cash", "written_off",
+              "payment_failed")
+
+
+def stop_flags(frame: pd.DataFrame, stops: dict[str, pd.DataFrame], as_of: dt.date, *,
+               file_opt_out: str = "opt_out") -> pd.DataFrame:
+    """The stop records (Ledger.stop_records) as flags per invoice row of `frame`: its invoice_id,
+    customer_id, the customer file's opt-out (column `file_opt_out`) and paused_until. One
+    column per STOP_FLAGS, on frame's index."""
+    today = pd.Timestamp(as_of)
+    inv, cust = frame["invoice_id"], frame["customer_id"]
+
+    def ids(name: str, column: str, rows=None) -> set:
+        table = stops.get(name)
+        if table is None or table.empty or column not in table:
+            return set()
+        return set((table if rows is None else table[rows(table)])[column].dropna())
+
+    flags = pd.DataFrame(index=frame.index)
+    flags["open_dispute"] = inv.isin(ids("disputes", "invoice_id"))
+    flags["opt_out"] = frame[file_opt_out].fillna(False).astype(bool) | cust.isin(ids("opt_outs", "customer_id"))
+    # A pause holds one invoice where it names one, else the customer's account.
+    on_invoice = ids("pauses", "invoice_id")
+    whole_account = ids("pauses", "customer_id", lambda t: t["invoice_id"].isna() if "invoice_id" in t else True)
+    flags["paused"] = (frame["paused_until"] >= today).fillna(False) | cust.isin(whole_account) | inv.isin(on_invoice)
+    # A promise holds reminders through its date; the business day after a broken promise they resume.
+    flags["promise_to_pay"] = inv.isin(ids("promises", "invoice_id",
+                                           lambda t: pd.to_datetime(t["promised_date"]) >= today))
+    flags["payment_plan"] = cust.isin(ids("payment_plans", "customer_id", lambda t: t["invoice_id"].isna())) \
+        | inv.isin(ids("payment_plans", "invoice_id"))
+    flags["unapplied_cash"] = cust.isin(ids("unapplied_cash", "customer_id"))
+    flags["written_off"] = inv.isin(ids("write_offs", "invoice_id"))
+    # A failed auto-charge (the billing system refused it).
+    flags["payment_failed"] = inv.isin(ids("failed_charges", "invoice_id"))
+    return flags
 
 
 def customer_currency(invoices: pd.DataFrame) -> pd.Series:

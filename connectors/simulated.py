@@ -30,6 +30,7 @@ import pandas as pd
 import yaml
 
 from connectors.billing import ChargeResult
+from connectors.sources import CUSTOMER_COLUMNS, INVOICE_COLUMNS, PAYMENT_COLUMNS, string_frame
 from tasks.calibration import draw
 
 DEFAULT_BEHAVIOUR = Path(__file__).resolve().parents[1] / "simulation.yaml"
@@ -239,6 +240,14 @@ class SimulatedWorld:
     # ---- the source interfaces (what the flows read) --------------------------------------------
     def invoices(self) -> pd.DataFrame:
         """The billing system's invoices: open ones, and those paid in the last days (as paid)."""
+        return self._invoice_frame(self.bills.values())
+
+    def fresh_invoices(self, invoice_ids: set[str]) -> pd.DataFrame:
+        """These invoices as the billing system shows them now (the check right before a send asks
+        a connected system for the invoices about to go, not for all of them)."""
+        return self._invoice_frame(self.bills[i] for i in sorted(invoice_ids) if i in self.bills)
+
+    def _invoice_frame(self, bills) -> pd.DataFrame:
         day = self.today
         seen_until = day - dt.timedelta(days=SOURCE_LAG_DAYS)
         reflected: dict[str, int] = {}
@@ -248,7 +257,7 @@ class SimulatedWorld:
                 if ref:
                     reflected[ref] = reflected.get(ref, 0) + p.amount_minor
         rows = []
-        for inv in self.bills.values():
+        for inv in bills:
             if inv.issued > day:
                 continue
             balance = max(inv.amount_minor - reflected.get(inv.number, 0), 0)
@@ -261,24 +270,27 @@ class SimulatedWorld:
                 "balance": _major(balance), "status": "paid" if balance == 0 else "open",
                 "autopay": "true" if inv.customer.autopay else "false",
                 "payment_link": f"https://pay.sim.example/{inv.id}", "po_number": ""})
-        cols = ["invoice_id", "customer_id", "invoice_number", "issue_date", "due_date", "terms", "currency", "amount",
-                "balance", "status", "autopay", "payment_link", "po_number"]
-        return _framed(rows, cols)
+        return string_frame(rows, INVOICE_COLUMNS)
 
     def customers(self) -> pd.DataFrame:
-        return _framed([{
+        return self._customer_frame(self.accounts)
+
+    def fresh_customers(self, customer_ids: set[str]) -> pd.DataFrame:
+        return self._customer_frame([c for c in self.accounts if c.id in customer_ids])
+
+    def _customer_frame(self, accounts) -> pd.DataFrame:
+        return string_frame([{
             "customer_id": c.id, "name": c.name, "segment": c.segment, "arr": _major(c.arr_minor),
             "tenure_months": str(c.tenure_months), "nps": "", "health": c.health,
             "renewal_date": c.renewal.isoformat(), "owner_ae_email": c.owner, "owner_csm_email": "",
             "billing_contact_name": "Pat Payable", "billing_contact_email": f"ap@{c.id.lower()}.sim.example",
-            "country": "US", "opt_out": "false", "paused_until": ""} for c in self.accounts], None)
+            "country": "US", "opt_out": "false", "paused_until": ""} for c in accounts], CUSTOMER_COLUMNS)
 
     def payments(self) -> pd.DataFrame:
         since = self.today - dt.timedelta(days=PAYMENT_WINDOW_DAYS)
-        return _framed([{"payment_id": p.id, "customer_id": p.customer_id, "amount": _major(p.amount_minor),
+        return string_frame([{"payment_id": p.id, "customer_id": p.customer_id, "amount": _major(p.amount_minor),
                               "currency": "USD", "received_date": p.received.isoformat(), "reference": p.reference}
-                             for p in self.paid_in if since < p.received <= self.today],
-                       ["payment_id", "customer_id", "amount", "currency", "received_date", "reference"])
+                             for p in self.paid_in if since < p.received <= self.today], PAYMENT_COLUMNS)
 
     def aging_report(self) -> None:
         return None  # the books' own report is not simulated: reconciliation is skipped, as the run notes
@@ -413,13 +425,6 @@ def touch_kind(channel: str, step: str, tone: str) -> str | None:
     if channel == "decision":
         return "service_pause" if step == "service_pause" else None
     return None
-
-
-def _framed(rows: list[dict], columns: list[str] | None) -> pd.DataFrame:
-    """A source frame as the CSV sources give it: strings, and `source_row` (the record's position)."""
-    df = pd.DataFrame(rows, columns=columns)
-    df.insert(0, "source_row", range(1, len(df) + 1))
-    return df
 
 
 def _major(minor: int) -> str:

@@ -74,3 +74,21 @@ def test_unreachable_database_is_a_clear_error_without_the_password(tmp_path):
     with pytest.raises(LedgerError) as err:
         Ledger("postgresql+psycopg://arflow:s3cret-pw@127.0.0.1:1/none")
     assert "s3cret-pw" not in str(err.value) and "127.0.0.1" in str(err.value)
+
+
+def test_applications_of_some_invoices_are_read_as_of_a_date(ledger_url):
+    """The check before a send asks for the applications of the invoices about to go: by id when
+    they are few, filtered after one read when they are many; reversed ones are not standing."""
+    ledger = Ledger(ledger_url)
+    rows = [{"payment_id": f"P{i}", "invoice_id": f"I{i}", "customer_id": "C1", "amount_minor": 100 + i,
+             "currency": "USD", "applied_on": D(2026, 11, 2), "rule": "exact"} for i in range(1200)]
+    rows[3]["reversed_on"] = D(2026, 11, 10)
+    ledger.insert_rows(m.PaymentApplication, rows)
+    on = D(2026, 11, 20)
+    assert sorted(ledger.applied_payments(on, {"I1", "I3", "I7", "nope"})["invoice_id"]) == ["I1", "I7"]
+    assert sorted(ledger.applied_payments(D(2026, 11, 5), {"I3"})["invoice_id"]) == ["I3"]  # before its reversal
+    many = {f"I{i}" for i in range(0, 1200, 1)} - {"I5"}
+    got = ledger.applied_payments(on, many)
+    assert len(got) == 1198 and "I5" not in set(got["invoice_id"]) and "I3" not in set(got["invoice_id"])
+    assert len(ledger.applied_payments(on)) == 1199
+    assert ledger.applied_payments(D(2026, 11, 1), {"I1"}).empty

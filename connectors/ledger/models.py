@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (BigInteger, Boolean, Date, DateTime, Integer, MetaData, String, Text,
+from sqlalchemy import (BigInteger, Boolean, Date, DateTime, Index, Integer, MetaData, String, Text,
                         UniqueConstraint, func)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -95,7 +95,10 @@ class Outbox(Base):
     second row, and a dry run never blocks a later real send."""
 
     __tablename__ = "outbox"
-    __table_args__ = (UniqueConstraint("idempotency_key", "mode", name="uq_outbox_key_mode"),)
+    # ix_outbox_status_channel: the rows queued to go, and the failed charges, are a few among
+    # every touch ever made; without it each delivery and each run's stop records scan the outbox.
+    __table_args__ = (UniqueConstraint("idempotency_key", "mode", name="uq_outbox_key_mode"),
+                      Index("ix_outbox_status_channel", "status", "channel"))
     id: Mapped[int] = _id()
     idempotency_key: Mapped[str] = mapped_column(String(300))
     mode: Mapped[str] = mapped_column(String(10))  # dry-run | draft | send

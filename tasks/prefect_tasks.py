@@ -118,7 +118,9 @@ def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_
                        personalize=personalize)
     if personalize is not None:
         ledger.record_llm(llm.calls[since:], [])
-    decisions = decision_rows(rows, ledger.touch_history(namespace(mode)), run_id, as_of) if mode != "dry-run" else []
+    waiting = rows[rows["status"] == "awaiting_decision"] if not rows.empty else rows
+    decisions = decision_rows(rows, ledger.touch_history(namespace(mode), set(waiting["invoice_id"])), run_id, as_of) \
+        if mode != "dry-run" and not waiting.empty else []
     new, opened = ledger.queue_touches(rows, decisions)
     if mode == "dry-run" and run_dir is not None:
         write_eml(rows, run_dir, sender=os.environ.get("ARFLOW_MAIL_FROM", "accounts-receivable@localhost"))

@@ -66,8 +66,18 @@ class Ledger:
         stmt = select(model.__table__)
         if where is not None:
             stmt = stmt.where(where)
+        return self._read(stmt)
+
+    def _read(self, stmt, invoice_ids: set[str] | None = None) -> pd.DataFrame:
+        """A query as a frame; `invoice_ids`: its rows of these invoices only, asked for by id when
+        they are few (SQLite's bound-parameter limit was 999), else filtered after one read."""
+        if invoice_ids is not None and len(invoice_ids) <= 900:
+            stmt = stmt.where(stmt.selected_columns.invoice_id.in_(sorted(invoice_ids)))
         with self.engine.connect() as conn:
-            return _result_frame(conn.execute(stmt))
+            out = _result_frame(conn.execute(stmt))
+        if invoice_ids is not None and len(invoice_ids) > 900:
+            out = out[out["invoice_id"].isin(invoice_ids)].reset_index(drop=True)
+        return out
 
     def stop_records(self, as_of: dt.date) -> dict[str, pd.DataFrame]:
         """The records that can stop outreach, as they stand on as_of."""
@@ -92,13 +102,13 @@ class Ledger:
                                          & (m.Outbox.as_of <= as_of)),
         }
 
-    def touch_history(self, namespace: str) -> pd.DataFrame:
-        """The outbox of one namespace (dry-run or live), as the planner needs it."""
+    def touch_history(self, namespace: str, invoice_ids: set[str] | None = None) -> pd.DataFrame:
+        """The outbox of one namespace (dry-run or live), as the planner needs it; `invoice_ids`:
+        of these invoices only."""
         t = m.Outbox
         stmt = select(t.idempotency_key, t.invoice_id, t.customer_id, t.step, t.channel, t.status, t.as_of,
                       t.delivered_on).where(t.mode == namespace)
-        with self.engine.connect() as conn:
-            return _result_frame(conn.execute(stmt))
+        return self._read(stmt, invoice_ids)
 
     def plan_schedule(self, as_of: dt.date) -> pd.DataFrame:
         """Installments of the payment plans active on as_of (tasks.plan.plan_schedule shape)."""
@@ -115,13 +125,10 @@ class Ledger:
 
     def applied_payments(self, as_of: dt.date, invoice_ids: set[str] | None = None) -> pd.DataFrame:
         """Applications standing on as_of (not reversed by then); `invoice_ids`: of these invoices
-        only (asked for by id when they are few, as the check before a send has them)."""
+        only (the check before a send reads the invoices about to go)."""
         a = m.PaymentApplication
         standing = (a.applied_on <= as_of) & ((a.reversed_on.is_(None)) | (a.reversed_on > as_of))
-        if invoice_ids is None or len(invoice_ids) > 900:  # SQLite's bound-parameter limit was 999
-            out = self.frame(a, standing)
-            return out if invoice_ids is None else out[out["invoice_id"].isin(invoice_ids)].reset_index(drop=True)
-        return self.frame(a, standing & a.invoice_id.in_(sorted(invoice_ids)))
+        return self._read(select(a.__table__).where(standing), invoice_ids)
 
     def get_meta(self, key: str) -> str | None:
         with self.engine.connect() as conn:

@@ -142,6 +142,8 @@ class SimulatedWorld:
         self._seen_outbox = 0
         self._plans_seen: set[int] = set()
         self._installments_done: set[tuple[int, int]] = set()
+        self._reflected_at: tuple = (None, {})      # (today, payments seen): what _reflected counted
+        self._reflected_ids_at: tuple = (None, set())
 
     # ---- the portfolio ---------------------------------------------------------------------
     def _customers(self, n: int, p: dict, start: dt.date) -> list[Customer]:
@@ -247,15 +249,23 @@ class SimulatedWorld:
         a connected system for the invoices about to go, not for all of them)."""
         return self._invoice_frame(self.bills[i] for i in sorted(invoice_ids) if i in self.bills)
 
+    def _reflected(self) -> dict[str, int]:
+        """Per invoice number: what the billing system shows as paid today (payments arrived by
+        yesterday). Counted once a day: payments only ever accrue, and the day only moves on."""
+        key = (self.today, len(self.paid_in))
+        if self._reflected_at[0] != key:
+            seen_until = self.today - dt.timedelta(days=SOURCE_LAG_DAYS)
+            reflected: dict[str, int] = {}
+            for p in self.paid_in:
+                if p.received <= seen_until and p.reference.startswith("Invoice "):
+                    ref = p.reference.split()[1]
+                    reflected[ref] = reflected.get(ref, 0) + p.amount_minor
+            self._reflected_at = (key, reflected)
+        return self._reflected_at[1]
+
     def _invoice_frame(self, bills) -> pd.DataFrame:
         day = self.today
-        seen_until = day - dt.timedelta(days=SOURCE_LAG_DAYS)
-        reflected: dict[str, int] = {}
-        for p in self.paid_in:
-            if p.received <= seen_until:
-                ref = p.reference.split()[1] if p.reference.startswith("Invoice ") else None
-                if ref:
-                    reflected[ref] = reflected.get(ref, 0) + p.amount_minor
+        reflected = self._reflected()
         rows = []
         for inv in bills:
             if inv.issued > day:
@@ -297,7 +307,11 @@ class SimulatedWorld:
 
     def reflected_payment_ids(self) -> set[str]:
         seen_until = self.today - dt.timedelta(days=SOURCE_LAG_DAYS)
-        return {p.id for p in self.paid_in if p.received <= seen_until and p.received > self.today - dt.timedelta(days=60)}
+        key = (self.today, len(self.paid_in))
+        if self._reflected_ids_at[0] != key:
+            since = self.today - dt.timedelta(days=60)
+            self._reflected_ids_at = (key, {p.id for p in self.paid_in if since < p.received <= seen_until})
+        return set(self._reflected_ids_at[1])
 
     # ---- the channels (what delivery calls) ----------------------------------------------------
     def send(self, msg) -> None:

@@ -30,9 +30,13 @@ def parse_dates(text: pd.Series) -> pd.Series:
 def text_or_na(col: pd.Series) -> pd.Series:
     """Text as the string dtype, empty text NA (one pass: cheaper than astype + replace on the
     small frames of most runs, and no slower on large ones)."""
-    values = [None if v is None or v is pd.NA or v == "" or (isinstance(v, float) and np.isnan(v)) else str(v)
-              for v in col.tolist()]
+    values = [None if _absent(v) or v == "" else str(v) for v in col.tolist()]
     return pd.Series(values, index=col.index, dtype="string")
+
+
+def _absent(value) -> bool:
+    """None, NA or NaN (a missing cell of any dtype)."""
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
 
 
 def _optional_date(text: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -45,8 +49,7 @@ def _optional_date(text: pd.Series) -> tuple[pd.Series, pd.Series]:
 def _bool(text: pd.Series, default: bool = False) -> tuple[pd.Series, pd.Series]:
     """'true'/'false' (any case, padded) -> bool; empty -> default. Returns (value, valid): an
     unreadable value is `default` and not valid."""
-    words = ["" if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else str(v).strip().lower()
-             for v in text.tolist()]
+    words = ["" if _absent(v) else str(v).strip().lower() for v in text.tolist()]
     value = [w == "true" if w in ("true", "false") else default for w in words]
     valid = [w in ("true", "false", "") for w in words]
     return pd.Series(value, index=text.index, dtype=bool), pd.Series(valid, index=text.index, dtype=bool)

@@ -85,3 +85,21 @@ def test_terms_give_the_due_date_when_the_invoice_has_none(tmp_path, policy):
     p = out["planned"].set_index("invoice_id")
     assert p.loc["I1", "due_date"] == pd.Timestamp("2026-10-30") and p.loc["I1", "days_past_due"] == 24
     assert p.loc["I2", "due_date"] == pd.Timestamp("2026-10-30") and p.loc["I2", "bucket"] == "d1_30"
+
+
+def test_the_check_before_a_send_reads_holds_as_the_run_parses_them(policy):
+    """customer_holds (what delivery re-reads right before a send) agrees with parse_customers on
+    the customer id, the opt-out and the pause, whatever the file holds."""
+    from tasks.extract import customer_holds, parse_customers
+
+    rows = [customer("C1"), customer("C2", opt_out=" TRUE "), customer("C3", opt_out="maybe"),
+            customer("C4", paused_until="2026-12-01"), customer("C5", paused_until="12/01/2026"),
+            customer("", opt_out="false"), customer("C7", opt_out="", paused_until="")]
+    raw = pd.DataFrame(rows, dtype=object)
+    raw.insert(0, "source_row", range(1, len(raw) + 1))
+    holds = customer_holds(raw)
+    full = parse_customers(raw, policy)
+    pd.testing.assert_frame_equal(holds, full[["customer_id", "opt_out", "paused_until"]])
+    assert holds["opt_out"].tolist() == [False, True, False, False, False, False, False]
+    assert holds["paused_until"].notna().tolist() == [False, False, False, True, False, False, False]
+    assert holds["customer_id"].isna().tolist() == [False] * 5 + [True, False]

@@ -162,3 +162,28 @@ def test_the_comparison_writes_shares_as_percentages_and_days_as_days():
     assert "| Decisions | 0.70 | 0.70 |" in md and "| E-mails | 0.14 | 0.14 |" in md
     assert "| central | 0.80 | -0.30 | 1.1% | -2 | 635,378.0 |" in md
     assert "| static | 100.0% / -0.40 d |" in md
+
+
+def test_the_world_answers_the_check_before_a_send_as_its_full_read_does():
+    """The simulated billing system answers by id (as a connected one does, right before a
+    send) with exactly the rows of its full read: open, partly and recently paid invoices alike."""
+    import datetime as dt
+
+    from connectors.simulated import SimulatedWorld
+
+    start = dt.date(2026, 1, 5)
+    world = SimulatedWorld(customers=40, start=start, seed=3, behaviour=load_behaviour())
+    for k in range(75):
+        world.start_day(start + dt.timedelta(days=k))
+    full = world.invoices()
+    assert set(full["status"]) == {"open", "paid"}
+    some = set(full["invoice_id"].iloc[::3]) | {"SIMINV-999999"}  # and one the system never had
+    fresh = world.fresh_invoices(some)
+    expected = full[full["invoice_id"].isin(some)].drop(columns="source_row").sort_values("invoice_id")
+    assert fresh.drop(columns="source_row").sort_values("invoice_id").reset_index(drop=True).equals(
+        expected.reset_index(drop=True))
+    people = world.fresh_customers(set(fresh["customer_id"]))
+    everyone = world.customers()
+    assert people.drop(columns="source_row").reset_index(drop=True).equals(
+        everyone[everyone["customer_id"].isin(set(fresh["customer_id"]))].drop(columns="source_row")
+        .reset_index(drop=True))

@@ -187,3 +187,29 @@ def test_the_world_answers_the_check_before_a_send_as_its_full_read_does():
     assert people.drop(columns="source_row").reset_index(drop=True).equals(
         everyone[everyone["customer_id"].isin(set(fresh["customer_id"]))].drop(columns="source_row")
         .reset_index(drop=True))
+
+
+def test_bad_debt_is_measured_on_one_cohort_whatever_the_policy_writes_off():
+    """A write-off of a recent invoice and the same invoice left open count alike (neither, until
+    it is old enough); an old invoice counts what was not collected, written off or open."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from tasks.simulation import bad_debt
+
+    end = dt.date(2026, 12, 31)
+    rows = [  # due, amount, paid, paid_on, written_off
+        (dt.date(2026, 6, 1), 10_000, 10_000, dt.date(2026, 6, 20), False),  # collected
+        (dt.date(2026, 6, 1), 10_000, 2_500, None, True),                    # old, written off after 2,500
+        (dt.date(2026, 7, 1), 10_000, 0, None, False),                       # old, still open
+        (dt.date(2026, 8, 1), 10_000, 4_000, None, False),                   # old, on a plan, 4,000 in
+        (dt.date(2026, 11, 1), 10_000, 0, None, True),                       # recent: written off at day 60
+        (dt.date(2026, 11, 1), 10_000, 0, None, False),                      # recent: left open
+    ]
+    inv = pd.DataFrame(rows, columns=["due", "amount", "paid", "paid_on", "written_off"])
+    got = bad_debt(inv, end, 120)
+    assert got["bad_debt_cohort"] == {"due_by": "2026-09-02", "invoices": 4, "billed_usd_minor": 40_000}
+    assert (got["written_off_minor"], got["uncollected_minor"]) == (7_500, 16_000)
+    assert got["bad_debt_rate"] == round(23_500 / 40_000, 4)
+    assert bad_debt(inv.iloc[4:], end, 120)["bad_debt_rate"] is None  # nothing old enough to judge yet

@@ -16,7 +16,13 @@ The behaviour model and every parameter are in ``simulation.yaml``. In short, pe
 * autopay invoices are charged on the due date by the policy's auto-charge; cards fail;
 * customers churn (more after a wrong tone or a service pause) and some become unable to pay.
 
-Everything random comes from one numpy generator seeded by the caller, drawn in a fixed order.
+Everything random comes from numpy generators seeded by the caller, one per source of chance, so
+that two policies run with one seed meet the same world (common random numbers): the same
+portfolio; the same baseline churn and distress on the same days (drawn for every customer every
+day); for each customer's n-th invoice the same dispute, timing, and fate should they churn (drawn
+from that customer's own stream when it is billed); the same card outcome for an invoice's n-th
+charge. Only how customers respond to touches draws from a stream the policy moves, since that is
+what differs. A difference between policies is then the policies', not a different world's.
 """
 
 from __future__ import annotations
@@ -91,6 +97,8 @@ class Invoice:
     written_off: bool = False
     on_plan: bool = False
     deepest_days_late: int = 0
+    unpaid_if_churned: bool = False  # drawn at billing: never paid should the customer churn
+    charges_tried: int = 0
 
     @property
     def open_minor(self) -> int:
@@ -127,9 +135,12 @@ class SimulatedWorld:
         self.cal = behaviour["calibration"]
         self.a = behaviour["assumptions"]
         self.scale = behaviour["scenarios"][scenario]
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.today = start
         self.accounts = self._customers(customers, behaviour["portfolio"], start)
+        self._life = np.random.default_rng([seed, 1])        # baseline churn and distress, every customer every day
+        self._billing = [np.random.default_rng([seed, 2, i]) for i in range(customers)]  # per customer, per invoice
+        self.rng = np.random.default_rng([seed, 3])           # responses to touches: what the policy moves
         self.by_id = {c.id: c for c in self.accounts}
         self.bills: dict[str, Invoice] = {}
         self.paid_in: list[Payment] = []
@@ -147,7 +158,7 @@ class SimulatedWorld:
 
     # ---- the portfolio ---------------------------------------------------------------------
     def _customers(self, n: int, p: dict, start: dt.date) -> list[Customer]:
-        rng = self.rng
+        rng = np.random.default_rng([self.seed, 0])
         segs = list(p["segments"])
         seg = rng.choice(segs, n, p=[p["segments"][s] for s in segs])
         out = []
@@ -170,15 +181,14 @@ class SimulatedWorld:
         """Bill, let customers act on their own, and roll churn and distress for `day`."""
         self.today = day
         a = self.a
-        for c in self.accounts:  # fixed order: the draws are reproducible
-            if c.churned_on is None:
-                monthly = a["churn_per_month"][c.health]
-                if self.rng.random() < monthly / 30.4:
-                    self._churn(c, day, "baseline")
-            if not c.distressed and self.rng.random() < a["distress_per_year"] / 365:
+        draws = self._life.random((len(self.accounts), 2))  # drawn whoever has churned: the same days for any policy
+        for i, c in enumerate(self.accounts):
+            if c.churned_on is None and draws[i, 0] < a["churn_per_month"][c.health] / 30.4:
+                self._churn(c, day, "baseline")
+            if not c.distressed and draws[i, 1] < a["distress_per_year"] / 365:
                 self._distress(c)
             if c.churned_on is None and day.day == c.billing_day:
-                self._bill(c, day)
+                self._bill(c, day, self._billing[i])
         for inv in self._open():
             inv.deepest_days_late = max(inv.deepest_days_late, (day - inv.due).days)
             if inv.dispute_from == day:
@@ -188,13 +198,14 @@ class SimulatedWorld:
             if inv.pay_on is not None and inv.pay_on <= day and not inv.on_plan:
                 self._pay(inv, inv.open_minor, day, f"Invoice {inv.number}")
 
-    def _bill(self, c: Customer, day: dt.date) -> None:
+    def _bill(self, c: Customer, day: dt.date, rng: np.random.Generator) -> None:
         self._n_invoice += 1
         n = self._n_invoice
         amount = max(100, c.arr_minor // 12)
         due = day + dt.timedelta(days=int(self.cal["terms_days"]))
-        disputed = bool(self.rng.random() < self.cal["dispute_rate"])
-        offset = c.effect + float(draw(self.cal["residual_quantiles"], self.rng.random()))
+        u = rng.random(4)  # always four draws: the customer's next invoice meets the same chances
+        disputed = bool(u[0] < self.cal["dispute_rate"])
+        offset = c.effect + float(draw(self.cal["residual_quantiles"], u[1]))
         offset += self.cal["paper_effect_days"] * c.paper + self.cal["dispute_effect_days"] * disputed
         offset = max(offset, -float(self.cal["terms_days"]))  # nobody pays before the invoice exists
         days = int(round(offset))
@@ -202,9 +213,10 @@ class SimulatedWorld:
             days = int(round(days * self.a["no_contact_slip"]))
         pay_on = None if c.distressed else due + dt.timedelta(days=days)
         inv = Invoice(id=f"SIMINV-{n:06d}", number=str(100000 + n), customer=c, issued=day, due=due,
-                      amount_minor=amount, disputed=disputed, pay_on=pay_on)
+                      amount_minor=amount, disputed=disputed, pay_on=pay_on,
+                      unpaid_if_churned=bool(u[3] < self.a["churned_unpaid_share"]))
         if disputed:  # raised while the invoice is checked, before it falls due; settled days before payment
-            inv.dispute_from = min(due - dt.timedelta(days=int(self.rng.integers(0, 11))), due)
+            inv.dispute_from = min(due - dt.timedelta(days=int(u[2] * 11)), due)
             inv.dispute_from = max(inv.dispute_from, day + dt.timedelta(days=1))
             end = pay_on if pay_on is not None else due + dt.timedelta(days=int(self.cal["dispute_effect_days"]))
             inv.dispute_to = max(end - dt.timedelta(days=2), inv.dispute_from + dt.timedelta(days=1))
@@ -227,7 +239,7 @@ class SimulatedWorld:
         c.churned_on = day
         self.churn_log.append((c.id, day, why))
         for inv in self._open(c):
-            if self.rng.random() < self.a["churned_unpaid_share"]:
+            if inv.unpaid_if_churned:
                 inv.pay_on = None
 
     def _distress(self, c: Customer) -> None:
@@ -330,7 +342,7 @@ class SimulatedWorld:
             result = ChargeResult(ok=False, error="no_such_invoice")
         elif inv.customer.distressed:
             result = ChargeResult(ok=False, error="insufficient_funds")
-        elif self.rng.random() < self.a["card_failure"]:
+        elif self._card_declined(inv):
             result = ChargeResult(ok=False, error="card_declined")
         else:
             charge_id = f"ch_sim_{len(self.charges) + 1:07d}"
@@ -338,6 +350,12 @@ class SimulatedWorld:
             result = ChargeResult(ok=True, charge_id=charge_id)
         self.charges[idempotency_key] = result
         return result
+
+    def _card_declined(self, inv: Invoice) -> bool:
+        """The invoice's n-th charge meets the same card whatever the policy (one stream per charge)."""
+        inv.charges_tried += 1
+        u = np.random.default_rng([self.seed, 4, int(inv.number), inv.charges_tried]).random()
+        return bool(u < self.a["card_failure"])
 
     # ---- after the flows ran: customers react to what they received -------------------------------
     def receive(self, sent: pd.DataFrame, plans: pd.DataFrame, write_offs: pd.DataFrame, day: dt.date) -> None:

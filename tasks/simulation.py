@@ -26,7 +26,7 @@ HEADLINE = [  # (key, label, better when)
     ("owner_escalations_per_week", "Owner escalations per week", "lower"),
     ("human_decisions_per_week", "Human decisions per week", "lower"),
     ("wrong_tone_touches", "Wrong-tone touches", "lower"),
-    ("arr_lost_to_churn", "ARR lost to churn (USD)", "lower"),
+    ("arr_lost_to_churn_minor", "ARR lost to churn (USD)", "lower"),
 ]
 TIERS = ("current", "early", "late", "critical")
 
@@ -162,7 +162,7 @@ def summarize(world, ledger, tracker: Tracker, policy: Policy, behaviour: dict, 
         "decisions_by_kind": decisions["kind"].value_counts().sort_index().to_dict() if not decisions.empty else {},
         "wrong_tone_touches": int(wrong["message_key"].nunique()) if not wrong.empty else 0,
         "customers_churned": len(churned), "churned_by_reason": dict(sorted(why.items())),
-        "arr_lost_to_churn": round(sum(c.arr_minor for c in churned) / 100, 2),
+        "arr_lost_to_churn_minor": sum(c.arr_minor for c in churned),
         "auto_charges": len(charges), "auto_charges_failed": sum(not c.ok for c in charges),
         "disputes": int(inv["disputed"].sum()) if not inv.empty else 0,
         "promises": int(len(ledger.frame(m.PromiseToPay))),
@@ -202,15 +202,19 @@ def _diff(new, old):
 
 
 SHARES = {"bad_debt_rate", "recovery_rate"}   # the metrics that are a share (written as a percentage)
+MONEY = {"arr_lost_to_churn_minor"}            # integer minor units (USD), written as major units
 
 
-def _fmt(v, share: bool = False) -> str:
-    """A table cell: a share as a percentage, any other number as itself (days, counts, money):
-    0.7 decisions a week is "0.70", not "70.0%"."""
+def _fmt(v, share: bool = False, money: bool = False) -> str:
+    """A table cell: a share as a percentage, money in major units from its integer minor units,
+    any other number as itself (days, counts): 0.7 decisions a week is "0.70", not "70.0%"."""
     if v is None:
         return "n/a"
     if share:
         return f"{v:.1%}"
+    if money:
+        whole, cents = divmod(abs(int(v)), 100)
+        return f"{'-' if v < 0 else ''}{whole:,}.{cents:02d}"
     if isinstance(v, float):
         return f"{v:,.2f}" if abs(v) < 10 else f"{v:,.1f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
@@ -227,7 +231,7 @@ def markdown(report: dict) -> str:
     cols = [f"{p} ({s})" for s in scens for p in pols]
     lines += ["| metric | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
     for row in report["table"]:
-        lines.append(f"| {row['label']} | " + " | ".join(_fmt(row[f'{p}@{s}'], row["metric"] in SHARES)
+        lines.append(f"| {row['label']} | " + " | ".join(_fmt(row[f'{p}@{s}'], row["metric"] in SHARES, row["metric"] in MONEY)
                                                          for s in scens for p in pols) + " |")
     if report["sensitivity"]:
         base, other = pols[0], pols[1]
@@ -237,7 +241,7 @@ def markdown(report: dict) -> str:
         for s in report["sensitivity"]:
             lines.append(f"| {s['scenario']} | {_fmt(s['dso_countback_change'])} | {_fmt(s['days_to_settle_change'])} | "
                          f"{_fmt(s['bad_debt_rate_change'], share=True)} | {_fmt(s['wrong_tone_touches_change'])} | "
-                         f"{_fmt(s['arr_lost_to_churn_change'])} |")
+                         f"{_fmt(s['arr_lost_to_churn_minor_change'], money=True)} |")
     lines += ["", "Per tier (recovery rate, days to pay after the due date), central or first scenario:", ""]
     scen = "central" if "central" in scens else scens[0]
     lines += ["| policy | " + " | ".join(TIERS) + " |", "| --- |" + " --- |" * len(TIERS)]

@@ -153,14 +153,14 @@ def test_the_comparison_writes_shares_as_percentages_and_days_as_days():
              {"metric": "human_decisions_per_week", "label": "Decisions", "static@central": 0.7},
              {"metric": "touches_per_invoice", "label": "E-mails", "static@central": 0.14}]
     sens = [{"scenario": "central", "dso_countback_change": 0.8, "days_to_settle_change": -0.3,
-             "bad_debt_rate_change": 0.011, "wrong_tone_touches_change": -2, "arr_lost_to_churn_change": 635378.0}]
+             "bad_debt_rate_change": 0.011, "wrong_tone_touches_change": -2, "arr_lost_to_churn_minor_change": -63537850}]
     for row in table:
         row["default@central"] = row["static@central"]
     md = markdown({"policies": ["static", "default"], "scenarios": ["central"], "table": table,
                    "sensitivity": sens, "runs": [run]})
     assert "| DSO | 28.3 | 28.3 |" in md and "| Bad debt | 1.3% | 1.3% |" in md
     assert "| Decisions | 0.70 | 0.70 |" in md and "| E-mails | 0.14 | 0.14 |" in md
-    assert "| central | 0.80 | -0.30 | 1.1% | -2 | 635,378.0 |" in md
+    assert "| central | 0.80 | -0.30 | 1.1% | -2 | -635,378.50 |" in md
     assert "| static | 100.0% / -0.40 d |" in md
 
 
@@ -213,3 +213,47 @@ def test_bad_debt_is_measured_on_one_cohort_whatever_the_policy_writes_off():
     assert (got["written_off_minor"], got["uncollected_minor"]) == (7_500, 16_000)
     assert got["bad_debt_rate"] == round(23_500 / 40_000, 4)
     assert bad_debt(inv.iloc[4:], end, 120)["bad_debt_rate"] is None  # nothing old enough to judge yet
+
+
+def test_two_policies_with_one_seed_meet_the_same_world():
+    """Common random numbers: touches move when customers pay, but not who churns on their own
+    and when, nor any invoice's amount, dispute or fate should its customer churn, nor whether a
+    card is declined. Otherwise a comparison measures two worlds, not two policies."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from connectors.simulated import SimulatedWorld
+
+    start = dt.date(2026, 1, 5)
+    quiet = SimulatedWorld(customers=60, start=start, seed=11, behaviour=load_behaviour())
+    busy = SimulatedWorld(customers=60, start=start, seed=11, behaviour=load_behaviour())
+    none = pd.DataFrame()
+    touched = 0
+    for k in range(150):
+        day = start + dt.timedelta(days=k)
+        for world in (quiet, busy):
+            world.start_day(day)
+        late = [i for i in busy._open() if i.due < day and not i.customer.sensitive]
+        sent = pd.DataFrame([{"id": n, "message_key": f"m{k}-{n}", "invoice_id": i.id, "customer_id": i.customer.id,
+                              "channel": "email", "step": "friendly", "tone": "friendly", "needs_approval": False}
+                             for n, i in enumerate(late)])
+        touched += len(sent)
+        busy.receive(sent, none, none, day)
+        quiet.receive(none, none, none, day)
+    assert touched > 100
+
+    def world_of(w):
+        return [(i.id, i.customer.id, i.issued, i.amount_minor, i.disputed, i.dispute_from, i.unpaid_if_churned)
+                for i in w.bills.values()]
+
+    assert busy.churn_log == quiet.churn_log and quiet.churn_log  # the same customers leave on the same days
+    assert world_of(busy) == world_of(quiet)
+    assert [i.paid_on for i in busy.bills.values()] != [i.paid_on for i in quiet.bills.values()]  # the touches did act
+    card = [i for i in quiet.bills.values() if i.paid_on is None][:20]
+    for world in (busy, quiet):
+        world.rng.random(7)  # however far the response stream has moved
+    outcomes = [[w.charge(invoice_id=i.id, invoice_number=i.number, customer_id=i.customer.id, amount="1.00",
+                          currency="USD", idempotency_key=f"k-{i.id}", on=start).error for i in card]
+                for w in (busy, quiet)]
+    assert outcomes[0] == outcomes[1]

@@ -211,7 +211,7 @@ def _fmt(v, share: bool = False, money: bool = False) -> str:
     if v is None:
         return "n/a"
     if share:
-        return f"{v:.1%}"
+        return f"{v:.1%}".replace("-0.0%", "0.0%")  # a change that rounds away has no sign
     if money:
         whole, cents = divmod(abs(int(v)), 100)
         return f"{'-' if v < 0 else ''}{whole:,}.{cents:02d}"

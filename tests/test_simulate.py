@@ -162,6 +162,10 @@ def test_the_comparison_writes_shares_as_percentages_and_days_as_days():
     assert "| Decisions | 0.70 | 0.70 |" in md and "| E-mails | 0.14 | 0.14 |" in md
     assert "| central | 0.80 | -0.30 | 1.1% | -2 | -635,378.50 |" in md
     assert "| static | 100.0% / -0.40 d |" in md
+    sens[0]["bad_debt_rate_change"] = -0.0002  # a change that rounds away has no sign
+    md = markdown({"policies": ["static", "default"], "scenarios": ["central"], "table": table,
+                   "sensitivity": sens, "runs": [run]})
+    assert "| central | 0.80 | -0.30 | 0.0% | -2 | -635,378.50 |" in md
 
 
 def test_the_world_answers_the_check_before_a_send_as_its_full_read_does():

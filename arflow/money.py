@@ -82,8 +82,9 @@ def _text(value: object) -> object:
     return value if isinstance(value, str) else (None if value is None or pd.isna(value) else str(value))
 
 
-def format_minor(minor: int, currency: str) -> str:
-    """Integer minor units to a major-unit decimal string (``123450, "USD"`` -> ``"1234.50"``)."""
+def format_minor(minor: int, currency: str, *, grouping: bool = False) -> str:
+    """Integer minor units to a major-unit decimal string (``123450, "USD"`` -> ``"1234.50"``;
+    with ``grouping``, thousands separated for people to read: ``"1,234.50"``)."""
     digits = minor_digits(currency)
     value = Decimal(int(minor)).scaleb(-digits)
-    return f"{value:.{digits}f}"
+    return f"{value:{',' if grouping else ''}.{digits}f}"

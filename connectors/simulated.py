@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from arflow.money import format_minor
 from connectors.billing import ChargeResult
 from connectors.sources import CUSTOMER_COLUMNS, INVOICE_COLUMNS, PAYMENT_COLUMNS, string_frame
 from tasks.calibration import draw
@@ -43,6 +44,7 @@ DEFAULT_BEHAVIOUR = Path(__file__).resolve().parents[1] / "simulation.yaml"
 SOURCE_LAG_DAYS = 1        # the billing system shows a payment as applied the day after it arrives
 PAYMENT_WINDOW_DAYS = 7    # payments() returns the last week's payments (the checkpoint dedupes)
 PAID_KEPT_DAYS = 10        # invoices() keeps invoices paid this recently (status paid)
+CURRENCY = "USD"           # the portfolio's one currency
 
 
 def load_behaviour(path: str | Path | None = None) -> dict:
@@ -288,8 +290,9 @@ class SimulatedWorld:
             rows.append({
                 "invoice_id": inv.id, "customer_id": inv.customer.id, "invoice_number": inv.number,
                 "issue_date": inv.issued.isoformat(), "due_date": inv.due.isoformat(),
-                "terms": f"net{self.cal['terms_days']}", "currency": "USD", "amount": _major(inv.amount_minor),
-                "balance": _major(balance), "status": "paid" if balance == 0 else "open",
+                "terms": f"net{self.cal['terms_days']}", "currency": CURRENCY,
+                "amount": format_minor(inv.amount_minor, CURRENCY), "balance": format_minor(balance, CURRENCY),
+                "status": "paid" if balance == 0 else "open",
                 "autopay": "true" if inv.customer.autopay else "false",
                 "payment_link": f"https://pay.sim.example/{inv.id}", "po_number": ""})
         return string_frame(rows, INVOICE_COLUMNS)
@@ -302,7 +305,8 @@ class SimulatedWorld:
 
     def _customer_frame(self, accounts) -> pd.DataFrame:
         return string_frame([{
-            "customer_id": c.id, "name": c.name, "segment": c.segment, "arr": _major(c.arr_minor),
+            "customer_id": c.id, "name": c.name, "segment": c.segment,
+            "arr": format_minor(c.arr_minor, CURRENCY),
             "tenure_months": str(c.tenure_months), "nps": "", "health": c.health,
             "renewal_date": c.renewal.isoformat(), "owner_ae_email": c.owner, "owner_csm_email": "",
             "billing_contact_name": "Pat Payable", "billing_contact_email": f"ap@{c.id.lower()}.sim.example",
@@ -310,8 +314,8 @@ class SimulatedWorld:
 
     def payments(self) -> pd.DataFrame:
         since = self.today - dt.timedelta(days=PAYMENT_WINDOW_DAYS)
-        return string_frame([{"payment_id": p.id, "customer_id": p.customer_id, "amount": _major(p.amount_minor),
-                              "currency": "USD", "received_date": p.received.isoformat(), "reference": p.reference}
+        return string_frame([{"payment_id": p.id, "customer_id": p.customer_id,
+                              "amount": format_minor(p.amount_minor, CURRENCY), "currency": CURRENCY, "received_date": p.received.isoformat(), "reference": p.reference}
                              for p in self.paid_in if since < p.received <= self.today], PAYMENT_COLUMNS)
 
     def aging_report(self) -> None:
@@ -458,7 +462,4 @@ def touch_kind(channel: str, step: str, tone: str) -> str | None:
         return "service_pause" if step == "service_pause" else None
     return None
 
-
-def _major(minor: int) -> str:
-    return f"{minor // 100}.{minor % 100:02d}"
 

@@ -93,8 +93,8 @@ def simulate(*, days: int, customers: int, policy: str = "default", seed: int = 
             world.start_day(day)
             _clerk_records(world, ledger)
             if bd.company_business_day(day, pol.company_country):
-                check = quarter != (day.year, (day.month - 1) // 3)
-                quarter = (day.year, (day.month - 1) // 3)
+                this_quarter = (day.year, (day.month - 1) // 3)
+                check, quarter = this_quarter != quarter, this_quarter
                 if check:
                     spot["days"] += 1
                     q, n = _run_day(world, ledger, pol, settings, channels, day, llm)

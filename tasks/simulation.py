@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from arflow.money import format_minor
 from arflow.policy import Policy
 from connectors.ledger import models as m
+from connectors.simulated import CURRENCY
 from tasks.kpis import PERIOD_DAYS, dso_countback, dso_standard
 
 HEADLINE = [  # (key, label, better when)
@@ -202,7 +204,7 @@ def _diff(new, old):
 
 
 SHARES = {"bad_debt_rate", "recovery_rate"}   # the metrics that are a share (written as a percentage)
-MONEY = {"arr_lost_to_churn_minor"}            # integer minor units (USD), written as major units
+MONEY = {"arr_lost_to_churn_minor"}            # integer minor units of the world's CURRENCY, written as major units
 
 
 def _fmt(v, share: bool = False, money: bool = False) -> str:
@@ -213,8 +215,7 @@ def _fmt(v, share: bool = False, money: bool = False) -> str:
     if share:
         return f"{v:.1%}".replace("-0.0%", "0.0%")  # a change that rounds away has no sign
     if money:
-        whole, cents = divmod(abs(int(v)), 100)
-        return f"{'-' if v < 0 else ''}{whole:,}.{cents:02d}"
+        return format_minor(int(v), CURRENCY, grouping=True)
     if isinstance(v, float):
         return f"{v:,.2f}" if abs(v) < 10 else f"{v:,.1f}"
     return f"{v:,}" if isinstance(v, int) else str(v)

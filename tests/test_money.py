@@ -39,6 +39,13 @@ def test_format_then_parse_round_trips(minor, cur):
     text = format_minor(minor, cur)
     assert to_minor(text, cur) == minor
     assert Decimal(text) == Decimal(minor).scaleb(-minor_digits(cur))
+    assert format_minor(minor, cur, grouping=True).replace(",", "") == text
+
+
+def test_format_groups_thousands_for_people():
+    assert format_minor(-63537850, "USD", grouping=True) == "-635,378.50"
+    assert format_minor(123456789, "JPY", grouping=True) == "123,456,789"
+    assert format_minor(5, "USD", grouping=True) == "0.05"
 
 
 @given(st.lists(st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False), min_size=1, max_size=50))

@@ -9,10 +9,14 @@ again replaces the automation, so there is never a second one.
 
 from __future__ import annotations
 
+import re
+
 from prefect.automations import Automation, EventTrigger, SendNotification
 
+SLACK_WEBHOOK = re.compile(r"^https://hooks\.slack(?:-gov)?\.com/services/[A-Z0-9]+/[A-Z0-9]+/[A-Za-z0-9]+/?$", re.I)
 NAME = "arflow: failed or crashed flow run"
-FLOWS = ["daily_ar", "payment_checkpoint", "collections_brief", "backfill", "review_decision",
+# Every flow of arflow (a test checks this against the flows package).
+FLOWS = ["daily_ar", "payment_checkpoint", "reply_triage", "collections_brief", "backfill", "review_decision",
          "current_lane", "early_lane", "late_lane", "critical_lane"]
 EVENTS = {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
 SUBJECT = "arflow: {{ flow.name }} run {{ flow_run.name }} is {{ flow_run.state.name }}"
@@ -32,6 +36,26 @@ def automation(block_document_id) -> Automation:
         actions=[SendNotification(block_document_id=block_document_id, subject=SUBJECT, body=BODY)])
 
 
+def check_slack_webhook(url: str) -> None:
+    """Refuse a URL the Slack block could never post to (Prefect's notifier would fail later with
+    "no service(s) to notify"): a Slack incoming webhook, https://hooks.slack.com/services/T.../B.../...."""
+    from apprise import Apprise
+
+    if not SLACK_WEBHOOK.match(url or "") or not Apprise().add(url):
+        raise ValueError("--slack-webhook must be a Slack incoming webhook URL, "
+                         "https://hooks.slack.com/services/T.../B.../... (for another notifier, save a Prefect "
+                         "notification block and pass --block TYPE/NAME)")
+
+
+def automation_in_effect() -> bool:
+    """Whether the Prefect API this process reports to has the arflow alert automation, enabled:
+    then it alerts on every failed or crashed arflow run, and the flows' own hooks stay quiet."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return any(a.enabled for a in client.read_automations_by_name(NAME))
+
+
 def setup_alerts(block: str = "slack-webhook/arflow-slack", slack_webhook: str | None = None) -> dict:
     """Create (or replace) the automation. With slack_webhook, the `arflow-slack` block is saved
     first with that URL. Returns the automation's id and the block it notifies through."""
@@ -40,6 +64,7 @@ def setup_alerts(block: str = "slack-webhook/arflow-slack", slack_webhook: str |
     from prefect.client.orchestration import get_client
 
     if slack_webhook:
+        check_slack_webhook(slack_webhook)
         SlackWebhook(url=slack_webhook).save("arflow-slack", overwrite=True)
         block = "slack-webhook/arflow-slack"
     if "/" not in block:

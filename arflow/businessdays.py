@@ -97,3 +97,13 @@ def is_business_day(day: dt.date, countries: pd.Series, company_country: str) ->
 def company_business_day(day: dt.date, company_country: str) -> bool:
     cal = _busdaycal((company_country.upper(),), day.year - 1, day.year + 1)
     return bool(np.is_busday(np.datetime64(day, "D"), busdaycal=cal))
+
+
+def why_not_business_day(day: dt.date, company_country: str) -> str | None:
+    """None on a business day of the company; else what the day is ("Saturday", a holiday's name)."""
+    if company_business_day(day, company_country):
+        return None
+    if day.weekday() >= 5:
+        return day.strftime("%A")
+    names = holidays.country_holidays(company_country.upper(), years=day.year)
+    return names.get(day) or "a public holiday"

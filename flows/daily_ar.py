@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Annotated
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from pydantic import WithJsonSchema
 
 from arflow.config import Settings, today_in
 from arflow.policy import Policy, load_policy
 from connectors.ledger.store import Ledger
 from connectors.messaging import ChannelNotConfigured
+from flows.calendar import scheduled_skip
+from flows.decisions import announce_decisions
 from flows.hooks import notify_failure
+from flows.naming import day_run_name
 from flows.lanes import LANE_FLOWS
 from tasks.delivery import Channels
 from tasks.delivery import Context as DeliveryContext
@@ -25,15 +30,30 @@ from tasks.hops import QUARANTINE_COLUMNS
 from tasks.quality import enforce_threshold, run_suite
 
 MODES = ("dry-run", "draft", "send")
+# A choice in the deployment's form (and the server refuses another value when a run is created);
+# a call from Python with another value gets require_mode's message, which names it.
+Mode = Annotated[str, WithJsonSchema({"type": "string", "enum": list(MODES)})]
 
 
-@flow(name="daily_ar", log_prints=False, on_failure=[notify_failure], on_crashed=[notify_failure])
-def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: str = "dry-run") -> dict:
-    """Age, reconcile, enrich, score and plan every open invoice for `as_of`, and queue today's touches."""
+@flow(name="daily_ar", log_prints=False, flow_run_name=day_run_name("daily-ar"), on_failure=[notify_failure],
+      on_crashed=[notify_failure])
+def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "dry-run") -> dict:
+    """Age, reconcile, enrich, score and plan every open invoice for `as_of`, and queue today's touches.
+
+    Args:
+        as_of: the day to run (default: today in the company's timezone). Any past day can be re-run.
+        source: where invoices and customers come from: demo, csv:FOLDER, quickbooks or stripe, with
+            +salesforce for the CRM's context (quickbooks+salesforce).
+        mode: dry-run renders every message and sends nothing (.eml files in the run folder); draft
+            queues every message for a person's approval; send sends what the policy allows.
+    """
     settings = Settings.from_env()
     policy = load_policy(settings.policy_path)
     as_of = as_of or today_in(settings.timezone or policy.timezone)
     require_mode(mode)
+    skipped = scheduled_skip(as_of, policy.company_country)
+    if skipped:
+        return skip_day("daily-ar", as_of, skipped)
     ledger = Ledger(settings.db_url)
     run_id = _run_id()
     llm = open_model(policy, ledger, mode, run_id, as_of)  # send mode with a model needs a passing backtest
@@ -76,7 +96,11 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: str = "dr
                            for cur, v in kpis["currencies"].items()}
         summary["dashboard"] = str(settings.data_dir / "reports" / "dashboard.html")
         summary["delivery_in_doubt"] = in_doubt
-        summary["decision_reviews_started"] = t.announce_decisions(ledger, run_id) if mode != "dry-run" else 0
+        if mode != "dry-run":
+            reviews = announce_decisions(ledger)
+            summary["decision_reviews_started"], summary["decision_reviews_closed"] = reviews["opened"], reviews["closed"]
+        else:
+            summary["decision_reviews_started"] = summary["decision_reviews_closed"] = 0
     except BaseException as exc:
         ledger.finish_run(run_id, "failed", {"error": f"{exc.__class__.__name__}: {exc}"})
         raise
@@ -135,6 +159,14 @@ def publish_report(as_of: dt.date, run_id: str, source: str, mode: str, policy: 
                              description=f"Daily AR {as_of}: tiers, buckets, holds, quarantine, reconciliation")
     get_run_logger().info("daily_ar %s: %s", as_of, summary["outcomes"])
     return summary
+
+
+def skip_day(key: str, as_of: dt.date, reason: str) -> dict:
+    """A scheduled run on a day that is not a business day: nothing read, nothing written, and it says so."""
+    get_run_logger().info("%s", reason)
+    create_markdown_artifact(key=f"{key}-report", markdown=f"# {key} {as_of}: skipped\n\n{reason}.\n",
+                             description=f"{key} {as_of}: not a business day")
+    return {"as_of": as_of.isoformat(), "skipped": reason}
 
 
 def open_model(policy: Policy, ledger: Ledger, mode: str, run_id: str, as_of: dt.date):

@@ -12,6 +12,7 @@ import pandas as pd
 from prefect import flow
 
 from connectors.ledger.store import Ledger
+from flows.naming import day_run_name
 from tasks.prefect_tasks import deliver_touches, queue_touches
 
 
@@ -27,25 +28,25 @@ def _lane(lane: str, actions: pd.DataFrame, invoices: pd.DataFrame, ledger: Ledg
     return {"lane": lane, **queued, "delivery": sent}
 
 
-@flow(name="current_lane")
+@flow(name="current_lane", flow_run_name=day_run_name("current-lane"))
 def current_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None, delivery=None) -> dict:
     """Pre-due reminders and the due-date auto-charge (a failed charge: the customer is told the same run)."""
     return _lane("current", actions, invoices, ledger, mode, run_id, as_of, run_dir, delivery)
 
 
-@flow(name="early_lane")
+@flow(name="early_lane", flow_run_name=day_run_name("early-lane"))
 def early_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None, delivery=None) -> dict:
     """1-14 days past due: friendly nudge, follow-up, the owner looped in."""
     return _lane("early", actions, invoices, ledger, mode, run_id, as_of, run_dir, delivery)
 
 
-@flow(name="late_lane")
+@flow(name="late_lane", flow_run_name=day_run_name("late-lane"))
 def late_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None, delivery=None) -> dict:
     """15-44 days: firmer e-mail, owner alert, service-pause warning (a human decides)."""
     return _lane("late", actions, invoices, ledger, mode, run_id, as_of, run_dir, delivery)
 
 
-@flow(name="critical_lane")
+@flow(name="critical_lane", flow_run_name=day_run_name("critical-lane"))
 def critical_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None, delivery=None) -> dict:
     """45+ days: service pause, finance and owner call, payment plan or write-off (humans decide)."""
     return _lane("critical", actions, invoices, ledger, mode, run_id, as_of, run_dir, delivery)

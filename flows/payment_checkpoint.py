@@ -17,20 +17,35 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from arflow.config import Settings, today_in
 from arflow.policy import load_policy
 from connectors.ledger.store import Ledger
-from flows.daily_ar import _run_id, delivery_context, open_channels, require_mode
+from flows.calendar import scheduled_skip
+from flows.daily_ar import Mode, _run_id, delivery_context, open_channels, require_mode, skip_day
 from flows.hooks import notify_failure
+from flows.naming import day_run_name
 from tasks import prefect_tasks as t
 from tasks.checkpoint import summarize
 
 
-@flow(name="payment_checkpoint", log_prints=False, on_failure=[notify_failure], on_crashed=[notify_failure])
+@flow(name="payment_checkpoint", log_prints=False, flow_run_name=day_run_name("payment-checkpoint"),
+      on_failure=[notify_failure], on_crashed=[notify_failure])
 def payment_checkpoint(as_of: dt.date | None = None, source: str = "demo", bank_file: str | None = None,
-                       mode: str = "dry-run") -> dict:
-    """Apply the day's payments (billing and bank file) and close the invoices they pay."""
+                       mode: Mode = "dry-run") -> dict:
+    """Apply the day's payments (billing and bank file) and close the invoices they pay.
+
+    Args:
+        as_of: the day the payments are applied on (default: today in the company's timezone).
+        source: the billing system whose payments and open invoices are read: demo, csv:FOLDER,
+            quickbooks or stripe (+salesforce for the CRM's contacts on receipts).
+        bank_file: a bank statement to apply as well, CSV or BAI2, by its path on the worker.
+        mode: dry-run records receipts without sending them; draft queues them for approval; send
+            sends them.
+    """
     settings = Settings.from_env()
     policy = load_policy(settings.policy_path)
     as_of = as_of or today_in(settings.timezone or policy.timezone)
     require_mode(mode)  # receipts are recorded under the mode: an unknown one would look sendable
+    skipped = scheduled_skip(as_of, policy.company_country)
+    if skipped:
+        return skip_day("payment-checkpoint", as_of, skipped)
     channels = open_channels(mode, source, settings)
     ledger = Ledger(settings.db_url)
     run_id = _run_id()

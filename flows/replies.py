@@ -16,6 +16,7 @@ from arflow.config import Settings, today_in
 from arflow.policy import load_policy
 from connectors.ledger.store import Ledger
 from flows.hooks import notify_failure
+from flows.naming import day_run_name
 
 
 @task(name="read_replies", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
@@ -42,9 +43,19 @@ def triage_replies(replies, source: str, ledger: Ledger, as_of: dt.date, policy,
     return items, counts
 
 
-@flow(name="reply_triage", on_failure=[notify_failure], on_crashed=[notify_failure])
+@flow(name="reply_triage", flow_run_name=day_run_name("reply-triage", with_mode=False), on_failure=[notify_failure],
+      on_crashed=[notify_failure])
 def reply_triage(replies_from: str, as_of: dt.date | None = None, source: str = "demo") -> dict:
-    """Triage the replies in `replies_from` (a .mbox, .csv or .json file, or `imap`)."""
+    """Triage the replies in `replies_from` (a .mbox, .csv or .json file, or `imap`).
+
+    Args:
+        replies_from: `imap` (the mailbox in ARFLOW_IMAP_HOST, _USER, _PASSWORD), or the path of a
+            .mbox, .csv or .json file of replies on the worker.
+        as_of: the day the replies' effects (pauses, promises, disputes) are recorded on (default:
+            today in the company's timezone).
+        source: the billing source the replies' invoices and customers are looked up in: demo,
+            csv:FOLDER, quickbooks or stripe.
+    """
     from connectors.llm import open_llm
 
     settings = Settings.from_env()

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from pydantic import WithJsonSchema
 
 from arflow.config import Settings, today_in
 from arflow.policy import Policy, load_policy
 from connectors.ledger import models as m
 from connectors.ledger.store import Ledger
 from flows.hooks import notify_failure
+from flows.naming import backfill_run_name, day_run_name
 from tasks import dashboard, kpis as kpi
 
 
@@ -116,10 +119,15 @@ def brief_report(ledger: Ledger, policy: Policy, as_of: dt.date, data_dir: Path)
     return report, page
 
 
-@flow(name="collections_brief", on_failure=[notify_failure], on_crashed=[notify_failure])
+@flow(name="collections_brief", flow_run_name=day_run_name("collections-brief", with_mode=False),
+      on_failure=[notify_failure], on_crashed=[notify_failure])
 def collections_brief(as_of: dt.date | None = None) -> dict:
     """The weekly brief: the KPIs with their week-over-week change, the forecast and the decision
-    queue, as artifacts and a page (data/reports/brief-<as_of>.html)."""
+    queue, as artifacts and a page (data/reports/brief-<as_of>.html).
+
+    Args:
+        as_of: the last day of the week reported (default: today in the company's timezone).
+    """
     settings = Settings.from_env()
     policy = load_policy(settings.policy_path)
     as_of = as_of or today_in(settings.timezone or policy.timezone)
@@ -130,7 +138,9 @@ def collections_brief(as_of: dt.date | None = None) -> dict:
     return {"as_of": as_of.isoformat(), "page": str(page), "flow_run_id": str(flow_run.id), "kpis": report}
 
 
+# One choice in the form; a call from Python with another value gets the flow's own message.
 BACKFILL_MODES = ("dry-run",)
+BackfillMode = Annotated[str, WithJsonSchema({"type": "string", "enum": list(BACKFILL_MODES)})]
 
 
 def backfill_days(start: dt.date, end: dt.date, company_country: str) -> list[dt.date]:
@@ -143,14 +153,24 @@ def backfill_days(start: dt.date, end: dt.date, company_country: str) -> list[dt
     return [d for d in days if company_business_day(d, company_country)]
 
 
-@flow(name="backfill", on_failure=[notify_failure], on_crashed=[notify_failure])
-def backfill(start: dt.date, end: dt.date, source: str = "demo", mode: str = "dry-run", with_checkpoint: bool = True,
-             resume: bool = True) -> dict:
+@flow(name="backfill", flow_run_name=backfill_run_name, on_failure=[notify_failure], on_crashed=[notify_failure])
+def backfill(start: dt.date, end: dt.date, source: str = "demo", mode: BackfillMode = "dry-run",
+             with_checkpoint: bool = True, resume: bool = True) -> dict:
     """Run the days from start to end one after another, as the schedule would have: the payment
     checkpoint, then the daily run, per business day. Idempotent (a day run twice queues nothing
     twice) and resumable: with `resume` a day that already has a completed daily run is skipped,
     so a backfill that stopped part-way goes on from the first day it did not finish.
-    Backfill never sends: past days are replayed in dry-run; today's run sends."""
+    Backfill never sends: past days are replayed in dry-run; today's run sends.
+
+    Args:
+        start: the first day to replay.
+        end: the last day to replay (on or after start).
+        source: where invoices and customers come from: demo, csv:FOLDER, quickbooks or stripe
+            (+salesforce for the CRM's context).
+        mode: dry-run only: past days are replayed, never sent.
+        with_checkpoint: run the payment checkpoint before each day's daily run, as the schedule does.
+        resume: skip the days that already have a completed daily run (a stopped backfill goes on).
+    """
     from flows.daily_ar import daily_ar
     from flows.payment_checkpoint import payment_checkpoint
 

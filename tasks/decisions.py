@@ -54,6 +54,43 @@ def decision_rows(rows: pd.DataFrame, prior: pd.DataFrame, run_id: str, as_of: d
     return out
 
 
+FORM_KINDS = ("plan_or_write_off", "delivery", "message", "approval")
+
+
+def form_kind(kind: str, context: dict) -> str:
+    """Which answer a decision asks for: the choice between a plan and a write-off, whether a
+    message in doubt goes again, a message to approve (its text editable), or a plain approval."""
+    if kind in CHOICE_STEPS:
+        return "plan_or_write_off"
+    if kind == "delivery_unknown":
+        return "delivery"
+    if context.get("proposed_text"):
+        return "message"
+    return "approval"
+
+
+def settlement(kind: str, context: dict, answer: dict) -> dict:
+    """The arguments of `settle` for a form's answer (flows/decisions.py): the form's own words
+    mapped onto verdict, choice and edits. Text left as proposed is not an edit."""
+    base = {"by": answer["decided_by"].strip(), "note": answer.get("note") or ""}
+    form = form_kind(kind, context)
+    if form == "plan_or_write_off":
+        if answer["decision"] == "reject":
+            return {**base, "verdict": "reject"}
+        return {**base, "verdict": "approve", "choice": answer["decision"],
+                "installments": answer.get("installments") if answer["decision"] == "payment_plan" else None}
+    if form == "delivery":
+        return {**base, "verdict": "approve" if answer["answer"] == "send_again" else "reject"}
+    out = {**base, "verdict": answer["verdict"]}
+    if form == "message" and answer["verdict"] == "approve":
+        subject, body = answer.get("subject"), answer.get("body")
+        if subject is not None and subject.strip() != (context.get("proposed_subject") or "").strip():
+            out["subject"] = subject.strip()
+        if body is not None and body.replace("\r\n", "\n").strip() != (context.get("proposed_text") or "").strip():
+            out["body"] = body.replace("\r\n", "\n")
+    return out
+
+
 def open_decisions(ledger) -> pd.DataFrame:
     return ledger.frame(m.Decision, m.Decision.status == "open").sort_values("id").reset_index(drop=True)
 

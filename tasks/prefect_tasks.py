@@ -189,14 +189,3 @@ def follow_up_owners(delivery) -> dict:
     from tasks.delivery import follow_up_owners as run
 
     return run(delivery)
-
-
-@task(name="announce_decisions", cache_policy=NO_CACHE)
-def announce_decisions(ledger: Ledger, run_id: str) -> int:
-    """A review_decision run (a form in the Prefect UI) per decision this run opened, where that
-    deployment exists."""
-    from connectors.ledger import models as m
-    from flows.decisions import announce
-
-    opened = ledger.frame(m.Decision, (m.Decision.run_id == run_id) & (m.Decision.status == "open"))
-    return announce(opened["id"].tolist()) if not opened.empty else 0

@@ -50,3 +50,20 @@ def test_roll_forward_gives_the_first_business_day(day, country):
         return d.weekday() < 5 and d not in hol
     assert rolled >= day and business(rolled)
     assert all(not business(day + dt.timedelta(days=k)) for k in range((rolled - day).days))
+
+
+def test_why_a_day_is_not_a_business_day_the_one_calendar_of_schedules_and_backfill():
+    import datetime as dt
+
+    from arflow.businessdays import why_not_business_day
+    from flows.reporting import backfill_days
+
+    assert why_not_business_day(dt.date(2026, 11, 26), "US") == "Thanksgiving Day"
+    assert why_not_business_day(dt.date(2026, 11, 28), "US") == "Saturday"
+    assert why_not_business_day(dt.date(2026, 11, 27), "US") is None
+    assert why_not_business_day(dt.date(2026, 10, 3), "DE") == "Saturday"
+    assert why_not_business_day(dt.date(2026, 10, 5), "DE") is None
+    # The days a backfill replays are exactly the days a scheduled run does not skip.
+    week = [dt.date(2026, 11, 23) + dt.timedelta(days=k) for k in range(7)]
+    assert backfill_days(week[0], week[-1], "US") == [d for d in week if why_not_business_day(d, "US") is None]
+

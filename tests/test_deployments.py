@@ -47,3 +47,78 @@ def test_checkpoint_runs_before_the_daily_run_and_on_a_payment_event():
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
     DeploymentEventTrigger(**{k: v for k, v in trigger.items() if k != "type"})  # a valid trigger
+
+
+def _flows() -> dict:
+    """Every flow object of the flows package, by its name."""
+    import importlib
+    import pkgutil
+
+    import flows
+
+    found = {}
+    for info in pkgutil.iter_modules(flows.__path__):
+        mod = importlib.import_module(f"flows.{info.name}")
+        found.update({obj.name: obj for obj in vars(mod).values() if isinstance(obj, Flow)})
+    return found
+
+
+def test_every_deployment_parameter_has_a_description_and_modes_are_choices():
+    cfg = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    for dep in cfg["deployments"]:
+        flow = _load(dep["entrypoint"])
+        props = flow.parameters.model_dump()["properties"]
+        missing = [name for name, p in props.items() if not p.get("description")]
+        assert not missing, f"{dep['name']}: parameters without a description in the form: {missing}"
+        if "mode" in props:
+            allowed = ["dry-run"] if dep["name"] == "backfill" else ["dry-run", "draft", "send"]
+            assert props["mode"]["enum"] == allowed, (dep["name"], props["mode"])
+
+
+def test_deployments_pull_into_the_project_folder_named_by_a_variable():
+    cfg = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    (pull,) = cfg["pull"]
+    assert pull["prefect.deployments.steps.set_working_directory"]["directory"] == "{{ prefect.variables.arflow_home }}"
+    (build,) = cfg["build"]
+    assert "flows.deploy_steps.ensure_home_variable" in build
+    for dep in cfg["deployments"]:
+        for trigger in dep.get("triggers") or []:
+            assert trigger.get("name"), dep["name"]
+
+
+def test_the_alert_automation_covers_every_flow():
+    from arflow.alerts import FLOWS
+
+    assert set(_flows()) == set(FLOWS)
+
+
+def test_run_names_say_what_a_run_is(monkeypatch):
+    names = {n: f.flow_run_name for n, f in _flows().items()}
+    assert all(names.values()), [n for n, v in names.items() if not v]
+
+    import prefect.runtime.flow_run as runtime
+
+    def name_of(flow_name, **params):  # what prefect.runtime reads in a run: its parameters
+        monkeypatch.setitem(runtime.FIELDS, "parameters", lambda: params)
+        return names[flow_name]()
+
+    assert name_of("daily_ar", as_of="2026-11-23", mode="send") == "daily-ar 2026-11-23 send"
+    assert name_of("payment_checkpoint", as_of="2026-11-23", mode="dry-run") == "payment-checkpoint 2026-11-23 dry-run"
+    assert name_of("backfill", start="2026-10-01", end="2026-10-31") == "backfill 2026-10-01..2026-10-31"
+    assert name_of("collections_brief", as_of="2026-11-23") == "collections-brief 2026-11-23"
+    assert name_of("reply_triage", as_of="2026-11-23", replies_from="imap") == "reply-triage 2026-11-23"
+    assert name_of("late_lane", as_of="2026-11-23", mode="draft") == "late-lane 2026-11-23 draft"
+    today = name_of("daily_ar")  # no as_of: today in the company's timezone, as the flow's default
+    assert today.startswith("daily-ar 20") and today.endswith(" dry-run")
+
+
+def test_a_slack_webhook_that_could_never_post_is_refused():
+    import pytest
+
+    from arflow.alerts import check_slack_webhook
+
+    check_slack_webhook("https://hooks.slack.com/services/T0001/B0001/abcDEF123")
+    for bad in ("https://example.com/x", "http://hooks.slack.com/services/T0/B0/x", "https://hooks.slack.com/services/T0",
+                "hooks.slack.com/services/T0/B0/x", ""):
+        with pytest.raises(ValueError, match="Slack incoming webhook"):
+            check_slack_webhook(bad)

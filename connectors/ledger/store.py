@@ -404,6 +404,33 @@ class Ledger:
                 summary=json.dumps(summary, default=str) if summary is not None else None))
             self.audit("arflow", f"run.{status}", "run", run_id, None, conn)
 
+    # ---- decisions -----------------------------------------------------------------------------
+    def decision(self, decision_id: int) -> dict | None:
+        """One decision as a dict, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(m.Decision.__table__).where(m.Decision.id == int(decision_id))).mappings().first()
+        return dict(row) if row is not None else None
+
+    def decisions_awaiting_review_run(self) -> pd.DataFrame:
+        """Open decisions no Prefect review run has been opened for yet, oldest first."""
+        return self.frame(m.Decision, (m.Decision.status == "open") & m.Decision.flow_run_id.is_(None)) \
+            .sort_values("id").reset_index(drop=True)
+
+    def decision_statuses(self, ids: list[int]) -> dict[int, dict]:
+        """id -> {status, decided_by} for these decisions."""
+        if not ids:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(m.Decision.id, m.Decision.status, m.Decision.decided_by)
+                                .where(m.Decision.id.in_([int(i) for i in ids]))).all()
+        return {int(r.id): {"status": r.status, "decided_by": r.decided_by} for r in rows}
+
+    def attach_review_run(self, decision_id: int, flow_run_id: str) -> None:
+        """Remember the Prefect run whose form answers this decision."""
+        with self.engine.begin() as conn:
+            conn.execute(m.Decision.__table__.update().where(m.Decision.id == int(decision_id))
+                         .values(flow_run_id=str(flow_run_id)))
+
     # ---- the model ----------------------------------------------------------------------------
     def llm_score_cache(self) -> pd.DataFrame:
         return self.frame(m.LlmScore)

@@ -87,3 +87,47 @@ def test_queue_and_decide_on_the_command_line(env, smtp):  # noqa: F811
     audit = Ledger(f"sqlite:///{env / 'ledger.db'}").frame(m.AuditLog)
     row = audit[audit["action"] == "decision.approved"].iloc[0]
     assert row["actor"] == "dana" and json.loads(row["detail"])["edited"] is True
+
+
+def _decision(kind: str, **context) -> dict:
+    return {"id": 7, "kind": kind, "customer_id": "C1", "context": json.dumps({"customer": "Customer C1", **context})}
+
+
+def test_the_form_offers_only_what_fits_the_decision_and_starts_from_the_proposed_text():
+    from flows.decisions import form_for
+
+    message = form_for(_decision("service_pause_warning", proposed_subject="Action needed: N-I1",
+                                 proposed_text="Hi Pat,\n\nPlease pay N-I1.", recipients="ap@c1.example.com"))
+    schema = message.model_json_schema()
+    assert set(schema["properties"]) == {"verdict", "subject", "body", "note", "decided_by"}
+    assert schema["properties"]["subject"]["default"] == "Action needed: N-I1"
+    assert schema["properties"]["body"]["default"] == "Hi Pat,\n\nPlease pay N-I1."
+    assert set(schema["required"]) == {"verdict", "decided_by"}  # who decided is never a default
+    assert "> Please pay N-I1." in message._description  # the proposed text as a quote: it wraps
+
+    plan = form_for(_decision("payment_plan_or_write_off")).model_json_schema()
+    assert set(plan["properties"]) == {"decision", "installments", "note", "decided_by"}
+    assert set(plan["required"]) == {"decision", "decided_by"}
+    assert plan["properties"]["decision"]["enum"] == ["payment_plan", "write_off", "reject"]
+
+    doubt = form_for(_decision("delivery_unknown", question="Was this message delivered?")).model_json_schema()
+    assert set(doubt["properties"]) == {"answer", "note", "decided_by"}
+    pause = form_for(_decision("service_pause")).model_json_schema()
+    assert set(pause["properties"]) == {"verdict", "note", "decided_by"}
+
+
+def test_a_form_answer_is_settled_as_the_cli_would():
+    from tasks.decisions import settlement
+
+    ctx = {"proposed_subject": "Subject", "proposed_text": "Text\nline two"}
+    assert settlement("firm_reminder", ctx, {"verdict": "approve", "subject": "Subject", "body": "Text\r\nline two",
+                                             "decided_by": " Dana ", "note": ""}) == \
+        {"by": "Dana", "note": "", "verdict": "approve"}  # sent as proposed: not an edit
+    edited = settlement("firm_reminder", ctx, {"verdict": "approve", "subject": "Subject", "body": "Softer text",
+                                               "decided_by": "Dana"})
+    assert edited["body"] == "Softer text" and "subject" not in edited
+    assert settlement("payment_plan_or_write_off", {}, {"decision": "write_off", "installments": 6,
+                                                        "decided_by": "Dana"}) == \
+        {"by": "Dana", "note": "", "verdict": "approve", "choice": "write_off", "installments": None}
+    assert settlement("payment_plan_or_write_off", {}, {"decision": "reject", "decided_by": "Dana"})["verdict"] == "reject"
+    assert settlement("delivery_unknown", {}, {"answer": "treat_as_delivered", "decided_by": "Dana"})["verdict"] == "reject"

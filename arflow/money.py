@@ -88,3 +88,19 @@ def format_minor(minor: int, currency: str, *, grouping: bool = False) -> str:
     digits = minor_digits(currency)
     value = Decimal(int(minor)).scaleb(-digits)
     return f"{value:{',' if grouping else ''}.{digits}f}"
+
+
+def format_money(minor: int, currency: str, locale: str = "en_US") -> str:
+    """Integer minor units for people to read, the locale's way, with the currency's own digits:
+    ``$1,701,826.82``, ``¥13,609,445``, ``BHD1,000.000``; in ``de_DE``, ``9.490,88 €``."""
+    from babel.numbers import format_currency
+
+    return format_currency(Decimal(int(minor)).scaleb(-minor_digits(currency)), currency, locale=locale)
+
+
+def format_amount(text: str, currency: str, locale: str = "en_US") -> str:
+    """A major-unit decimal string (as the run's JSON carries amounts, ``"1701826.82"``) for people to read."""
+    from babel.numbers import format_currency
+
+    return format_currency(Decimal(text), currency, locale=locale)
+

@@ -94,7 +94,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
         summary["kpis"] = {cur: {k: v[k] for k in ("dso_standard", "dso_countback", "best_possible_dso", "cei")}
                            | {"ar": v["ar"]["amount"], "overdue": v["overdue"]["amount"]}
                            for cur, v in kpis["currencies"].items()}
-        summary["dashboard"] = str(settings.data_dir / "reports" / "dashboard.html")
+        summary["dashboard"] = str(settings.data_dir / "reports" / f"dashboard-{as_of.isoformat()}.html")
         summary["delivery_in_doubt"] = in_doubt
         if mode != "dry-run":
             reviews = announce_decisions(ledger)

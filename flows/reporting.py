@@ -4,6 +4,7 @@ page), the weekly `collections_brief`, and `backfill` of a date range (DESIGN.md
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +20,10 @@ from connectors.ledger import models as m
 from connectors.ledger.store import Ledger
 from flows.hooks import notify_failure
 from flows.naming import backfill_run_name, day_run_name
+from arflow.money import format_amount
 from tasks import dashboard, kpis as kpi
+from tasks.extract import BUCKET_LABELS, BUCKETS
+from tasks.report import aging_matrix, format_share
 
 
 def kpi_report(ledger: Ledger, policy: Policy, as_of: dt.date, run: dict | None = None, *,
@@ -41,71 +45,114 @@ def write_page(ledger: Ledger, policy: Policy, report: dict, path: Path, title: 
                            title, policy.reporting_currency)
 
 
+def _n(value, suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value}{suffix}"
+
+
 def markdown(report: dict, heading: str) -> str:
-    lines = [f"# {heading}", "", f"As of {report['as_of']}. Formulas: README, KPIs.", "",
-             "| currency | receivables | overdue | DSO | DSO countback | best possible | ADD | CEI | bad debt |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for cur, k in report["currencies"].items():
-        bad = f"{k['bad_debt_rate'] * 100:.2f}%" if k["bad_debt_rate"] is not None else "n/a"
-        lines.append(f"| {cur} | {k['ar']['amount']} | {k['overdue']['amount']} | {k['dso_standard']} | "
-                     f"{k['dso_countback']} | {k['best_possible_dso']} | {k['average_days_delinquent']} | "
-                     f"{k['cei']} | {bad} |")
+    """The KPIs for people: money in each currency's own format, shares as percentages, the aging
+    as a matrix of buckets by currency, and what the dashboard page shows besides."""
+    cur = report["currencies"]
+    lines = [f"# {heading}", "", f"As of {report['as_of']}. Amounts per currency, none converted. Formulas: README, KPIs.",
+             "", "| currency | receivables | overdue | DSO | DSO countback | best possible | ADD | CEI | bad debt |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for c, k in cur.items():
+        lines.append(f"| {c} | {format_amount(k['ar']['amount'], c)} | {format_amount(k['overdue']['amount'], c)} | "
+                     f"{_n(k['dso_standard'])} | {_n(k['dso_countback'])} | {_n(k['best_possible_dso'])} | "
+                     f"{_n(k['average_days_delinquent'])} | {_n(k['cei'], '%')} | "
+                     f"{format_share(k['bad_debt_rate'], 2)} |")
+    if cur:
+        lines += ["", "## Aging", "", *aging_matrix({b: {c: {"count": k["aging"][b]["count"], "amount": k["aging"][b]["amount"]}
+                                                         for c, k in cur.items()} for b in BUCKETS})]
     if report.get("week_over_week"):
         lines += ["", "## Week over week", "", "| currency | since | AR | overdue | DSO | DSO countback |",
-                  "| --- | --- | --- | --- | --- | --- |"]
-        for cur, w in report["week_over_week"].items():
-            lines.append(f"| {cur} | {w['compared_with']} | {w['ar_change']} | {w['overdue_change']} | "
-                         f"{w['dso_standard_change']} | {w['dso_countback_change']} |")
+                  "| --- | --- | ---: | ---: | ---: | ---: |"]
+        for c, w in report["week_over_week"].items():
+            lines.append(f"| {c} | {w['compared_with']} | {_signed(w['ar_change'], c)} | "
+                         f"{_signed(w['overdue_change'], c)} | {_n(w['dso_standard_change'])} | "
+                         f"{_n(w['dso_countback_change'])} |")
     ops = report["operating"]
+    match = ops["auto_match_rate"]
     lines += ["", f"## Operations, last {report['window_days']} days", "",
               f"- reminders {ops['reminders_sent']['counted_as']}: {ops['reminders_sent']['messages']} messages",
               f"- replies recorded: {ops['replies_received']['total']}; open disputes: {ops['disputes_open']}",
               f"- stalled accounts: {ops['stalled_accounts']['count']}",
               f"- owner actions pending: {ops['owner_actions_pending']['owner_tasks']} tasks, "
               f"{ops['owner_actions_pending']['decisions']} decisions",
-              f"- escalation rate: {ops['escalation_rate']}; failed sends: {ops['failed_sends']}; "
+              f"- escalation rate: {format_share(ops['escalation_rate'])}; failed sends: {ops['failed_sends']}; "
               f"failed payments: {ops['failed_payments']}",
-              f"- cash auto-match rate: {ops['auto_match_rate']['rate']}",
+              "- cash auto-match rate: " + (f"{format_share(match['rate'])} ({match['auto_matched']} of "
+                                            f"{match['payments']} payments)" if match["rate"] is not None
+                                            else "n/a (no payments applied in the window)"),
               f"- repeated reminders (should be 0): {ops['repeated_reminders']}"]
     lines += ["", f"## Cash forecast, next {report['forecast']['weeks']} weeks", "",
-              "| currency | expected | after the horizon | disputed, not forecast |", "| --- | --- | --- | --- |"]
-    for cur, f in report["forecast"]["currencies"].items():
-        lines.append(f"| {cur} | {f['total']['amount']} | {f['after_horizon']['amount']} | "
-                     f"{f['disputed_not_forecast']['amount']} |")
+              "| currency | expected | after the horizon | disputed, not forecast |", "| --- | ---: | ---: | ---: |"]
+    for c, f in report["forecast"]["currencies"].items():
+        lines.append(f"| {c} | {format_amount(f['total']['amount'], c)} | {format_amount(f['after_horizon']['amount'], c)} | "
+                     f"{format_amount(f['disputed_not_forecast']['amount'], c)} |")
     for n in report.get("notes") or []:
         lines += ["", f"> {n}"]
     return "\n".join(lines) + "\n"
 
 
+def _signed(amount, currency: str) -> str:
+    if amount is None:
+        return "n/a"
+    text = format_amount(str(amount), currency)
+    return text if text.startswith("-") else f"+{text}"
+
+
 def table(report: dict) -> list[dict]:
     rows = []
     for cur, k in report["currencies"].items():
-        for key in ("dso_standard", "dso_countback", "best_possible_dso", "average_days_delinquent", "cei",
-                    "bad_debt_rate"):
-            rows.append({"currency": cur, "kpi": key, "value": k[key]})
+        for key in ("dso_standard", "dso_countback", "best_possible_dso", "average_days_delinquent"):
+            rows.append({"currency": cur, "kpi": key.replace("_", " "), "value": _n(k[key])})
+        rows.append({"currency": cur, "kpi": "cei", "value": _n(k["cei"], "%")})
+        rows.append({"currency": cur, "kpi": "bad debt rate", "value": format_share(k["bad_debt_rate"], 2)})
         for key in ("ar", "current_ar", "overdue", "recovered_value"):
-            rows.append({"currency": cur, "kpi": key, "value": k[key]["amount"]})
+            rows.append({"currency": cur, "kpi": key.replace("_", " "), "value": format_amount(k[key]["amount"], cur)})
         for b, v in k["aging"].items():
-            rows.append({"currency": cur, "kpi": f"aging {b}", "value": f"{v['amount']} ({v['count']})"})
+            rows.append({"currency": cur, "kpi": f"aging {BUCKET_LABELS[b]}",
+                         "value": f"{format_amount(v['amount'], cur)} ({v['count']})"})
     return rows
+
+
+def page_link(page: Path) -> tuple[str, str]:
+    """Where people open a page: under ARFLOW_REPORTS_URL where the reports folder is served (a web
+    server, a bucket), else its file on the machine that ran the flow (a browser will not follow a
+    file: link from the Prefect UI; the markdown artifact carries what the page shows)."""
+    import os
+
+    base = os.environ.get("ARFLOW_REPORTS_URL", "").rstrip("/")
+    if base:
+        return f"{base}/{page.name}", "The dashboard page, served from the reports folder (ARFLOW_REPORTS_URL)"
+    return page.resolve().as_uri(), ("The dashboard page on the machine that ran the flow (set ARFLOW_REPORTS_URL "
+                                     "where the reports folder is served to link it here)")
 
 
 def publish(report: dict, page: Path | None, key: str, heading: str) -> None:
     create_table_artifact(key=f"{key}-table", table=table(report), description=f"{heading}: KPIs per currency")
     create_markdown_artifact(key=f"{key}-report", markdown=markdown(report, heading), description=heading)
     if page is not None:
-        create_link_artifact(key=f"{key}-page", link=page.resolve().as_uri(), link_text=f"dashboard {report['as_of']}",
-                             description="The dashboard page (self-contained HTML) on the machine that ran the flow")
+        link, description = page_link(page)
+        create_link_artifact(key=f"{key}-page", link=link, link_text=f"dashboard {report['as_of']}",
+                             description=description)
 
 
 @task(name="record_kpis", cache_policy=NO_CACHE)
 def record_kpis(ledger: Ledger, policy: Policy, raw_invoices: pd.DataFrame, as_of: dt.date, run_id: str, mode: str,
                 data_dir: Path) -> dict:
     """The daily run's KPIs: register the source's new invoices, compute, store the day's
-    snapshot, write data/reports/dashboard.html and publish the artifacts."""
+    snapshot, write the day's page (data/reports/dashboard-<as_of>.html, and dashboard.html as the
+    latest) and publish the artifacts."""
     ledger.register_invoices(raw_invoices, as_of)
     report = kpi_report(ledger, policy, as_of, {"run_id": run_id, "as_of": as_of, "mode": mode}, store=True)
-    page = write_page(ledger, policy, report, Path(data_dir) / "reports" / "dashboard.html")
+    reports = Path(data_dir) / "reports"
+    page = write_page(ledger, policy, report, reports / f"dashboard-{as_of.isoformat()}.html")  # one page a day
+    latest = reports / "dashboard.html"  # and the latest day's, under one name
+    tmp = latest.with_suffix(".tmp")
+    shutil.copyfile(page, tmp)
+    tmp.replace(latest)
     publish(report, page, "ar-kpis", f"AR KPIs {as_of}")
     return report
 

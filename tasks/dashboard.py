@@ -1,6 +1,8 @@
-"""The KPI dashboard: one self-contained HTML page (plotly.js inlined, no network needed to open
-it) with the DSO trend, aging by amount, recovery and days-to-pay per tier, the escalation rate,
-the 13-week forecast and the decision queue with its context."""
+"""The KPI dashboard: an HTML page per day with the DSO trend, aging by amount, recovery and
+days-to-pay per tier, the escalation rate, the 13-week forecast and the decision queue with its
+context. It needs no network: its one script, plotly.js, is a file beside the pages
+(`plotly-<version>.min.js`, written once per folder and shared by every day's page), so a page is
+about 100 KB, not 5 MB."""
 
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ import plotly.graph_objects as go
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from plotly.offline import get_plotlyjs
 
-from arflow.money import minor_digits
+from arflow.money import format_amount, minor_digits
 from arflow.policy import Kpis
-from tasks.extract import BUCKETS
+from tasks.extract import BUCKET_LABELS, BUCKETS
 from tasks.kpis import TIERS
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "arflow" / "templates"
@@ -62,13 +64,16 @@ def figures(kpis: dict, snapshots: pd.DataFrame, reporting_currency: str = "USD"
         esc.add_trace(go.Scatter(x=[str(d) for d in first["as_of"]], y=[r * 100 if r is not None else None
                                                                         for r in rates],
                                  mode="lines+markers", name="escalation rate"))
+    span = (pd.to_datetime(snapshots["as_of"]).max() - pd.to_datetime(snapshots["as_of"]).min()).days \
+        if not snapshots.empty else 0
     for f in (trend, esc):
-        f.update_xaxes(type="date", tickformat="%Y-%m-%d")
+        # Whole days: a short series got ticks between days, each labelled with the same date.
+        f.update_xaxes(type="date", tickformat="%Y-%m-%d", **({"dtick": 86400000} if span <= 14 else {}))
     figs["dso_trend"] = _layout(trend, "DSO trend (countback) and best possible DSO", "days")
     figs["escalation_rate"] = _layout(esc, "Escalation rate (share of touched overdue invoices)", "%")
     aging = go.Figure()
     for c, k in cur.items():
-        aging.add_trace(go.Bar(x=list(BUCKETS), y=[_major(k["aging"][b]["minor"], c) for b in BUCKETS], name=c))
+        aging.add_trace(go.Bar(x=[BUCKET_LABELS[b] for b in BUCKETS], y=[_major(k["aging"][b]["minor"], c) for b in BUCKETS], name=c))
     currencies = list(cur)
     shown = reporting_currency if reporting_currency in cur else (currencies[0] if currencies else "")
     figs["aging_amount"] = _one_currency_at_a_time(_layout(aging, "Aging buckets by amount", "amount"), currencies, shown)
@@ -112,15 +117,33 @@ def render(kpis: dict, snapshots: pd.DataFrame, decisions: pd.DataFrame, cfg: Kp
     charts = [{"name": n, "html": figs[n].to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{n}")}
               for n in CHARTS]
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    env.filters["money"] = format_amount
     return env.get_template("dashboard.html.j2").render(
         title=title, kpis=kpis, ops=kpis["operating"], kpis_cfg=cfg, charts=charts,
-        decisions=decision_queue(decisions), plotly_js=get_plotlyjs())
+        decisions=decision_queue(decisions), plotly_src=plotly_file_name(), buckets=BUCKET_LABELS)
+
+
+def plotly_file_name() -> str:
+    import plotly
+
+    return f"plotly-{plotly.__version__}.min.js"
+
+
+def write_plotly(folder: Path) -> Path:
+    """plotly.js beside the pages (once per version; a page names the version it was drawn with)."""
+    path = Path(folder) / plotly_file_name()
+    if not path.is_file():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(get_plotlyjs(), encoding="utf-8")
+        tmp.replace(path)
+    return path
 
 
 def write(path: Path, kpis: dict, snapshots: pd.DataFrame, decisions: pd.DataFrame, cfg: Kpis,
           title: str | None = None, reporting_currency: str = "USD") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    write_plotly(path.parent)
     html = render(kpis, snapshots, decisions, cfg, title or f"arflow: accounts receivable, {kpis['as_of']}",
                   reporting_currency)
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -16,6 +16,8 @@ from arflow.money import parse_minor
 from arflow.policy import Policy
 
 BUCKETS = ("current", "d1_30", "d31_60", "d61_90", "d91_plus")
+BUCKET_LABELS = {"current": "not yet due", "d1_30": "1-30 days", "d31_60": "31-60 days", "d61_90": "61-90 days",
+                 "d91_plus": "91+ days"}  # what people read; the codes stay in data and the CSV format
 _EMAIL_RE = r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$"
 
 

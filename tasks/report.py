@@ -6,8 +6,8 @@ import datetime as dt
 
 import pandas as pd
 
-from arflow.money import format_minor
-from tasks.extract import BUCKETS
+from arflow.money import format_amount, format_minor
+from tasks.extract import BUCKET_LABELS, BUCKETS
 
 OUTCOMES = ("action_today", "no_action_due", "held", "quarantined")
 LANES = ("current", "early", "late", "critical")
@@ -81,11 +81,47 @@ def summarize(*, as_of: dt.date, run_id: str, source: str, mode: str, policy_ver
     return summary
 
 
+def format_share(rate: float | None, digits: int = 1, none: str = "n/a") -> str:
+    """A share (0.4872) as a percentage for people to read ("48.7%"); None as `none`."""
+    return none if rate is None else f"{rate * 100:.{digits}f}%"
+
+
+def _words(code: str) -> str:
+    return str(code).replace("_", " ")
+
+
+def aging_matrix(by_bucket_by_currency: dict) -> list[str]:
+    """The aging as people read it: a row per bucket, a column per currency (count and amount), and
+    the total of each currency; amounts formatted in their currency, never converted."""
+    currencies = sorted({c for per in by_bucket_by_currency.values() for c in per})
+    if not currencies:
+        return ["none open"]
+    lines = ["| bucket | " + " | ".join(currencies) + " |", "| --- |" + " ---: |" * len(currencies)]
+    totals = {c: [0, 0] for c in currencies}
+    for b in BUCKETS:
+        cells = []
+        for c in currencies:
+            v = by_bucket_by_currency.get(b, {}).get(c, {"count": 0, "amount": "0"})
+            cells.append(f"{format_amount(v['amount'], c)} ({v['count']})")
+            totals[c][0] += v["count"]
+            totals[c][1] += _minor(v["amount"], c)
+        lines.append(f"| {BUCKET_LABELS[b]} | " + " | ".join(cells) + " |")
+    lines.append("| **total** | " + " | ".join(f"**{format_amount(format_minor(totals[c][1], c), c)} ({totals[c][0]})**"
+                                               for c in currencies) + " |")
+    return lines
+
+
+def _minor(amount: str, currency: str) -> int:
+    from arflow.money import to_minor
+
+    return to_minor(amount, currency)
+
+
 def markdown(summary: dict) -> str:
     lines = [f"# Daily AR run {summary['as_of']}", "",
              f"Source `{summary['source']}`, mode `{summary['mode']}`, policy `{summary['policy_version']}`.", "",
              f"**{summary['open_invoices']} open invoices**: " + ", ".join(
-                 f"{k.replace('_', ' ')} {v}" for k, v in summary["outcomes"].items()), ""]
+                 f"{_words(k)} {v}" for k, v in summary["outcomes"].items()), ""]
     rec = summary["reconciliation"]
     if rec["status"] == "skipped":
         lines += ["> **Reconciliation skipped: no aging report from the books.** Our aging is unchecked today.", ""]
@@ -95,22 +131,19 @@ def markdown(summary: dict) -> str:
                   + ", ".join(rec["mismatched_customers"][:50]), ""]
     else:
         lines += [f"Reconciliation: matched the books (tolerance {rec['tolerance']}).", ""]
-    lines += ["## Lanes", "", "| lane | invoices |", "| --- | --- |"]
+    lines += ["## Aging", "", *aging_matrix(summary["by_bucket_by_currency"])]
+    lines += ["", "## Lanes", "", "| lane | invoices |", "| --- | ---: |"]
     lines += [f"| {k} | {v} |" for k, v in summary["by_lane"].items()]
-    lines += ["", "## Aging buckets", "", "| bucket | currency | count | amount |", "| --- | --- | --- | --- |"]
-    for b, per in summary["by_bucket_by_currency"].items():
-        for cur, v in per.items():
-            lines.append(f"| {b} | {cur} | {v['count']} | {v['amount']} |")
-    for title, key in (("Held", "held"), ("Quarantined", "quarantined"), ("Actions today", "actions"),
-                       ("No action due", "no_action_due")):
+    for title, key, what in (("Held", "held", "reason"), ("Quarantined", "quarantined", "reason"),
+                             ("Actions today", "actions", "step"), ("No action due", "no_action_due", "reason")):
         lines += ["", f"## {title}", ""]
         if summary[key]:
-            lines += ["| reason | count |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in summary[key].items()]
+            lines += [f"| {what} | count |", "| --- | ---: |"] + [f"| {_words(k)} | {v} |" for k, v in summary[key].items()]
         else:
             lines.append("none")
-    lines += ["", "## Data quality", "", "| hop | rows | quarantined | passed |", "| --- | --- | --- | --- |"]
+    lines += ["", "## Data quality", "", "| hop | rows | quarantined | passed |", "| --- | ---: | ---: | --- |"]
     for hop, dq in summary["data_quality"].items():
-        lines.append(f"| {hop} | {dq['rows']} | {dq['quarantined']} | {dq['passed']} |")
+        lines.append(f"| {hop} | {dq['rows']} | {dq['quarantined']} | {'yes' if dq['passed'] else '**no**'} |")
     if summary["notes"]:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in summary["notes"]]
     return "\n".join(lines) + "\n"

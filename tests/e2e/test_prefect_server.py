@@ -217,6 +217,7 @@ def test_as_deployed(stack, httpserver, tmp_path):
                 task_run_filter=TaskRunFilter(), sort=ArtifactSort.CREATED_DESC, limit=50))}
             assert {"daily-ar-summary", "daily-ar-report", "ar-kpis-table", "ar-kpis-report", "ar-kpis-page"} <= set(arts)
             assert f"# Daily AR run {AS_OF}" in arts["daily-ar-report"].data
+            assert (stack["data"] / "reports" / f"dashboard-{AS_OF}.html").is_file()
 
             # 3. A scheduled run that falls on a public holiday skips the day, as backfill's calendar does.
             holiday_run = next(r for r in scheduled if deployments_by_id[r.deployment_id] == "daily-ar")

@@ -14,9 +14,11 @@ import sys
 
 import pytest
 
+from arflow.money import format_amount
+
 from flows.daily_ar import daily_ar
 from flows.reporting import collections_brief
-from tasks.dashboard import CHARTS
+from tasks.dashboard import CHARTS, plotly_file_name
 
 from .conftest import ANCHOR
 
@@ -61,9 +63,13 @@ def test_report_html_renders_every_chart_in_headless_chromium(data_dir, tmp_path
     kpis = json.loads(done.stdout)
     assert kpis["currencies"]["USD"]["dso_countback"] is not None
     html = page.read_text()
-    # Self-contained: no script or stylesheet is fetched from anywhere.
-    assert not [t for t in re.findall(r"<script[^>]*>", html) if "src=" in t]
+    # Nothing is fetched from the network: the one script is plotly.js beside the page, on disk, shared by
+    # every day's page (so a page is small), and no stylesheet is linked.
+    scripts = [t for t in re.findall(r"<script[^>]*>", html) if "src=" in t]
+    assert scripts == [f'<script src="{plotly_file_name()}">']
+    assert (page.parent / plotly_file_name()).is_file()
     assert not re.search(r"<link[^>]+href=", html)
+    assert len(html.encode()) < 500_000, len(html.encode())
     dom = rendered_dom(page, tmp_path)
     charts = chart_sections(dom)
     assert set(charts) == set(CHARTS)
@@ -76,7 +82,7 @@ def test_report_html_renders_every_chart_in_headless_chromium(data_dir, tmp_path
     trend = charts["dso_trend"]
     assert len(re.findall(r'class="point"', trend)) >= 2
     # The numbers on the page are the ledger's.
-    assert kpis["currencies"]["USD"]["ar"]["amount"] in dom
+    assert format_amount(kpis["currencies"]["USD"]["ar"]["amount"], "USD") in dom
 
 
 def artifacts(flow_run_id: str) -> dict:
@@ -105,7 +111,51 @@ def test_daily_run_and_collections_brief_publish_kpi_artifacts_and_pages(data_di
     assert {"collections-brief-table", "collections-brief-report", "collections-brief-page"} <= set(brief)
     report = brief["collections-brief-report"].data
     usd = out["kpis"]["currencies"]["USD"]
-    assert f"| USD | {usd['ar']['amount']} |" in report and "Cash forecast" in report
+    assert f"| USD | {format_amount(usd['ar']['amount'], 'USD')} |" in report and "Cash forecast" in report
     assert page.resolve().as_uri() in str(brief["collections-brief-page"].data)
     # The brief reads the daily run's snapshot: the same DSO.
     assert usd["dso_countback"] == s["kpis"]["USD"]["dso_countback"]
+
+
+MEASURE = """<script>
+window.addEventListener("load", function () { setTimeout(function () {
+  var out = [];
+  document.querySelectorAll(".chart").forEach(function (c) {
+    var svg = c.querySelector("svg.main-svg");
+    out.push({chart: c.getAttribute("data-chart"), cell: c.getBoundingClientRect().width,
+              svg: svg ? svg.getBoundingClientRect().width : null});
+  });
+  var pre = document.createElement("pre"); pre.id = "measure";
+  pre.textContent = JSON.stringify({viewport: window.innerWidth, charts: out});
+  document.body.appendChild(pre);
+}, 2000); });
+</script>"""
+
+
+def test_every_chart_is_drawn_within_its_cell(data_dir, tmp_path):
+    """The DSO trend was drawn 1,552 px wide in a 768 px cell: today's point and half its legend hidden.
+    Each chart's drawing, measured in Chromium at several window widths, fits the cell it sits in."""
+    daily_ar(as_of=ANCHOR, source="demo")
+    daily_ar(as_of=ANCHOR + dt.timedelta(days=1), source="demo")
+    page = data_dir / "reports" / f"dashboard-{(ANCHOR + dt.timedelta(days=1)).isoformat()}.html"
+    assert page.is_file() and (data_dir / "reports" / "dashboard.html").read_text() == page.read_text()
+    probe = page.with_name("probe.html")  # the page as written, with a measuring script at its end
+    probe.write_text(page.read_text().replace("</body>", MEASURE + "</body>"))
+    for width in (1600, 1000, 700):
+        _charts_fit(probe, tmp_path, width)
+
+
+def _charts_fit(probe, tmp_path, width: int) -> None:
+    out = subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / f'chromium-{width}'}", f"--window-size={width},1000",
+         "--virtual-time-budget=15000", "--dump-dom", probe.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="measure">([^<]*)</pre>', out.stdout)
+    assert found, out.stderr[-2000:]
+    measured = json.loads(found.group(1).replace("&quot;", '"'))
+    assert {c["chart"] for c in measured["charts"]} == set(CHARTS)
+    for c in measured["charts"]:
+        assert c["svg"] is not None and 200 < c["svg"] <= c["cell"] + 1, (width, c)
+        assert c["cell"] <= measured["viewport"], (width, c)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from typing import Literal, Optional
+from typing import Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -54,8 +54,8 @@ class PlanOrWriteOffForm(RunInput):
     decision: Literal["payment_plan", "write_off", "reject"] = Field(
         title="Decision", description="payment_plan: offer instalments; write_off: write the balance off and "
                                       "stop chasing; reject: neither, for now.")
-    installments: Optional[int] = Field(None, ge=2, le=24, title="Instalments",
-                                        description="For a payment plan: how many (2-24; empty: the policy's default).")
+    installments: int = Field(3, ge=2, le=24, title="Instalments",
+                              description="For a payment plan: how many (2-24); starts from the policy's number.")
     note: str = Field("", **_NOTE)
     decided_by: str = Field(**_PERSON)
 
@@ -86,6 +86,10 @@ def form_for(decision: dict) -> type[RunInput]:
     kind = form_kind(decision["kind"], context)
     base = FORMS[kind]
     fields = {}
+    if kind == "plan_or_write_off":  # the policy's number of instalments as the starting point
+        info = copy.copy(base.model_fields["installments"])
+        info.default = load_policy(Settings.from_env().policy_path).payment_plans.installments
+        fields["installments"] = (int, info)
     if kind == "message":
         for name, value in (("subject", context.get("proposed_subject") or ""), ("body", context.get("proposed_text"))):
             info = copy.copy(base.model_fields[name])

@@ -26,10 +26,13 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 class ConnectorError(SourceError):
-    """A connected system could not be read or written. The message names the system and the cause."""
+    """A connected system could not be read or written. The message names the system and the cause.
+    `transient`: the failure may pass (the system unreachable, timing out, throttling or failing with
+    5xx after the HTTP layer's retries), so the hop is worth running again later; a refusal (4xx, bad
+    credentials, a short pull) is not."""
 
-    def __init__(self, system: str, what: str, cause: str):
-        self.system, self.what, self.cause = system, what, redact(cause)
+    def __init__(self, system: str, what: str, cause: str, *, transient: bool = False):
+        self.system, self.what, self.cause, self.transient = system, what, redact(cause), transient
         super().__init__(f"{system}: {what} failed: {self.cause}")
 
 
@@ -63,6 +66,20 @@ def with_retries(session: requests.Session) -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+def is_transient(exc: BaseException) -> bool:
+    """An HTTP-layer failure that may pass: retries exhausted on 429/5xx, no connection, a timeout."""
+    return isinstance(exc, (requests.exceptions.RetryError, requests.exceptions.ConnectionError,
+                            requests.exceptions.Timeout, ConnectionError, TimeoutError))
+
+
+def transient_status(status) -> bool:
+    """An HTTP status a later attempt may not get again (throttled, the server failing)."""
+    try:
+        return int(status) in RETRY_STATUSES
+    except (TypeError, ValueError):
+        return False
 
 
 def describe(exc: BaseException) -> str:

@@ -6,7 +6,6 @@ the same drop twice records it once.
 
 from __future__ import annotations
 
-import datetime as dt
 import email
 import email.policy
 import email.utils

@@ -40,11 +40,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from connectors.http import ConnectorError, describe, with_retries
+from connectors.http import ConnectorError, describe, is_transient, with_retries
 from connectors.sources import (AGING_COLUMNS, CUSTOMER_COLUMNS, INVOICE_COLUMNS, PAYMENT_COLUMNS, SourceError,
                                 string_frame, tenure_months)
 
 SYSTEM = "QuickBooks"
+THROTTLED = 3001  # QuickBooks' fault code for a throttled request (HTTP 429)
 PAGE = 1000
 MINOR_VERSION = 75
 CDC_ENTITIES = ("Invoice", "Customer", "CreditMemo")
@@ -157,7 +158,7 @@ class QuickBooksSource:
                                  f"(intuit_tid {exc.intuit_tid or '-'}): reconnect the app and set a new "
                                  "refresh token") from None
         except Exception as exc:  # noqa: BLE001 - discovery or token endpoint unreachable
-            raise ConnectorError(SYSTEM, "token refresh", describe(exc)) from None
+            raise ConnectorError(SYSTEM, "token refresh", describe(exc), transient=is_transient(exc)) from None
         self._store_refresh_token(auth.refresh_token, token)
         self._auth = auth
         self._qb = self._session()
@@ -193,17 +194,17 @@ class QuickBooksSource:
                 raise ConnectorError(SYSTEM, what, f"not authorized ({exc.error_code}): {exc.message}") from None
             except QuickbooksException as exc:
                 detail = exc.detail if isinstance(exc.detail, str) else ""
-                raise ConnectorError(SYSTEM, what, f"{exc.message} (code {exc.error_code}) {detail[:200]}".strip()) \
-                    from None
+                raise ConnectorError(SYSTEM, what, f"{exc.message} (code {exc.error_code}) {detail[:200]}".strip(),
+                                     transient=exc.error_code == THROTTLED) from None
             except Exception as exc:  # noqa: BLE001 - requests' errors after the retries
-                raise ConnectorError(SYSTEM, what, describe(exc)) from None
+                raise ConnectorError(SYSTEM, what, describe(exc), transient=is_transient(exc)) from None
 
     def _refresh_session(self) -> None:
         previous = self._auth.refresh_token
         try:
             self._auth.refresh(refresh_token=previous)
         except Exception as exc:  # noqa: BLE001
-            raise ConnectorError(SYSTEM, "token refresh", describe(exc)) from None
+            raise ConnectorError(SYSTEM, "token refresh", describe(exc), transient=is_transient(exc)) from None
         self._store_refresh_token(self._auth.refresh_token, previous)
         self._qb = self._session()
 

@@ -30,7 +30,7 @@ import requests
 import yaml
 
 from arflow.config import ROOT
-from connectors.http import ConnectorError, describe, with_retries
+from connectors.http import ConnectorError, describe, is_transient, transient_status, with_retries
 from connectors.sources import CUSTOMER_COLUMNS, SourceError, string_frame, tenure_months
 
 SYSTEM = "Salesforce"
@@ -111,7 +111,7 @@ class SalesforceCrm:
             except SalesforceAuthenticationFailed as exc:
                 raise ConnectorError(SYSTEM, "sign-in", f"{exc.code}: {exc.message}") from None
             except Exception as exc:  # noqa: BLE001
-                raise ConnectorError(SYSTEM, "sign-in", describe(exc)) from None
+                raise ConnectorError(SYSTEM, "sign-in", describe(exc), transient=is_transient(exc)) from None
         return self._sf
 
     def _call(self, what: str, fn):
@@ -125,9 +125,10 @@ class SalesforceCrm:
             content = exc.content if isinstance(exc.content, list) else [exc.content]
             detail = "; ".join(f"{c.get('errorCode')}: {c.get('message')}" for c in content if isinstance(c, dict)) \
                 or str(exc.content)[:200]
-            raise ConnectorError(SYSTEM, what, f"HTTP {exc.status} {detail}") from None
+            raise ConnectorError(SYSTEM, what, f"HTTP {exc.status} {detail}", transient=transient_status(exc.status)) \
+                from None
         except Exception as exc:  # noqa: BLE001 - requests' errors after the retries, or a bad body
-            raise ConnectorError(SYSTEM, what, describe(exc)) from None
+            raise ConnectorError(SYSTEM, what, describe(exc), transient=is_transient(exc)) from None
 
     def query(self, soql: str, what: str) -> list[dict]:
         """Every record of a SOQL query, page by page; a pull that ends short of the first page's

@@ -32,7 +32,7 @@ import requests
 
 from arflow.money import format_minor, is_currency
 from connectors.billing import ChargeResult
-from connectors.http import ConnectorError, describe, with_retries
+from connectors.http import ConnectorError, describe, is_transient, transient_status, with_retries
 from connectors.sources import (CUSTOMER_COLUMNS, INVOICE_COLUMNS, PAYMENT_COLUMNS, SourceError, string_frame,
                                 tenure_months)
 
@@ -65,11 +65,13 @@ def _call(what: str, fn):
             from None
     except stripe.StripeError as exc:
         cause = exc.__cause__ or exc
-        text = describe(cause) if isinstance(cause, requests.RequestException) else \
-            f"HTTP {exc.http_status} {exc.code or ''} {exc.user_message or str(exc)}".strip()
-        raise ConnectorError(SYSTEM, what, text) from None
+        if isinstance(cause, requests.RequestException):
+            raise ConnectorError(SYSTEM, what, describe(cause), transient=is_transient(cause)) from None
+        text = f"HTTP {exc.http_status} {exc.code or ''} {exc.user_message or str(exc)}".strip()
+        raise ConnectorError(SYSTEM, what, text, transient=isinstance(exc, stripe.APIConnectionError)
+                             or transient_status(exc.http_status)) from None
     except (requests.RequestException, ValueError) as exc:
-        raise ConnectorError(SYSTEM, what, describe(exc)) from None
+        raise ConnectorError(SYSTEM, what, describe(exc), transient=is_transient(exc)) from None
 
 
 def _date(ts) -> str:

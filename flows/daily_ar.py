@@ -108,7 +108,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
     return summary
 
 
-@task(name="publish_report", cache_policy=NO_CACHE)
+@task(name="publish_report", cache_policy=NO_CACHE, **t.RETRY)
 def publish_report(as_of: dt.date, run_id: str, source: str, mode: str, policy: Policy, ledger: Ledger, hop_results,
                    planned: pd.DataFrame, actions: pd.DataFrame, reconciliation, lanes: list[dict],
                    notes: list[str], run_dir=None) -> dict:

@@ -16,17 +16,18 @@ from arflow.config import Settings, today_in
 from arflow.policy import load_policy
 from connectors.ledger.store import Ledger
 from flows.hooks import notify_failure
+from tasks.prefect_tasks import RETRY
 from flows.naming import day_run_name
 
 
-@task(name="read_replies", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
+@task(name="read_replies", cache_policy=NO_CACHE, **RETRY)
 def read_replies(spec: str):
     from connectors.inbox import read_replies as read
 
     return read(spec)
 
 
-@task(name="triage_replies", cache_policy=NO_CACHE)
+@task(name="triage_replies", cache_policy=NO_CACHE, **RETRY)
 def triage_replies(replies, source: str, ledger: Ledger, as_of: dt.date, policy, settings: Settings, llm):
     from connectors.sources import open_source
     from tasks.triage import triage

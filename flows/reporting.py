@@ -23,6 +23,7 @@ from flows.naming import backfill_run_name, day_run_name
 from arflow.money import format_amount
 from tasks import dashboard, kpis as kpi
 from tasks.extract import BUCKET_LABELS, BUCKETS
+from tasks.prefect_tasks import RETRY
 from tasks.report import aging_matrix, format_share
 
 
@@ -139,7 +140,7 @@ def publish(report: dict, page: Path | None, key: str, heading: str) -> None:
                              description=description)
 
 
-@task(name="record_kpis", cache_policy=NO_CACHE)
+@task(name="record_kpis", cache_policy=NO_CACHE, **RETRY)
 def record_kpis(ledger: Ledger, policy: Policy, raw_invoices: pd.DataFrame, as_of: dt.date, run_id: str, mode: str,
                 data_dir: Path) -> dict:
     """The daily run's KPIs: register the source's new invoices, compute, store the day's
@@ -157,7 +158,7 @@ def record_kpis(ledger: Ledger, policy: Policy, raw_invoices: pd.DataFrame, as_o
     return report
 
 
-@task(name="brief_report", cache_policy=NO_CACHE)
+@task(name="brief_report", cache_policy=NO_CACHE, **RETRY)
 def brief_report(ledger: Ledger, policy: Policy, as_of: dt.date, data_dir: Path) -> tuple[dict, Path]:
     report = kpi_report(ledger, policy, as_of)
     page = write_page(ledger, policy, report, Path(data_dir) / "reports" / f"brief-{as_of.isoformat()}.html",

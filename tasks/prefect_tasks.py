@@ -20,18 +20,32 @@ from tasks import hops
 from tasks.touches import outbox_rows
 
 
+def transient_failure(exc: BaseException) -> bool:
+    """Whether a hop's failure may pass, so Prefect runs the hop again: a connected system that was
+    unreachable, timing out, throttling or failing with 5xx (the connector says so), a database that
+    was locked or unreachable. A refusal, a bad file or a bug is not retried."""
+    from connectors.http import ConnectorError
+    from connectors.ledger.store import is_transient_db_error
+
+    if isinstance(exc, ConnectorError):
+        return exc.transient
+    return is_transient_db_error(exc) or isinstance(exc, (ConnectionError, TimeoutError))
+
+
 def _transient(task, task_run, state) -> bool:
     try:
         state.result()
-    except (ConnectionError, TimeoutError):
-        return True
-    except Exception:
-        return False
+    except Exception as exc:  # noqa: BLE001 - the hop's own failure, classified
+        return transient_failure(exc)
     return False
 
 
-@task(name="fetch_inputs", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2),
-      retry_jitter_factor=0.5, retry_condition_fn=_transient)
+# Every hop that reads or writes outside the process retries what may pass (2 s, 4 s, 8 s with jitter).
+RETRY = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_jitter_factor=0.5,
+             retry_condition_fn=_transient)
+
+
+@task(name="fetch_inputs", cache_policy=NO_CACHE, **RETRY)
 def fetch_inputs(source, ledger: Ledger, as_of: dt.date, data_dir, with_settled: bool = False) -> hops.Inputs:
     """`source`: a source spec (demo, csv:FOLDER) or an object with the source interface (the simulator's world).
     `with_settled` (the payment checkpoint): also the invoices a connected billing system settled itself."""
@@ -71,7 +85,7 @@ def enrich_context(aged, customers, inputs: hops.Inputs, as_of: dt.date, policy:
     return hops.enrich_context(aged, customers, inputs, as_of, policy)
 
 
-@task(name="score_invoices", cache_policy=NO_CACHE)
+@task(name="score_invoices", cache_policy=NO_CACHE, **RETRY)
 def score_invoices(enriched, policy: Policy, ledger: Ledger | None = None, llm=None, as_of: dt.date | None = None,
                    mode: str = "dry-run", run_id: str | None = None):
     """Rules for every invoice; with a model (llm), the model where it may, its calls and scores
@@ -89,7 +103,7 @@ def score_invoices(enriched, policy: Policy, ledger: Ledger | None = None, llm=N
     return result
 
 
-@task(name="plan_actions", cache_policy=NO_CACHE)
+@task(name="plan_actions", cache_policy=NO_CACHE, **RETRY)
 def plan_actions(scored, as_of: dt.date, policy: Policy, mismatched: set[str], ledger: Ledger, mode: str):
     from tasks.touches import namespace
 
@@ -97,8 +111,7 @@ def plan_actions(scored, as_of: dt.date, policy: Policy, mismatched: set[str], l
                              touches=ledger.touch_history(namespace(mode)), installments=ledger.plan_schedule(as_of))
 
 
-@task(name="queue_touches", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5],
-      retry_condition_fn=_transient)
+@task(name="queue_touches", cache_policy=NO_CACHE, **RETRY)
 def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_of: dt.date,
                   run_dir=None, policy: Policy | None = None, llm=None) -> dict:
     """Render today's touches (one message per customer), check them, and write them to the
@@ -132,7 +145,7 @@ def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_
             "personalized": dict(personalize.counts) if personalize is not None else {}}
 
 
-@task(name="deliver_touches", cache_policy=NO_CACHE)
+@task(name="deliver_touches", cache_policy=NO_CACHE, **RETRY)  # the outbox's claims make a retry send nothing twice
 def deliver_touches(delivery, lane: str) -> dict:
     """Verify at the source and send what is queued for this lane (nothing in dry-run)."""
     from tasks.delivery import deliver_lane
@@ -140,7 +153,7 @@ def deliver_touches(delivery, lane: str) -> dict:
     return deliver_lane(delivery, lane)
 
 
-@task(name="read_payments", cache_policy=NO_CACHE)
+@task(name="read_payments", cache_policy=NO_CACHE, **RETRY)
 def read_payments(inputs: hops.Inputs, bank_file: str | None):
     """The billing system's payments and, if given, a bank statement, in one frame."""
     import pandas as pd
@@ -160,7 +173,7 @@ def read_payments(inputs: hops.Inputs, bank_file: str | None):
     return payments, pd.concat(quarantine, ignore_index=True)
 
 
-@task(name="apply_cash", cache_policy=NO_CACHE)
+@task(name="apply_cash", cache_policy=NO_CACHE, **RETRY)
 def apply_cash(payments, ledger: Ledger, invoices, customers, as_of: dt.date):
     from connectors.ledger import models as m
     from tasks.checkpoint import run_checkpoint
@@ -168,8 +181,7 @@ def apply_cash(payments, ledger: Ledger, invoices, customers, as_of: dt.date):
     return run_checkpoint(payments, ledger.frame(m.PaymentReceived), invoices, customers, as_of)
 
 
-@task(name="record_checkpoint", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5],
-      retry_condition_fn=_transient)
+@task(name="record_checkpoint", cache_policy=NO_CACHE, **RETRY)
 def record_checkpoint(result, ledger: Ledger, invoices, customers, mode: str, run_id: str, as_of: dt.date,
                       settled=None) -> dict:
     """What the checkpoint applied (and `settled`: what the billing system settled itself, whose
@@ -183,7 +195,7 @@ def record_checkpoint(result, ledger: Ledger, invoices, customers, mode: str, ru
     return written
 
 
-@task(name="follow_up_owners", cache_policy=NO_CACHE)
+@task(name="follow_up_owners", cache_policy=NO_CACHE, **RETRY)
 def follow_up_owners(delivery) -> dict:
     """Quarter-end digests per owner, and escalations nobody acknowledged in time to the finance lead."""
     from tasks.delivery import follow_up_owners as run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 import pandas as pd
 from alembic import command
@@ -19,6 +20,25 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 class LedgerError(RuntimeError):
     pass
+
+
+_PASSING = ("database is locked", "database table is locked", "could not connect", "connection refused",
+            "connection reset", "server closed the connection", "terminating connection", "timeout", "timed out",
+            "deadlock detected", "could not serialize access")
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    """A database failure that may pass on a later attempt: SQLite busy or locked by another writer,
+    PostgreSQL unreachable, restarting, or a deadlock or serialization failure; never a schema or data
+    error (a missing table, a constraint)."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, (OperationalError, DBAPIError)):
+        text = str(getattr(exc, "orig", exc)).lower()
+        return any(p in text for p in _PASSING)
+    return False
 
 
 def _redact(url: str) -> str:
@@ -589,7 +609,8 @@ def _missing(value) -> bool:
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    # How long a write waits for another writer's lock before it fails (and its hop retries).
+    cur.execute(f"PRAGMA busy_timeout={int(os.environ.get('ARFLOW_SQLITE_BUSY_TIMEOUT_MS', '30000'))}")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 

@@ -98,7 +98,7 @@ def checkpoint(
 
 def _check_source(source: str, crm: str | None = None) -> str:
     """The source spec the flows take: the billing source, and `+crm` where one is given."""
-    from connectors.sources import BILLING_SYSTEMS, CRM_SYSTEMS, source_spec
+    from connectors.systems import BILLING_SYSTEMS, CRM_SYSTEMS, source_spec
 
     if not (source == "demo" or source.startswith("csv:") or source in BILLING_SYSTEMS):
         raise UsageError(f"--source must be demo, csv:DIR, quickbooks or stripe, got {source!r}")
@@ -370,12 +370,12 @@ def decide(decision_id: int = typer.Argument(..., help="the decision's id (arflo
            body_file: Optional[Path] = typer.Option(None, "--body-file", help="approve with this text instead"),
            by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
     """Settle a decision: approved, the next run carries it out; rejected, nothing goes."""
-    from tasks.decisions import DecisionError, settle
-
     if verdict not in ("approve", "reject"):
         raise UsageError(f"verdict must be approve or reject, got {verdict!r}")
     if body_file is not None and not body_file.is_file():
         raise UsageError(f"--body-file {body_file} is not a file")
+    from tasks.decisions import DecisionError, settle
+
     ledger, day = _ledger_and_today(None)
     try:
         result = settle(ledger, decision_id, verdict, by=by, on=day, note=note, subject=subject,
@@ -627,14 +627,23 @@ def setup_alerts(
     sys.stdout.write(json.dumps(out) + "\n")
 
 
+# The errors that end a run with one line and exit 1, by module: looked up only once something was
+# raised, so `arflow --help` and argument errors never import the heavy libraries behind them.
+_RUN_ERRORS = (("arflow.policy", "PolicyError"), ("connectors.ledger.store", "LedgerError"),
+               ("connectors.messaging", "ChannelNotConfigured"), ("connectors.sources", "SourceError"),
+               ("tasks.quality", "DataQualityError"))
+
+
+def _run_error(exc: BaseException) -> bool:
+    for module, name in _RUN_ERRORS:
+        loaded = sys.modules.get(module)  # an error of a module that was never imported was never raised
+        if loaded is not None and isinstance(exc, getattr(loaded, name)):
+            return True
+    return False
+
+
 def main() -> None:
     """Console entry point with one-line errors."""
-    from arflow.policy import PolicyError
-    from connectors.ledger.store import LedgerError
-    from connectors.messaging import ChannelNotConfigured
-    from connectors.sources import SourceError
-    from tasks.quality import DataQualityError
-
     try:
         code = app(standalone_mode=False)  # click returns a typer.Exit's code here instead of raising it
         if isinstance(code, int) and code:
@@ -642,14 +651,14 @@ def main() -> None:
     except UsageError as exc:
         print(f"arflow: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
-    except (SourceError, PolicyError, LedgerError, DataQualityError, ChannelNotConfigured) as exc:
-        print(f"arflow: error: {exc}", file=sys.stderr)
-        sys.exit(EXIT_FAILED)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(EXIT_FAILED)
-    except Exception as exc:  # usage errors of the CLI library, and anything unexpected
+    except Exception as exc:  # the run's own errors, usage errors of the CLI library, and anything unexpected
+        if _run_error(exc):
+            print(f"arflow: error: {exc}", file=sys.stderr)
+            sys.exit(EXIT_FAILED)
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's (or typer's copy of) errors
             print(f"arflow: error: {exc.format_message()}", file=sys.stderr)
             sys.exit(EXIT_USAGE)

@@ -14,6 +14,8 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+from connectors.systems import SourceSpec
+
 
 @dataclass(frozen=True)
 class ChargeResult:
@@ -61,7 +63,7 @@ class DemoBilling:
 def billing_for(source: str, data_dir: Path):
     """The billing connector of a source: the demo's; a CSV folder's where it holds
     payment_methods.csv (the same file-based billing); otherwise None (no auto-charge)."""
-    source = source.partition("+")[0]  # a CRM does not charge
+    source = SourceSpec.parse(source).billing  # a CRM does not charge
     if source == "stripe":
         from arflow.blocks import connection
         from connectors.stripe_billing import StripeBilling

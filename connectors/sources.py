@@ -13,6 +13,8 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
+from connectors.systems import BILLING_SYSTEMS, CRM_SYSTEMS, SourceSpec, source_spec  # noqa: F401 - the names callers use
+
 INVOICE_COLUMNS = ("invoice_id", "customer_id", "invoice_number", "issue_date", "due_date", "terms", "currency",
                    "amount", "balance", "status", "autopay", "payment_link", "po_number")
 CUSTOMER_COLUMNS = ("customer_id", "name", "segment", "arr", "tenure_months", "nps", "health", "renewal_date",
@@ -123,17 +125,14 @@ class DemoSource(CsvSource):
         demo.seed_ledger(ledger, self.folder)
 
 
-BILLING_SYSTEMS = ("quickbooks", "stripe")
-CRM_SYSTEMS = ("salesforce",)
-
-
 def open_source(spec, *, data_dir: Path, as_of: dt.date):
     """`demo`, `csv:DIR`, `quickbooks` or `stripe`, optionally `+salesforce` for the customer context
     from the CRM (the flows' `crm` parameter, the CLI's `--crm`); an object that already has the
     source interface (the simulator's world) is returned as it is."""
     if not isinstance(spec, str):
         return spec
-    billing_spec, _, crm = spec.partition("+")
+    parsed = SourceSpec.parse(spec)
+    billing_spec, crm = parsed.billing, parsed.crm
     billing = _open_billing(billing_spec, data_dir=data_dir, as_of=as_of)
     if not crm:
         return billing
@@ -144,11 +143,6 @@ def open_source(spec, *, data_dir: Path, as_of: dt.date):
 
     settings, block = connection("salesforce")
     return CombinedSource(billing, SalesforceCrm(settings, as_of=as_of))
-
-
-def source_spec(source: str, crm: str | None) -> str:
-    """The one string the flows pass around for a billing source and an optional CRM."""
-    return f"{source}+{crm}" if crm else source
 
 
 def _open_billing(spec: str, *, data_dir: Path, as_of: dt.date):

@@ -16,6 +16,7 @@ from pydantic import WithJsonSchema
 from arflow.config import Settings, today_in
 from arflow.policy import Policy, load_policy
 from connectors.ledger.store import Ledger
+from connectors.systems import SourceSpec
 from connectors.messaging import ChannelNotConfigured
 from flows.calendar import scheduled_skip
 from flows.decisions import announce_decisions
@@ -75,7 +76,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
             lanes = [lane(actions, planned.frame, ledger, mode, run_id, as_of, run_dir, delivery) for lane in LANE_FLOWS]
             owners = t.follow_up_owners(delivery)
             if mode == "send" and policy.connectors.quickbooks.write_notes and isinstance(source, str) \
-                    and source.partition("+")[0] == "quickbooks":
+                    and SourceSpec.parse(source).billing == "quickbooks":
                 inputs.notes.append(write_quickbooks_notes(ledger, run_id, as_of, settings))
         finally:
             if channels.mailer is not None:
@@ -252,7 +253,7 @@ def open_channels(mode: str, source: str, settings: Settings) -> Channels:
                                    "ARFLOW_MAIL_FROM; ARFLOW_SMTP_USER/PASSWORD/STARTTLS where the server needs them)")
     slack_url = slack_webhook_url()
     crm = None
-    if isinstance(source, str) and source.partition("+")[2] == "salesforce":
+    if isinstance(source, str) and SourceSpec.parse(source).crm == "salesforce":
         from arflow.blocks import connection
         from connectors.salesforce import SalesforceCrm
 

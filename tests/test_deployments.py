@@ -122,3 +122,21 @@ def test_a_slack_webhook_that_could_never_post_is_refused():
                 "hooks.slack.com/services/T0/B0/x", ""):
         with pytest.raises(ValueError, match="Slack incoming webhook"):
             check_slack_webhook(bad)
+
+
+def test_the_command_line_answers_help_and_argument_errors_without_the_heavy_libraries():
+    """`arflow --help` and a bad argument must not pay for pandas, SQLAlchemy, Prefect or Great
+    Expectations (they took 1.8 s of every such call): checked by what the process imported."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; sys.argv = ['arflow'] + sys.argv[1:]\ncode = 0\n"
+             "try:\n    from arflow.cli import main; main()\nexcept SystemExit as e:\n    code = e.code\n"
+             "heavy = sorted(m for m in ('pandas', 'sqlalchemy', 'prefect', 'great_expectations') if m in sys.modules)\n"
+             "print('HEAVY=' + ','.join(heavy), 'EXIT=%s' % code)\n")
+    for args in (["--help"], ["run", "--mode", "bogus"], ["run", "--source", "nowhere"], ["decide", "1", "maybe"],
+                 ["backfill", "--from", "2026-11-30", "--to", "2026-11-01"]):
+        done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60)
+        last = done.stdout.strip().splitlines()[-1]
+        assert last.startswith("HEAVY= "), (args, last, done.stderr[-500:])
+        assert last.endswith("EXIT=0" if args == ["--help"] else "EXIT=2"), (args, last)

@@ -298,7 +298,14 @@ def test_as_deployed(stack, httpserver, tmp_path):
             assert all("daily_ar" in a["text"] and "Failed" in a["text"] for a in alerts)
     finally:
         mail.stop()
-    errors = [line for line in (stack["logs"] / "server.log").read_text().splitlines() if "| ERROR" in line]
+    log = (stack["logs"] / "server.log").read_text()
+    errors = [line for line in log.splitlines() if "| ERROR" in line]
+    if stack["db"] == "sqlite":
+        # Prefect's own SQLite lock on its worker heartbeat, under load (CONVENTIONS: known noise, and why a
+        # team runs Prefect on PostgreSQL): tolerated on SQLite only, and only with that cause.
+        known = "Worker channel heartbeat persistence failed"
+        assert log.count("database is locked") >= sum(known in e for e in errors), errors[:5]
+        errors = [e for e in errors if known not in e]
     assert not errors, errors[:5]
     print(f"as deployed on {stack['db']}: {len(decisions)} decisions, draft day {draft_seconds:.1f} s, "
           f"whole test {time.monotonic() - started:.0f} s")

@@ -78,9 +78,12 @@ def run_checkpoint(payments: pd.DataFrame, known: pd.DataFrame, invoices: pd.Dat
 
     reversals = fresh[fresh["amount_minor"] < 0]
     positive = fresh[fresh["amount_minor"] > 0]
-    book = cash.OpenBook(invoices.rename(columns={"effective_balance_minor": "balance_minor"})
-                         [["invoice_id", "invoice_number", "customer_id", "currency", "due_date", "issue_date",
-                           "balance_minor"]], customers)
+    # The book holds what is owed now: the effective balance (the source's less what the ledger
+    # applied that the source does not show yet). A frame has one balance column here; renaming
+    # effective_balance_minor onto balance_minor left two, and the book read the source's.
+    owed = invoices["effective_balance_minor"] if "effective_balance_minor" in invoices else invoices["balance_minor"]
+    book = cash.OpenBook(invoices[["invoice_id", "invoice_number", "customer_id", "currency", "due_date", "issue_date"]]
+                         .assign(balance_minor=owed.astype("int64")), customers)
     start = {iid: r["balance"] for iid, r in book.rows.items()}
     res.outcomes = cash.apply_all(book, positive)
     by_id = {p["payment_id"]: p for p in positive.to_dict("records")}

@@ -77,3 +77,25 @@ def test_every_rule_sees_what_the_earlier_checkpoint_left(tmp_path, policy, ledg
     assert s3["applied"] == {"amount_customer": 1} and res3.outcomes[0].applications[0]["invoice_id"] == "I1"
     closed = set(ledger.frame(m.PaymentHistory)["invoice_id"])
     assert closed == {"I1", "I2", "I3", "I4"}
+
+
+# ---- 2. aging counts what is still owed --------------------------------------------------------------
+
+def test_aging_counts_only_invoices_with_something_left_to_pay(tmp_path, policy, ledger):
+    from types import SimpleNamespace
+
+    from tasks import kpis
+    from tasks.report import bucket_totals
+
+    inv = [invoice("I1", amount="200.00", balance="200.00", invoice_number="1001", due_date="2026-11-10"),
+           invoice("I2", amount="300.00", balance="300.00", invoice_number="1002", due_date="2026-11-12")]
+    folder = make_source(tmp_path / "src", inv, [customer("C1")], payments=[_pay("P1", "200.00", DAY1, "1001")])
+    pipeline.checkpoint(folder, DAY1, policy, ledger)
+    out = pipeline.run(folder, DAY2, policy, ledger)  # the source still shows I1 open with 200
+    planned = out["planned"]
+    assert planned.set_index("invoice_id").loc["I1", "reason"] == "nothing_owed"
+    by_bucket, _ = bucket_totals(planned)
+    assert by_bucket["d1_30"] == {"count": 1, "amount": "300.00"}
+    outcomes = planned.assign(balance_minor=planned["effective_balance_minor"])
+    ar = kpis.open_ar(SimpleNamespace(open_invoices=outcomes))   # the KPIs' aging and overdue count
+    assert ar["invoice_id"].tolist() == ["I2"]

@@ -20,7 +20,7 @@ SEGMENTS = ("strategic", "standard", "transactional")
 TONES = ("friendly", "firm", "escalating")
 CHANNELS = ("email", "slack", "crm_task", "billing", "decision")
 HOLD_REASONS = ("dispute", "opt_out", "paused", "promise_to_pay", "payment_plan", "unapplied_cash",
-                "reconciliation_mismatch", "written_off")
+                "unapplied_credit", "reconciliation_mismatch", "written_off")
 
 
 class PolicyError(ValueError):

@@ -88,6 +88,8 @@ def run_checkpoint(payments: pd.DataFrame, known: pd.DataFrame, invoices: pd.Dat
     res.outcomes = cash.apply_all(book, positive)
     by_id = {p["payment_id"]: p for p in positive.to_dict("records")}
     source_balance = dict(zip(invoices["invoice_id"], invoices["balance_minor"]))
+    source_credit = dict(zip(invoices["invoice_id"], invoices["credited_minor"])) if "credited_minor" in invoices \
+        else {}
     rows_by_id = {}
     for o in res.outcomes:
         p = by_id[o.payment_id]
@@ -99,7 +101,8 @@ def run_checkpoint(payments: pd.DataFrame, known: pd.DataFrame, invoices: pd.Dat
         for a in o.applications:
             res.applications.append({**a, "payment_id": o.payment_id, "currency": p["currency"], "applied_on": as_of,
                                      "rule": o.rule, "confidence": o.confidence,
-                                     "source_balance_minor": int(source_balance[a["invoice_id"]])})
+                                     "source_balance_minor": int(source_balance[a["invoice_id"]]),
+                                     "source_credit_minor": int(source_credit.get(a["invoice_id"], 0) or 0)})
         if o.credit_minor:
             res.credits.append({"customer_id": o.customer_id, "payment_id": o.payment_id, "amount_minor": o.credit_minor,
                                 "currency": p["currency"], "created_on": as_of, "status": "to_review"})

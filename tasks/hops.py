@@ -16,6 +16,7 @@ import pandas as pd
 
 from arflow.money import known_currencies
 from arflow.policy import Policy
+from tasks import credits as credits_mod
 from tasks import enrich as enrich_mod
 from tasks import extract, plan as plan_mod, reconcile as rec_mod, score as score_mod
 from tasks.quality import CheckResult, enforce_threshold, run_suite
@@ -39,6 +40,8 @@ class Inputs:
     applied: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     settled: pd.DataFrame | None = None   # invoices the billing system settled itself (the checkpoint's)
+    credit_notes: pd.DataFrame | None = None      # credit_notes.csv's rows (tasks/credits.py)
+    payment_schedule: pd.DataFrame | None = None  # payment_schedule.csv's rows (tasks/schedule.py)
 
 
 @dataclass
@@ -87,6 +90,12 @@ def extract_aging(inputs: Inputs, as_of: dt.date, policy: Policy) -> tuple[HopRe
     good_customers, cq, ccheck = _checked(customers, "extract_customers", policy, inputs.customers,
                                           entity="customer", id_column="customer_id")
     invoices = extract.parse_invoices(inputs.invoices)
+    notes, nq = credits_mod.parse(inputs.credit_notes)
+    given = inputs.invoices["credited"].astype(str).str.strip() != "" if "credited" in inputs.invoices else None
+    from_notes = invoices["invoice_id"].map(credits_mod.credited(notes)).fillna(0).astype("int64")
+    invoices["credited_minor"] = invoices["credited_minor"].where(given, from_notes) if given is not None \
+        else from_notes.astype("Int64")
+    invoices["balance_and_credited_minor"] = invoices["balance_minor"] + invoices["credited_minor"]
     # Membership as boolean columns: the suite then holds small literal sets (GX copies its
     # configuration often, and a value set of every customer id made that the slowest step).
     bad_customer_ids = set(cq["record_id"].dropna()) - set(good_customers["customer_id"].dropna())
@@ -96,9 +105,23 @@ def extract_aging(inputs: Inputs, as_of: dt.date, policy: Policy) -> tuple[HopRe
     good, iq, icheck = _checked(invoices, "extract_aging", policy, inputs.invoices)
     aged = extract.age(good, as_of, policy)
     aged["effective_balance_minor"] = extract.effective_balance(aged, inputs.applied, inputs.reflected_payment_ids)
-    quarantine = pd.concat([q for q in (cq, iq) if not q.empty], ignore_index=True) if len(cq) + len(iq) else \
-        pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    # Credit a customer holds that no invoice has taken: shown with their invoices, and it holds
+    # chasing the ones it could cover until a person applies it (a decision, tasks/plan.py).
+    free = credits_mod.unallocated(notes, as_of)
+    aged = aged.join(credits_mod.customer_credit(aged, free))
+    kq = _credit_quarantine(nq)
+    quarantine = pd.concat([q for q in (cq, iq, kq) if not q.empty], ignore_index=True) if len(cq) + len(iq) + len(kq) \
+        else pd.DataFrame(columns=QUARANTINE_COLUMNS)
     return HopResult(aged, quarantine, [ccheck, icheck]), good_customers
+
+
+def _credit_quarantine(nq: pd.DataFrame) -> pd.DataFrame:
+    if nq.empty:
+        return pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    return pd.DataFrame({"hop": "extract_aging", "entity": "credit_note", "record_id": nq["record_id"].to_numpy(),
+                         "invoice_id": None, "customer_id": nq["customer_id"].to_numpy(),
+                         "source_row": nq["source_row"].to_numpy(), "reason": nq["reason"].to_numpy(),
+                         "detail": None, "raw": [json.dumps({k: str(v) for k, v in r.items()}) for r in nq["raw"]]})
 
 
 def reconcile_aging(aged: pd.DataFrame, inputs: Inputs, policy: Policy) -> tuple[rec_mod.Reconciliation, HopResult]:

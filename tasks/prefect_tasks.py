@@ -46,6 +46,10 @@ def fetch_inputs(source, ledger: Ledger, as_of: dt.date, data_dir, with_settled:
                          payments=src.payments(), aging_report=report,
                          reflected_payment_ids=src.reflected_payment_ids(), stops=ledger.stop_records(as_of),
                          history=ledger.payment_history(as_of), applied=ledger.applied_payments(as_of), notes=notes)
+    if hasattr(src, "credit_notes"):
+        inputs.credit_notes = src.credit_notes()
+    if hasattr(src, "payment_schedule"):
+        inputs.payment_schedule = src.payment_schedule()
     if with_settled and hasattr(src, "settled_invoices"):
         inputs.settled = src.settled_invoices()
     if hasattr(src, "notes"):  # a connected system: its sync, and what the books hold that we do not act on

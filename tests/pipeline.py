@@ -15,7 +15,8 @@ def inputs_from(folder, as_of, ledger=None) -> hops.Inputs:
         source=src.name, invoices=src.invoices(), customers=src.customers(), payments=src.payments(),
         aging_report=src.aging_report(), reflected_payment_ids=src.reflected_payment_ids(),
         stops=ledger.stop_records(as_of) if ledger else {}, history=ledger.payment_history(as_of) if ledger else empty,
-        applied=ledger.applied_payments(as_of) if ledger else empty)
+        applied=ledger.applied_payments(as_of) if ledger else empty, credit_notes=src.credit_notes(),
+        payment_schedule=src.payment_schedule())
 
 
 def run(folder, as_of, policy, ledger=None, done_keys=frozenset(), touches=None, installments=None):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from connectors.ledger import models as m
 from connectors.ledger.store import Ledger
@@ -99,3 +100,196 @@ def test_aging_counts_only_invoices_with_something_left_to_pay(tmp_path, policy,
     outcomes = planned.assign(balance_minor=planned["effective_balance_minor"])
     ar = kpis.open_ar(SimpleNamespace(open_invoices=outcomes))   # the KPIs' aging and overdue count
     assert ar["invoice_id"].tolist() == ["I2"]
+
+
+# ---- 7. a never-contacted customer is told before anything harder ---------------------------------------
+
+def _queue(out, ledger, as_of, mode="send"):
+    import json
+
+    from tasks.decisions import decision_rows
+    from tasks.touches import outbox_rows
+
+    rows = outbox_rows(out["actions"], out["planned"], mode=mode, run_id=f"r{as_of}", as_of=as_of)
+    waiting = rows[rows["status"] == "awaiting_decision"] if not rows.empty else rows
+    decisions = decision_rows(rows, ledger.touch_history("live", set(waiting["invoice_id"])), f"r{as_of}", as_of) \
+        if not waiting.empty else []
+    ledger.queue_touches(rows, decisions)
+    return rows, [d | {"context": json.loads(d["context"])} for d in decisions]
+
+
+def test_a_year_overdue_invoice_never_chased_gets_a_reminder_before_the_plan_or_write_off(tmp_path, policy, ledger):
+    folder = make_source(tmp_path / "src", [invoice("I1", issue_date="2025-10-01", due_date="2025-10-31")],
+                         [customer("C1")])
+    out = pipeline.run(folder, DAY1, policy, ledger)
+    steps = set(out["actions"]["step"])
+    assert "payment_plan_or_write_off" not in steps and "follow_up" in steps
+    rows, decisions = _queue(out, ledger, DAY1)
+    mail = rows[rows["channel"] == "email"]
+    assert len(mail) == 1 and mail["tone"].item() == "friendly" and mail["status"].item() == "queued"
+    # While the reminder has not gone, the decision waits (it is not opened in the dark).
+    out2 = pipeline.run(folder, DAY2, policy, ledger)
+    assert "payment_plan_or_write_off" not in set(out2["actions"]["step"])
+    assert out2["planned"].set_index("invoice_id").loc["I1", "reason"] == "previous_step_not_delivered"
+    sent = ledger.frame(m.Outbox, m.Outbox.channel == "email")
+    ledger.mark(sent["id"].tolist(), "sent", delivered_on=DAY2)
+    out3 = pipeline.run(folder, DAY3, policy, ledger)
+    assert "payment_plan_or_write_off" in set(out3["actions"]["step"])
+    _, decisions = _queue(out3, ledger, DAY3)
+    plan = next(d for d in decisions if d["kind"] == "payment_plan_or_write_off")
+    assert plan["context"]["customer_reminded"] == {"on": str(DAY2), "step": "follow_up", "reminders": 1}
+
+
+# ---- 3 and 4. credit notes: told apart from payments by what the source says it applied ------------------
+
+CN = ("credit_note_id", "customer_id", "credit_note_number", "issue_date", "currency", "amount", "invoice_id",
+      "allocated", "allocated_date")
+
+
+def _cn(cid_note, amount, invoice_id="", allocated="", cid="C1", number=None, issued="2026-11-20", currency="USD"):
+    return {"credit_note_id": cid_note, "customer_id": cid, "credit_note_number": number or f"CN-{cid_note}",
+            "issue_date": issued, "currency": currency, "amount": amount, "invoice_id": invoice_id,
+            "allocated": allocated, "allocated_date": issued if invoice_id else ""}
+
+
+def _owed(folder, as_of, policy, ledger):
+    out = pipeline.run(folder, as_of, policy, ledger)
+    return out, dict(zip(out["planned"]["invoice_id"], out["planned"]["effective_balance_minor"]))
+
+
+def test_a_credit_note_after_a_payment_is_not_the_payment_arriving(tmp_path, policy, ledger):
+    inv = lambda bal: [invoice("I1", amount="200.00", balance=bal, invoice_number="1001")]  # noqa: E731
+    pay = [_pay("P1", "40.00", DAY1, "INV 1001")]
+    _day(tmp_path, "d1", inv("200.00"), pay, policy, ledger, DAY1)
+    # The books issue a credit note of 100 against the invoice: their balance drops to 100.
+    credit = {"credit_notes": (CN, [_cn("K1", "100.00", "I1", "100.00", issued="2026-11-24")])}
+    folder = make_source(tmp_path / "d2", inv("100.00"), [customer("C1")], payments=pay)
+    from tests.conftest import write_csv
+
+    write_csv(folder / "credit_notes.csv", *credit["credit_notes"])
+    _, owed = _owed(folder, DAY2, policy, ledger)
+    assert owed == {"I1": 6000}                      # 200 - 40 paid - 100 credited
+    # Then the books record the 40 as well: still 60, never 20.
+    folder3 = make_source(tmp_path / "d3", inv("60.00"), [customer("C1")], payments=pay)
+    write_csv(folder3 / "credit_notes.csv", *credit["credit_notes"])
+    _, owed = _owed(folder3, DAY3, policy, ledger)
+    assert owed == {"I1": 6000}
+
+
+def test_a_credit_note_before_the_payments_then_the_rest_closes_it(tmp_path, policy, ledger):
+    from tests.conftest import write_csv
+
+    inv = [invoice("I1", amount="200.00", balance="100.00", invoice_number="1001")]
+    notes = [_cn("K1", "100.00", "I1", "100.00")]
+    pays = [_pay("P1", "40.00", DAY1, "1001")]
+    s1, _ = _day(tmp_path, "d1", inv, pays, policy, ledger, DAY1, credit_notes=(CN, notes))
+    assert s1["applied"] == {"reference_partial": 1}
+    folder = make_source(tmp_path / "d2", [invoice("I1", amount="200.00", balance="60.00", invoice_number="1001")],
+                         [customer("C1")], payments=pays)
+    write_csv(folder / "credit_notes.csv", CN, notes)
+    assert _owed(folder, DAY2, policy, ledger)[1] == {"I1": 6000}
+    pays.append(_pay("P2", "60.00", DAY3, "1001"))
+    s3, _ = _day(tmp_path, "d3", inv, pays, policy, ledger, DAY3, credit_notes=(CN, notes))
+    assert s3["applied"] == {"exact": 1} and s3["invoices_closed"] == 1
+
+
+def test_unallocated_credit_holds_the_invoices_it_could_cover_and_is_offered_for_application(tmp_path, policy, ledger):
+    from tests.conftest import write_csv
+
+    inv = [invoice("I1", amount="100.00", balance="100.00", due_date="2026-11-10"),
+           invoice("I2", amount="300.00", balance="300.00", due_date="2026-11-19"),
+           invoice("I3", amount="90.00", balance="90.00", due_date="2026-11-13")]
+    folder = make_source(tmp_path / "src", inv, [customer("C1")])
+    write_csv(folder / "credit_notes.csv", CN, [_cn("K9", "150.00", number="CN-0009")])
+    out = pipeline.run(folder, DAY1, policy, ledger)
+    p = out["planned"].set_index("invoice_id")
+    assert (p["customer_credit_minor"] == 15000).all()
+    a = out["actions"].set_index("invoice_id")
+    # One decision for the credit, on the oldest invoice it could cover; the other it could cover waits.
+    assert a.loc["I1", "step"] == "apply_credit" and a.loc["I1", "channel"] == "decision"
+    assert a.loc["I1", "idempotency_key"] == "I1:apply_credit_CN-0009:decision"
+    assert p.loc["I3", "outcome"] == "held" and p.loc["I3", "reason"] == "unapplied_credit"
+    # The invoice the credit cannot cover is chased as before, and the message shows the credit.
+    assert a.loc["I2", "step"] == "nudge"
+    rows, _ = _queue(out, ledger, DAY1)
+    body = rows.set_index("invoice_id").loc["I2", "body"]
+    assert "150.00 USD" in body and "CN-0009" in body
+
+
+def test_bad_credit_notes_are_quarantined_with_their_reason(tmp_path, policy):
+    from tasks import credits
+
+    raw = pipeline.pd.DataFrame([_cn("K1", "100.00", "I1", "60.00"), _cn("K1", "100.00", "I2", "50.00"),  # 110 > 100
+                                 _cn("K2", "abc"), _cn("K3", "10.00", currency="XXQ"), _cn("K4", "10.00", "I1", ""),
+                                 _cn("K5", "25.00", "", "5.00"), _cn("K6", "40.00", "I1", "40.00")]).astype(str)
+    raw.insert(0, "source_row", range(2, 2 + len(raw)))
+    good, q = credits.parse(raw)
+    assert good["credit_note_id"].tolist() == ["K6"]
+    assert dict(zip(q["record_id"], q["reason"])) == {
+        "K1": "over_allocated", "K2": "bad_amount", "K3": "unknown_currency", "K4": "allocation_without_amount",
+        "K5": "allocation_without_invoice"}
+    assert len(q) + len(good) == len(raw)    # nothing lost
+
+
+def test_a_balance_that_does_not_net_its_credits_is_quarantined(tmp_path, policy):
+    from tests.conftest import write_csv
+
+    good = [invoice(f"G{n}") for n in range(30)]   # the hop fails above 5% quarantined
+    folder = make_source(tmp_path / "src", [invoice("I1", amount="200.00", balance="200.00")] + good, [customer("C1")])
+    write_csv(folder / "credit_notes.csv", CN, [_cn("K1", "100.00", "I1", "100.00")])
+    out = pipeline.run(folder, DAY1, policy)
+    assert "I1" not in set(out["planned"]["invoice_id"]) and len(out["planned"]) == 30
+    assert out["quarantine"][["invoice_id", "reason"]].values.tolist() == [["I1", "credits_exceed_amount"]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1_000, 100_000), st.lists(st.tuples(st.sampled_from(["pay", "reflect", "credit"]),
+                                                       st.integers(1, 30_000)), max_size=12))
+def test_effective_balance_is_amount_less_credits_less_payments_never_below_zero(amount, events):
+    """The books reflect the ledger's payments in order, some later than others, and issue credit
+    notes in between: what is owed is always the amount less credits less payments."""
+    import pandas as pd
+
+    from tasks.extract import effective_balance
+
+    balance, credited, paid, pending, apps = amount, 0, 0, [], []
+    for n, (kind, x) in enumerate(events):
+        room = amount - credited - paid
+        if kind == "pay" and room > 0:
+            x = min(x, room)
+            apps.append({"id": n, "payment_id": f"P{n}", "invoice_id": "I1", "amount_minor": x,
+                         "applied_on": dt.date(2026, 11, 1) + dt.timedelta(days=n), "source_balance_minor": balance,
+                         "source_credit_minor": credited})
+            paid += x
+            pending.append(x)
+        elif kind == "reflect" and pending:
+            balance -= pending.pop(0)
+        elif kind == "credit" and room > 0:
+            x = min(x, room)
+            credited += x
+            balance -= x
+    inv = pd.DataFrame({"invoice_id": ["I1"], "balance_minor": [balance], "credited_minor": [credited]})
+    got = effective_balance(inv, pd.DataFrame(apps), set()).item()
+    assert got == amount - credited - paid >= 0
+
+
+# ---- 8. one message covers everything the customer owes -------------------------------------------------
+
+def test_a_reminder_lists_every_open_overdue_invoice_marking_the_ones_under_review(tmp_path, policy, ledger):
+    inv = [invoice("I1", invoice_number="A-1", amount="700.00", balance="700.00", issue_date="2026-08-31",
+                   due_date="2026-09-30"),
+           invoice("I2", invoice_number="A-2", amount="120.00", balance="120.00", due_date="2026-11-19"),
+           invoice("I3", invoice_number="A-3", amount="50.00", balance="50.00", due_date="2026-12-20")]  # not due
+    folder = make_source(tmp_path / "src", inv, [customer("C1")])
+    ledger.record(m.Dispute, {"invoice_id": "I1", "customer_id": "C1", "opened_on": DAY1, "reason": "wrong qty"},
+                  "dispute.opened", "clerk", "I1")
+    out = pipeline.run(folder, DAY1, policy, ledger)
+    a = out["actions"]
+    assert a[a["channel"] == "email"][["invoice_id", "step", "tone"]].values.tolist() == [["I2", "nudge", "friendly"]]
+    rows, _ = _queue(out, ledger, DAY1)
+    body = rows.loc[rows["channel"] == "email", "body"].item()
+    assert rows.loc[rows["channel"] == "email", "status"].item() == "queued"   # the guardrails let it go
+    assert "A-1: 700.00 USD, due 2026-09-30 (under review)" in body
+    assert "A-3" not in body and "A-2" in body
+    # The invoice under review is listed, never chased: it has no touch of its own.
+    assert set(rows["invoice_id"]) == {"I2"}

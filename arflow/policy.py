@@ -123,6 +123,21 @@ class PaymentPlans(_Strict):
     collections_export_dir: str = "exports"  # under the data folder
 
 
+class CashApplication(_Strict):
+    """Cash application's tolerances (tasks/cash.py, README: the payment checkpoint)."""
+
+    # A payment short of an invoice's balance by at most this much (major units; and at most
+    # tolerance_percent of the balance where that is set) still settles it: the difference is
+    # written off to write_off_account, or, with no account named, left open for a person to
+    # decide (the match is flagged for review).
+    tolerance: str = "0.00"
+    tolerance_percent: float = Field(default=0.0, ge=0, le=10)
+    write_off_account: str | None = None
+    # Mistyped invoice numbers (one edit or one swap away) and payers named in the reference.
+    fuzzy_reference: bool = True
+    payer_name_score: int = Field(default=90, ge=50, le=100)   # rapidfuzz score (0-100) a name must reach
+
+
 class Kpis(_Strict):
     """How the KPIs and the cash forecast are computed (README, KPIs)."""
     dso_days: int = Field(default=90, ge=1)              # standard DSO: AR / credit sales of this many days x days
@@ -202,6 +217,7 @@ class Policy(_Strict):
     delivery: Delivery = Delivery()
     escalations: Escalations = Escalations()
     payment_plans: PaymentPlans = PaymentPlans()
+    cash_application: CashApplication = CashApplication()
     kpis: Kpis = Kpis()
     llm: Llm = Llm(enabled=False)
     connectors: Connectors = Connectors()

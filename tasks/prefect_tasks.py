@@ -165,11 +165,11 @@ def read_payments(inputs: hops.Inputs, bank_file: str | None):
 
 
 @task(name="apply_cash", cache_policy=NO_CACHE)
-def apply_cash(payments, ledger: Ledger, invoices, customers, as_of: dt.date):
+def apply_cash(payments, ledger: Ledger, invoices, customers, as_of: dt.date, policy: Policy | None = None):
     from connectors.ledger import models as m
     from tasks.checkpoint import run_checkpoint
 
-    return run_checkpoint(payments, ledger.frame(m.PaymentReceived), invoices, customers, as_of)
+    return run_checkpoint(payments, ledger.frame(m.PaymentReceived), invoices, customers, as_of, policy)
 
 
 @task(name="record_checkpoint", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5],

@@ -50,7 +50,7 @@ def checkpoint(folder, as_of, policy, ledger, bank_file=None):
         payments = pd.concat([f for f in (payments, bank) if not f.empty] or [payments], ignore_index=True)
         quarantined = pd.concat([quarantined, bq], ignore_index=True)
     extracted, _customers = hops.extract_aging(inputs, as_of, policy)
-    result = run_checkpoint(payments, ledger.frame(m.PaymentReceived), extracted.frame, inputs.customers, as_of)
+    result = run_checkpoint(payments, ledger.frame(m.PaymentReceived), extracted.frame, inputs.customers, as_of, policy)
     receipts = receipt_rows(result.closed, extracted.frame, inputs.customers, mode="dry-run", run_id="t", as_of=as_of)
     written = ledger.record_checkpoint(result, receipts, as_of, "t")
     summary = summarize(result, payments_read=len(payments) + len(quarantined), quarantined=len(quarantined),

@@ -18,7 +18,7 @@ from arflow.money import known_currencies
 from arflow.policy import Policy
 from tasks import credits as credits_mod
 from tasks import enrich as enrich_mod
-from tasks import extract, plan as plan_mod, reconcile as rec_mod, score as score_mod
+from tasks import extract, plan as plan_mod, reconcile as rec_mod, schedule as schedule_mod, score as score_mod
 from tasks.quality import CheckResult, enforce_threshold, run_suite
 
 QUARANTINE_COLUMNS = ["hop", "entity", "record_id", "invoice_id", "customer_id", "source_row", "reason", "detail",
@@ -103,15 +103,33 @@ def extract_aging(inputs: Inputs, as_of: dt.date, policy: Policy) -> tuple[HopRe
     invoices["customer_known"] = invoices["customer_id"].isin(set(good_customers["customer_id"].dropna()))
     invoices["currency_known"] = invoices["currency"].isin(known_currencies())
     good, iq, icheck = _checked(invoices, "extract_aging", policy, inputs.invoices)
+    good = good.assign(effective_balance_minor=extract.effective_balance(good, inputs.applied,
+                                                                         inputs.reflected_payment_ids))
+    # Instalments: the oldest instalment with something left gives the due date the invoice is aged
+    # and chased by, for what is due (tasks/schedule.py); a schedule that does not add up quarantines.
+    instalments, bad_schedule = schedule_mod.parse(inputs.payment_schedule, good)
+    sq = pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    if len(bad_schedule):
+        rejected = pd.DataFrame({"reason": bad_schedule, "detail": "payment_schedule.csv: " + bad_schedule})
+        sq = quarantine_rows(rejected, good, inputs.invoices, hop="extract_aging", entity="invoice",
+                             id_column="invoice_id")
+        good = good.drop(index=bad_schedule.index)
+    split = schedule_mod.allocate(good, instalments, as_of)
+    good["schedule"] = None
+    good["amount_due_minor"] = good["effective_balance_minor"]
+    if not split.empty:
+        good.loc[split.index, "due_date"] = split["due_date"]
+        good.loc[split.index, "amount_due_minor"] = split["amount_due_minor"].astype("int64")
+        good["schedule"] = good["schedule"].astype(object)
+        good.loc[split.index, "schedule"] = split["schedule"]
     aged = extract.age(good, as_of, policy)
-    aged["effective_balance_minor"] = extract.effective_balance(aged, inputs.applied, inputs.reflected_payment_ids)
     # Credit a customer holds that no invoice has taken: shown with their invoices, and it holds
     # chasing the ones it could cover until a person applies it (a decision, tasks/plan.py).
     free = credits_mod.unallocated(notes, as_of)
     aged = aged.join(credits_mod.customer_credit(aged, free))
     kq = _credit_quarantine(nq)
-    quarantine = pd.concat([q for q in (cq, iq, kq) if not q.empty], ignore_index=True) if len(cq) + len(iq) + len(kq) \
-        else pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    quarantine = pd.concat([q for q in (cq, iq, sq, kq) if not q.empty], ignore_index=True) \
+        if len(cq) + len(iq) + len(sq) + len(kq) else pd.DataFrame(columns=QUARANTINE_COLUMNS)
     return HopResult(aged, quarantine, [ccheck, icheck]), good_customers
 
 

@@ -38,6 +38,9 @@ def our_aging(invoices: pd.DataFrame) -> pd.DataFrame:
     """customer_id x currency -> minor units per bucket and total (source balances)."""
     if invoices.empty:
         return pd.DataFrame(columns=["customer_id", "currency", *COMPARED])
+    from tasks.schedule import aging_rows
+
+    invoices = aging_rows(invoices, "balance_minor")  # an invoice's instalments in their own buckets
     pivot = invoices.pivot_table(index=["customer_id", "currency"], columns="bucket", values="balance_minor",
                                  aggfunc="sum", fill_value=0, observed=True)
     pivot = pivot.reindex(columns=list(BUCKETS), fill_value=0).astype("int64")

@@ -35,7 +35,9 @@ def bucket_totals(planned: pd.DataFrame) -> tuple[dict, dict]:
     always has the per-currency shape."""
     per_currency: dict[str, dict] = {}
     if not planned.empty:  # an invoice with nothing left to pay is not open, whatever the source says
-        planned = planned[planned["effective_balance_minor"] > 0]
+        from tasks.schedule import aging_rows  # instalments each in their own bucket
+
+        planned = aging_rows(planned[planned["effective_balance_minor"] > 0])
     currencies = sorted(planned["currency"].dropna().unique()) if not planned.empty else []
     for b in BUCKETS:
         rows = planned[planned["bucket"] == b] if not planned.empty else planned

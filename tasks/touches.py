@@ -24,7 +24,7 @@ CONTEXT_COLUMNS = ["invoice_number", "due_date", "days_past_due", "currency", "e
                    "billing_contact_name", "customer_name", "segment", "arr_minor", "health", "risk_score",
                    "escalation", "escalation_reason", "paid_count", "avg_days_late", "late_count_12m",
                    "payment_link", "payment_failed", "language", "owner_ae_email", "billing_contact_email",
-                   "tenure_months", "customer_credit_minor", "credit_notes"]
+                   "tenure_months", "customer_credit_minor", "credit_notes", "amount_due_minor", "schedule"]
 TONE_RANK = {"friendly": 0, "firm": 1, "escalating": 2}
 
 
@@ -52,12 +52,15 @@ def invoice_context(c, act) -> dict:
     """What one touch's text is rendered from; stored with the outbox row (JSON), so the message
     can be rendered again at send time without an invoice that changed since."""
     cur = c.currency
+    # An invoice with instalments is chased for what is due (tasks/schedule.py), not its whole balance.
+    due = int(c.amount_due_minor) if pd.notna(c.amount_due_minor) else int(c.effective_balance_minor)
     return {
         "invoice_id": act.invoice_id, "step": act.step, "step_day": int(act.step_day), "tone": act.tone,
         "needs_approval": bool(act.needs_approval), "recipients": act.recipients,
         "invoice_number": str(c.invoice_number), "due_date": c.due_date.date().isoformat(),
         "days_past_due": int(c.days_past_due), "currency": cur,
-        "amount_minor": int(c.effective_balance_minor), "amount": format_minor(int(c.effective_balance_minor), cur),
+        "amount_minor": due, "amount": format_minor(due, cur),
+        "balance": format_minor(int(c.effective_balance_minor), cur) if isinstance(c.schedule, str) else None,
         "contact_name": c.billing_contact_name if isinstance(c.billing_contact_name, str) else "there",
         "customer_name": str(c.customer_name), "segment": c.segment,
         "arr": format_minor(int(c.arr_minor), "USD") if pd.notna(c.arr_minor) else "unknown",

@@ -293,3 +293,86 @@ def test_a_reminder_lists_every_open_overdue_invoice_marking_the_ones_under_revi
     assert "A-3" not in body and "A-2" in body
     # The invoice under review is listed, never chased: it has no touch of its own.
     assert set(rows["invoice_id"]) == {"I2"}
+
+
+# ---- 5. instalments --------------------------------------------------------------------------------------
+
+SCHEDULE = ("invoice_id", "due_date", "amount")
+
+
+def _scheduled(tmp_path, name, balance="1000.00", rows=None, extra=()):
+    from tests.conftest import write_csv
+
+    inv = [invoice("I1", invoice_number="S-1", amount="1000.00", balance=balance, issue_date="2026-09-15",
+                   due_date="2026-12-15")] + list(extra)
+    folder = make_source(tmp_path / name, inv, [customer("C1")])
+    write_csv(folder / "payment_schedule.csv", SCHEDULE, rows or [
+        {"invoice_id": "I1", "due_date": "2026-10-01", "amount": "300.00"},
+        {"invoice_id": "I1", "due_date": "2026-11-01", "amount": "500.00"},
+        {"invoice_id": "I1", "due_date": "2026-12-15", "amount": "200.00"}])
+    return folder
+
+
+def test_instalments_age_by_their_own_due_dates_and_are_chased_for_what_is_due(tmp_path, policy, ledger):
+    import json
+
+    from tasks.report import bucket_totals
+
+    folder = _scheduled(tmp_path, "s")
+    out = pipeline.run(folder, DAY1, policy, ledger)
+    p = out["planned"].set_index("invoice_id")
+    assert p.loc["I1", "due_date"].date() == dt.date(2026, 10, 1) and p.loc["I1", "days_past_due"] == 53
+    assert p.loc["I1", "amount_due_minor"] == 80000            # 300 + 500 due; the 200 is not yet
+    by_bucket, _ = bucket_totals(out["planned"])
+    assert {b: v["amount"] for b, v in by_bucket.items()} == {
+        "current": "200.00", "d1_30": "500.00", "d31_60": "300.00", "d61_90": "0.00", "d91_plus": "0.00"}
+    # A payment of the first instalment: the next one is the oldest due, 22 days late, 500 asked.
+    (folder / "payments.csv").write_text("payment_id,customer_id,amount,currency,received_date,reference\n"
+                                         "P1,C1,300.00,USD,2026-11-23,S-1\n")
+    s, _ = pipeline.checkpoint(folder, DAY1, policy, ledger)
+    assert s["applied"] == {"reference_partial": 1}
+    out = pipeline.run(folder, DAY2, policy, ledger)
+    p = out["planned"].set_index("invoice_id")
+    assert p.loc["I1", "due_date"].date() == dt.date(2026, 11, 1) and p.loc["I1", "lane"] == "late"
+    assert p.loc["I1", "amount_due_minor"] == 50000 and p.loc["I1", "effective_balance_minor"] == 70000
+    left = [i["left_minor"] for i in json.loads(p.loc["I1", "schedule"])]
+    assert left == [0, 50000, 20000]
+    rows, _ = _queue(out, ledger, DAY2)
+    assert "500.00 USD" in rows.loc[rows["channel"] == "email", "body"].item()
+
+
+def test_a_schedule_that_does_not_add_up_quarantines_its_invoice(tmp_path, policy):
+    bad = [{"invoice_id": "I1", "due_date": "2026-10-01", "amount": "300.00"},
+           {"invoice_id": "I1", "due_date": "2026-11-01", "amount": "500.00"}]
+    folder = _scheduled(tmp_path, "s", rows=bad, extra=[invoice(f"G{n}") for n in range(30)])
+    out = pipeline.run(folder, DAY1, policy)
+    assert "I1" not in set(out["planned"]["invoice_id"])
+    assert out["quarantine"][["invoice_id", "reason"]].values.tolist() == [["I1", "schedule_does_not_add_up"]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 50_000), min_size=1, max_size=6), st.integers(0, 400_000), st.integers(0, 200))
+def test_instalments_add_up_to_the_invoice_and_take_payments_oldest_first(parts, paid, day):
+    import json
+
+    import pandas as pd
+
+    from tasks import schedule
+
+    amount = sum(parts)
+    paid = min(paid, amount)
+    inv = pd.DataFrame({"invoice_id": ["I1"], "currency": ["USD"], "amount_minor": [amount],
+                        "effective_balance_minor": [amount - paid]})
+    raw = pd.DataFrame({"invoice_id": "I1", "amount": [f"{p / 100:.2f}" for p in parts],
+                        "due_date": [(dt.date(2026, 1, 1) + dt.timedelta(days=30 * k)).isoformat()
+                                     for k in range(len(parts))]})
+    inst, bad = schedule.parse(raw, inv)
+    assert bad.empty and inst["amount_minor"].sum() == amount          # the instalments are the invoice
+    got = schedule.allocate(inv, inst, dt.date(2026, 1, 1) + dt.timedelta(days=day))
+    left = [i["left_minor"] for i in json.loads(got.loc[0, "schedule"])]
+    assert sum(left) == amount - paid and all(x >= 0 for x in left)     # never below zero
+    first_open = next((k for k, x in enumerate(left) if x), len(left))
+    assert all(x == 0 for x in left[:first_open]) and all(x == p for x, p in zip(left[first_open + 1:],
+                                                                              parts[first_open + 1:]))
+    raw.loc[0, "amount"] = f"{parts[0] / 100 + 0.01:.2f}"                # a cent off: quarantined, not guessed
+    assert schedule.parse(raw, inv)[1].tolist() == ["schedule_does_not_add_up"]

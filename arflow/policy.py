@@ -73,6 +73,11 @@ class LaneBounds(_Strict):
 
 class Reconciliation(_Strict):
     tolerance: str = "1.00"  # major units, per customer and bucket
+    # What the books' aging report is aged by: the due date (the default) or the invoice date;
+    # and whether it nets a customer's unallocated credit notes and unapplied cash (QuickBooks'
+    # summary does) into their current bucket and total. Reconciliation then compares like with like.
+    report_basis: Literal["due_date", "invoice_date"] = "due_date"
+    report_nets_credits: bool = False
 
     @field_validator("tolerance")
     @classmethod

@@ -42,6 +42,7 @@ class Inputs:
     settled: pd.DataFrame | None = None   # invoices the billing system settled itself (the checkpoint's)
     credit_notes: pd.DataFrame | None = None      # credit_notes.csv's rows (tasks/credits.py)
     payment_schedule: pd.DataFrame | None = None  # payment_schedule.csv's rows (tasks/schedule.py)
+    as_of: dt.date | None = None                  # the run's day (the reconcile hop ages by invoice date from it)
 
 
 @dataclass
@@ -142,16 +143,36 @@ def _credit_quarantine(nq: pd.DataFrame) -> pd.DataFrame:
                          "detail": None, "raw": [json.dumps({k: str(v) for k, v in r.items()}) for r in nq["raw"]]})
 
 
+def report_credits(aged: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
+    """What a books' report that nets credits takes off each customer: their credit notes no
+    invoice has taken and the cash the ledger holds unapplied (customer_id, currency, amount_minor)."""
+    parts = []
+    free = credits_mod.unallocated(credits_mod.parse(inputs.credit_notes)[0], inputs.as_of) \
+        if inputs.as_of is not None else pd.DataFrame()
+    if not free.empty:
+        parts.append(free.rename(columns={"unallocated_minor": "amount_minor"})[["customer_id", "currency",
+                                                                               "amount_minor"]])
+    cash = (inputs.stops or {}).get("unapplied_cash")
+    if cash is not None and not cash.empty:
+        parts.append(cash[["customer_id", "currency", "amount_minor"]])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["customer_id", "currency",
+                                                                                   "amount_minor"])
+
+
 def reconcile_aging(aged: pd.DataFrame, inputs: Inputs, policy: Policy) -> tuple[rec_mod.Reconciliation, HopResult]:
     tolerance = policy.reconciliation.tolerance
+    basis = policy.reconciliation.report_basis
+    credits = report_credits(aged, inputs) if policy.reconciliation.report_nets_credits else None
     if inputs.aging_report is None:
-        return rec_mod.reconcile(aged, None, tolerance=tolerance), HopResult(
+        return rec_mod.reconcile(aged, None, tolerance=tolerance, basis=basis, credits=credits,
+                                 as_of=inputs.as_of), HopResult(
             aged, pd.DataFrame(columns=QUARANTINE_COLUMNS), [])
     parsed = rec_mod.parse_report(inputs.aging_report, enrich_mod.customer_currency(aged), policy.reporting_currency)
     check = run_suite(parsed, "reconcile")  # report rows: a bad one holds its customer, it never fails the run
     q = quarantine_rows(check.rejected, parsed, inputs.aging_report, hop="reconcile", entity="aging_report",
                         id_column="customer_id")
-    result = rec_mod.reconcile(aged, parsed, tolerance=tolerance, rejected_report_rows=check.rejected.index)
+    result = rec_mod.reconcile(aged, parsed, tolerance=tolerance, rejected_report_rows=check.rejected.index,
+                               basis=basis, credits=credits, as_of=inputs.as_of)
     return result, HopResult(aged, q, [check])
 
 

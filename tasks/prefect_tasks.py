@@ -45,7 +45,8 @@ def fetch_inputs(source, ledger: Ledger, as_of: dt.date, data_dir, with_settled:
     inputs = hops.Inputs(source=src.name, invoices=src.invoices(), customers=src.customers(),
                          payments=src.payments(), aging_report=report,
                          reflected_payment_ids=src.reflected_payment_ids(), stops=ledger.stop_records(as_of),
-                         history=ledger.payment_history(as_of), applied=ledger.applied_payments(as_of), notes=notes)
+                         history=ledger.payment_history(as_of), applied=ledger.applied_payments(as_of), notes=notes,
+                         as_of=as_of)
     if hasattr(src, "credit_notes"):
         inputs.credit_notes = src.credit_notes()
     if hasattr(src, "payment_schedule"):

@@ -16,7 +16,7 @@ def inputs_from(folder, as_of, ledger=None) -> hops.Inputs:
         aging_report=src.aging_report(), reflected_payment_ids=src.reflected_payment_ids(),
         stops=ledger.stop_records(as_of) if ledger else {}, history=ledger.payment_history(as_of) if ledger else empty,
         applied=ledger.applied_payments(as_of) if ledger else empty, credit_notes=src.credit_notes(),
-        payment_schedule=src.payment_schedule())
+        payment_schedule=src.payment_schedule(), as_of=as_of)
 
 
 def run(folder, as_of, policy, ledger=None, done_keys=frozenset(), touches=None, installments=None):

@@ -376,3 +376,35 @@ def test_instalments_add_up_to_the_invoice_and_take_payments_oldest_first(parts,
                                                                               parts[first_open + 1:]))
     raw.loc[0, "amount"] = f"{parts[0] / 100 + 0.01:.2f}"                # a cent off: quarantined, not guessed
     assert schedule.parse(raw, inv)[1].tolist() == ["schedule_does_not_add_up"]
+
+
+# ---- 6. the aging basis the books use -------------------------------------------------------------------
+
+def _with(policy, **rec):
+    return policy.model_copy(update={"reconciliation": policy.reconciliation.model_copy(update=rec)})
+
+
+@pytest.mark.parametrize("basis, expected", [("due_date", "mismatched"), ("invoice_date", "matched")])
+def test_reconciliation_ages_as_the_books_report_does(tmp_path, policy, basis, expected):
+    inv = [invoice("I1", amount="500.00", balance="500.00", issue_date="2026-10-01", due_date="2026-11-15")]
+    # The books age by invoice date: 53 days since the invoice is 31-60, though it is 8 days past due.
+    report = [{"customer_id": "C1", "current": "", "d1_30": "", "d31_60": "500.00", "d61_90": "", "d91_plus": "",
+               "total": "500.00"}]
+    folder = make_source(tmp_path / "src", inv, [customer("C1")], aging=report)
+    out = pipeline.run(folder, DAY1, _with(policy, report_basis=basis))
+    rec = out["reconciliation"].summary()
+    assert rec["status"] == expected and rec["basis"] == basis
+    assert out["planned"]["lane"].tolist() == ["early"]     # chasing still goes by the due date
+
+
+@pytest.mark.parametrize("nets, expected", [(False, "mismatched"), (True, "matched")])
+def test_a_books_report_that_nets_credits_is_compared_net(tmp_path, policy, nets, expected):
+    from tests.conftest import write_csv
+
+    inv = [invoice("I1", amount="500.00", balance="500.00", due_date="2026-11-30")]
+    report = [{"customer_id": "C1", "current": "380.00", "d1_30": "", "d31_60": "", "d61_90": "", "d91_plus": "",
+               "total": "380.00"}]   # 500 open less a credit note of 120 nobody applied yet
+    folder = make_source(tmp_path / "src", inv, [customer("C1")], aging=report)
+    write_csv(folder / "credit_notes.csv", CN, [_cn("K1", "120.00")])
+    out = pipeline.run(folder, DAY1, _with(policy, report_nets_credits=nets))
+    assert out["reconciliation"].summary()["status"] == expected

@@ -34,7 +34,7 @@ class Reconciliation:
 
     def summary(self) -> dict:
         return {"status": self.status, "mismatched_customers": self.mismatched_customers,
-                "tolerance": self.tolerance, "basis": self.basis, "nets_credits": self.nets_credits}
+                "tolerance": self.tolerance}
 
 
 def our_aging(invoices: pd.DataFrame, basis: str = "due_date", credits: pd.DataFrame | None = None,

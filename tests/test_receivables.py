@@ -408,3 +408,75 @@ def test_a_books_report_that_nets_credits_is_compared_net(tmp_path, policy, nets
     write_csv(folder / "credit_notes.csv", CN, [_cn("K1", "120.00")])
     out = pipeline.run(folder, DAY1, _with(policy, report_nets_credits=nets))
     assert out["reconciliation"].summary()["status"] == expected
+
+
+# ---- 9. statements of account ----------------------------------------------------------------------------
+
+def _statement_source(tmp_path, policy, ledger, language=""):
+    from tests.conftest import write_csv
+
+    inv = [invoice("I1", invoice_number="1001", amount="400.00", balance="400.00", issue_date="2026-10-10",
+                   due_date="2026-11-09"),
+           invoice("I2", invoice_number="1002", amount="250.00", balance="250.00", issue_date="2026-11-05",
+                   due_date="2026-12-05"),
+           invoice("I3", invoice_number="1003", amount="100.00", balance="0.00", issue_date="2026-11-02",
+                   due_date="2026-12-02", status="paid")]
+    folder = make_source(tmp_path / "src", inv, [customer("C1", name="Müller GmbH", country="DE", language=language)],
+                         payments=[_pay("P1", "150.00", dt.date(2026, 11, 20), "1001")])
+    write_csv(folder / "credit_notes.csv", CN, [_cn("K1", "30.00", number="GS-7", issued="2026-11-12")])
+    if language:  # the customer file's optional language column wins over the country's
+        from connectors.sources import CUSTOMER_COLUMNS
+
+        write_csv(folder / "customers.csv", CUSTOMER_COLUMNS + ("language",),
+                  [customer("C1", name="Müller GmbH", country="DE", language=language)])
+    pipeline.checkpoint(folder, DAY1, policy, ledger)
+    return folder
+
+
+def test_a_statement_runs_the_period_to_the_balance_due_with_open_items_and_aging(tmp_path, policy, ledger):
+    from tasks import credits, statement
+
+    folder = _statement_source(tmp_path, policy, ledger)
+    inputs = pipeline.inputs_from(folder, DAY1, ledger)
+    from tasks import hops
+
+    extracted, custs = hops.extract_aging(inputs, DAY1, policy)
+    st = statement.build("C1", as_of=DAY1, aged=extracted.frame, raw_invoices=inputs.invoices, customers=custs,
+                         payments=ledger.frame(m.PaymentReceived), credit_notes=credits.parse(inputs.credit_notes)[0])
+    usd = st.currencies["USD"]
+    # Owed 250 (I1 after the 150 paid) + 250 (I2), less the 30 credit held: 470.
+    assert usd["closing"] == "470.00"
+    assert [(x["kind"], x["item"], x["charge"], x["credit"], x["balance"]) for x in usd["lines"]] == [
+        ("invoice", "1002", "250.00", "", "650.00"), ("credit_note", "GS-7", "", "30.00", "620.00"),
+        ("payment", "1001", "", "150.00", "470.00")]
+    # The opening balance on 1 November: invoice 1001 alone (1003 was settled in the books, not a line).
+    assert usd["opening"] == "400.00" and usd["credit_held"] == "30.00"
+    assert [i["invoice_number"] for i in usd["open_items"]] == ["1001", "1002"]
+    assert usd["aging"]["d1_30"] == "250.00" and usd["aging"]["current"] == "250.00"
+
+
+@pytest.mark.parametrize("language, words", [("", ("Kontoauszug", "Offener Betrag", "Gutschrift GS-7")),
+                                             ("en", ("Statement of account", "Balance due", "Credit note GS-7"))])
+def test_arflow_statement_writes_a_pdf_whose_text_reads_back(tmp_path, policy, ledger, language, words):
+    import io
+    import subprocess
+    import sys
+
+    import pypdf
+
+    folder = _statement_source(tmp_path, policy, ledger, language=language)
+    env = {**__import__("os").environ, "ARFLOW_DB_URL": ledger.url, "ARFLOW_DATA_DIR": str(tmp_path)}
+    pdf, html = tmp_path / "s.pdf", tmp_path / "s.html"
+    cmd = [sys.executable, "-m", "arflow.cli", "statement", "C1", "--as-of", DAY1.isoformat(), "--source",
+           f"csv:{folder}", "--pdf", str(pdf), "--html", str(html), "--json"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    assert json.loads(done.stdout)["currencies"]["USD"]["closing"] == "470.00"
+    text = " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf.read_bytes())).pages)
+    for w in words + ("Müller GmbH", "470.00 USD", "1001", "1002"):
+        assert w in text, (w, text)
+    assert "470.00" in html.read_text()
+    bad = subprocess.run(cmd[:4] + ["NOPE"] + cmd[5:], env=env, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "no customer 'NOPE'" in bad.stderr

@@ -146,7 +146,7 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
     actions = pd.concat(rows) if rows else _empty_actions()
     # A touch already in the outbox (an earlier run, or a re-run of today) is not planned again.
     actions = actions[~actions["idempotency_key"].isin(done_keys)]
-    actions, reminding = _remind_first(actions, work, touches, policy)
+    actions, reminding = _remind_first(actions, work, touches, as_of, policy)
     actions = actions[~actions["idempotency_key"].isin(done_keys)]
     actions = _step_down(actions, work, done_keys, policy)
     actions, waiting = _delivery_gates(actions, work, touches, as_of, policy)
@@ -203,12 +203,14 @@ def _step_down(actions: pd.DataFrame, work: pd.DataFrame, done_keys: set[str], p
 HARD_DECISIONS = ("service_pause", "payment_plan_or_write_off")
 
 
-def _remind_first(actions: pd.DataFrame, work: pd.DataFrame, touches: pd.DataFrame,
+def _remind_first(actions: pd.DataFrame, work: pd.DataFrame, touches: pd.DataFrame, as_of: dt.date,
                   policy: Policy) -> tuple[pd.DataFrame, pd.Series]:
     """A customer is told before anything harder: where a pause, plan or write-off decision is due
     for an invoice that never had a customer e-mail, the e-mail the cadence allows first goes today
     instead (the decision's context will say it went), and the decision waits until it was
-    delivered. Returns (actions, reason per invoice row whose decision waits)."""
+    delivered and the policy's gap between e-mails has passed (a re-run of the day plans nothing
+    new; the customer has a few days to answer). Returns (actions, reason per invoice row whose
+    decision waits)."""
     actions = actions.reset_index(drop=True)
     hard = actions["step"].isin(HARD_DECISIONS) & (actions["channel"] == "decision")
     if not hard.any():
@@ -221,16 +223,22 @@ def _remind_first(actions: pd.DataFrame, work: pd.DataFrame, touches: pd.DataFra
     # Delivered (or, for a planner told only which keys exist, recorded: tests' done_keys).
     went = mail["status"].isin(DELIVERED) | mail["status"].isna() if not mail.empty else mail
     delivered = set(inv_of[went]) if not mail.empty else set()
+    recent = set()
+    if not mail.empty and "as_of" in mail:
+        when = pd.to_datetime(mail["delivered_on"].where(mail["delivered_on"].notna(), mail["as_of"]))
+        window = max(policy.delivery.min_gap_days, 1)
+        recent = set(inv_of[went & (when > pd.Timestamp(as_of) - pd.Timedelta(days=window))])
     emailed_today = set(actions.loc[actions["channel"] == "email", "invoice_id"])
     steps = {s.name: s for s in policy.steps}
     drop, add, why = [], [], {}
     for i in np.flatnonzero(hard.to_numpy()):
         a = actions.iloc[i]
         inv = a["invoice_id"]
-        if inv in delivered:
+        if inv in delivered and inv not in recent:
             continue
         drop.append(i)
-        why[a["row"]] = "previous_step_not_delivered" if inv in ever else "reminder_first"
+        why[a["row"]] = "min_gap" if inv in recent else \
+            "previous_step_not_delivered" if inv in ever else "reminder_first"
         if inv in ever or inv in emailed_today:
             continue  # a reminder is on its way (or goes today): the decision follows once it was delivered
         seg = work.at[a["row"], "segment"]

@@ -133,9 +133,13 @@ def test_a_year_overdue_invoice_never_chased_gets_a_reminder_before_the_plan_or_
     assert out2["planned"].set_index("invoice_id").loc["I1", "reason"] == "previous_step_not_delivered"
     sent = ledger.frame(m.Outbox, m.Outbox.channel == "email")
     ledger.mark(sent["id"].tolist(), "sent", delivered_on=DAY2)
+    # Delivered yesterday: the customer has the policy's gap (3 days) to answer before a person decides.
     out3 = pipeline.run(folder, DAY3, policy, ledger)
-    assert "payment_plan_or_write_off" in set(out3["actions"]["step"])
-    _, decisions = _queue(out3, ledger, DAY3)
+    assert out3["planned"].set_index("invoice_id").loc["I1", "reason"] == "min_gap"
+    later = dt.date(2026, 11, 30)
+    out4 = pipeline.run(folder, later, policy, ledger)
+    assert "payment_plan_or_write_off" in set(out4["actions"]["step"])
+    _, decisions = _queue(out4, ledger, later)
     plan = next(d for d in decisions if d["kind"] == "payment_plan_or_write_off")
     assert plan["context"]["customer_reminded"] == {"on": str(DAY2), "step": "follow_up", "reminders": 1}
 

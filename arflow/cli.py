@@ -627,6 +627,52 @@ def setup_alerts(
     sys.stdout.write(json.dumps(out) + "\n")
 
 
+@app.command()
+def statement(
+    customer: str = typer.Argument(..., help="customer id"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="the statement's day, YYYY-MM-DD (default: today)"),
+    since: Optional[str] = typer.Option(None, "--since", help="the period's first day (default: the 1st of the month)"),
+    source: str = typer.Option("demo", "--source", help=SOURCE_HELP),
+    pdf: Optional[Path] = typer.Option(None, "--pdf", help="write the statement as a PDF here (WeasyPrint)"),
+    html: Optional[Path] = typer.Option(None, "--html", help="write the statement as an HTML page here"),
+    as_json: bool = typer.Option(False, "--json", help="print the statement as one JSON object on stdout"),
+) -> None:
+    """A customer's statement of account: the period's invoices, credits and payments with the running
+    balance, every open item and the aging, per currency, in the customer's language."""
+    _quiet_env()
+    from arflow.config import Settings
+    from arflow.policy import load_policy
+    from tasks import credits, hops, prefect_tasks as t
+    from tasks import statement as stm
+    from connectors.ledger import models as m
+
+    ledger, day = _ledger_and_today(None)
+    day = _parse_date(as_of, "--as-of") or day
+    start = _parse_date(since, "--since")
+    if start is not None and start > day:
+        raise UsageError(f"--since {start} is after --as-of {day}")
+    settings = Settings.from_env()
+    policy = load_policy(settings.policy_path)
+    inputs = t.fetch_inputs.fn(_check_source(source), ledger, day, settings.data_dir)
+    extracted, good_customers = hops.extract_aging(inputs, day, policy)
+    known = good_customers[good_customers["customer_id"] == customer]
+    if known.empty:
+        raise UsageError(f"no customer {customer!r} in the source's customer file")
+    lang = known.iloc[0].get("language") if "language" in known else None
+    lang = lang if isinstance(lang, str) and lang else policy.language_for(
+        known.iloc[0]["country"] if isinstance(known.iloc[0]["country"], str) else None)
+    st = stm.build(customer, as_of=day, since=start, aged=extracted.frame, raw_invoices=inputs.invoices,
+                   customers=good_customers, payments=ledger.frame(m.PaymentReceived),
+                   credit_notes=credits.parse(inputs.credit_notes)[0], language=lang)
+    page = stm.render_html(st)
+    if html is not None:
+        html.write_text(page, encoding="utf-8")
+        print(f"arflow: statement written to {html}", file=sys.stderr)
+    if pdf is not None:
+        pdf.write_bytes(stm.render_pdf(page))
+        print(f"arflow: statement written to {pdf}", file=sys.stderr)
+    if as_json or (html is None and pdf is None):
+        sys.stdout.write(json.dumps(st.as_dict(), default=str) + "\n")
 # The errors that end a run with one line and exit 1, by module: looked up only once something was
 # raised, so `arflow --help` and argument errors never import the heavy libraries behind them.
 _RUN_ERRORS = (("arflow.policy", "PolicyError"), ("connectors.ledger.store", "LedgerError"),

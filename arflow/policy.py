@@ -20,7 +20,7 @@ SEGMENTS = ("strategic", "standard", "transactional")
 TONES = ("friendly", "firm", "escalating")
 CHANNELS = ("email", "slack", "crm_task", "billing", "decision")
 HOLD_REASONS = ("dispute", "opt_out", "paused", "promise_to_pay", "payment_plan", "unapplied_cash",
-                "reconciliation_mismatch", "written_off")
+                "unapplied_credit", "reconciliation_mismatch", "written_off")
 
 
 class PolicyError(ValueError):
@@ -73,6 +73,11 @@ class LaneBounds(_Strict):
 
 class Reconciliation(_Strict):
     tolerance: str = "1.00"  # major units, per customer and bucket
+    # What the books' aging report is aged by: the due date (the default) or the invoice date;
+    # and whether it nets a customer's unallocated credit notes and unapplied cash (QuickBooks'
+    # summary does) into their current bucket and total. Reconciliation then compares like with like.
+    report_basis: Literal["due_date", "invoice_date"] = "due_date"
+    report_nets_credits: bool = False
 
     @field_validator("tolerance")
     @classmethod
@@ -121,6 +126,21 @@ class PaymentPlans(_Strict):
     first_due_days: int = Field(default=7, ge=0)
     reminder_business_days_before: int = Field(default=3, ge=0)
     collections_export_dir: str = "exports"  # under the data folder
+
+
+class CashApplication(_Strict):
+    """Cash application's tolerances (tasks/cash.py, README: the payment checkpoint)."""
+
+    # A payment short of an invoice's balance by at most this much (major units; and at most
+    # tolerance_percent of the balance where that is set) still settles it: the difference is
+    # written off to write_off_account, or, with no account named, left open for a person to
+    # decide (the match is flagged for review).
+    tolerance: str = "0.00"
+    tolerance_percent: float = Field(default=0.0, ge=0, le=10)
+    write_off_account: str | None = None
+    # Mistyped invoice numbers (one edit or one swap away) and payers named in the reference.
+    fuzzy_reference: bool = True
+    payer_name_score: int = Field(default=90, ge=50, le=100)   # rapidfuzz score (0-100) a name must reach
 
 
 class Kpis(_Strict):
@@ -202,6 +222,7 @@ class Policy(_Strict):
     delivery: Delivery = Delivery()
     escalations: Escalations = Escalations()
     payment_plans: PaymentPlans = PaymentPlans()
+    cash_application: CashApplication = CashApplication()
     kpis: Kpis = Kpis()
     llm: Llm = Llm(enabled=False)
     connectors: Connectors = Connectors()

@@ -22,6 +22,9 @@ CUSTOMER_COLUMNS = ("customer_id", "name", "segment", "arr", "tenure_months", "n
                     "opt_out", "paused_until")
 PAYMENT_COLUMNS = ("payment_id", "customer_id", "amount", "currency", "received_date", "reference")
 AGING_COLUMNS = ("customer_id", "current", "d1_30", "d31_60", "d61_90", "d91_plus", "total")
+CREDIT_NOTE_COLUMNS = ("credit_note_id", "customer_id", "credit_note_number", "issue_date", "currency", "amount",
+                       "invoice_id", "allocated", "allocated_date")
+SCHEDULE_COLUMNS = ("invoice_id", "due_date", "amount")
 
 
 def tenure_months(since: dt.date | str | None, as_of: dt.date) -> str:
@@ -110,6 +113,16 @@ class CsvSource:
         # The CSV format does not say which payments its balances already include.
         return set()
 
+    def credit_notes(self) -> pd.DataFrame | None:
+        """credit_notes.csv (optional): credit notes and their allocations (tasks/credits.py)."""
+        path = self.folder / "credit_notes.csv"
+        return read_csv_strings(path, CREDIT_NOTE_COLUMNS, what="credit notes") if path.exists() else None
+
+    def payment_schedule(self) -> pd.DataFrame | None:
+        """payment_schedule.csv (optional): instalments of invoices with a payment schedule."""
+        path = self.folder / "payment_schedule.csv"
+        return read_csv_strings(path, SCHEDULE_COLUMNS, what="payment schedule") if path.exists() else None
+
 
 class DemoSource(CsvSource):
     """The generated demo portfolio (arflow/demo.py): a CSV folder plus the ledger records a running
@@ -194,6 +207,12 @@ class CombinedSource:
 
     def reflected_payment_ids(self) -> set[str]:
         return self.billing.reflected_payment_ids()
+
+    def credit_notes(self) -> pd.DataFrame | None:
+        return self.billing.credit_notes() if hasattr(self.billing, "credit_notes") else None
+
+    def payment_schedule(self) -> pd.DataFrame | None:
+        return self.billing.payment_schedule() if hasattr(self.billing, "payment_schedule") else None
 
     def fresh_invoices(self, ids: set[str]) -> pd.DataFrame:
         if hasattr(self.billing, "fresh_invoices"):

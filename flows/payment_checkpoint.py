@@ -54,7 +54,7 @@ def payment_checkpoint(as_of: dt.date | None = None, source: str = "demo", bank_
         inputs = t.fetch_inputs(source, ledger, as_of, settings.data_dir, with_settled=True)
         payments, quarantined = t.read_payments(inputs, bank_file)
         extracted, _customers = t.extract_aging(inputs, as_of, policy)
-        result = t.apply_cash(payments, ledger, extracted.frame, inputs.customers, as_of)
+        result = t.apply_cash(payments, ledger, extracted.frame, inputs.customers, as_of, policy)
         written = t.record_checkpoint(result, ledger, extracted.frame, inputs.customers, mode, run_id, as_of,
                                       settled=inputs.settled)
         summary = summarize(result, payments_read=len(payments) + len(quarantined), quarantined=len(quarantined),

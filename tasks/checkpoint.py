@@ -55,9 +55,10 @@ class CheckpointResult:
 
 
 def run_checkpoint(payments: pd.DataFrame, known: pd.DataFrame, invoices: pd.DataFrame, customers: pd.DataFrame,
-                   as_of: dt.date) -> CheckpointResult:
+                   as_of: dt.date, policy=None) -> CheckpointResult:
     """payments: everything read today (billing + bank); known: the ledger's payments_received;
-    invoices: the open invoices as the daily flow ages them (effective balances)."""
+    invoices: the open invoices as the daily flow ages them (effective balances); policy: its
+    cash_application settings (tolerance, write-off account; tasks.cash.Rules)."""
     res = CheckpointResult()
     payments = payments[pd.to_datetime(payments["received_date"]) <= pd.Timestamp(as_of)]
     known_ids = dict(zip(known["payment_id"], known["source_file"])) if not known.empty else {}
@@ -78,13 +79,20 @@ def run_checkpoint(payments: pd.DataFrame, known: pd.DataFrame, invoices: pd.Dat
 
     reversals = fresh[fresh["amount_minor"] < 0]
     positive = fresh[fresh["amount_minor"] > 0]
-    book = cash.OpenBook(invoices.rename(columns={"effective_balance_minor": "balance_minor"})
-                         [["invoice_id", "invoice_number", "customer_id", "currency", "due_date", "issue_date",
-                           "balance_minor"]], customers)
+    # The book holds what is owed now: the effective balance (the source's less what the ledger
+    # applied that the source does not show yet). A frame has one balance column here; renaming
+    # effective_balance_minor onto balance_minor left two, and the book read the source's.
+    owed = invoices["effective_balance_minor"] if "effective_balance_minor" in invoices else invoices["balance_minor"]
+    book = cash.OpenBook(invoices[["invoice_id", "invoice_number", "customer_id", "currency", "due_date", "issue_date"]]
+                         .assign(balance_minor=owed.astype("int64")), customers, cash.Rules.from_policy(policy))
+    if not known.empty:  # customers whose cash waits in the exceptions queue: no first-in-first-paid for them
+        book.waiting |= set(known.loc[(known["status"] == "unapplied") & known["customer_id"].notna(), "customer_id"])
     start = {iid: r["balance"] for iid, r in book.rows.items()}
     res.outcomes = cash.apply_all(book, positive)
     by_id = {p["payment_id"]: p for p in positive.to_dict("records")}
     source_balance = dict(zip(invoices["invoice_id"], invoices["balance_minor"]))
+    source_credit = dict(zip(invoices["invoice_id"], invoices["credited_minor"])) if "credited_minor" in invoices \
+        else {}
     rows_by_id = {}
     for o in res.outcomes:
         p = by_id[o.payment_id]
@@ -96,7 +104,17 @@ def run_checkpoint(payments: pd.DataFrame, known: pd.DataFrame, invoices: pd.Dat
         for a in o.applications:
             res.applications.append({**a, "payment_id": o.payment_id, "currency": p["currency"], "applied_on": as_of,
                                      "rule": o.rule, "confidence": o.confidence,
-                                     "source_balance_minor": int(source_balance[a["invoice_id"]])})
+                                     "source_balance_minor": int(source_balance[a["invoice_id"]]),
+                                     "source_credit_minor": int(source_credit.get(a["invoice_id"], 0) or 0)})
+        if o.write_off_minor:  # a short payment within the tolerance: the difference written off, not cash
+            a = o.applications[-1]
+            res.applications.append({"invoice_id": a["invoice_id"], "customer_id": a["customer_id"],
+                                     "amount_minor": o.write_off_minor, "payment_id": o.payment_id + cash.WRITE_OFF,
+                                     "currency": p["currency"], "applied_on": as_of, "rule": "tolerance_write_off",
+                                     "confidence": o.confidence,
+                                     "source_balance_minor": int(source_balance[a["invoice_id"]]),
+                                     "source_credit_minor": int(source_credit.get(a["invoice_id"], 0) or 0)})
+            row["reason"] = f"{format_minor(o.write_off_minor, p['currency'])} written off to {o.write_off_account}"
         if o.credit_minor:
             res.credits.append({"customer_id": o.customer_id, "payment_id": o.payment_id, "amount_minor": o.credit_minor,
                                 "currency": p["currency"], "created_on": as_of, "status": "to_review"})
@@ -115,22 +133,24 @@ def run_checkpoint(payments: pd.DataFrame, known: pd.DataFrame, invoices: pd.Dat
             if original in rows_by_id:  # applied in this same batch: undo it in the book
                 rows_by_id[original]["status"] = "reversed"
                 for a in res.applications:
-                    if a["payment_id"] == original and a["invoice_id"] in book.rows:
+                    if a["payment_id"].removesuffix(cash.WRITE_OFF) == original and a["invoice_id"] in book.rows:
                         book.rows[a["invoice_id"]]["balance"] += a["amount_minor"]
         else:
             row.update(status="unapplied", reason="a reversal or chargeback of a payment the ledger does not hold")
         res.received.append(row)
     reversed_now = set(res.reversal_of.values())
+    reversed_now |= {r + cash.WRITE_OFF for r in reversed_now}
 
     touched = {a["invoice_id"] for a in res.applications if a["payment_id"] not in reversed_now}
     inv = invoices.set_index("invoice_id")
     for iid in sorted(touched):
         if book.rows[iid]["balance"] == 0 and start[iid] > 0:
             last = max((a for a in res.applications if a["invoice_id"] == iid and a["payment_id"] not in reversed_now),
-                       key=lambda a: by_id[a["payment_id"]]["received_date"])
-            paid = pd.Timestamp(by_id[last["payment_id"]]["received_date"]).date()
+                       key=lambda a: by_id[a["payment_id"].removesuffix(cash.WRITE_OFF)]["received_date"])
+            paid = pd.Timestamp(by_id[last["payment_id"].removesuffix(cash.WRITE_OFF)]["received_date"]).date()
             r = inv.loc[iid]
-            res.closed.append({"invoice_id": iid, "customer_id": r["customer_id"], "payment_id": last["payment_id"],
+            res.closed.append({"invoice_id": iid, "customer_id": r["customer_id"],
+                               "payment_id": last["payment_id"].removesuffix(cash.WRITE_OFF),
                                "issue_date": r["issue_date"].date(), "due_date": r["due_date"].date(), "paid_date": paid,
                                "amount_minor": int(r["amount_minor"]), "currency": r["currency"],
                                "days_to_pay": (paid - r["issue_date"].date()).days,
@@ -159,8 +179,11 @@ def summarize(res: CheckpointResult, payments_read: int, quarantined: int, recei
         return {c: format_minor(int(g[col].sum()), c) for c, g in frame.groupby("currency")} if not frame.empty else {}
 
     reversed_now = set(res.reversal_of.values())
+    reversed_now |= {r + cash.WRITE_OFF for r in reversed_now}
     live_apps = [a for a in res.applications if a["payment_id"] not in reversed_now]
-    apps = pd.DataFrame(live_apps, columns=["amount_minor", "currency"])
+    write_offs = pd.DataFrame([a for a in live_apps if a["rule"] == "tolerance_write_off"],
+                              columns=["amount_minor", "currency"])
+    apps = pd.DataFrame([a for a in live_apps if a["rule"] != "tolerance_write_off"], columns=["amount_minor", "currency"])
     credits = pd.DataFrame([c for c in res.credits if c["payment_id"] not in reversed_now],
                            columns=["amount_minor", "currency"])
     unapplied = positive[positive["status"] == "unapplied"]
@@ -184,6 +207,8 @@ def summarize(res: CheckpointResult, payments_read: int, quarantined: int, recei
         # cash_read = cash_applied + cash_unapplied + customer_credits + cash_reversed, per currency
         "cash_read": money(cash_in), "cash_applied": money(apps), "cash_unapplied": money(unapplied),
         "customer_credits": money(credits), "cash_reversed": money(incoming[incoming["status"] == "reversed"]),
+        # not cash: the differences of short payments within the tolerance, written off to the policy's account
+        "written_off_within_tolerance": money(write_offs),
     }
 
 

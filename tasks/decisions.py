@@ -35,8 +35,11 @@ def decision_rows(rows: pd.DataFrame, prior: pd.DataFrame, run_id: str, as_of: d
         invoices = sorted({c["invoice_id"] for c in contexts})
         earlier = prior[prior["invoice_id"].isin(invoices)] if not prior.empty else prior
         touches = [{"on": str(r.as_of), "step": r.step, "channel": r.channel, "status": r.status}
+                   | ({"delivered_on": str(r.delivered_on)} if pd.notna(getattr(r, "delivered_on", None)) else {})
                    for r in earlier.sort_values("as_of").itertuples()] if not earlier.empty else []
         first = grp.iloc[0]
+        # A pause, plan or write-off never comes before the customer was told (tasks.plan._remind_first).
+        reminded = [t for t in touches if t["channel"] == "email" and t["status"] in ("sent", "planned")]
         context = {
             "step": lead["step"], "channel": first["channel"], "customer": lead["customer_name"],
             "segment": lead["segment"], "arr": lead["arr"], "health": lead["health"],
@@ -46,6 +49,9 @@ def decision_rows(rows: pd.DataFrame, prior: pd.DataFrame, run_id: str, as_of: d
                                 "late_in_12_months": lead["late_count_12m"]},
             "risk_score": lead["risk_score"], "escalation": lead["escalation"],
             "escalation_reason": lead["escalation_reason"], "prior_touches": touches,
+            "customer_reminded": ({"on": reminded[-1].get("delivered_on") or reminded[-1]["on"],
+                                   "step": reminded[-1]["step"],
+                                   "reminders": len(reminded)} if reminded else None),
             "recipients": first["recipients"], "proposed_subject": first["subject"], "proposed_text": first["body"],
         }
         out.append({"decision_key": key, "kind": lead["step"], "invoice_ids": ",".join(invoices),

@@ -88,6 +88,11 @@ def source_state(source, ledger, as_of: dt.date, policy: Policy, only: set[str] 
         raw = raw[raw["invoice_id"].isin(only)]
     inv = extract.parse_invoices(raw)
     inv = inv[inv["invoice_id"].notna() & inv["balance_minor"].notna()].drop_duplicates("invoice_id")
+    if hasattr(source, "credit_notes") and not ("credited" in raw and (raw["credited"].astype(str) != "").any()):
+        from tasks import credits  # what the source's credit notes took off: not a payment arriving
+
+        taken = credits.credited(credits.parse(source.credit_notes())[0])
+        inv["credited_minor"] = inv["invoice_id"].map(taken).fillna(0).astype("int64")
     applied = ledger.applied_payments(as_of, invoice_ids=set(inv["invoice_id"]) if only is not None else None)
     inv["effective_balance_minor"] = extract.effective_balance(inv, applied, source.reflected_payment_ids())
     people = source.fresh_customers(set(raw["customer_id"])) if fresh else source.customers()

@@ -157,6 +157,11 @@ def parse_invoices(raw: pd.DataFrame, exclude: tuple[str, ...] = ("paid", "void"
     df["due_state"] = state
     df["amount_minor"] = parse_minor(raw["amount"], df["currency"])
     df["balance_minor"] = parse_minor(raw["balance"], df["currency"])
+    # What credits took off the invoice at the source: a connected system's own figure (Stripe's
+    # credit notes), else the allocations of credit_notes.csv (tasks.credits, added by the hop).
+    credited_text = raw["credited"].astype("string").fillna("").str.strip() if "credited" in raw else None
+    df["credited_minor"] = parse_minor(credited_text.replace("", "0"), df["currency"]) if credited_text is not None \
+        else pd.Series(0, index=df.index, dtype="Int64")
     df["autopay"], df["autopay_valid"] = _bool(raw["autopay"])
     df["payment_link"] = text_or_na(raw["payment_link"])
     df["po_number"] = text_or_na(raw["po_number"])
@@ -186,9 +191,12 @@ def effective_balance(invoices: pd.DataFrame, applied: pd.DataFrame, reflected_i
 
     A payment the source reports (by payment id) is not subtracted. Otherwise each application
     carries the source's balance when it was applied, so once the source's balance has dropped by
-    the applied amount the payment is not counted twice:
+    the applied amount the payment is not counted twice. A drop the source says was a credit (its
+    credit notes allocated to the invoice, `credited_minor`; each application also carries the
+    credits the source showed then) is not taken for the payment arriving:
     effective = min(source balance now, min over applications a of
-                    (source balance at a - everything applied from a on)), never below zero.
+                    (source balance at a - everything applied from a on - credits since a)),
+    never below zero.
     """
     balance = invoices["balance_minor"].astype("int64")
     if applied is None or applied.empty:
@@ -201,6 +209,12 @@ def effective_balance(invoices: pd.DataFrame, applied: pd.DataFrame, reflected_i
     since = amount.iloc[::-1].groupby(a["invoice_id"].iloc[::-1]).cumsum().iloc[::-1]
     now = a["invoice_id"].map(dict(zip(invoices["invoice_id"], balance)))
     base = pd.to_numeric(a["source_balance_minor"], errors="coerce").fillna(now).astype("int64")
-    cap = (base - since).groupby(a["invoice_id"]).min()
+    credit = invoices["credited_minor"].fillna(0).astype("int64") if "credited_minor" in invoices else \
+        pd.Series(0, index=invoices.index, dtype="int64")
+    credit_now = a["invoice_id"].map(dict(zip(invoices["invoice_id"], credit))).astype("int64")
+    # An application recorded before credits were (no figure): the credits of today, as before.
+    credit_then = pd.to_numeric(a["source_credit_minor"], errors="coerce").fillna(credit_now).astype("int64") \
+        if "source_credit_minor" in a else credit_now
+    cap = (base - since - (credit_now - credit_then)).groupby(a["invoice_id"]).min()
     capped = invoices["invoice_id"].map(cap)
     return balance.where(capped.isna(), np.minimum(balance, capped.fillna(0).astype("int64"))).clip(lower=0)

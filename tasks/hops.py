@@ -16,8 +16,9 @@ import pandas as pd
 
 from arflow.money import known_currencies
 from arflow.policy import Policy
+from tasks import credits as credits_mod
 from tasks import enrich as enrich_mod
-from tasks import extract, plan as plan_mod, reconcile as rec_mod, score as score_mod
+from tasks import extract, plan as plan_mod, reconcile as rec_mod, schedule as schedule_mod, score as score_mod
 from tasks.quality import CheckResult, enforce_threshold, run_suite
 
 QUARANTINE_COLUMNS = ["hop", "entity", "record_id", "invoice_id", "customer_id", "source_row", "reason", "detail",
@@ -39,6 +40,9 @@ class Inputs:
     applied: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     settled: pd.DataFrame | None = None   # invoices the billing system settled itself (the checkpoint's)
+    credit_notes: pd.DataFrame | None = None      # credit_notes.csv's rows (tasks/credits.py)
+    payment_schedule: pd.DataFrame | None = None  # payment_schedule.csv's rows (tasks/schedule.py)
+    as_of: dt.date | None = None                  # the run's day (the reconcile hop ages by invoice date from it)
 
 
 @dataclass
@@ -87,6 +91,12 @@ def extract_aging(inputs: Inputs, as_of: dt.date, policy: Policy) -> tuple[HopRe
     good_customers, cq, ccheck = _checked(customers, "extract_customers", policy, inputs.customers,
                                           entity="customer", id_column="customer_id")
     invoices = extract.parse_invoices(inputs.invoices)
+    notes, nq = credits_mod.parse(inputs.credit_notes)
+    given = inputs.invoices["credited"].astype(str).str.strip() != "" if "credited" in inputs.invoices else None
+    from_notes = invoices["invoice_id"].map(credits_mod.credited(notes)).fillna(0).astype("int64")
+    invoices["credited_minor"] = invoices["credited_minor"].where(given, from_notes) if given is not None \
+        else from_notes.astype("Int64")
+    invoices["balance_and_credited_minor"] = invoices["balance_minor"] + invoices["credited_minor"]
     # Membership as boolean columns: the suite then holds small literal sets (GX copies its
     # configuration often, and a value set of every customer id made that the slowest step).
     bad_customer_ids = set(cq["record_id"].dropna()) - set(good_customers["customer_id"].dropna())
@@ -94,23 +104,75 @@ def extract_aging(inputs: Inputs, as_of: dt.date, policy: Policy) -> tuple[HopRe
     invoices["customer_known"] = invoices["customer_id"].isin(set(good_customers["customer_id"].dropna()))
     invoices["currency_known"] = invoices["currency"].isin(known_currencies())
     good, iq, icheck = _checked(invoices, "extract_aging", policy, inputs.invoices)
+    good = good.assign(effective_balance_minor=extract.effective_balance(good, inputs.applied,
+                                                                         inputs.reflected_payment_ids))
+    # Instalments: the oldest instalment with something left gives the due date the invoice is aged
+    # and chased by, for what is due (tasks/schedule.py); a schedule that does not add up quarantines.
+    instalments, bad_schedule = schedule_mod.parse(inputs.payment_schedule, good)
+    sq = pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    if len(bad_schedule):
+        rejected = pd.DataFrame({"reason": bad_schedule, "detail": "payment_schedule.csv: " + bad_schedule})
+        sq = quarantine_rows(rejected, good, inputs.invoices, hop="extract_aging", entity="invoice",
+                             id_column="invoice_id")
+        good = good.drop(index=bad_schedule.index)
+    split = schedule_mod.allocate(good, instalments, as_of)
+    good["schedule"] = None
+    good["amount_due_minor"] = good["effective_balance_minor"]
+    if not split.empty:
+        good.loc[split.index, "due_date"] = split["due_date"]
+        good.loc[split.index, "amount_due_minor"] = split["amount_due_minor"].astype("int64")
+        good["schedule"] = good["schedule"].astype(object)
+        good.loc[split.index, "schedule"] = split["schedule"]
     aged = extract.age(good, as_of, policy)
-    aged["effective_balance_minor"] = extract.effective_balance(aged, inputs.applied, inputs.reflected_payment_ids)
-    quarantine = pd.concat([q for q in (cq, iq) if not q.empty], ignore_index=True) if len(cq) + len(iq) else \
-        pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    # Credit a customer holds that no invoice has taken: shown with their invoices, and it holds
+    # chasing the ones it could cover until a person applies it (a decision, tasks/plan.py).
+    free = credits_mod.unallocated(notes, as_of)
+    aged = aged.join(credits_mod.customer_credit(aged, free))
+    kq = _credit_quarantine(nq)
+    quarantine = pd.concat([q for q in (cq, iq, sq, kq) if not q.empty], ignore_index=True) \
+        if len(cq) + len(iq) + len(sq) + len(kq) else pd.DataFrame(columns=QUARANTINE_COLUMNS)
     return HopResult(aged, quarantine, [ccheck, icheck]), good_customers
+
+
+def _credit_quarantine(nq: pd.DataFrame) -> pd.DataFrame:
+    if nq.empty:
+        return pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    return pd.DataFrame({"hop": "extract_aging", "entity": "credit_note", "record_id": nq["record_id"].to_numpy(),
+                         "invoice_id": None, "customer_id": nq["customer_id"].to_numpy(),
+                         "source_row": nq["source_row"].to_numpy(), "reason": nq["reason"].to_numpy(),
+                         "detail": None, "raw": [json.dumps({k: str(v) for k, v in r.items()}) for r in nq["raw"]]})
+
+
+def report_credits(aged: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
+    """What a books' report that nets credits takes off each customer: their credit notes no
+    invoice has taken and the cash the ledger holds unapplied (customer_id, currency, amount_minor)."""
+    parts = []
+    free = credits_mod.unallocated(credits_mod.parse(inputs.credit_notes)[0], inputs.as_of) \
+        if inputs.as_of is not None else pd.DataFrame()
+    if not free.empty:
+        parts.append(free.rename(columns={"unallocated_minor": "amount_minor"})[["customer_id", "currency",
+                                                                               "amount_minor"]])
+    cash = (inputs.stops or {}).get("unapplied_cash")
+    if cash is not None and not cash.empty:
+        parts.append(cash[["customer_id", "currency", "amount_minor"]])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["customer_id", "currency",
+                                                                                   "amount_minor"])
 
 
 def reconcile_aging(aged: pd.DataFrame, inputs: Inputs, policy: Policy) -> tuple[rec_mod.Reconciliation, HopResult]:
     tolerance = policy.reconciliation.tolerance
+    basis = policy.reconciliation.report_basis
+    credits = report_credits(aged, inputs) if policy.reconciliation.report_nets_credits else None
     if inputs.aging_report is None:
-        return rec_mod.reconcile(aged, None, tolerance=tolerance), HopResult(
+        return rec_mod.reconcile(aged, None, tolerance=tolerance, basis=basis, credits=credits,
+                                 as_of=inputs.as_of), HopResult(
             aged, pd.DataFrame(columns=QUARANTINE_COLUMNS), [])
     parsed = rec_mod.parse_report(inputs.aging_report, enrich_mod.customer_currency(aged), policy.reporting_currency)
     check = run_suite(parsed, "reconcile")  # report rows: a bad one holds its customer, it never fails the run
     q = quarantine_rows(check.rejected, parsed, inputs.aging_report, hop="reconcile", entity="aging_report",
                         id_column="customer_id")
-    result = rec_mod.reconcile(aged, parsed, tolerance=tolerance, rejected_report_rows=check.rejected.index)
+    result = rec_mod.reconcile(aged, parsed, tolerance=tolerance, rejected_report_rows=check.rejected.index,
+                               basis=basis, credits=credits, as_of=inputs.as_of)
     return result, HopResult(aged, q, [check])
 
 

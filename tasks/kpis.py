@@ -116,12 +116,13 @@ def _in_window(dates: pd.Series, as_of: dt.date, days: int) -> pd.Series:
 
 
 def open_ar(f: Frames) -> pd.DataFrame:
-    """Today's receivables: the run's open invoices with a balance (quarantined rows have none and
-    are counted under skipped records)."""
+    """Today's receivables: the run's open invoices with a balance left to pay (quarantined rows
+    have none and are counted under skipped records; one the ledger's payments settled is not open)."""
     o = f.open_invoices
     if o.empty:
         return o.assign(balance_minor=pd.Series(dtype="int64"))
-    o = o[o["balance_minor"].notna() & o["currency"].notna()].copy()
+    o = o[o["balance_minor"].notna() & o["currency"].notna()]
+    o = o[o["balance_minor"].astype("int64") > 0].copy()  # nothing left to pay: not open
     o["balance_minor"] = o["balance_minor"].astype("int64")
     o["days_past_due"] = o["days_past_due"].astype("int64")
     return o

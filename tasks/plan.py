@@ -32,7 +32,8 @@ from arflow.policy import SEGMENTS, Policy, Step
 
 HOLD_FLAGS = {"dispute": "open_dispute", "opt_out": "opt_out", "paused": "paused", "payment_plan": "payment_plan",
               "promise_to_pay": "promise_to_pay", "unapplied_cash": "unapplied_cash",
-              "reconciliation_mismatch": "reconciliation_mismatch", "written_off": "written_off"}
+              "reconciliation_mismatch": "reconciliation_mismatch", "written_off": "written_off",
+              "unapplied_credit": "unapplied_credit"}
 # Outbox statuses: a touch that reached its recipient (dry-run: rendered and recorded), one still on
 # its way, and one that did not go and must not be followed by a firmer step.
 DELIVERED = ("sent", "planned")
@@ -88,6 +89,8 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
     work["_hold_plan"] = work["payment_plan"].fillna(False).astype(bool)
 
     for name in policy.hold_order:
+        if HOLD_FLAGS[name] not in work:  # a frame from before the flag existed (credits: tasks/credits.py)
+            continue
         flag = work[HOLD_FLAGS[name]].fillna(False).astype(bool) & (outcome == "")
         outcome[flag] = "held"
         reason[flag] = name
@@ -138,9 +141,12 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
         if len(idx):
             rows.append(_actions_for(work.loc[idx], step, policy))
     extra = _plan_touches(work, installments, missed, as_of, policy, business)
+    extra.append(_credit_decisions(work, reason, business, policy))
     rows.extend(x for x in extra if not x.empty)
     actions = pd.concat(rows) if rows else _empty_actions()
     # A touch already in the outbox (an earlier run, or a re-run of today) is not planned again.
+    actions = actions[~actions["idempotency_key"].isin(done_keys)]
+    actions, reminding = _remind_first(actions, work, touches, as_of, policy)
     actions = actions[~actions["idempotency_key"].isin(done_keys)]
     actions = _step_down(actions, work, done_keys, policy)
     actions, waiting = _delivery_gates(actions, work, touches, as_of, policy)
@@ -151,6 +157,7 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
     rest = outcome == ""
     outcome[rest] = "no_action_due"
     reason[rest] = np.where(best_day[rest].isna(), "next_step_not_due", "step_done")
+    waiting = pd.concat([waiting, reminding[~reminding.index.isin(waiting.index)]])
     waiting = waiting[~waiting.index.isin(acting)]
     waiting = waiting[(outcome[waiting.index] == "no_action_due").to_numpy()]  # a held invoice keeps its hold reason
     reason[waiting.index] = waiting
@@ -191,6 +198,78 @@ def _step_down(actions: pd.DataFrame, work: pd.DataFrame, done_keys: set[str], p
         earlier["lane"] = actions.loc[idx, "lane"].to_numpy()  # handled in the invoice's own lane
         out.append(earlier)
     return pd.concat(out, ignore_index=True)
+
+
+HARD_DECISIONS = ("service_pause", "payment_plan_or_write_off")
+
+
+def _remind_first(actions: pd.DataFrame, work: pd.DataFrame, touches: pd.DataFrame, as_of: dt.date,
+                  policy: Policy) -> tuple[pd.DataFrame, pd.Series]:
+    """A customer is told before anything harder: where a pause, plan or write-off decision is due
+    for an invoice that never had a customer e-mail, the e-mail the cadence allows first goes today
+    instead (the decision's context will say it went), and the decision waits until it was
+    delivered and the policy's gap between e-mails has passed (a re-run of the day plans nothing
+    new; the customer has a few days to answer). Returns (actions, reason per invoice row whose
+    decision waits)."""
+    actions = actions.reset_index(drop=True)
+    hard = actions["step"].isin(HARD_DECISIONS) & (actions["channel"] == "decision")
+    if not hard.any():
+        return actions, pd.Series(dtype=object)
+    keys = touches["idempotency_key"].astype(str) if not touches.empty else pd.Series(dtype=str)
+    mail = touches[keys.str.endswith(":email")] if not touches.empty else touches
+    inv_of = mail["invoice_id"].where(mail["invoice_id"].notna(), keys[mail.index].str.split(":").str[0]) \
+        if not mail.empty else pd.Series(dtype=object)
+    ever = set(inv_of)
+    # Delivered (or, for a planner told only which keys exist, recorded: tests' done_keys).
+    went = mail["status"].isin(DELIVERED) | mail["status"].isna() if not mail.empty else mail
+    delivered = set(inv_of[went]) if not mail.empty else set()
+    recent = set()
+    if not mail.empty and "as_of" in mail:
+        when = pd.to_datetime(mail["delivered_on"].where(mail["delivered_on"].notna(), mail["as_of"]))
+        window = max(policy.delivery.min_gap_days, 1)
+        recent = set(inv_of[went & (when > pd.Timestamp(as_of) - pd.Timedelta(days=window))])
+    emailed_today = set(actions.loc[actions["channel"] == "email", "invoice_id"])
+    steps = {s.name: s for s in policy.steps}
+    drop, add, why = [], [], {}
+    for i in np.flatnonzero(hard.to_numpy()):
+        a = actions.iloc[i]
+        inv = a["invoice_id"]
+        if inv in delivered and inv not in recent:
+            continue
+        drop.append(i)
+        why[a["row"]] = "min_gap" if inv in recent else \
+            "previous_step_not_delivered" if inv in ever else "reminder_first"
+        if inv in ever or inv in emailed_today:
+            continue  # a reminder is on its way (or goes today): the decision follows once it was delivered
+        seg = work.at[a["row"], "segment"]
+        last = [s for s in policy.steps if s.channel == "email" and seg in s.segments and not s.approval
+                and s.sort_day <= steps[a["step"]].sort_day and s.business_days_before_due is None]
+        if not last:
+            continue
+        # The last e-mail the cadence has by then; _step_down makes it the one that may go first.
+        e = _actions_for(work.loc[[a["row"]]], max(last, key=lambda s: s.sort_day), policy)
+        e["lane"] = a["lane"]
+        add.append(e)
+        emailed_today.add(inv)
+    kept = actions.drop(index=drop)
+    out = pd.concat([kept] + add, ignore_index=True) if add else kept.reset_index(drop=True)
+    return out, pd.Series(why, dtype=object)
+
+
+def _credit_decisions(work: pd.DataFrame, reason: pd.Series, business: pd.Series, policy: Policy) -> pd.DataFrame:
+    """Credit a customer holds that could cover invoices held for it: one decision per customer
+    and currency (on its oldest such invoice), offering a person to apply it in the books."""
+    held = work[(reason == "unapplied_credit") & business]
+    if held.empty:
+        return _empty_actions()
+    lead = held.sort_values(["due_date", "invoice_id"]).drop_duplicates(["customer_id", "currency"])
+    step = Step(name="apply_credit", lane="current", day=0, channel="decision", tone="friendly",
+                recipients=("finance",), approval=True)
+    a = _actions_for(lead, step, policy)
+    a["lane"] = lead["lane"].to_numpy()
+    notes = lead["credit_notes"].astype(str).str.replace(r"[^A-Za-z0-9,_\-]", "", regex=True).to_numpy()
+    a["idempotency_key"] = a["invoice_id"].astype(str) + ":apply_credit_" + notes + ":decision"
+    return a
 
 
 def _delivery_gates(actions: pd.DataFrame, work: pd.DataFrame, touches: pd.DataFrame, as_of: dt.date,

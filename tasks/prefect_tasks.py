@@ -59,7 +59,12 @@ def fetch_inputs(source, ledger: Ledger, as_of: dt.date, data_dir, with_settled:
     inputs = hops.Inputs(source=src.name, invoices=src.invoices(), customers=src.customers(),
                          payments=src.payments(), aging_report=report,
                          reflected_payment_ids=src.reflected_payment_ids(), stops=ledger.stop_records(as_of),
-                         history=ledger.payment_history(as_of), applied=ledger.applied_payments(as_of), notes=notes)
+                         history=ledger.payment_history(as_of), applied=ledger.applied_payments(as_of), notes=notes,
+                         as_of=as_of)
+    if hasattr(src, "credit_notes"):
+        inputs.credit_notes = src.credit_notes()
+    if hasattr(src, "payment_schedule"):
+        inputs.payment_schedule = src.payment_schedule()
     if with_settled and hasattr(src, "settled_invoices"):
         inputs.settled = src.settled_invoices()
     if hasattr(src, "notes"):  # a connected system: its sync, and what the books hold that we do not act on
@@ -174,11 +179,11 @@ def read_payments(inputs: hops.Inputs, bank_file: str | None):
 
 
 @task(name="apply_cash", cache_policy=NO_CACHE, **RETRY)
-def apply_cash(payments, ledger: Ledger, invoices, customers, as_of: dt.date):
+def apply_cash(payments, ledger: Ledger, invoices, customers, as_of: dt.date, policy: Policy | None = None):
     from connectors.ledger import models as m
     from tasks.checkpoint import run_checkpoint
 
-    return run_checkpoint(payments, ledger.frame(m.PaymentReceived), invoices, customers, as_of)
+    return run_checkpoint(payments, ledger.frame(m.PaymentReceived), invoices, customers, as_of, policy)
 
 
 @task(name="record_checkpoint", cache_policy=NO_CACHE, **RETRY)

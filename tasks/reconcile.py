@@ -29,15 +29,37 @@ class Reconciliation:
     results: pd.DataFrame = field(default_factory=pd.DataFrame)  # customer, bucket, ours, books, status
     report_rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # parsed report, for the DQ suite
 
+    basis: str = "due_date"
+    nets_credits: bool = False
+
     def summary(self) -> dict:
         return {"status": self.status, "mismatched_customers": self.mismatched_customers,
                 "tolerance": self.tolerance}
 
 
-def our_aging(invoices: pd.DataFrame) -> pd.DataFrame:
-    """customer_id x currency -> minor units per bucket and total (source balances)."""
+def our_aging(invoices: pd.DataFrame, basis: str = "due_date", credits: pd.DataFrame | None = None,
+              as_of=None) -> pd.DataFrame:
+    """customer_id x currency -> minor units per bucket and total (source balances), aged as the
+    books' report is (`basis`), less `credits` (customer_id, currency, amount_minor: what the
+    report nets) in the current bucket."""
     if invoices.empty:
         return pd.DataFrame(columns=["customer_id", "currency", *COMPARED])
+    from tasks.extract import bucket_of
+    from tasks.schedule import aging_rows
+
+    if basis == "invoice_date":
+        if as_of is None:
+            raise ValueError("aging by invoice date needs the day (as_of)")
+        invoices = invoices.assign(bucket=bucket_of((pd.Timestamp(as_of)
+                                                     - invoices["issue_date"]).dt.days.astype("int64")),
+                                   schedule=None)
+    else:
+        invoices = aging_rows(invoices, "balance_minor")  # an invoice's instalments in their own buckets
+    if credits is not None and not credits.empty:
+        netted = credits.assign(bucket="current", balance_minor=-credits["amount_minor"].astype("int64"))
+        netted = netted[netted["customer_id"].isin(set(invoices["customer_id"]))]
+        invoices = pd.concat([invoices[["customer_id", "currency", "bucket", "balance_minor"]],
+                              netted[["customer_id", "currency", "bucket", "balance_minor"]]], ignore_index=True)
     pivot = invoices.pivot_table(index=["customer_id", "currency"], columns="bucket", values="balance_minor",
                                  aggfunc="sum", fill_value=0, observed=True)
     pivot = pivot.reindex(columns=list(BUCKETS), fill_value=0).astype("int64")
@@ -65,12 +87,15 @@ def parse_report(report: pd.DataFrame, currency_of: pd.Series, default_currency:
 
 
 def reconcile(invoices: pd.DataFrame, report: pd.DataFrame | None, *, tolerance: str,
-              rejected_report_rows: pd.Index | None = None) -> Reconciliation:
+              rejected_report_rows: pd.Index | None = None, basis: str = "due_date",
+              credits: pd.DataFrame | None = None, as_of=None) -> Reconciliation:
     """Compare. `report` is the parsed report (parse_report) less nothing; `rejected_report_rows`
-    are the report rows the DQ suite quarantined: their customers count as mismatched."""
+    are the report rows the DQ suite quarantined: their customers count as mismatched. `basis` and
+    `credits`: how the report ages and what it nets (our_aging)."""
+    nets = credits is not None
     if report is None:
-        return Reconciliation(status="skipped", tolerance=tolerance)
-    ours = our_aging(invoices)
+        return Reconciliation(status="skipped", tolerance=tolerance, basis=basis, nets_credits=nets)
+    ours = our_aging(invoices, basis, credits, as_of)
     multi = ours.groupby("customer_id")["currency"].nunique()
     multi_currency = set(multi[multi > 1].index)
     bad_rows = report.loc[rejected_report_rows] if rejected_report_rows is not None else report.iloc[:0]
@@ -99,7 +124,8 @@ def reconcile(invoices: pd.DataFrame, report: pd.DataFrame | None, *, tolerance:
         results = pd.concat([results, pd.DataFrame(extra)], ignore_index=True)
     mismatched = sorted(set(results.loc[results["status"] == "mismatched", "customer_id"].astype(str)))
     return Reconciliation(status="mismatched" if mismatched else "matched", tolerance=tolerance,
-                          mismatched_customers=mismatched, results=results, report_rows=report)
+                          mismatched_customers=mismatched, results=results, report_rows=report, basis=basis,
+                          nets_credits=nets)
 
 
 def _tolerance_minor(currencies: pd.Series, tolerance: str) -> pd.Series:

@@ -34,6 +34,10 @@ def bucket_totals(planned: pd.DataFrame) -> tuple[dict, dict]:
     one currency; with several it is {currency: {count, amount}} per bucket. by_bucket_by_currency
     always has the per-currency shape."""
     per_currency: dict[str, dict] = {}
+    if not planned.empty:  # an invoice with nothing left to pay is not open, whatever the source says
+        from tasks.schedule import aging_rows  # instalments each in their own bucket
+
+        planned = aging_rows(planned[planned["effective_balance_minor"] > 0])
     currencies = sorted(planned["currency"].dropna().unique()) if not planned.empty else []
     for b in BUCKETS:
         rows = planned[planned["bucket"] == b] if not planned.empty else planned

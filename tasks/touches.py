@@ -24,7 +24,7 @@ CONTEXT_COLUMNS = ["invoice_number", "due_date", "days_past_due", "currency", "e
                    "billing_contact_name", "customer_name", "segment", "arr_minor", "health", "risk_score",
                    "escalation", "escalation_reason", "paid_count", "avg_days_late", "late_count_12m",
                    "payment_link", "payment_failed", "language", "owner_ae_email", "billing_contact_email",
-                   "tenure_months"]
+                   "tenure_months", "customer_credit_minor", "credit_notes", "amount_due_minor", "schedule"]
 TONE_RANK = {"friendly": 0, "firm": 1, "escalating": 2}
 
 
@@ -52,12 +52,15 @@ def invoice_context(c, act) -> dict:
     """What one touch's text is rendered from; stored with the outbox row (JSON), so the message
     can be rendered again at send time without an invoice that changed since."""
     cur = c.currency
+    # An invoice with instalments is chased for what is due (tasks/schedule.py), not its whole balance.
+    due = int(c.amount_due_minor) if pd.notna(c.amount_due_minor) else int(c.effective_balance_minor)
     return {
         "invoice_id": act.invoice_id, "step": act.step, "step_day": int(act.step_day), "tone": act.tone,
         "needs_approval": bool(act.needs_approval), "recipients": act.recipients,
         "invoice_number": str(c.invoice_number), "due_date": c.due_date.date().isoformat(),
         "days_past_due": int(c.days_past_due), "currency": cur,
-        "amount_minor": int(c.effective_balance_minor), "amount": format_minor(int(c.effective_balance_minor), cur),
+        "amount_minor": due, "amount": format_minor(due, cur),
+        "balance": format_minor(int(c.effective_balance_minor), cur) if isinstance(c.schedule, str) else None,
         "contact_name": c.billing_contact_name if isinstance(c.billing_contact_name, str) else "there",
         "customer_name": str(c.customer_name), "segment": c.segment,
         "arr": format_minor(int(c.arr_minor), "USD") if pd.notna(c.arr_minor) else "unknown",
@@ -69,7 +72,54 @@ def invoice_context(c, act) -> dict:
         "owner_email": c.owner_ae_email if isinstance(c.owner_ae_email, str) else None,
         "billing_email": c.billing_contact_email if isinstance(c.billing_contact_email, str) else None,
         "tenure_months": int(c.tenure_months) if pd.notna(c.tenure_months) else None,
+        "customer_credit": format_minor(int(c.customer_credit_minor), cur)
+        if pd.notna(c.customer_credit_minor) and int(c.customer_credit_minor) > 0 else None,
+        "credit_notes": c.credit_notes if isinstance(c.credit_notes, str) and c.credit_notes else None,
     }
+
+
+# Why an open invoice is not chased today, as the customer may read it beside their reminder.
+REVIEW_REASONS = {"dispute": "under review", "payment_plan": "on a payment plan", "promise_to_pay": "payment promised",
+                  "unapplied_cash": "under review", "unapplied_credit": "a credit is being applied",
+                  "reconciliation_mismatch": "under review", "paused": "under review"}
+
+
+def account_positions(invoices: pd.DataFrame, actions: pd.DataFrame | None = None) -> dict[str, dict]:
+    """Per customer: every open overdue invoice (what is left, marked where a person has it under
+    review: a hold, or a step waiting for a decision) and the credit they hold that no invoice has
+    taken, so a reminder never shows a partial picture."""
+    if invoices.empty or "effective_balance_minor" not in invoices:
+        return {}
+    cols = ["customer_id", "invoice_id", "invoice_number", "currency", "effective_balance_minor", "due_date",
+            "days_past_due"]
+    inv = invoices[(invoices["effective_balance_minor"] > 0) & (invoices["days_past_due"] > 0)]
+    if "written_off" in inv:
+        inv = inv[~inv["written_off"].fillna(False).astype(bool)]
+    out: dict[str, dict] = {}
+    reason = inv["reason"] if "reason" in inv else pd.Series(None, index=inv.index)
+    outcome = inv["outcome"] if "outcome" in inv else pd.Series(None, index=inv.index)
+    deciding = {}  # today's steps that go to a person first
+    if actions is not None and not actions.empty:
+        d = actions[actions["needs_approval"].astype(bool)]
+        deciding = dict(zip(d["invoice_id"], d["step"]))
+    for r, why, oc in zip(inv[cols].itertuples(index=False), reason, outcome):
+        review = REVIEW_REASONS.get(why) if oc == "held" else ("under review" if why == "previous_step_not_delivered"
+                                                                 else None)
+        if r.invoice_id in deciding:
+            review = "a credit is being applied" if deciding[r.invoice_id] == "apply_credit" else "under review"
+        out.setdefault(r.customer_id, {"open": [], "credits": []})["open"].append({
+            "invoice_id": r.invoice_id, "invoice_number": str(r.invoice_number), "currency": r.currency,
+            "amount": format_minor(int(r.effective_balance_minor), r.currency), "due_date": r.due_date.date().isoformat(),
+            "days_past_due": int(r.days_past_due), "review": review})
+    if "customer_credit_minor" in invoices:
+        held = invoices[invoices["customer_credit_minor"].fillna(0) > 0].drop_duplicates(["customer_id", "currency"])
+        for r in held[["customer_id", "currency", "customer_credit_minor", "credit_notes"]].itertuples(index=False):
+            out.setdefault(r.customer_id, {"open": [], "credits": []})["credits"].append({
+                "currency": r.currency, "amount": format_minor(int(r.customer_credit_minor), r.currency),
+                "notes": str(r.credit_notes)})
+    for v in out.values():
+        v["open"].sort(key=lambda x: (-x["days_past_due"], x["invoice_number"]))
+    return out
 
 
 def message_context(items: list[dict], sender_name: str) -> dict:
@@ -78,6 +128,7 @@ def message_context(items: list[dict], sender_name: str) -> dict:
     lead = max(items, key=lambda i: (i["step_day"], TONE_RANK.get(i["tone"], 0), i["days_past_due"]))
     ordered = sorted(items, key=lambda i: (-i["days_past_due"], i["invoice_number"]))
     return {**lead, "invoices": ordered, "sender_name": sender_name,
+            "also_open": lead.get("also_open", []), "credits": lead.get("credits", []),
             "needs_approval": any(i["needs_approval"] for i in items),
             "payment_failed": any(i["payment_failed"] for i in items) and lead["step"] in ("nudge", "payment_failed_notice")}
 
@@ -110,7 +161,7 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
     if actions.empty:
         return pd.DataFrame()
     a = actions.reset_index(drop=True)
-    ctx_rows = invoices.loc[a["row"], CONTEXT_COLUMNS].reset_index(drop=True).astype(object)
+    ctx_rows = invoices.reindex(columns=CONTEXT_COLUMNS).loc[a["row"]].reset_index(drop=True).astype(object)
     directory = Directory.build(invoices["invoice_number"], invoices["customer_id"],
                                 invoices["customer_name"], invoices["customer_id"])
     contexts = [invoice_context(c, act) for act, c in zip(a.astype(object).itertuples(index=False),
@@ -126,9 +177,16 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
     for i, key in enumerate(message_key):
         groups.setdefault(key, []).append(i)
     channels, customers = a["channel"].tolist(), a["customer_id"].tolist()
+    account = account_positions(invoices, a)
     for key, idx in groups.items():
         items = [contexts[i] for i in idx]
         channel = channels[idx[0]]
+        if channel == "email":  # one message covers everything the customer owes, and the credit they hold
+            extra = account.get(customers[idx[0]], {})
+            listed = {i["invoice_id"] for i in items}
+            for i in idx:
+                contexts[i]["also_open"] = [x for x in extra.get("open", []) if x["invoice_id"] not in listed]
+                contexts[i]["credits"] = extra.get("credits", [])
         subject, body, ctx = render_message(channel, items, sender_name)
         status, reason = initial_status(mode, ctx["needs_approval"]), None
         if channel == "email" and personalize is not None:

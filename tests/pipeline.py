@@ -15,7 +15,8 @@ def inputs_from(folder, as_of, ledger=None) -> hops.Inputs:
         source=src.name, invoices=src.invoices(), customers=src.customers(), payments=src.payments(),
         aging_report=src.aging_report(), reflected_payment_ids=src.reflected_payment_ids(),
         stops=ledger.stop_records(as_of) if ledger else {}, history=ledger.payment_history(as_of) if ledger else empty,
-        applied=ledger.applied_payments(as_of) if ledger else empty)
+        applied=ledger.applied_payments(as_of) if ledger else empty, credit_notes=src.credit_notes(),
+        payment_schedule=src.payment_schedule(), as_of=as_of)
 
 
 def run(folder, as_of, policy, ledger=None, done_keys=frozenset(), touches=None, installments=None):
@@ -32,3 +33,26 @@ def run(folder, as_of, policy, ledger=None, done_keys=frozenset(), touches=None,
     quarantine = pd.concat([h.quarantine for h in (extracted, rec_hop, enriched, scored, planned)], ignore_index=True)
     return {"extracted": extracted, "reconciliation": rec, "planned": planned.frame, "actions": actions,
             "quarantine": quarantine, "customers": customers}
+
+
+def checkpoint(folder, as_of, policy, ledger, bank_file=None):
+    """The payment checkpoint's steps in flow order (flows/payment_checkpoint.py), without Prefect:
+    read the payments, age the invoices with the ledger's applications, apply, record."""
+    from connectors.bank import read_bank_file
+    from connectors.ledger import models as m
+    from tasks.checkpoint import billing_payments, run_checkpoint, summarize
+    from tasks.touches import receipt_rows
+
+    inputs = inputs_from(folder, as_of, ledger)
+    payments, quarantined = billing_payments(inputs.payments)
+    if bank_file is not None:
+        bank, bq = read_bank_file(bank_file)
+        payments = pd.concat([f for f in (payments, bank) if not f.empty] or [payments], ignore_index=True)
+        quarantined = pd.concat([quarantined, bq], ignore_index=True)
+    extracted, _customers = hops.extract_aging(inputs, as_of, policy)
+    result = run_checkpoint(payments, ledger.frame(m.PaymentReceived), extracted.frame, inputs.customers, as_of, policy)
+    receipts = receipt_rows(result.closed, extracted.frame, inputs.customers, mode="dry-run", run_id="t", as_of=as_of)
+    written = ledger.record_checkpoint(result, receipts, as_of, "t")
+    summary = summarize(result, payments_read=len(payments) + len(quarantined), quarantined=len(quarantined),
+                        receipts_queued=written["receipts_queued"], as_of=as_of, run_id="t")
+    return summary, result

@@ -57,10 +57,14 @@ def test_auto_charge_on_the_due_date_only_for_autopay(tmp_path, policy):
     assert dict(zip(a["invoice_id"], a["step"])) == {"I1": "auto_charge", "I2": "pre_due_reminder"}
 
 
-def test_first_sight_of_an_old_invoice_takes_only_the_most_advanced_step(tmp_path, policy):
-    _, a = _plan(tmp_path, policy, [invoice("I1", due_date="2026-10-05")])  # 49 days
-    assert sorted(a["step"]) == ["finance_owner_call", "service_pause"]
-    assert a["needs_approval"].all()
+def test_first_sight_of_an_old_invoice_takes_the_most_advanced_step_but_tells_the_customer_first(tmp_path, policy):
+    _, a = _plan(tmp_path, policy, [invoice("I1", due_date="2026-10-05")])  # 49 days, never contacted
+    # The owner call (internal) goes to a person; the service pause waits until a reminder reached
+    # the customer, and the reminder is the friendly one the cadence allows first.
+    assert sorted(a["step"]) == ["finance_owner_call", "follow_up"]
+    assert a.set_index("step").loc["follow_up", "tone"] == "friendly"
+    _, a = _plan(tmp_path / "b", policy, [invoice("I1", due_date="2026-10-05")], done=["I1:follow_up:email"])
+    assert sorted(a["step"]) == ["finance_owner_call", "service_pause"] and a["needs_approval"].all()
 
 
 def test_strategic_account_gets_an_owner_heads_up_not_a_firm_email(tmp_path, policy):

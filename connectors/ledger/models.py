@@ -294,6 +294,9 @@ class PaymentApplication(Base):
     # The invoice's balance in the source when this was applied: once the source's balance has
     # dropped by the applied amount, the source shows the payment and it is not subtracted again.
     source_balance_minor: Mapped[int | None] = mapped_column(BigInteger)
+    # The credits the source showed on the invoice then (its credit notes allocated to it): a later
+    # drop in balance that credits explain is not the payment arriving (migration 0008).
+    source_credit_minor: Mapped[int | None] = mapped_column(BigInteger)
     reversed_on: Mapped[dt.date | None] = mapped_column(Date)
 
 

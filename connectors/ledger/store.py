@@ -331,12 +331,13 @@ class Ledger:
         with self.engine.begin() as conn:
             rows = [{**r, "run_id": run_id} for r in result.received]
             new = set(self._insert_new(conn, m.PaymentReceived, rows, ["payment_id"], "payment_id"))
-            apps = [a for a in result.applications if a["payment_id"] in new]
+            apps = [a for a in result.applications if a["payment_id"].removesuffix(":write_off") in new]
             self.insert_rows(m.PaymentApplication, apps, conn)
             self.insert_rows(m.CustomerCredit, [c for c in result.credits if c["payment_id"] in new], conn)
             reversing = {orig for rev, orig in result.reversal_of.items() if rev in new}
             if reversing:
-                conn.execute(update(m.PaymentApplication).where(m.PaymentApplication.payment_id.in_(reversing),
+                undone = reversing | {r + ":write_off" for r in reversing}  # a tolerated short payment's write-off too
+                conn.execute(update(m.PaymentApplication).where(m.PaymentApplication.payment_id.in_(undone),
                                                                 m.PaymentApplication.reversed_on.is_(None))
                              .values(reversed_on=as_of))
                 conn.execute(update(m.PaymentReceived).where(m.PaymentReceived.payment_id.in_(reversing))

@@ -106,7 +106,7 @@ def test_checkpoint_json_with_a_bank_file(tmp_path):
     p = _run(["run", "--as-of", "2026-11-24", "--source", f"csv:{src}", "--json"], tmp_path)
     day = json.loads(p.stdout)
     assert day["no_action_due"].get("nothing_owed") == 1
-    assert day["by_bucket"]["d1_30"] == {"count": 2, "amount": "600.00"}
+    assert day["by_bucket"]["d1_30"] == {"count": 1, "amount": "600.00"}   # the paid one is not open
 
 
 def test_checkpoint_missing_bank_file_is_a_usage_error(tmp_path):

@@ -258,25 +258,31 @@ def test_critical_decisions_set_up_a_payment_plan_or_a_write_off(env, smtp):
     src = make_source(env / "src", [invoice("I1", issue_date="2026-08-01", due_date="2026-08-31", balance="900.00"),
                                     invoice("I2", "C2", issue_date="2026-08-01", due_date="2026-08-31")],
                       [customer("C1"), customer("C2")])
-    daily_ar(as_of=MON, source=f"csv:{src}", mode="send")
+    # Never chased before: each customer is reminded first; the decisions open once the policy's
+    # gap after that reminder has passed (Thanksgiving on the 26th: the 27th).
+    first = daily_ar(as_of=MON, source=f"csv:{src}", mode="send")
+    assert first["sent"] == 2 and len(smtp.to("ap@c1.example.com")) == 1
     ledger = Ledger(f"sqlite:///{env / 'ledger.db'}")
+    assert open_decisions(ledger).empty
+    daily_ar(as_of=D(2026, 11, 27), source=f"csv:{src}", mode="send")
     q = open_decisions(ledger)
     choice = q[q["kind"] == "payment_plan_or_write_off"].set_index("customer_id")
+    assert json.loads(choice.loc["C1", "context"])["customer_reminded"]["on"] == str(MON)
     with pytest.raises(DecisionError, match="--choice"):
         settle(ledger, int(choice.loc["C1", "id"]), "approve", by="clerk", on=MON)
     settle(ledger, int(choice.loc["C1", "id"]), "approve", by="clerk", on=MON, choice="payment_plan", installments=3)
     settle(ledger, int(choice.loc["C2", "id"]), "approve", by="controller", on=MON, choice="write_off")
-    s = daily_ar(as_of=D(2026, 11, 24), source=f"csv:{src}", mode="send")
+    s = daily_ar(as_of=D(2026, 11, 30), source=f"csv:{src}", mode="send")
     assert s["carried_out"] == 2 and s["sent"] == 3  # the two decisions, and the plan's proposal e-mail
     plan = ledger.frame(m.PaymentPlan).iloc[0]
     inst = ledger.frame(m.Installment)
     assert plan["invoice_id"] == "I1" and inst["amount_minor"].tolist() == [30000, 30000, 30000]
-    (proposal,) = smtp.to("ap@c1.example.com")
+    reminder, proposal = smtp.to("ap@c1.example.com")
     assert "installments" in proposal.get_content() and "300.00" in proposal.get_content()
-    export = env / "exports" / "collections-2026-11-24.csv"
+    export = env / "exports" / "collections-2026-11-30.csv"
     rows = list(csv.DictReader(open(export)))
     assert [r["invoice_id"] for r in rows] == ["I2"] and rows[0]["amount"] == "1000.00"
-    s = daily_ar(as_of=D(2026, 11, 25), source=f"csv:{src}", mode="send")
+    s = daily_ar(as_of=D(2026, 12, 1), source=f"csv:{src}", mode="send")
     out = ledger.frame(m.InvoiceOutcome, m.InvoiceOutcome.run_id == s["run_id"]).set_index("invoice_id")
     assert out.loc["I1", "reason"] == "payment_plan" and out.loc["I2", "reason"] == "written_off"
     assert len(list(csv.DictReader(open(export)))) == 1  # exported once

@@ -357,6 +357,14 @@ def queue(as_json: bool = typer.Option(False, "--json", help="print one JSON obj
         sys.stdout.write(f"#{d['id']} {d['kind']} {c.get('customer', d['customer_id'])} [{d['opened_on']}] {inv}\n")
         if c.get("proposed_subject"):
             sys.stdout.write(f"    proposed: {c['proposed_subject']}\n")
+        env = c.get("envelope")
+        if env:
+            sys.stdout.write(f"    from {env['from']} to {', '.join(env['to']) or 'nobody'}"
+                             + (f" cc {', '.join(env['cc'])}" if env["cc"] else "") + "\n")
+        if c.get("changed_since_approval"):
+            ch = c["changed_since_approval"]
+            sys.stdout.write(f"    changed since {ch['approved_by']} approved it: "
+                             + ", ".join(x["field"] for x in ch["changes"]) + "\n")
 
 
 @app.command("decide")

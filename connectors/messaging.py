@@ -158,6 +158,14 @@ def split_recipients(recipients: str) -> tuple[list[str], list[str]]:
     return addrs[:1], addrs[1:]
 
 
+def envelope(recipients: str, sender_address: str | None, mail_from: str) -> dict:
+    """Who a message is from and to, exactly as it leaves: what the approver is shown and what the
+    send composes, from one function so the two cannot differ."""
+    to, cc = split_recipients(recipients)
+    sender = display_sender(sender_address, mail_from)
+    return {"from": sender, "sender": mail_from if sender != mail_from else None, "to": to, "cc": cc}
+
+
 def display_sender(address: str | None, default: str, name: str = "Accounts Receivable") -> str:
     if not address:
         return default

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 
 import pandas as pd
 from sqlalchemy import select, update
@@ -24,14 +25,20 @@ class DecisionError(ValueError):
     """A decision cannot be settled as asked (unknown, already settled, missing choice)."""
 
 
-def decision_rows(rows: pd.DataFrame, prior: pd.DataFrame, run_id: str, as_of: dt.date) -> list[dict]:
+def decision_rows(rows: pd.DataFrame, prior: pd.DataFrame, run_id: str, as_of: dt.date,
+                  mail_from: str | None = None) -> list[dict]:
     """One decision per message waiting for a person, from its outbox rows (with their stored
-    context) and the prior touches of its invoices."""
+    context) and the prior touches of its invoices. An e-mail's decision carries its envelope
+    (From, Sender, To, Cc) as the send will compose it, from the system address `mail_from`."""
+    from tasks.touches import lead_index, message_envelope
+
+    mail_from = mail_from or os.environ.get("ARFLOW_MAIL_FROM", "accounts-receivable@localhost")
     waiting = rows[rows["status"] == "awaiting_decision"] if not rows.empty else rows
     out = []
     for key, grp in waiting.groupby("message_key", sort=False):
         contexts = [json.loads(c) for c in grp["context"]]
-        lead = max(contexts, key=lambda c: (c["step_day"], c["days_past_due"]))
+        n = lead_index(contexts)
+        lead, lead_row = contexts[n], grp.iloc[n]
         invoices = sorted({c["invoice_id"] for c in contexts})
         earlier = prior[prior["invoice_id"].isin(invoices)] if not prior.empty else prior
         touches = [{"on": str(r.as_of), "step": r.step, "channel": r.channel, "status": r.status}
@@ -52,12 +59,32 @@ def decision_rows(rows: pd.DataFrame, prior: pd.DataFrame, run_id: str, as_of: d
             "customer_reminded": ({"on": reminded[-1].get("delivered_on") or reminded[-1]["on"],
                                    "step": reminded[-1]["step"],
                                    "reminders": len(reminded)} if reminded else None),
-            "recipients": first["recipients"], "proposed_subject": first["subject"], "proposed_text": first["body"],
+            "recipients": lead_row["recipients"], "proposed_subject": first["subject"], "proposed_text": first["body"],
         }
+        if first["channel"] == "email":
+            context["envelope"] = message_envelope(grp, mail_from)
         out.append({"decision_key": key, "kind": lead["step"], "invoice_ids": ",".join(invoices),
                     "customer_id": first["customer_id"], "opened_on": as_of, "run_id": run_id, "status": "open",
                     "context": json.dumps(context, default=str)})
     return out
+
+
+def approval_changes(decision: dict, envelope: dict, subject: str, body: str) -> list[dict]:
+    """What differs between the message a person approved (its envelope, subject and text, as
+    edited) and the one about to leave: each field with the approved and the current value."""
+    c = json.loads(decision["context"]) if isinstance(decision["context"], str) else decision["context"]
+    approved_env = c.get("envelope")
+    seen = {"subject": decision.get("edited_subject") or c.get("proposed_subject") or "",
+            "body": decision.get("edited_body") or c.get("proposed_text") or ""}
+    now = {"subject": subject or "", "body": body or ""}
+    same = {"subject": lambda s: " ".join(s.split()),  # as compose() writes the header
+            "body": lambda s: s.replace("\r\n", "\n").strip()}
+    changes = [{"field": k, "approved": seen[k], "now": now[k]} for k in ("subject", "body")
+               if same[k](seen[k]) != same[k](now[k])]
+    if approved_env is not None:  # decisions opened before envelopes were kept show only their text
+        changes += [{"field": k, "approved": approved_env.get(k), "now": envelope.get(k)}
+                    for k in ("from", "sender", "to", "cc") if approved_env.get(k) != envelope.get(k)]
+    return changes
 
 
 FORM_KINDS = ("plan_or_write_off", "delivery", "message", "approval")

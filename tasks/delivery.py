@@ -27,10 +27,11 @@ from arflow import businessdays as bd
 from arflow.money import format_minor
 from arflow.policy import Policy
 from connectors.ledger import models as m
-from connectors.messaging import SendError, compose, display_sender, split_recipients
+from connectors.messaging import SendError, compose, split_recipients
 from tasks import extract
+from tasks.decisions import approval_changes
 from tasks.guardrails import Directory
-from tasks.touches import check_rendered, render, render_message
+from tasks.touches import check_rendered, message_envelope, render, render_message
 
 @dataclass
 class Channels:
@@ -178,6 +179,16 @@ def _send_message(ctx: Context, key: str, grp: pd.DataFrame, rows_planned: int, 
         if found:
             ctx.ledger.mark(ids, "blocked", reason="guardrail: " + ",".join(found))
             return
+    if channel == "email" and isinstance(first["context"], str):
+        approved = ctx.ledger.approved_decision(key)
+        if approved is not None:  # a person approved this message: what leaves is what they saw
+            env = message_envelope(grp, ctx.channels.mail_from)
+            changes = approval_changes(approved, env, subject, body)
+            if changes:
+                ctx.ledger.reopen_decision(approved["id"], ids, changes, envelope=env, subject=subject, body=body,
+                                           on=ctx.as_of, run_id=ctx.run_id)
+                counts.skip("changed_since_approval", len(ids))
+                return
     try:
         result = _send(ctx, channel, key, grp, subject, body, counts)
     except _AlreadyRecorded:
@@ -205,14 +216,11 @@ def _send(ctx: Context, channel: str, key: str, grp: pd.DataFrame, subject: str,
     if channel == "email":
         if ctx.channels.mailer is None:
             raise SendError("no SMTP server configured (ARFLOW_SMTP_HOST)", transient=False)
-        steps = [json.loads(c)["step_day"] if isinstance(c, str) else 0 for c in grp["context"]]
-        lead = grp.iloc[max(range(len(steps)), key=steps.__getitem__)]
-        to, cc = split_recipients(str(lead["recipients"]))
-        if not to:
+        env = message_envelope(grp, ctx.channels.mail_from)
+        if not env["to"]:
             raise SendError("no e-mail address for the recipient", transient=False)
-        sender = display_sender(first["sender"] if isinstance(first["sender"], str) else None, ctx.channels.mail_from)
-        msg = compose(sender=sender, to=to, cc=cc, subject=subject, body=body, key=key,
-                      sender_on_behalf=ctx.channels.mail_from if sender != ctx.channels.mail_from else None)
+        msg = compose(sender=env["from"], to=env["to"], cc=env["cc"], subject=subject, body=body, key=key,
+                      sender_on_behalf=env["sender"])
         ctx.channels.mailer.send(msg)
         return None
     if channel in ("slack", "crm_task"):
@@ -290,7 +298,8 @@ def _queue_email(ctx: Context, row, c: dict, *, key: str, step: str, lane: str, 
         "closed_reason": ("guardrail: " + ",".join(blocked)) if blocked else None, "message_key": key,
         "context": json.dumps(context, default=str), "language": c.get("language"),
         "sender": c.get("owner_email") if ctx.policy.delivery.sender == "owner" else None}])
-    decisions = decision_rows(frame, pd.DataFrame(), ctx.run_id, ctx.as_of) if status == "awaiting_decision" else []
+    decisions = decision_rows(frame, pd.DataFrame(), ctx.run_id, ctx.as_of, ctx.channels.mail_from) \
+        if status == "awaiting_decision" else []
     return ctx.ledger.queue_touches(frame, decisions)[1]
 
 

@@ -118,7 +118,7 @@ def plan_actions(scored, as_of: dt.date, policy: Policy, mismatched: set[str], l
 
 @task(name="queue_touches", cache_policy=NO_CACHE, **RETRY)
 def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_of: dt.date,
-                  run_dir=None, policy: Policy | None = None, llm=None) -> dict:
+                  run_dir=None, policy: Policy | None = None, llm=None, mail_from: str | None = None) -> dict:
     """Render today's touches (one message per customer), check them, and write them to the
     outbox; each message that waits for a person opens a decision in the same transaction."""
     import os
@@ -137,11 +137,12 @@ def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_
     if personalize is not None:
         ledger.record_llm(llm.calls[since:], [])
     waiting = rows[rows["status"] == "awaiting_decision"] if not rows.empty else rows
-    decisions = decision_rows(rows, ledger.touch_history(namespace(mode), set(waiting["invoice_id"])), run_id, as_of) \
-        if mode != "dry-run" and not waiting.empty else []
+    mail_from = mail_from or os.environ.get("ARFLOW_MAIL_FROM", "accounts-receivable@localhost")
+    decisions = decision_rows(rows, ledger.touch_history(namespace(mode), set(waiting["invoice_id"])), run_id, as_of,
+                              mail_from) if mode != "dry-run" and not waiting.empty else []
     new, opened = ledger.queue_touches(rows, decisions)
     if mode == "dry-run" and run_dir is not None:
-        write_eml(rows, run_dir, sender=os.environ.get("ARFLOW_MAIL_FROM", "accounts-receivable@localhost"))
+        write_eml(rows, run_dir, sender=mail_from)
     messages = rows.drop_duplicates("message_key") if not rows.empty else rows
     blocked = int((messages["status"] == "blocked").sum()) if not rows.empty else 0
     drafted = opened if mode == "draft" else 0

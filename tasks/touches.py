@@ -26,6 +26,10 @@ CONTEXT_COLUMNS = ["invoice_number", "due_date", "days_past_due", "currency", "e
                    "payment_link", "payment_failed", "language", "owner_ae_email", "billing_contact_email",
                    "tenure_months", "customer_credit_minor", "credit_notes", "amount_due_minor", "schedule"]
 TONE_RANK = {"friendly": 0, "firm": 1, "escalating": 2}
+# Touches of an invoice on an agreed payment plan: carried by the customer's message of the day,
+# never merged into another step's text (message_context).
+CARRIED_STEPS = ("installment_reminder",)
+NOT_YET_DUE = "not yet due"
 
 
 @lru_cache(maxsize=16)
@@ -122,13 +126,46 @@ def account_positions(invoices: pd.DataFrame, actions: pd.DataFrame | None = Non
     return out
 
 
+def lead_index(items: list[dict]) -> int:
+    """Which of a message's touches leads it: the most advanced step (then the firmer tone, then the
+    oldest invoice). Its step, tone, invoice and recipients are the message's, for the text, the
+    decision a person sees and the send alike."""
+    return max(range(len(items)), key=lambda n: (items[n].get("step") not in CARRIED_STEPS,
+                                                 items[n].get("step_day") or 0, TONE_RANK.get(items[n].get("tone"), 0),
+                                                 items[n].get("days_past_due") or 0))
+
+
+def message_envelope(rows: pd.DataFrame, mail_from: str) -> dict:
+    """From, Sender, To and Cc of one message from its outbox rows, exactly as the send composes
+    them (connectors.messaging.envelope on the lead row)."""
+    from connectors.messaging import envelope
+
+    items = [json.loads(c) if isinstance(c, str) else {} for c in rows["context"]]
+    lead = rows.iloc[lead_index(items)]
+    own = lead.get("sender")
+    return envelope(str(lead["recipients"] or ""), own if isinstance(own, str) and own else None, mail_from)
+
+
 def message_context(items: list[dict], sender_name: str) -> dict:
     """One message from the touches it carries: the most advanced step leads (its step, tone and
     invoice fill the single-invoice fields); every invoice is listed."""
-    lead = max(items, key=lambda i: (i["step_day"], TONE_RANK.get(i["tone"], 0), i["days_past_due"]))
-    ordered = sorted(items, key=lambda i: (-i["days_past_due"], i["invoice_number"]))
+    # An invoice on an agreed plan is never merged into another step's text (a nudge or a pause
+    # warning asking for the whole amount), nor one not yet due into a past-due message: the
+    # message lists them, as on the plan or not yet due, after what it asks for.
+    main = [i for i in items if i["step"] not in CARRIED_STEPS] or items
+    lead = main[lead_index(main)]
+    if lead["days_past_due"] > 0:
+        main = [i for i in main if i["days_past_due"] > 0]
+    listed = {i["invoice_id"] for i in main}
+    carried = [i for i in items if i["invoice_id"] not in listed]
+    ordered = sorted(main, key=lambda i: (-i["days_past_due"], i["invoice_number"]))
+    aside = [{"invoice_id": i["invoice_id"], "invoice_number": i["invoice_number"], "currency": i["currency"],
+              "amount": i["amount"], "due_date": i["due_date"], "days_past_due": i["days_past_due"],
+              "review": REVIEW_REASONS["payment_plan"] if i["step"] in CARRIED_STEPS else NOT_YET_DUE}
+             for i in carried]
     return {**lead, "invoices": ordered, "sender_name": sender_name,
-            "also_open": lead.get("also_open", []), "credits": lead.get("credits", []),
+            "also_open": aside + [x for x in lead.get("also_open", []) if x["invoice_id"] not in
+                                  {i["invoice_id"] for i in carried}], "credits": lead.get("credits", []),
             "needs_approval": any(i["needs_approval"] for i in items),
             "payment_failed": any(i["payment_failed"] for i in items) and lead["step"] in ("nudge", "payment_failed_notice")}
 
@@ -177,6 +214,7 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
     for i, key in enumerate(message_key):
         groups.setdefault(key, []).append(i)
     channels, customers = a["channel"].tolist(), a["customer_id"].tolist()
+    recipients = a["recipients"].tolist()
     account = account_positions(invoices, a)
     for key, idx in groups.items():
         items = [contexts[i] for i in idx]
@@ -200,10 +238,12 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
         sender = ctx["owner_email"] if (channel == "email" and use_owner) else None
         for i in idx:
             subjects[i], bodies[i], statuses[i], reasons[i], senders[i] = subject, body, status, reason, sender
+            if channel == "email":  # one message, one set of recipients: the lead's (lead_index)
+                recipients[i] = ctx["recipients"]
     return pd.DataFrame({
         "idempotency_key": a["idempotency_key"], "mode": namespace(mode), "run_id": run_id, "as_of": as_of,
         "invoice_id": a["invoice_id"], "customer_id": a["customer_id"], "lane": a["lane"], "step": a["step"],
-        "channel": a["channel"], "tone": a["tone"], "recipients": a["recipients"], "subject": subjects,
+        "channel": a["channel"], "tone": a["tone"], "recipients": recipients, "subject": subjects,
         "body": bodies, "needs_approval": a["needs_approval"].astype(bool), "status": statuses,
         "closed_reason": reasons, "message_key": message_key,
         "context": [json.dumps(c, default=str) for c in contexts],
@@ -272,11 +312,14 @@ def write_eml(rows: pd.DataFrame, folder, *, sender: str) -> int:
         return 0
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    sender_h = _header(sender)
+    from connectors.messaging import envelope
+
     for r in mail.itertuples():
-        to = ", ".join(x for x in r.recipients.split(",") if "@" in x)
         own = getattr(r, "sender", None)
-        head = [f"From: {_header(own) if isinstance(own, str) and own else sender_h}", f"To: {_header(to)}", f"Subject: {_header(r.subject)}", "MIME-Version: 1.0",
+        env = envelope(str(r.recipients or ""), own if isinstance(own, str) and own else None, sender)
+        head = [f"From: {_header(env['from'])}", *([f"Sender: {_header(env['sender'])}"] if env["sender"] else []),
+                f"To: {_header(', '.join(env['to']))}", *([f"Cc: {_header(', '.join(env['cc']))}"] if env["cc"] else []),
+                f"Subject: {_header(r.subject)}", "MIME-Version: 1.0",
                 "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit",
                 f"X-Arflow-Message-Key: {_header(getattr(r, 'message_key', r.idempotency_key))}",
                 f"X-Arflow-Status: {r.status}"]

@@ -100,3 +100,82 @@ def test_templates_follow_the_customer_language_or_country(tmp_path, policy):
     assert rows.loc["I2", "language"] == "fr" and rows.loc["I2", "body"].startswith("Bonjour Pat Payer")
     assert rows.loc["I3", "language"] == "en" and rows.loc["I3", "body"].startswith("Hi Pat Payer")
     assert set(rows["status"]) == {"queued"}  # the German and French texts pass the guardrails too
+
+
+def _item(step, tone, days_past_due, *, language, number="A-1", due="2026-11-13"):
+    return {"invoice_id": f"I{number}", "step": step, "step_day": days_past_due, "tone": tone, "needs_approval": False,
+            "recipients": "ap@c1.example.com", "invoice_number": number, "due_date": due,
+            "days_past_due": days_past_due, "currency": "EUR", "amount_minor": 949088, "amount": "9490.88",
+            "balance": None, "contact_name": "Pat", "customer_name": "Customer C1", "segment": "standard",
+            "arr": "50000.00", "health": None, "risk_score": 40, "escalation": "none", "escalation_reason": None,
+            "paid_count": 3, "avg_days_late": 2.0, "late_count_12m": 1, "payment_link": "https://pay.example.com/1",
+            "payment_failed": False, "language": language, "owner_email": None, "billing_email": "ap@c1.example.com",
+            "tenure_months": 24, "customer_credit": None, "credit_notes": None}
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("language", ["en", "de", "fr"])
+@pytest.mark.parametrize("step,tone", [("nudge", "friendly"), ("follow_up", "friendly"), ("firm_reminder", "firm"),
+                                       ("service_pause_warning", "firm"), ("final_notice", "escalating")])
+def test_a_customer_message_says_dates_not_day_counts_that_go_stale(step, tone, language):
+    """Text approved on Friday and sent on Monday must still be true: the same invoices render the
+    same words 8 and 11 days after the due date, and the due date is in them."""
+    from tasks.touches import render_message
+
+    for many in (False, True):
+        def items(days):
+            out = [_item(step, tone, days, language=language)]
+            return out + [_item(step, tone, days + 5, language=language, number="A-2", due="2026-11-08")] if many else out
+        friday = render_message("email", items(8), "Accounts Receivable")[:2]
+        monday = render_message("email", items(11), "Accounts Receivable")[:2]
+        assert friday == monday, (step, language, many)
+        assert "2026-11-13" in friday[1] or "2026-11-13" in friday[0]
+
+
+def test_french_and_german_wording_has_no_leftovers():
+    from tasks.touches import render_message
+
+    one = render_message("email", [_item("nudge", "friendly", 8, language="fr")], "AR")[1]
+    many = render_message("email", [_item("nudge", "friendly", 8, language="fr"),
+                                     _item("nudge", "friendly", 9, language="fr", number="A-2")], "AR")[1]
+    assert "ouverte(s)" not in one + many and "est toujours ouverte." in one and "sont toujours ouvertes" in many
+    pause = render_message("email", [_item("service_pause_warning", "firm", 33, language="de")], "AR")[1]
+    assert "(suspend)" not in pause and "aussetzen." in pause
+
+
+@pytest.mark.parametrize("language,marker", [("en", "(on a payment plan)"), ("de", "(im Zahlungsplan)"),
+                                             ("fr", "(plan de paiement)")])
+def test_an_invoice_on_a_payment_plan_is_never_merged_into_a_harder_message(language, marker):
+    """The plan's instalment and a pause warning on another invoice, the same day: the warning asks
+    for the other invoice only and lists the plan's invoice as on the plan."""
+    from tasks.touches import lead_index, render_message
+
+    plan = _item("installment_reminder", "friendly", 40, language=language, number="P-9", due="2026-10-14")
+    plan["step_day"] = 99  # however late, the plan's touch never leads a message it is merged into
+    pause = _item("service_pause_warning", "firm", 33, language=language, number="W-1", due="2026-10-21")
+    subject, body, ctx = render_message("email", [plan, pause], "AR")
+    assert ctx["step"] == "service_pause_warning" and [i["invoice_number"] for i in ctx["invoices"]] == ["W-1"]
+    assert lead_index([plan, pause]) == 1
+    assert "W-1" in subject and "P-9" not in subject
+    warning, _, rest = body.partition("P-9")
+    assert "W-1" in warning and rest  # the plan's invoice only in the account's list, after the warning
+    line = next(x for x in body.splitlines() if "P-9" in x)
+    assert (marker or "") in line and line.strip().startswith("- P-9")
+    alone = render_message("email", [plan], "AR")[2]
+    assert alone["step"] == "installment_reminder"  # on its own, its reminder as before
+
+
+def test_a_past_due_message_counts_only_what_is_past_due():
+    """A firm reminder for one overdue invoice and a pre-due reminder for another on the same day:
+    the subject says one invoice, not "2 invoices are past due", and the other is listed as not yet due."""
+    from tasks.touches import render_message
+
+    due_today = _item("pre_due_reminder", "friendly", 0, language="en", number="D-0", due="2026-11-23")
+    late = _item("firm_reminder", "firm", 23, language="en", number="L-1", due="2026-10-31")
+    subject, body, ctx = render_message("email", [due_today, late], "AR")
+    assert subject == "Invoice L-1 was due on 2026-10-31" and [i["invoice_number"] for i in ctx["invoices"]] == ["L-1"]
+    assert "- D-0: 9490.88 EUR, due 2026-11-23 (not yet due)" in body
+    fr = render_message("email", [{**due_today, "language": "fr"}, {**late, "language": "fr"}], "AR")[1]
+    assert "(pas encore échue)" in fr

@@ -432,6 +432,39 @@ class Ledger:
             row = conn.execute(select(m.Decision.__table__).where(m.Decision.id == int(decision_id))).mappings().first()
         return dict(row) if row is not None else None
 
+    def approved_decision(self, message_key: str) -> dict | None:
+        """The approved decision that released this message, or None (a message no person had to see)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(m.Decision.__table__).where(m.Decision.decision_key == message_key,
+                                                                  m.Decision.status == "approved")).mappings().first()
+        return dict(row) if row is not None else None
+
+    def reopen_decision(self, decision_id: int, outbox_ids: list[int], changes: list[dict], *, envelope: dict,
+                        subject: str, body: str, on: dt.date, run_id: str) -> None:
+        """A message changed after a person approved it (its recipients, sender or text): back to
+        that person, with the difference shown, instead of sending what they did not see. The
+        message's rows wait again; the decision is open again with the new envelope and text, a
+        new revision (a new review form) and what changed; the approval stays in the audit log."""
+        from sqlalchemy import update
+
+        with self.engine.begin() as conn:
+            d = conn.execute(select(m.Decision.__table__).where(m.Decision.id == int(decision_id))).mappings().first()
+            context = json.loads(d["context"])
+            context.update({"envelope": envelope, "recipients": ",".join(envelope["to"] + envelope["cc"]),
+                            "proposed_subject": subject, "proposed_text": body,
+                            "revision": int(context.get("revision", 0)) + 1,
+                            "changed_since_approval": {"approved_by": d["decided_by"], "approved_on": d["decided_on"],
+                                                       "found_on": on, "changes": changes}})
+            conn.execute(update(m.Outbox).where(m.Outbox.id.in_([int(i) for i in outbox_ids])).values(
+                status="awaiting_decision", subject=subject, body=body,
+                closed_reason="changed since approval: " + ", ".join(c["field"] for c in changes)))
+            conn.execute(update(m.Decision).where(m.Decision.id == int(decision_id)).values(
+                status="open", decided_by=None, decided_on=None, note=None, edited_subject=None, edited_body=None,
+                choice=None, installments=None, flow_run_id=None, context=json.dumps(context, default=str)))
+            self.audit("arflow", "decision.reopened", "Decision", str(decision_id),
+                       {"run": run_id, "changes": [c["field"] for c in changes],
+                        "approved_by": d["decided_by"]}, conn)
+
     def decisions_awaiting_review_run(self) -> pd.DataFrame:
         """Open decisions no Prefect review run has been opened for yet, oldest first."""
         return self.frame(m.Decision, (m.Decision.status == "open") & m.Decision.flow_run_id.is_(None)) \

@@ -32,8 +32,9 @@ or a total other than `itemCount` is an error, never a complete pull.
 Limits (60 calls a minute and 5,000 a day per organisation): every answer's
 `X-MinLimit-Remaining` and `X-DayLimit-Remaining` are kept; at 0 left in the minute the next call
 waits `ARFLOW_XERO_MINUTE_WAIT` seconds (default 60); optional calls (payment links, the aged
-report) are skipped before the day's budget falls to `ARFLOW_XERO_DAY_RESERVE` (default 500) and
-a needed call at the reserve fails the hop, so a daily run never spends the day's last calls. A
+report) are skipped where they would leave less than `ARFLOW_XERO_DAY_RESERVE` (default 500) plus
+`ARFLOW_XERO_NEEDED_CALLS` (default 100) of the day's budget, and a needed call at the reserve fails
+the hop, so a daily run never spends the day's last calls. A
 429 waits its `Retry-After` (the minute limit) up to `ARFLOW_XERO_MAX_WAIT` seconds (default 120)
 and is tried again; the day limit fails at once. 5xx and connection errors are retried by urllib3
 (ARFLOW_HTTP_RETRIES, ARFLOW_HTTP_BACKOFF), then fail naming Xero and the operation; a 401
@@ -64,7 +65,7 @@ import pandas as pd
 from arflow.money import is_currency, minor_digits
 from connectors.http import ConnectorError, transient_status
 from connectors.sources import (AGING_COLUMNS, CREDIT_NOTE_COLUMNS, CUSTOMER_COLUMNS, INVOICE_COLUMNS,
-                                PAYMENT_COLUMNS, SourceError, string_frame)
+                                PAYMENT_COLUMNS, SourceError, string_frame, tenure_months)
 
 SYSTEM = "Xero"
 API_URL = "https://api.xero.com/api.xro/2.0"
@@ -278,9 +279,11 @@ class XeroSource:
         scopes = (self.settings.get("scopes") or " ".join(SCOPES)).split()
         self._token = {"access_token": None, "refresh_token": self._refresh_token(), "scope": scopes,
                        "expires_in": None, "expires_at": 0, "token_type": "Bearer", "id_token": None}
-        api = ApiClient(Configuration(oauth2_token=Token(client_id=self.settings["client_id"],
-                                                         client_secret=self.settings["client_secret"])),
-                        pool_threads=1, oauth2_token_getter=lambda: dict(self._token),
+        # Configuration is a singleton: Configuration(...) returns a copy of the first one ever made
+        # and ignores its arguments, so this source's token is set on the copy.
+        config = Configuration()
+        config.oauth2_token = Token(client_id=self.settings["client_id"], client_secret=self.settings["client_secret"])
+        api = ApiClient(config, pool_threads=1, oauth2_token_getter=lambda: dict(self._token),
                         oauth2_token_saver=self._save_token)
         api.rest_client.pool_manager = urllib3.PoolManager(num_pools=4, maxsize=4, retries=_retry(),
                                                            timeout=_timeout())
@@ -344,9 +347,11 @@ class XeroSource:
 
     # ---- one call: limits, 429, 401, errors --------------------------------------------------
     def budget_allows(self, calls: int) -> bool:
-        """Whether `calls` more calls leave the day's budget above the reserve (unknown: yes)."""
+        """Whether `calls` more optional calls leave the day's budget above the reserve plus the
+        calls kept for the run's needed reads (ARFLOW_XERO_NEEDED_CALLS, default 100); unknown: yes."""
         reserve = int(os.environ.get("ARFLOW_XERO_DAY_RESERVE", "500"))
-        return self.day_left is None or self.day_left - calls >= reserve
+        needed = int(os.environ.get("ARFLOW_XERO_NEEDED_CALLS", "100"))
+        return self.day_left is None or self.day_left - calls > reserve + needed
 
     def _before(self, what: str) -> None:
         reserve = int(os.environ.get("ARFLOW_XERO_DAY_RESERVE", "500"))
@@ -601,8 +606,15 @@ class XeroSource:
         return self._customer_frame(self.contacts(customer_ids))
 
     def _customer_frame(self, objs: list[dict]) -> pd.DataFrame:
+        """Contacts -> customers. Xero keeps no creation date for a contact: tenure counts from the
+        contact's oldest open invoice, a lower bound (0 where none is open)."""
         from connectors.quickbooks import country_code
 
+        first: dict[str, str] = {}
+        for i in self._open or []:
+            cid, day = _text(_get(i, "Contact", "ContactID")), xero_date(i.get("DateString") or i.get("Date"))
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", day) and (cid not in first or day < first[cid]):
+                first[cid] = day
         rows = []
         for o in objs:
             people = [p for p in (_get(o, "ContactPersons", default=[]) or []) if isinstance(p, dict)]
@@ -618,7 +630,8 @@ class XeroSource:
             sales = _get(o, "PaymentTerms", "Sales", default={})
             rows.append({
                 "customer_id": _text(o.get("ContactID")), "name": _text(o.get("Name")), "segment": "standard",
-                "arr": "", "tenure_months": "", "nps": "", "health": "", "renewal_date": "",
+                "arr": "", "tenure_months": tenure_months(first.get(_text(o.get("ContactID"))), self.as_of) or "0",
+                "nps": "", "health": "", "renewal_date": "",
                 "owner_ae_email": "", "owner_csm_email": "",
                 "billing_contact_name": contact or _text(o.get("Name")), "billing_contact_email": email,
                 "country": country_code(country), "opt_out": "false", "paused_until": "",

@@ -31,6 +31,7 @@ import decimal
 import itertools
 import json
 import re
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -114,6 +115,8 @@ class FakeXero(WireServer):
         self.counter = itertools.count(1)
         self.queued: list[tuple[int, object, dict]] = []
         self.day_budget, self.minute_budget = 5000, 60
+        self.minute_seconds = 0.05     # the minute window, shortened for the tests (a real one is 60 s)
+        self._window = time.monotonic()
         self.pagination = True
         self.page_hook = None   # (resource, page, rows) -> rows: a proxy that changes a page
         super().__init__()
@@ -126,7 +129,8 @@ class FakeXero(WireServer):
         return {"ARFLOW_XERO_CLIENT_ID": self.client_id, "ARFLOW_XERO_CLIENT_SECRET": self.client_secret,
                 "ARFLOW_XERO_REFRESH_TOKEN": self.initial_refresh, "ARFLOW_XERO_BASE_URL": f"{self.url}/api.xro/2.0",
                 "ARFLOW_XERO_IDENTITY_URL": self.url, "ARFLOW_XERO_TOKEN_URL": f"{self.url}/connect/token",
-                "ARFLOW_HTTP_BACKOFF": "0.01", "ARFLOW_XERO_BLOCK": "no-such-block"}
+                "ARFLOW_HTTP_BACKOFF": "0.01", "ARFLOW_XERO_BLOCK": "no-such-block",
+                "ARFLOW_XERO_MINUTE_WAIT": str(self.minute_seconds)}
 
     def add(self, resource: str, obj: dict, *, url: str | None = None) -> dict:
         obj = copy.deepcopy(obj)
@@ -169,6 +173,8 @@ class FakeXero(WireServer):
             return 404, "<html><body>The resource you're looking for cannot be found</body></html>", {}
         if headers.get("xero-tenant-id") != self.tenant_id:
             return 403, {"Type": None, "Title": "Forbidden", "Status": 403, "Detail": "AuthenticationUnsuccessful"}, {}
+        if time.monotonic() - self._window >= self.minute_seconds and self.minute_seconds > 0:
+            self._window, self.minute_budget = time.monotonic(), 60
         self.day_budget -= 1
         self.minute_budget = max(0, self.minute_budget - 1)
         limits = {"X-DayLimit-Remaining": str(max(self.day_budget, 0)), "X-MinLimit-Remaining": str(self.minute_budget),

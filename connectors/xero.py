@@ -809,7 +809,11 @@ def parse_aged_receivables(report_body, contact_id: str, as_of: dt.date) -> dict
                 raise ConnectorError(SYSTEM, "report AgedReceivablesByContact",
                                      f"unreadable amount {_get(cells[i_due], 'Value')!r} for contact {contact_id}")
             due_text = xero_date(_get(cells[i_due_date], "Value"))
-            days = (as_of - dt.date.fromisoformat(due_text)).days if due_text else 0
+            try:
+                days = (as_of - dt.date.fromisoformat(due_text)).days if due_text else 0
+            except ValueError:  # the row cannot be vouched for: reconcile quarantines it, holds the customer
+                bad = f"unreadable due date {due_text!r}"
+                return {"customer_id": contact_id, **{k: bad for k in AGING_COLUMNS[1:]}}
             key = "current" if days <= 0 else "d1_30" if days <= 30 else "d31_60" if days <= 60 \
                 else "d61_90" if days <= 90 else "d91_plus"
             buckets[key] += amount

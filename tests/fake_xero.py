@@ -264,11 +264,14 @@ class FakeXero(WireServer):
         for inv in self.data["Invoices"]:
             if inv["Contact"]["ContactID"] != contact_id or inv["Type"] != "ACCREC" or inv["Status"] != "AUTHORISED":
                 continue
-            issued = dt.date.fromisoformat(inv["DateString"][:10])
+            try:  # a malformed invoice (the tests' own) is not in the books' report
+                issued = dt.date.fromisoformat(inv["DateString"][:10])
+                due = inv.get("DueDateString", "")
+                days = (on - dt.date.fromisoformat(due[:10])).days if due else 0
+            except (KeyError, ValueError):
+                continue
             if issued > on or decimal.Decimal(str(inv["AmountDue"])) <= 0:
                 continue
-            due = inv.get("DueDateString", "")
-            days = (on - dt.date.fromisoformat(due[:10])).days if due else 0
             paid = decimal.Decimal(str(inv["AmountPaid"]))
             credited = decimal.Decimal(str(inv["AmountCredited"]))
             amount_due = decimal.Decimal(str(inv["AmountDue"]))

@@ -513,8 +513,6 @@ class XeroSource:
         invoice for gets an empty link (not asked again until it changes)."""
         if os.environ.get("ARFLOW_XERO_PAYMENT_LINKS", "true").lower() == "false":
             return {}
-        from xero_python.exceptions import HTTPStatusException  # noqa: F401 - the errors _raw turns into ConnectorError
-
         wanted = [_text(i.get("InvoiceID")) for i in invoices if _text(i.get("InvoiceID")) not in known]
         out, skipped = {}, 0
         for iid in [w for w in wanted if w]:
@@ -524,7 +522,7 @@ class XeroSource:
             try:
                 body = self._call(f"online invoice {iid}", "get_online_invoice", invoice_id=iid)
             except ConnectorError as exc:
-                if exc.transient or "HTTP 4" not in exc.cause:
+                if not exc.cause.startswith(("HTTP 400", "HTTP 404")):
                     raise
                 out[iid] = ""
                 continue

@@ -171,8 +171,15 @@ def test_credits_allocated_to_an_invoice_lower_its_balance_and_are_not_a_payment
     paid = next(i for i in sample("invoices_get_page1_recorded_2020")["Invoices"] if i["InvoiceNumber"] == "INV-0033")
     xero.add("Invoices", dict(paid, Status="AUTHORISED", AmountDue=decimal.Decimal("250.00"),
                               AmountPaid=decimal.Decimal("0.00"), Payments=[]))
-    parsed = extract.parse_invoices(source(tmp_path).invoices()).set_index("invoice_number").loc["INV-0033"]
-    assert (parsed["amount_minor"], parsed["balance_minor"], parsed["credited_minor"]) == (26995, 25000, 1995)
+    # An overpayment of 35.00 allocated to a 100.00 invoice: Xero counts it in AmountCredited too.
+    over = invoice("f0000000-0000-4000-8000-000000000001", BAYSIDE, "INV-0041", "2020-04-10", "2020-05-10", "100.00",
+                   "65.00", credited="35.00")
+    over["Overpayments"] = [{"OverpaymentID": "0be2c0e4-1111-4a5e-9d0e-6c1f0b6c2a01", "AppliedAmount": decimal.Decimal("35.00"),
+                             "Date": ms_date("2020-04-12"), "DateString": "2020-04-12T00:00:00"}]
+    xero.add("Invoices", over)
+    parsed = extract.parse_invoices(source(tmp_path).invoices()).set_index("invoice_number")
+    assert tuple(parsed.loc["INV-0033", ["amount_minor", "balance_minor", "credited_minor"]]) == (26995, 25000, 1995)
+    assert tuple(parsed.loc["INV-0041", ["amount_minor", "balance_minor", "credited_minor"]]) == (10000, 6500, 3500)
 
 
 def test_a_credit_note_with_credit_left_is_the_customers_credit(xero, tmp_path):
@@ -478,3 +485,13 @@ def test_the_payment_checkpoint_records_what_the_books_settled(xero, tmp_path):
     assert json.loads(p.stdout)["settled_at_source"] == 1
     history = Ledger(f"sqlite:///{tmp_path / 'l.db'}").payment_history(AS_OF)
     assert "7990ca35-8c13-4230-b412-f6cccbe793aa" in set(history["invoice_id"])
+
+
+def test_xero_is_a_source_for_the_command_line_and_the_deployments(xero, tmp_path):
+    from arflow.cli import _check_source
+    from connectors.sources import open_source
+
+    assert _check_source("xero") == "xero" and _check_source("xero", "salesforce") == "xero+salesforce"
+    src = open_source("xero", data_dir=tmp_path, as_of=AS_OF)   # what a deployment's `source: xero` opens
+    assert isinstance(src, XeroSource) and src.as_of == AS_OF
+    assert sorted(src.invoices()["invoice_number"]) == ["INV-0027", "INV-0038"]

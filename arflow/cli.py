@@ -20,7 +20,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-SOURCE_HELP = "demo | csv:DIR | quickbooks | stripe"
+SOURCE_HELP = "demo | csv:DIR | quickbooks | xero | stripe"
 CRM_HELP = "salesforce: accounts and contacts from the CRM (default: the billing system's customers)"
 
 
@@ -101,7 +101,7 @@ def _check_source(source: str, crm: str | None = None) -> str:
     from connectors.systems import BILLING_SYSTEMS, CRM_SYSTEMS, source_spec
 
     if not (source == "demo" or source.startswith("csv:") or source in BILLING_SYSTEMS):
-        raise UsageError(f"--source must be demo, csv:DIR, quickbooks or stripe, got {source!r}")
+        raise UsageError(f"--source must be demo, csv:DIR, quickbooks, xero or stripe, got {source!r}")
     if source.startswith("csv:") and not Path(source[4:]).is_dir():
         raise UsageError(f"--source {source}: {source[4:]} is not a folder")
     if crm is not None and crm not in CRM_SYSTEMS:
@@ -111,12 +111,12 @@ def _check_source(source: str, crm: str | None = None) -> str:
 
 @app.command("check-connection")
 def check_connection(
-    system: str = typer.Argument(..., help="quickbooks | salesforce | stripe"),
+    system: str = typer.Argument(..., help="quickbooks | xero | salesforce | stripe"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Sign in to a connected system and print what arflow can see there (counts; nothing is written)."""
-    if system not in ("quickbooks", "salesforce", "stripe"):
-        raise UsageError(f"check-connection takes quickbooks, salesforce or stripe, got {system!r}")
+    if system not in ("quickbooks", "xero", "salesforce", "stripe"):
+        raise UsageError(f"check-connection takes quickbooks, xero, salesforce or stripe, got {system!r}")
     _quiet_env()
     from arflow.config import Settings
     from connectors.sources import open_source

@@ -199,10 +199,15 @@ class QuickBooksWrites(_Strict):
     write_notes: bool = False  # append a line to an invoice's private memo for each reminder sent
 
 
+class XeroWrites(_Strict):
+    write_history: bool = False  # a history note on an invoice for each reminder e-mailed (scope accounting.transactions)
+
+
 class Connectors(_Strict):
     """What arflow may write into connected systems (README, Connecting your systems). Reading needs
     no switch; every write here is off unless turned on."""
     quickbooks: QuickBooksWrites = QuickBooksWrites()
+    xero: XeroWrites = XeroWrites()
 
 
 class Policy(_Strict):

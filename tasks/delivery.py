@@ -30,7 +30,7 @@ from connectors.ledger import models as m
 from connectors.messaging import SendError, compose, display_sender, split_recipients
 from tasks import extract
 from tasks.guardrails import Directory
-from tasks.touches import check_rendered, render, render_message
+from tasks.touches import check_rendered, render, render_message, statement_file
 
 @dataclass
 class Channels:
@@ -213,6 +213,8 @@ def _send(ctx: Context, channel: str, key: str, grp: pd.DataFrame, subject: str,
         sender = display_sender(first["sender"] if isinstance(first["sender"], str) else None, ctx.channels.mail_from)
         msg = compose(sender=sender, to=to, cc=cc, subject=subject, body=body, key=key,
                       sender_on_behalf=ctx.channels.mail_from if sender != ctx.channels.mail_from else None)
+        for path in sorted({p for p in map(statement_file, grp["context"]) if p}):
+            attach_file(msg, path)   # the month's statement of account (policy.statements)
         ctx.channels.mailer.send(msg)
         return None
     if channel in ("slack", "crm_task"):
@@ -246,6 +248,21 @@ def _send(ctx: Context, channel: str, key: str, grp: pd.DataFrame, subject: str,
     if channel == "decision":
         return _carry_out(ctx, key, grp, counts)
     raise SendError(f"unknown channel {channel!r}", transient=False)
+
+
+def attach_file(msg, path: str) -> None:
+    """Attach a statement file (PDF or HTML) to the message; one that is gone is a send error (the
+    reminder never goes without the statement the policy promised)."""
+    from pathlib import Path
+
+    f = Path(path)
+    if not f.is_file():
+        raise SendError(f"the statement to attach is missing: {f.name}", transient=False)
+    kind = ("application", "pdf") if f.suffix == ".pdf" else ("text", "html")
+    if kind[0] == "text":
+        msg.add_attachment(f.read_text(encoding="utf-8"), subtype="html", filename=f.name)
+    else:
+        msg.add_attachment(f.read_bytes(), maintype=kind[0], subtype=kind[1], filename=f.name)
 
 
 def _charge(ctx: Context, row, counts: Counts) -> str:

@@ -438,9 +438,13 @@ class QuickBooksSource:
 
     def settled_invoices(self) -> pd.DataFrame:
         """Invoices the books closed with a payment of the window (its LinkedTxn), for the payment
-        history: issue and due date, the day of the last linked payment, the amount."""
+        history: issue and due date, the day of the last linked payment, the amount. A Payment that
+        moved no cash (TotalAmt 0: a credit memo applied) is not the customer paying."""
         paid_on: dict[str, tuple[str, str]] = {}
         for p in self._payments():
+            cash = _decimal(_get(p, "TotalAmt", default="0"))
+            if cash is not None and cash <= 0:
+                continue
             for line in _get(p, "Line", default=[]) or []:
                 for link in _get(line, "LinkedTxn", default=[]) or []:
                     if _get(link, "TxnType") == "Invoice" and _get(link, "TxnId"):

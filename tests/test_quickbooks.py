@@ -426,6 +426,16 @@ def test_a_credit_memo_after_a_payment_is_not_the_payment_arriving_across_checkp
     assert len(ledger.frame(m.PaymentReceived)) == 1 and ledger.frame(m.PaymentHistory).empty
 
 
+def test_an_invoice_a_credit_memo_closed_is_not_a_payment_in_the_history(qbo, tmp_path):
+    """Invoice 119 (314.28) closed by a credit memo through a Payment of TotalAmt 0: the books
+    settled it, but the customer paid nothing, so it is no row of the payment history."""
+    qbo.add("CreditMemo", _memo("10", "17", 314.28, 0, "2023-02-25", "CM-10"))
+    qbo.add("Payment", _payment("303", "17", "2023-02-25", 0, [("Invoice", "119", 314.28), ("CreditMemo", "10", 314.28)]))
+    qbo.update("Invoice", "119", "2023-02-25T10:00:00-08:00", Balance=0)
+    settled = source(tmp_path).settled_invoices()
+    assert "119" not in set(settled["invoice_id"]) and "96" in set(settled["invoice_id"])   # 96: paid in cash
+
+
 def test_a_credit_memo_nobody_applied_is_the_customers_credit_and_holds_what_it_covers(qbo, tmp_path, policy):
     from tests import pipeline
 

@@ -666,9 +666,7 @@ def statement(
     known = good_customers[good_customers["customer_id"] == customer]
     if known.empty:
         raise UsageError(f"no customer {customer!r} in the source's customer file")
-    lang = known.iloc[0].get("language") if "language" in known else None
-    lang = lang if isinstance(lang, str) and lang else policy.language_for(
-        known.iloc[0]["country"] if isinstance(known.iloc[0]["country"], str) else None)
+    lang = stm.language_of(known.iloc[0], policy)
     st = stm.build(customer, as_of=day, since=start, aged=extracted.frame, raw_invoices=inputs.invoices,
                    customers=good_customers, payments=ledger.frame(m.PaymentReceived),
                    credit_notes=credits.parse(inputs.credit_notes)[0], language=lang)

@@ -115,6 +115,16 @@ class Delivery(_Strict):
     max_send_attempts: int = Field(default=3, ge=1)  # a transient send error retries on later runs, this often
 
 
+class Statements(_Strict):
+    """The monthly statement of account (tasks/statement.py, README: Statements of account)."""
+
+    # true: a customer's first reminder e-mail of the month sent on or after `day_of_month` carries
+    # their statement of account (day 1: the month's first reminder).
+    with_reminder: bool = False
+    day_of_month: int = Field(default=1, ge=1, le=28)   # 28 at most: every month has that day
+    attach: Literal["pdf", "html"] = "pdf"               # the statement as a PDF (WeasyPrint) or an HTML page
+
+
 class Escalations(_Strict):
     quarter_end_business_days: int = Field(default=5, ge=0)  # owner escalations batched into digests
     ack_timeout_business_days: int = Field(default=3, ge=1)  # then the finance lead gets it
@@ -225,6 +235,7 @@ class Policy(_Strict):
     # Below this open balance (major units, per currency) nobody is chased.
     minimum_amount: dict[str, str] = Field(default_factory=dict)
     delivery: Delivery = Delivery()
+    statements: Statements = Statements()
     escalations: Escalations = Escalations()
     payment_plans: PaymentPlans = PaymentPlans()
     cash_application: CashApplication = CashApplication()

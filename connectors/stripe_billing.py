@@ -3,8 +3,15 @@
 Reads (list endpoints, followed page by page with `auto_paging_iter`, 100 a page):
 - open invoices: id, customer, number, created (issue date, UTC), due_date, collection method
   (`charge_automatically` is autopay; `send_invoice` with `days_until_due` gives `netN`), currency,
-  amount_due and amount_remaining (Stripe's minor units, turned into the CSV format's major-unit
-  text with the currency's digits), hosted_invoice_url (the payment link), metadata.po_number;
+  amount_due plus pre_payment_credit_notes_amount (the invoice's amount before its credit notes) and
+  amount_remaining (Stripe's minor units, turned into the CSV format's major-unit text with the
+  currency's digits), hosted_invoice_url (the payment link), metadata.po_number;
+- credit notes (`credit_notes`, the CSV source's credit-notes interface): the CreditNote list of
+  each open invoice whose pre_payment_credit_notes_amount is above zero, the part of each issued
+  note that went on the invoice (`pre_payment_amount`) as its allocation. So a drop in
+  amount_remaining is a credit where the notes say so and a payment where amount_paid says so; the
+  post-payment part of a note is refunded or in Stripe's customer balance, which Stripe applies to
+  the customer's next invoice itself;
 - customers: name, e-mail, address country, creation date (tenure), and `metadata` keys named as
   our customer columns (segment, arr, owner_ae_email...) where a company keeps them there;
 - succeeded charges of the last `ARFLOW_STRIPE_PAYMENT_DAYS` days (default 35) that belong to no
@@ -33,8 +40,8 @@ import requests
 from arflow.money import format_minor, is_currency
 from connectors.billing import ChargeResult
 from connectors.http import ConnectorError, describe, is_transient, transient_status, with_retries
-from connectors.sources import (CUSTOMER_COLUMNS, INVOICE_COLUMNS, PAYMENT_COLUMNS, SourceError, string_frame,
-                                tenure_months)
+from connectors.sources import (CREDIT_NOTE_COLUMNS, CUSTOMER_COLUMNS, INVOICE_COLUMNS, PAYMENT_COLUMNS,
+                                SourceError, string_frame, tenure_months)
 
 SYSTEM = "Stripe"
 
@@ -109,6 +116,7 @@ class StripeSource:
     def __init__(self, settings: dict, *, as_of: dt.date):
         self.settings, self.as_of = settings, as_of
         self.client = open_client(settings)
+        self._seen: dict[str, dict] = {}   # the invoices read, by id (the credit notes are listed for them)
 
     def _list(self, what: str, service, params: dict) -> list:
         return _call(what, lambda: [_plain(o) for o in service.list(params={"limit": 100, **params}).auto_paging_iter()])
@@ -130,7 +138,10 @@ class StripeSource:
     def _invoice_frame(self, objs) -> pd.DataFrame:
         rows = []
         for o in objs:
+            self._seen[str(_get(o, "id", ""))] = o
             cur = str(_get(o, "currency", "")).upper()
+            credited = _get(o, "pre_payment_credit_notes_amount", 0)
+            due = _get(o, "amount_due")
             days = _get(o, "days_until_due")
             method = _get(o, "collection_method", "")
             status = str(_get(o, "status", ""))
@@ -139,7 +150,8 @@ class StripeSource:
                 "invoice_number": _get(o, "number") or _get(o, "id", ""),
                 "issue_date": _date(_get(o, "effective_at") or _get(o, "created")), "due_date": _date(_get(o, "due_date")),
                 "terms": f"net{days}" if days not in (None, "") else ("due_on_receipt" if method == "send_invoice" else ""),
-                "currency": cur, "amount": _money(_get(o, "amount_due"), cur),
+                "currency": cur,
+                "amount": _money(due + credited if isinstance(due, int) and isinstance(credited, int) else due, cur),
                 "balance": _money(_get(o, "amount_remaining"), cur),
                 "status": {"open": "open", "paid": "paid", "void": "void", "uncollectible": "open"}.get(status, status),
                 "autopay": "true" if method == "charge_automatically" else "false",
@@ -147,6 +159,33 @@ class StripeSource:
                 "po_number": _get(_get(o, "metadata", {}), "po_number", ""),
             })
         return string_frame(rows, INVOICE_COLUMNS)
+
+    def credit_notes(self) -> pd.DataFrame:
+        """The credit notes of the open invoices read, as credit_notes.csv's rows: each issued note
+        allocated to its invoice for what it took off it while open (`pre_payment_amount`)."""
+        if not self._seen:   # nothing read yet: the open invoices (else the ones read, fresh ones included)
+            self.invoices()
+        rows = []
+        for invoice_id, inv in sorted(self._seen.items()):
+            credited = _get(inv, "pre_payment_credit_notes_amount", 0)
+            if not isinstance(credited, int) or credited <= 0:
+                continue
+            for n in self._list(f"list credit notes of invoice {invoice_id}", self.client.v1.credit_notes,
+                                {"invoice": invoice_id}):
+                if _get(n, "status") == "void":
+                    continue
+                taken = _get(n, "pre_payment_amount")
+                if taken is None:
+                    taken = _get(n, "amount", 0) if _get(n, "type") == "pre_payment" else 0
+                if taken in (0, ""):
+                    continue
+                cur = str(_get(n, "currency", "")).upper()
+                rows.append({"credit_note_id": _get(n, "id", ""), "customer_id": _get(n, "customer", ""),
+                             "credit_note_number": _get(n, "number") or _get(n, "id", ""),
+                             "issue_date": _date(_get(n, "effective_at") or _get(n, "created")), "currency": cur,
+                             "amount": _money(taken, cur), "invoice_id": invoice_id, "allocated": _money(taken, cur),
+                             "allocated_date": _date(_get(n, "effective_at") or _get(n, "created"))})
+        return string_frame(rows, CREDIT_NOTE_COLUMNS)
 
     def customers(self) -> pd.DataFrame:
         return self._customer_frame(self._list("list customers", self.client.v1.customers, {}))

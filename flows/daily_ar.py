@@ -70,6 +70,9 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
         planned, actions = t.plan_actions(scored.frame, as_of, policy, set(reconciliation.mismatched_customers),
                                           ledger, mode)
         run_dir = settings.data_dir / "runs" / as_of.isoformat() / run_id  # dry-run: the .eml files
+        if policy.statements.with_reminder:  # the month's first reminder carries the statement of account
+            actions = t.attach_statements(actions, extracted.frame, customers, inputs, ledger, as_of, policy, mode,
+                                          run_dir)
         delivery = delivery_context(ledger, channels, policy, run_id, as_of, mode, source, settings)
         delivery.llm = llm
         try:

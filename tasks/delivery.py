@@ -221,6 +221,8 @@ def _send(ctx: Context, channel: str, key: str, grp: pd.DataFrame, subject: str,
             raise SendError("no e-mail address for the recipient", transient=False)
         msg = compose(sender=env["from"], to=env["to"], cc=env["cc"], subject=subject, body=body, key=key,
                       sender_on_behalf=env["sender"])
+        for path in env["attachments"]:
+            attach_file(msg, path)   # the month's statement of account (policy.statements)
         ctx.channels.mailer.send(msg)
         return None
     if channel in ("slack", "crm_task"):
@@ -254,6 +256,21 @@ def _send(ctx: Context, channel: str, key: str, grp: pd.DataFrame, subject: str,
     if channel == "decision":
         return _carry_out(ctx, key, grp, counts)
     raise SendError(f"unknown channel {channel!r}", transient=False)
+
+
+def attach_file(msg, path: str) -> None:
+    """Attach a statement file (PDF or HTML) to the message; one that is gone is a send error (the
+    reminder never goes without the statement the policy promised)."""
+    from pathlib import Path
+
+    f = Path(path)
+    if not f.is_file():
+        raise SendError(f"the statement to attach is missing: {f.name}", transient=False)
+    kind = ("application", "pdf") if f.suffix == ".pdf" else ("text", "html")
+    if kind[0] == "text":
+        msg.add_attachment(f.read_text(encoding="utf-8"), subtype="html", filename=f.name)
+    else:
+        msg.add_attachment(f.read_bytes(), maintype=kind[0], subtype=kind[1], filename=f.name)
 
 
 def _charge(ctx: Context, row, counts: Counts) -> str:

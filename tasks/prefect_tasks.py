@@ -8,6 +8,7 @@ source that is simply unreadable.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -114,6 +115,31 @@ def plan_actions(scored, as_of: dt.date, policy: Policy, mismatched: set[str], l
 
     return hops.plan_actions(scored, as_of, policy, mismatched=mismatched,
                              touches=ledger.touch_history(namespace(mode)), installments=ledger.plan_schedule(as_of))
+
+
+@task(name="attach_statements", cache_policy=NO_CACHE, **RETRY)
+def attach_statements(actions, aged, customers, inputs: hops.Inputs, ledger: Ledger, as_of: dt.date, policy: Policy,
+                      mode: str, run_dir):
+    """The statements of account that go with today's reminders (policy.statements: the customer's
+    first reminder e-mail of the month, on or after its day of the month), written into the run's
+    folder; each e-mail touch of such a customer names its file (column `statement`)."""
+    from connectors.ledger import models as m
+    from tasks import credits, statement as stm
+    from tasks.touches import namespace
+
+    rule = policy.statements
+    if not rule.with_reminder or actions.empty or as_of.day < rule.day_of_month or run_dir is None:
+        return actions
+    since = as_of.replace(day=rule.day_of_month)
+    month = ledger.frame(m.Outbox, (m.Outbox.as_of >= since) & (m.Outbox.as_of <= as_of) &
+                         (m.Outbox.channel == "email") & (m.Outbox.mode == namespace(mode)))
+    who = stm.statement_customers(actions, as_of, policy, stm.carried(month))
+    files = stm.write_statements(who, as_of=as_of, aged=aged, raw_invoices=inputs.invoices, customers=customers,
+                                 payments=ledger.frame(m.PaymentReceived),
+                                 credit_notes=credits.parse(inputs.credit_notes)[0], policy=policy,
+                                 folder=Path(run_dir) / "statements")
+    is_mail = actions["channel"] == "email"
+    return actions.assign(statement=actions["customer_id"].astype(str).map(files).where(is_mail))
 
 
 @task(name="queue_touches", cache_policy=NO_CACHE, **RETRY)

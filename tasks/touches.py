@@ -143,7 +143,8 @@ def message_envelope(rows: pd.DataFrame, mail_from: str) -> dict:
     items = [json.loads(c) if isinstance(c, str) else {} for c in rows["context"]]
     lead = rows.iloc[lead_index(items)]
     own = lead.get("sender")
-    return envelope(str(lead["recipients"] or ""), own if isinstance(own, str) and own else None, mail_from)
+    return {**envelope(str(lead["recipients"] or ""), own if isinstance(own, str) and own else None, mail_from),
+            "attachments": sorted({p for p in map(statement_file, rows["context"]) if p})}
 
 
 def message_context(items: list[dict], sender_name: str) -> dict:
@@ -203,6 +204,10 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
                                 invoices["customer_name"], invoices["customer_id"])
     contexts = [invoice_context(c, act) for act, c in zip(a.astype(object).itertuples(index=False),
                                                           ctx_rows.itertuples(index=False))]
+    if "statement" in a:  # the statement of account this e-mail carries (tasks.statement, policy.statements)
+        for i, path in enumerate(a["statement"].tolist()):
+            if isinstance(path, str) and path:
+                contexts[i]["statement"] = path
     is_mail = (a["channel"] == "email").to_numpy()
     message_key = np.where(is_mail, a["customer_id"].astype(str) + ":" + as_of.isoformat() + ":email",
                            a["idempotency_key"].astype(str))
@@ -297,6 +302,14 @@ def _header(value: str) -> str:
     return value if value.isascii() else Header(value, "utf-8").encode()
 
 
+def statement_file(context) -> str | None:
+    """The statement of account an e-mail's outbox row carries (its context's `statement`), if any."""
+    if not isinstance(context, str) or '"statement"' not in context:
+        return None
+    path = json.loads(context).get("statement")
+    return path if isinstance(path, str) and path else None
+
+
 def write_eml(rows: pd.DataFrame, folder, *, sender: str) -> int:
     """Dry-run: each customer e-mail that may go out is written as an .eml file (one per idempotency
     key), so a person can open exactly what would have been sent. Returns how many were written.
@@ -323,6 +336,9 @@ def write_eml(rows: pd.DataFrame, folder, *, sender: str) -> int:
                 "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit",
                 f"X-Arflow-Message-Key: {_header(getattr(r, 'message_key', r.idempotency_key))}",
                 f"X-Arflow-Status: {r.status}"]
+        attached = statement_file(getattr(r, "context", None))
+        if attached:  # dry-run: the statement it would carry is written in the run folder
+            head.append(f"X-Arflow-Attachment: {_header(attached)}")
         text = "\n".join(head) + "\n\n" + r.body.replace("\r\n", "\n") + "\n"  # LF, as Python's email writes
         name = str(getattr(r, "message_key", r.idempotency_key)).replace(":", "_").replace("/", "_") + ".eml"
         (folder / name).write_bytes(text.encode("utf-8"))

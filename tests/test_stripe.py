@@ -208,3 +208,50 @@ def test_the_daily_run_reads_stripe(stripe_api, tmp_path):
                        timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads(p.stdout)["open_invoices_first_page"] == 3
+
+
+# ---- credit notes: told apart from payments by what Stripe says it applied (issue 22, items 3 and 4) ---------
+
+def test_a_credit_note_after_a_payment_is_not_the_payment_arriving_across_checkpoints(stripe_api, tmp_path, policy):
+    """Invoice 200; the checkpoint applies a charge of 40 Stripe holds on no invoice; then a credit
+    note of 100 lowers the invoice's amount_remaining to 100: 60 is owed, on two more checkpoints and in
+    the check before a send; once the 40 is marked paid at Stripe (amount_paid 40), still 60."""
+    from tasks.delivery import source_state
+    from tests import pipeline
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    stripe_api.invoice("in_0200", "cus_A", 20000, created="2026-10-15", due="2026-11-14")
+    stripe_api.charges["ch_40"] = {"id": "ch_40", "object": "charge", "status": "succeeded", "amount": 4000,
+                                   "amount_captured": 4000, "currency": "usd", "customer": "cus_A", "invoice": None,
+                                   "created": 1795400000, "description": "ARF-0200 part", "metadata": {},
+                                   "refunded": False}
+    s1, _ = pipeline.checkpoint(src(), AS_OF, policy, ledger)
+    assert s1["applied"] == {"reference_partial": 1}
+    stripe_api.credit_note("cn_0200", "in_0200", 10000, created="2026-11-23", number="ARF-0200-CN-01")
+    owed = []
+    for _ in range(2):
+        source = src()
+        s, _ = pipeline.checkpoint(source, AS_OF, policy, ledger)
+        assert s["already_recorded"] == 1 and s["applied"] == {}
+        out = pipeline.run(source, AS_OF, policy, ledger)
+        owed.append(out["planned"].set_index("invoice_id").loc["in_0200", "effective_balance_minor"])
+    assert owed == [6000, 6000]                                  # 200 - 40 paid - 100 credited, not 100
+    notes = src().credit_notes()
+    assert notes[["credit_note_id", "customer_id", "amount", "invoice_id", "allocated"]].values.tolist() == \
+        [["cn_0200", "cus_A", "100.00", "in_0200", "100.00"]]
+    assert src().invoices().set_index("invoice_id").loc["in_0200", ["amount", "balance"]].tolist() == \
+        ["200.00", "100.00"]                                     # amount_due 100 + its credit notes' 100
+    fresh = src()
+    assert source_state(fresh, ledger, AS_OF, policy, only={"in_0200"}).loc["in_0200", "effective_balance_minor"] == 6000
+    stripe_api.invoices["in_0200"].update(amount_paid=4000, amount_remaining=6000)   # paid out of band at Stripe
+    out = pipeline.run(src(), AS_OF, policy, ledger)
+    assert out["planned"].set_index("invoice_id").loc["in_0200", "effective_balance_minor"] == 6000
+    # the credit notes were listed only for the invoice that has some
+    listed = {r["params"].get("invoice") for r in stripe_api.requests if r["path"] == "/v1/credit_notes"}
+    assert listed == {"in_0200"}
+
+
+def test_a_void_credit_note_takes_nothing_off(stripe_api):
+    stripe_api.credit_note("cn_v", "in_0001", 23450, created="2026-11-20")
+    stripe_api.credit_notes["cn_v"]["status"] = "void"
+    assert src().credit_notes().empty

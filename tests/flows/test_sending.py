@@ -390,7 +390,8 @@ def test_the_approver_sees_the_envelope_the_message_leaves_with(env, smtp):
     (d,) = open_decisions(ledger).itertuples()
     ctx = json.loads(d.context)
     assert ctx["envelope"] == {"from": "Accounts Receivable <ae@example.com>", "sender": "ar@yourco.example",
-                               "to": ["ap@c1.example.com"], "cc": ["cfo@c1.example.com"]}  # from the owner (policy)
+                               "to": ["ap@c1.example.com"], "cc": ["cfo@c1.example.com"],  # from the owner (policy)
+                               "attachments": []}
     assert ctx["recipients"] == "ap@c1.example.com,cfo@c1.example.com"
     from flows.decisions import describe
 
@@ -427,3 +428,38 @@ def test_a_message_that_changed_after_approval_goes_back_with_the_difference(env
     daily_ar(as_of=D(2026, 11, 25), source=f"csv:{src}", mode="draft")
     ((_, msg),) = smtp.messages
     assert msg["Sender"] == "billing@yourco.example" and msg["Cc"] == "cfo@c1.example.com"
+
+
+def test_the_months_first_reminder_carries_the_statement_of_account(env, smtp, monkeypatch):
+    """policy.statements.with_reminder: the customer's first reminder of the month has their
+    statement attached as a PDF whose text lists the open items and the balance due; the month's
+    later reminders carry none."""
+    import io
+
+    import pypdf
+
+    from arflow.config import ROOT
+
+    pol = env / "policy.yaml"
+    pol.write_text((ROOT / "policy.yaml").read_text().replace("with_reminder: false", "with_reminder: true", 1))
+    monkeypatch.setenv("ARFLOW_POLICY", str(pol))
+    src = make_source(env / "src", [invoice("I1", invoice_number="1001", due_date="2026-11-18", amount="100.00",
+                                            balance="100.00"),
+                                    invoice("I2", invoice_number="1002", due_date="2026-10-31", amount="200.00",
+                                            balance="200.00")],
+                      [customer("C1", name="Globex Corp")])
+    s = daily_ar(as_of=MON, source=f"csv:{src}", mode="send")
+    assert s["sent"] >= 1 and s["failed"] == 0
+    (msg,) = smtp.to("ap@c1.example.com")
+    (pdf,) = list(msg.iter_attachments())
+    assert pdf.get_content_type() == "application/pdf" and pdf.get_filename() == "statement-C1-2026-11-23.pdf"
+    text = " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf.get_content())).pages)
+    for words in ("Statement of account", "Globex Corp", "Open items", "1001", "1002", "100.00", "200.00",
+                  "Balance due", "300.00 USD"):
+        assert words in text, (words, text)
+    assert "N-I1" not in text and "1001" in msg.get_body(("plain",)).get_content()
+    # The month's next reminder goes without one.
+    later = D(2026, 11, 30)
+    daily_ar(as_of=later, source=f"csv:{src}", mode="send")
+    second = smtp.to("ap@c1.example.com")[1:]
+    assert second and all(not list(m.iter_attachments()) for m in second)

@@ -113,6 +113,23 @@ class Delivery(_Strict):
     # Template language by the customer's country, where the customer file gives no language.
     languages: dict[str, str] = Field(default_factory=dict)
     max_send_attempts: int = Field(default=3, ge=1)  # a transient send error retries on later runs, this often
+    # Reply-To of every customer e-mail: the AR mailbox reply triage reads, so replies reach it and
+    # not whichever owner the message came from. None: replies go to the From address.
+    reply_to: str | None = None
+
+    @field_validator("reply_to")
+    @classmethod
+    def _one_address(cls, v: str | None) -> str | None:
+        from email.headerregistry import Address
+
+        if v is None or not v.strip():
+            return None
+        try:
+            if any(ch in v for ch in "\r\n,;"):
+                raise ValueError
+            return str(Address(addr_spec=v.strip()))
+        except (ValueError, IndexError):
+            raise ValueError(f"reply_to must be one e-mail address, got {v!r}") from None
 
 
 class Statements(_Strict):

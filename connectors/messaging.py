@@ -59,7 +59,7 @@ class SmtpConfig:
 
 
 def compose(*, sender: str, to: list[str], cc: list[str], subject: str, body: str, key: str,
-            sender_on_behalf: str | None = None) -> EmailMessage:
+            sender_on_behalf: str | None = None, reply_to: str | None = None) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = sender
     if sender_on_behalf and sender_on_behalf != sender:
@@ -67,6 +67,8 @@ def compose(*, sender: str, to: list[str], cc: list[str], subject: str, body: st
     msg["To"] = ", ".join(to)
     if cc:
         msg["Cc"] = ", ".join(cc)
+    if reply_to:
+        msg["Reply-To"] = reply_to  # the AR mailbox reply triage reads
     msg["Subject"] = " ".join(subject.split())
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = message_id(key)
@@ -158,12 +160,13 @@ def split_recipients(recipients: str) -> tuple[list[str], list[str]]:
     return addrs[:1], addrs[1:]
 
 
-def envelope(recipients: str, sender_address: str | None, mail_from: str) -> dict:
+def envelope(recipients: str, sender_address: str | None, mail_from: str, reply_to: str | None = None) -> dict:
     """Who a message is from and to, exactly as it leaves: what the approver is shown and what the
     send composes, from one function so the two cannot differ."""
     to, cc = split_recipients(recipients)
     sender = display_sender(sender_address, mail_from)
-    return {"from": sender, "sender": mail_from if sender != mail_from else None, "to": to, "cc": cc}
+    return {"from": sender, "sender": mail_from if sender != mail_from else None, "to": to, "cc": cc,
+            "reply_to": reply_to or None}
 
 
 def display_sender(address: str | None, default: str, name: str = "Accounts Receivable") -> str:

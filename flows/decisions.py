@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger, task
@@ -147,7 +148,10 @@ def describe(decision) -> str:
         if env:
             head = [f"**From:** {env['from']}" + (f" (sent by {env['sender']})" if env.get("sender") else ""),
                     f"**To:** {', '.join(env['to']) or 'nobody (no address)'}"] + \
-                   ([f"**Cc:** {', '.join(env['cc'])}"] if env.get("cc") else [])
+                   ([f"**Cc:** {', '.join(env['cc'])}"] if env.get("cc") else []) + \
+                   ([f"**Reply-To:** {env['reply_to']}"] if env.get("reply_to") else []) + \
+                   ([f"**Attachments:** {', '.join(Path(a).name for a in env['attachments'])}"]
+                    if env.get("attachments") else [])
         else:
             head = [f"**To:** {c.get('recipients')}"]
         lines += ["", *head, f"**Subject:** {c.get('proposed_subject') or c.get('subject')}", "", *_quote(text)]

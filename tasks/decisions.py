@@ -26,7 +26,7 @@ class DecisionError(ValueError):
 
 
 def decision_rows(rows: pd.DataFrame, prior: pd.DataFrame, run_id: str, as_of: dt.date,
-                  mail_from: str | None = None) -> list[dict]:
+                  mail_from: str | None = None, reply_to: str | None = None) -> list[dict]:
     """One decision per message waiting for a person, from its outbox rows (with their stored
     context) and the prior touches of its invoices. An e-mail's decision carries its envelope
     (From, Sender, To, Cc) as the send will compose it, from the system address `mail_from`."""
@@ -62,7 +62,7 @@ def decision_rows(rows: pd.DataFrame, prior: pd.DataFrame, run_id: str, as_of: d
             "recipients": lead_row["recipients"], "proposed_subject": first["subject"], "proposed_text": first["body"],
         }
         if first["channel"] == "email":
-            context["envelope"] = message_envelope(grp, mail_from)
+            context["envelope"] = message_envelope(grp, mail_from, reply_to)
         out.append({"decision_key": key, "kind": lead["step"], "invoice_ids": ",".join(invoices),
                     "customer_id": first["customer_id"], "opened_on": as_of, "run_id": run_id, "status": "open",
                     "context": json.dumps(context, default=str)})
@@ -83,7 +83,7 @@ def approval_changes(decision: dict, envelope: dict, subject: str, body: str) ->
                if same[k](seen[k]) != same[k](now[k])]
     if approved_env is not None:  # decisions opened before envelopes were kept show only their text
         changes += [{"field": k, "approved": approved_env.get(k), "now": envelope.get(k)}
-                    for k in ("from", "sender", "to", "cc") if approved_env.get(k) != envelope.get(k)]
+                    for k in ("from", "sender", "to", "cc", "reply_to") if approved_env.get(k) != envelope.get(k)]
     return changes
 
 

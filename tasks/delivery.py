@@ -182,7 +182,7 @@ def _send_message(ctx: Context, key: str, grp: pd.DataFrame, rows_planned: int, 
     if channel == "email" and isinstance(first["context"], str):
         approved = ctx.ledger.approved_decision(key)
         if approved is not None:  # a person approved this message: what leaves is what they saw
-            env = message_envelope(grp, ctx.channels.mail_from)
+            env = message_envelope(grp, ctx.channels.mail_from, ctx.policy.delivery.reply_to)
             changes = approval_changes(approved, env, subject, body)
             if changes:
                 ctx.ledger.reopen_decision(approved["id"], ids, changes, envelope=env, subject=subject, body=body,
@@ -216,11 +216,11 @@ def _send(ctx: Context, channel: str, key: str, grp: pd.DataFrame, subject: str,
     if channel == "email":
         if ctx.channels.mailer is None:
             raise SendError("no SMTP server configured (ARFLOW_SMTP_HOST)", transient=False)
-        env = message_envelope(grp, ctx.channels.mail_from)
+        env = message_envelope(grp, ctx.channels.mail_from, ctx.policy.delivery.reply_to)
         if not env["to"]:
             raise SendError("no e-mail address for the recipient", transient=False)
         msg = compose(sender=env["from"], to=env["to"], cc=env["cc"], subject=subject, body=body, key=key,
-                      sender_on_behalf=env["sender"])
+                      sender_on_behalf=env["sender"], reply_to=env["reply_to"])
         for path in env["attachments"]:
             attach_file(msg, path)   # the month's statement of account (policy.statements)
         ctx.channels.mailer.send(msg)
@@ -315,7 +315,8 @@ def _queue_email(ctx: Context, row, c: dict, *, key: str, step: str, lane: str, 
         "closed_reason": ("guardrail: " + ",".join(blocked)) if blocked else None, "message_key": key,
         "context": json.dumps(context, default=str), "language": c.get("language"),
         "sender": c.get("owner_email") if ctx.policy.delivery.sender == "owner" else None}])
-    decisions = decision_rows(frame, pd.DataFrame(), ctx.run_id, ctx.as_of, ctx.channels.mail_from) \
+    decisions = decision_rows(frame, pd.DataFrame(), ctx.run_id, ctx.as_of, ctx.channels.mail_from,
+                              ctx.policy.delivery.reply_to) \
         if status == "awaiting_decision" else []
     return ctx.ledger.queue_touches(frame, decisions)[1]
 

@@ -164,11 +164,12 @@ def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_
         ledger.record_llm(llm.calls[since:], [])
     waiting = rows[rows["status"] == "awaiting_decision"] if not rows.empty else rows
     mail_from = mail_from or os.environ.get("ARFLOW_MAIL_FROM", "accounts-receivable@localhost")
+    reply_to = policy.delivery.reply_to if policy is not None else None
     decisions = decision_rows(rows, ledger.touch_history(namespace(mode), set(waiting["invoice_id"])), run_id, as_of,
-                              mail_from) if mode != "dry-run" and not waiting.empty else []
+                              mail_from, reply_to) if mode != "dry-run" and not waiting.empty else []
     new, opened = ledger.queue_touches(rows, decisions)
     if mode == "dry-run" and run_dir is not None:
-        write_eml(rows, run_dir, sender=mail_from)
+        write_eml(rows, run_dir, sender=mail_from, reply_to=reply_to)
     messages = rows.drop_duplicates("message_key") if not rows.empty else rows
     blocked = int((messages["status"] == "blocked").sum()) if not rows.empty else 0
     drafted = opened if mode == "draft" else 0

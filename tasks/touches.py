@@ -135,16 +135,16 @@ def lead_index(items: list[dict]) -> int:
                                                  items[n].get("days_past_due") or 0))
 
 
-def message_envelope(rows: pd.DataFrame, mail_from: str) -> dict:
-    """From, Sender, To and Cc of one message from its outbox rows, exactly as the send composes
-    them (connectors.messaging.envelope on the lead row)."""
+def message_envelope(rows: pd.DataFrame, mail_from: str, reply_to: str | None = None) -> dict:
+    """From, Sender, To, Cc and Reply-To of one message from its outbox rows, exactly as the send
+    composes them (connectors.messaging.envelope on the lead row)."""
     from connectors.messaging import envelope
 
     items = [json.loads(c) if isinstance(c, str) else {} for c in rows["context"]]
     lead = rows.iloc[lead_index(items)]
     own = lead.get("sender")
-    return {**envelope(str(lead["recipients"] or ""), own if isinstance(own, str) and own else None, mail_from),
-            "attachments": sorted({p for p in map(statement_file, rows["context"]) if p})}
+    return {**envelope(str(lead["recipients"] or ""), own if isinstance(own, str) and own else None, mail_from,
+                       reply_to), "attachments": sorted({p for p in map(statement_file, rows["context"]) if p})}
 
 
 def message_context(items: list[dict], sender_name: str) -> dict:
@@ -310,7 +310,7 @@ def statement_file(context) -> str | None:
     return path if isinstance(path, str) and path else None
 
 
-def write_eml(rows: pd.DataFrame, folder, *, sender: str) -> int:
+def write_eml(rows: pd.DataFrame, folder, *, sender: str, reply_to: str | None = None) -> int:
     """Dry-run: each customer e-mail that may go out is written as an .eml file (one per idempotency
     key), so a person can open exactly what would have been sent. Returns how many were written.
     Composed directly (UTF-8, 8bit): the email package's serializer costs about 2 ms a message."""
@@ -329,9 +329,10 @@ def write_eml(rows: pd.DataFrame, folder, *, sender: str) -> int:
 
     for r in mail.itertuples():
         own = getattr(r, "sender", None)
-        env = envelope(str(r.recipients or ""), own if isinstance(own, str) and own else None, sender)
+        env = envelope(str(r.recipients or ""), own if isinstance(own, str) and own else None, sender, reply_to)
         head = [f"From: {_header(env['from'])}", *([f"Sender: {_header(env['sender'])}"] if env["sender"] else []),
                 f"To: {_header(', '.join(env['to']))}", *([f"Cc: {_header(', '.join(env['cc']))}"] if env["cc"] else []),
+                *([f"Reply-To: {_header(env['reply_to'])}"] if env["reply_to"] else []),
                 f"Subject: {_header(r.subject)}", "MIME-Version: 1.0",
                 "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit",
                 f"X-Arflow-Message-Key: {_header(getattr(r, 'message_key', r.idempotency_key))}",

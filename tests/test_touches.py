@@ -179,3 +179,26 @@ def test_a_past_due_message_counts_only_what_is_past_due():
     assert "- D-0: 9490.88 EUR, due 2026-11-23 (not yet due)" in body
     fr = render_message("email", [{**due_today, "language": "fr"}, {**late, "language": "fr"}], "AR")[1]
     assert "(pas encore échue)" in fr
+
+
+def test_the_dry_run_eml_has_the_envelope_the_send_would_use(tmp_path):
+    """The .eml a person opens in a dry run carries the same From, Sender, To, Cc and Reply-To as
+    the real send (connectors.messaging.envelope), the CFO in Cc rather than in To."""
+    import pandas as pd
+    from email import policy
+    from email.parser import BytesParser
+
+    from connectors.messaging import compose, envelope
+    from tasks.touches import write_eml
+
+    rows = pd.DataFrame([{"channel": "email", "status": "awaiting_decision", "subject": "S", "body": "B",
+                          "recipients": "ap@x.example,cfo@x.example", "sender": "owner@yourco.example",
+                          "idempotency_key": "I1:service_pause_warning:email", "message_key": "C1:2026-11-23:email"}])
+    write_eml(rows, tmp_path, sender="ar@yourco.example", reply_to="ar-inbox@yourco.example")
+    eml = BytesParser(policy=policy.default).parsebytes((tmp_path / "C1_2026-11-23_email.eml").read_bytes())
+    env = envelope("ap@x.example,cfo@x.example", "owner@yourco.example", "ar@yourco.example", "ar-inbox@yourco.example")
+    sent = compose(sender=env["from"], to=env["to"], cc=env["cc"], subject="S", body="B", key="k",
+                   sender_on_behalf=env["sender"], reply_to=env["reply_to"])
+    for h in ("From", "Sender", "To", "Cc", "Reply-To"):
+        assert eml[h] == sent[h], h
+    assert eml["Cc"] == "cfo@x.example" and eml["Reply-To"] == "ar-inbox@yourco.example"

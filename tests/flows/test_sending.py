@@ -391,6 +391,7 @@ def test_the_approver_sees_the_envelope_the_message_leaves_with(env, smtp):
     ctx = json.loads(d.context)
     assert ctx["envelope"] == {"from": "Accounts Receivable <ae@example.com>", "sender": "ar@yourco.example",
                                "to": ["ap@c1.example.com"], "cc": ["cfo@c1.example.com"],  # from the owner (policy)
+                               "reply_to": "ar@yourco.example",  # replies reach the AR mailbox triage reads
                                "attachments": []}
     assert ctx["recipients"] == "ap@c1.example.com,cfo@c1.example.com"
     from flows.decisions import describe
@@ -402,6 +403,7 @@ def test_the_approver_sees_the_envelope_the_message_leaves_with(env, smtp):
     ((rcpt, msg),) = smtp.messages
     assert msg["To"] == "ap@c1.example.com" and msg["Cc"] == "cfo@c1.example.com"
     assert msg["From"] == "Accounts Receivable <ae@example.com>" and msg["Sender"] == "ar@yourco.example"
+    assert msg["Reply-To"] == "ar@yourco.example"
     assert sorted(rcpt) == ["ap@c1.example.com", "cfo@c1.example.com"]
     assert msg["Subject"] == ctx["proposed_subject"] and msg.get_content().replace("\r\n", "\n").strip() == ctx["proposed_text"].strip()
 

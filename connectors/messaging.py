@@ -69,6 +69,8 @@ def compose(*, sender: str, to: list[str], cc: list[str], subject: str, body: st
         msg["Cc"] = ", ".join(cc)
     if reply_to:
         msg["Reply-To"] = reply_to  # the AR mailbox reply triage reads
+        # One click in the mail client asks to stop: an "unsubscribe" reply, which triage records as an opt-out.
+        msg["List-Unsubscribe"] = f"<mailto:{reply_to}?subject=unsubscribe>"
     msg["Subject"] = " ".join(subject.split())
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = message_id(key)

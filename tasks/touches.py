@@ -332,7 +332,8 @@ def write_eml(rows: pd.DataFrame, folder, *, sender: str, reply_to: str | None =
         env = envelope(str(r.recipients or ""), own if isinstance(own, str) and own else None, sender, reply_to)
         head = [f"From: {_header(env['from'])}", *([f"Sender: {_header(env['sender'])}"] if env["sender"] else []),
                 f"To: {_header(', '.join(env['to']))}", *([f"Cc: {_header(', '.join(env['cc']))}"] if env["cc"] else []),
-                *([f"Reply-To: {_header(env['reply_to'])}"] if env["reply_to"] else []),
+                *([f"Reply-To: {_header(env['reply_to'])}",
+                   f"List-Unsubscribe: <mailto:{_header(env['reply_to'])}?subject=unsubscribe>"] if env["reply_to"] else []),
                 f"Subject: {_header(r.subject)}", "MIME-Version: 1.0",
                 "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit",
                 f"X-Arflow-Message-Key: {_header(getattr(r, 'message_key', r.idempotency_key))}",

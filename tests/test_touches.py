@@ -199,6 +199,6 @@ def test_the_dry_run_eml_has_the_envelope_the_send_would_use(tmp_path):
     env = envelope("ap@x.example,cfo@x.example", "owner@yourco.example", "ar@yourco.example", "ar-inbox@yourco.example")
     sent = compose(sender=env["from"], to=env["to"], cc=env["cc"], subject="S", body="B", key="k",
                    sender_on_behalf=env["sender"], reply_to=env["reply_to"])
-    for h in ("From", "Sender", "To", "Cc", "Reply-To"):
+    for h in ("From", "Sender", "To", "Cc", "Reply-To", "List-Unsubscribe"):
         assert eml[h] == sent[h], h
     assert eml["Cc"] == "cfo@x.example" and eml["Reply-To"] == "ar-inbox@yourco.example"

@@ -512,6 +512,7 @@ class Ledger:
                 self.insert_rows(m.Pause, e.pauses, conn)
                 self.insert_rows(m.PromiseToPay, e.promises, conn)
                 self.insert_rows(m.Dispute, e.disputes, conn)
+                self.insert_rows(m.OptOut, e.opt_outs, conn)
                 self._insert_new(conn, m.OwnerTask, e.tasks, ["task_key"], "task_key")
                 self.audit("arflow-triage", "reply.triaged", "Reply", reply["message_id"],
                            {k: reply[k] for k in ("customer_id", "invoice_id", "category", "classifier", "flagged",

@@ -24,7 +24,7 @@ CONTEXT_COLUMNS = ["invoice_number", "due_date", "days_past_due", "currency", "e
                    "billing_contact_name", "customer_name", "segment", "arr_minor", "health", "risk_score",
                    "escalation", "escalation_reason", "paid_count", "avg_days_late", "late_count_12m",
                    "payment_link", "payment_failed", "language", "owner_ae_email", "billing_contact_email",
-                   "tenure_months", "customer_credit_minor", "credit_notes", "amount_due_minor", "schedule"]
+                   "tenure_months", "customer_credit_minor", "credit_notes", "amount_due_minor", "schedule", "autopay"]
 TONE_RANK = {"friendly": 0, "firm": 1, "escalating": 2}
 # Touches of an invoice on an agreed payment plan: carried by the customer's message of the day,
 # never merged into another step's text (message_context).
@@ -56,6 +56,7 @@ def invoice_context(c, act) -> dict:
     """What one touch's text is rendered from; stored with the outbox row (JSON), so the message
     can be rendered again at send time without an invoice that changed since."""
     cur = c.currency
+    autopay = bool(c.autopay) if isinstance(c.autopay, (bool, np.bool_)) else str(c.autopay).strip().lower() == "true"
     # An invoice with instalments is chased for what is due (tasks/schedule.py), not its whole balance.
     due = int(c.amount_due_minor) if pd.notna(c.amount_due_minor) else int(c.effective_balance_minor)
     return {
@@ -71,7 +72,9 @@ def invoice_context(c, act) -> dict:
         "health": c.health if isinstance(c.health, str) else None, "risk_score": int(c.risk_score),
         "escalation": c.escalation, "escalation_reason": c.escalation_reason, "paid_count": int(c.paid_count),
         "avg_days_late": float(c.avg_days_late), "late_count_12m": int(c.late_count_12m),
-        "payment_link": c.payment_link if isinstance(c.payment_link, str) else None,
+        # An invoice the card on file pays at the due date gets no link before then (paid twice).
+        "payment_link": c.payment_link if isinstance(c.payment_link, str) and not (autopay and c.days_past_due <= 0)
+        else None, "autopay": autopay,
         "payment_failed": bool(c.payment_failed), "language": c.language,
         "owner_email": c.owner_ae_email if isinstance(c.owner_ae_email, str) else None,
         "billing_email": c.billing_contact_email if isinstance(c.billing_contact_email, str) else None,
@@ -168,6 +171,7 @@ def message_context(items: list[dict], sender_name: str) -> dict:
             "also_open": aside + [x for x in lead.get("also_open", []) if x["invoice_id"] not in
                                   {i["invoice_id"] for i in carried}], "credits": lead.get("credits", []),
             "needs_approval": any(i["needs_approval"] for i in items),
+            "autopay": all(i.get("autopay") for i in main),
             "payment_failed": any(i["payment_failed"] for i in items) and lead["step"] in ("nudge", "payment_failed_notice")}
 
 

@@ -202,3 +202,18 @@ def test_the_dry_run_eml_has_the_envelope_the_send_would_use(tmp_path):
     for h in ("From", "Sender", "To", "Cc", "Reply-To", "List-Unsubscribe"):
         assert eml[h] == sent[h], h
     assert eml["Cc"] == "cfo@x.example" and eml["Reply-To"] == "ar-inbox@yourco.example"
+
+
+@pytest.mark.parametrize("language,words", [("en", "charged automatically"), ("de", "automatisch"),
+                                            ("fr", "prélevé automatiquement")])
+def test_an_autopay_customer_gets_no_payment_link_before_the_charge(tmp_path, policy, language, words):
+    """The card on file pays at the due date: a pre-due reminder with a "pay online" link invites a
+    second payment. It says the charge will happen instead; once past due (the charge failed), the link is back."""
+    country = {"en": "US", "de": "DE", "fr": "FR"}[language]
+    rows = _rows(tmp_path, policy, [invoice("I1", due_date="2026-11-26", autopay="true"),
+                                    invoice("I2", "C2", due_date="2026-11-26")],
+                 [customer("C1", country=country), customer("C2", country=country)])
+    auto, manual = rows.loc["I1"], rows.loc["I2"]
+    assert auto["step"] == manual["step"] == "pre_due_reminder"
+    assert "https://pay.example.com/I1" not in auto["body"] and words in auto["body"]
+    assert "https://pay.example.com/I2" in manual["body"] and words not in manual["body"]

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from arflow.config import PROMPTS_DIR
-from arflow.money import format_minor
+from arflow.money import format_amount, format_minor
 from tasks.guardrails import Directory, check_message
 
 TEMPLATE_BY_CHANNEL = {"crm_task": "owner_task.j2", "decision": "owner_task.j2", "slack": "slack_alert.j2",
@@ -26,6 +26,7 @@ CONTEXT_COLUMNS = ["invoice_number", "due_date", "days_past_due", "currency", "e
                    "payment_link", "payment_failed", "language", "owner_ae_email", "billing_contact_email",
                    "tenure_months", "customer_credit_minor", "credit_notes", "amount_due_minor", "schedule", "autopay"]
 TONE_RANK = {"friendly": 0, "firm": 1, "escalating": 2}
+LOCALES = {"en": "en_US", "de": "de_DE", "fr": "fr_FR"}  # how each template language writes money
 # Touches of an invoice on an agreed payment plan: carried by the customer's message of the day,
 # never merged into another step's text (message_context).
 CARRIED_STEPS = ("installment_reminder",)
@@ -36,8 +37,12 @@ NOT_YET_DUE = "not yet due"
 def environment(language: str = "en") -> jinja2.Environment:
     """Templates for a language: prompts/<language>/ first, then the English ones in prompts/."""
     paths = [PROMPTS_DIR / language] if language and (PROMPTS_DIR / language).is_dir() else []
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(paths + [PROMPTS_DIR]),
-                              undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(paths + [PROMPTS_DIR]),
+                             undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    locale = LOCALES.get(language, "en_US")
+    # {{ amount|money(currency) }}: "$12,345.67", "9.490,88 €", "2 130,14 €", the customer's way.
+    env.filters["money"] = lambda amount, currency: format_amount(str(amount).replace(",", ""), str(currency), locale)
+    return env
 
 
 def template_for(channel: str, tone: str) -> str:

@@ -217,7 +217,7 @@ def test_unallocated_credit_holds_the_invoices_it_could_cover_and_is_offered_for
     assert a.loc["I2", "step"] == "nudge"
     rows, _ = _queue(out, ledger, DAY1)
     body = rows.set_index("invoice_id").loc["I2", "body"]
-    assert "150.00 USD" in body and "CN-0009" in body
+    assert "$150.00" in body and "CN-0009" in body
 
 
 def test_bad_credit_notes_are_quarantined_with_their_reason(tmp_path, policy):
@@ -293,7 +293,7 @@ def test_a_reminder_lists_every_open_overdue_invoice_marking_the_ones_under_revi
     rows, _ = _queue(out, ledger, DAY1)
     body = rows.loc[rows["channel"] == "email", "body"].item()
     assert rows.loc[rows["channel"] == "email", "status"].item() == "queued"   # the guardrails let it go
-    assert "A-1: 700.00 USD, due 2026-09-30 (under review)" in body
+    assert "A-1: $700.00, due 2026-09-30 (under review)" in body
     assert "A-3" not in body and "A-2" in body
     # The invoice under review is listed, never chased: it has no touch of its own.
     assert set(rows["invoice_id"]) == {"I2"}
@@ -342,7 +342,7 @@ def test_instalments_age_by_their_own_due_dates_and_are_chased_for_what_is_due(t
     left = [i["left_minor"] for i in json.loads(p.loc["I1", "schedule"])]
     assert left == [0, 50000, 20000]
     rows, _ = _queue(out, ledger, DAY2)
-    assert "500.00 USD" in rows.loc[rows["channel"] == "email", "body"].item()
+    assert "$500.00" in rows.loc[rows["channel"] == "email", "body"].item()
 
 
 def test_a_schedule_that_does_not_add_up_quarantines_its_invoice(tmp_path, policy):

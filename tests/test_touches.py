@@ -16,7 +16,7 @@ def test_nudge_names_the_contact_amount_days_and_link(tmp_path, policy):
                  [customer("C1", billing_contact_name="Sue Court")])
     r = rows.loc["I1"]
     assert r["status"] == "planned" and r["step"] == "nudge"
-    assert "Hi Sue Court," in r["body"] and "250.40 USD" in r["body"] and "A-77" in r["subject"]
+    assert "Hi Sue Court," in r["body"] and "$250.40" in r["body"] and "A-77" in r["subject"]
     assert "https://pay.example.com/I1" in r["body"] and r["recipients"] == "ap@c1.example.com"
 
 
@@ -74,7 +74,7 @@ def test_one_customer_one_message_at_the_most_advanced_step(tmp_path, policy):
     assert mail.loc["I1", "body"] == mail.loc["I2", "body"]
     body, subject = mail.loc["I1", "body"], mail.loc["I1", "subject"]
     assert "2 invoices are past due" in subject  # the firm step leads
-    assert "A-1: 100.00 USD" in body and "A-2: 200.00 USD" in body
+    assert "A-1: $100.00" in body and "A-2: $200.00" in body
     # The whole message travels in the lane of its most advanced step.
     assert mail.loc["I1", "lane"] == mail.loc["I2", "lane"] == "late"
 
@@ -176,7 +176,7 @@ def test_a_past_due_message_counts_only_what_is_past_due():
     late = _item("firm_reminder", "firm", 23, language="en", number="L-1", due="2026-10-31")
     subject, body, ctx = render_message("email", [due_today, late], "AR")
     assert subject == "Invoice L-1 was due on 2026-10-31" and [i["invoice_number"] for i in ctx["invoices"]] == ["L-1"]
-    assert "- D-0: 9490.88 EUR, due 2026-11-23 (not yet due)" in body
+    assert "- D-0: €9,490.88, due 2026-11-23 (not yet due)" in body
     fr = render_message("email", [{**due_today, "language": "fr"}, {**late, "language": "fr"}], "AR")[1]
     assert "(pas encore échue)" in fr
 
@@ -217,3 +217,23 @@ def test_an_autopay_customer_gets_no_payment_link_before_the_charge(tmp_path, po
     assert auto["step"] == manual["step"] == "pre_due_reminder"
     assert "https://pay.example.com/I1" not in auto["body"] and words in auto["body"]
     assert "https://pay.example.com/I2" in manual["body"] and words not in manual["body"]
+
+
+@pytest.mark.parametrize("language,currency,amount,written", [
+    ("en", "USD", "12345.67", "$12,345.67"), ("de", "EUR", "9490.88", "9.490,88\xa0€"),
+    ("fr", "EUR", "2130.14", "2\u202f130,14\xa0€"), ("en", "JPY", "1200000", "¥1,200,000"),
+    ("de", "KWD", "1000.125", "1.000,125\xa0KWD"), ("fr", "USD", "5.00", "5,00\xa0$US"),
+])
+def test_money_is_written_the_customers_way_in_every_template(language, currency, amount, written):
+    """Every customer template, in each language, writes amounts in the language's convention with
+    the currency's own digits (none for yen, three for dinars)."""
+    from tasks.touches import render_message
+
+    for step, tone in (("pre_due_reminder", "friendly"), ("nudge", "friendly"), ("firm_reminder", "firm"),
+                       ("final_notice", "escalating")):
+        one = {**_item(step, tone, 5, language=language), "currency": currency, "amount": amount}
+        two = {**one, "invoice_id": "I2", "invoice_number": "A-2"}
+        for items in ([one], [one, two]):
+            body = render_message("email", items, "AR")[1]
+            assert written in body, (step, len(items), body)
+            assert f"{amount} {currency}" not in body

@@ -116,7 +116,7 @@ def test_send_mode_one_message_per_customer_once(env, smtp, slack):
     assert len(smtp.messages) == 2
     body = c1.get_content()
     # I2 (23 days) is seen for the first time: its friendly follow-up leads, not a firm reminder.
-    assert "N-I1: 100.00 USD" in body and "N-I2: 200.00 USD" in body
+    assert "N-I1: $100.00" in body and "N-I2: $200.00" in body
     assert c1["Subject"] == "A quick reminder about 2 open invoices"
     assert "dana.ae@yourco.example" in c1["From"] and c1["Sender"] == "ar@yourco.example"
     assert c1["Message-ID"] and c1["Message-ID"] != c2["Message-ID"]

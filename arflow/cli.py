@@ -357,6 +357,8 @@ def queue(as_json: bool = typer.Option(False, "--json", help="print one JSON obj
         sys.stdout.write(f"#{d['id']} {d['kind']} {c.get('customer', d['customer_id'])} [{d['opened_on']}] {inv}\n")
         if c.get("proposed_subject"):
             sys.stdout.write(f"    proposed: {c['proposed_subject']}\n")
+        if c.get("blocked"):
+            sys.stdout.write(f"    blocked: {c['blocked']}\n")
 
 
 @app.command("decide")

@@ -136,7 +136,8 @@ def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_
                        personalize=personalize)
     if personalize is not None:
         ledger.record_llm(llm.calls[since:], [])
-    waiting = rows[rows["status"] == "awaiting_decision"] if not rows.empty else rows
+    # A message for a person: one waiting for approval, or one the guardrails blocked (never unseen).
+    waiting = rows[rows["status"].isin(["awaiting_decision", "blocked"])] if not rows.empty else rows
     decisions = decision_rows(rows, ledger.touch_history(namespace(mode), set(waiting["invoice_id"])), run_id, as_of) \
         if mode != "dry-run" and not waiting.empty else []
     new, opened = ledger.queue_touches(rows, decisions)

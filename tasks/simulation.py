@@ -106,7 +106,8 @@ def _guardrail_counts(box, decisions) -> dict:
     mail = box[(box["channel"] == "email") & (box["step"] != "receipt")]
     blocked = set(mail.loc[mail["status"] == "blocked", "message_key"])
     if not decisions.empty:
-        blocked |= set(decisions.loc[decisions["kind"] == "guardrail_blocked", "decision_key"])
+        keys = decisions.loc[decisions["kind"] == "guardrail_blocked", "decision_key"]
+        blocked |= set(keys.str.split(":blocked").str[0])
     return {"messages_rendered": int(mail["message_key"].nunique()), "messages_blocked": len(blocked)}
 
 

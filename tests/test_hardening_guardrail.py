@@ -70,3 +70,59 @@ def test_own_names_are_still_taken_out_as_names():
     v = _check("Invoice 10001", "Hi Sue Court, invoice 10001 for Courtside Legal Action Ltd is open.",
                {"10001": "C1"}, own_names=("Sue Court", "Courtside Legal Action Ltd", "Sue"))
     assert v.ok, v.violations
+
+
+# ---- item 4: a blocked message is a decision for a person, and the cadence does not stall unseen
+def test_a_blocked_message_opens_a_decision_and_its_settlement_frees_the_cadence(tmp_path, policy):
+    import datetime as dt
+
+    from connectors.ledger import models as m
+    from connectors.ledger.store import Ledger
+    from tasks.decisions import open_decisions, settle
+    from tasks.prefect_tasks import queue_touches
+    from tests.conftest import AS_OF, customer, invoice, make_source
+    from tests.pipeline import run
+
+    # A true positive: the payment link carries another customer's invoice number.
+    invoices = [invoice("I1", due_date="2026-11-18", payment_link="https://pay.example.com/inv/20001"),
+                invoice("I2", "C2", invoice_number="20001", due_date="2026-12-30")]
+    folder = make_source(tmp_path, invoices, [customer("C1"), customer("C2")])
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    out = run(folder, AS_OF, policy, ledger=ledger)
+    counts = queue_touches.fn(out["actions"], out["planned"], ledger, "send", "r1", AS_OF, None, policy)
+    assert counts["blocked_by_guardrail"] == 1 and counts["decisions_opened"] == 1
+    d = open_decisions(ledger)
+    assert d["kind"].tolist() == ["guardrail_blocked"] and d["invoice_ids"].tolist() == ["I1"]
+    import json
+    context = json.loads(d["context"].iloc[0])
+    assert context["blocked"] == "guardrail: other_customer_data" and "20001" in context["proposed_text"]
+
+    later = AS_OF + dt.timedelta(days=2)  # the follow-up is due
+    held = run(folder, later, policy, ledger=ledger)["planned"].set_index("invoice_id")
+    assert held.loc["I1", "reason"] == "previous_step_not_delivered"  # waits, in the person's queue
+
+    settle(ledger, int(d["id"].iloc[0]), "reject", by="clerk", on=AS_OF, note="wrong link")
+    box = ledger.frame(m.Outbox).set_index("invoice_id")
+    assert box.loc["I1", "status"] == "rejected" and open_decisions(ledger).empty
+    after = run(folder, later, policy, ledger=ledger)
+    assert "I1" in set(after["actions"]["invoice_id"])  # the cadence goes on
+
+
+def test_an_approved_blocked_message_is_queued_with_the_persons_text(tmp_path, policy):
+    from connectors.ledger import models as m
+    from connectors.ledger.store import Ledger
+    from tasks.decisions import open_decisions, settle
+    from tasks.prefect_tasks import queue_touches
+    from tests.conftest import AS_OF, customer, invoice, make_source
+    from tests.pipeline import run
+
+    invoices = [invoice("I1", due_date="2026-11-18", payment_link="https://pay.example.com/inv/20001"),
+                invoice("I2", "C2", invoice_number="20001", due_date="2026-12-30")]
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    out = run(make_source(tmp_path, invoices, [customer("C1"), customer("C2")]), AS_OF, policy, ledger=ledger)
+    queue_touches.fn(out["actions"], out["planned"], ledger, "send", "r1", AS_OF, None, policy)
+    decision = int(open_decisions(ledger)["id"].iloc[0])
+    settle(ledger, decision, "approve", by="clerk", on=AS_OF, body="Hi, invoice I1 is open.")
+    row = ledger.frame(m.Outbox).set_index("invoice_id").loc["I1"]
+    assert row["status"] == "queued" and row["body"] == "Hi, invoice I1 is open."
+    assert ledger.sendable()["invoice_id"].tolist() == ["I1"]

@@ -242,9 +242,21 @@ class Ledger:
             opened = 0
             if new_ids and decisions:
                 fresh = {r[0] for r in conn.execute(select(m.Outbox.message_key).where(m.Outbox.id.in_(new_ids)))}
-                opened = len(self._insert_new(conn, m.Decision, [d for d in decisions if d["decision_key"] in fresh],
-                                              ["decision_key"], "id"))
+                mine = [d for d in decisions if d["decision_key"].split(":blocked")[0] in fresh]
+                opened = len(self._insert_new(conn, m.Decision, mine, ["decision_key"], "id"))
         return len(new_ids), opened
+
+    def open_blocked_decisions(self, decisions: list[dict], run_id: str) -> int:
+        """Decisions on messages the guardrails stopped after they were queued (at send time); a
+        message blocked again after its earlier decision was settled gets a new one."""
+        if not decisions:
+            return 0
+        with self.engine.begin() as conn:
+            taken = {r[0] for r in conn.execute(select(m.Decision.decision_key).where(
+                m.Decision.decision_key.in_([d["decision_key"] for d in decisions])))}
+            rows = [{**d, "decision_key": f"{d['decision_key']}:{run_id}"} if d["decision_key"] in taken else d
+                    for d in decisions]
+            return len(self._insert_new(conn, m.Decision, rows, ["decision_key"], "id"))
 
     def sendable(self, lane: str | None = None) -> pd.DataFrame:
         """Live touches queued to go (new today, approved since, or to retry), oldest first."""

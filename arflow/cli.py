@@ -158,6 +158,12 @@ def stripe_webhooks(
     server = webhook_server(port, Ledger(settings.db_url), secret, lambda: today_in(settings.timezone or policy.timezone),
                             host=host)
     print(f"arflow: Stripe webhooks on http://{host}:{server.server_address[1]}/stripe/webhook", file=sys.stderr)
+    import signal
+
+    def _stop(signum, frame):  # SIGTERM ends it as Ctrl-C does: exit handlers run, and stop a temporary Prefect server
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -160,6 +160,11 @@ class Ledger:
             conn.execute(m.Meta.__table__.delete().where(m.Meta.key == key))
             conn.execute(insert(m.Meta.__table__), [{"key": key, "value": value}])
 
+    def claim_event(self, conn, key: str, value: str) -> bool:
+        """Record an outside event's id inside the caller's transaction, the one that records its
+        effect: True the first time. A failure rolls both back, so the sender's retry is processed."""
+        return bool(self._insert_new(conn, m.Meta, [{"key": key, "value": value}], ["key"], "key"))
+
     def source_records(self, system: str) -> dict[str, list[dict]]:
         """A connected system's mirror: entity -> the objects as last synced."""
         out: dict[str, list[dict]] = {}
@@ -370,25 +375,27 @@ class Ledger:
         return {"new_payments": len(new), "closed": closed_ids, "touches_closed": int(touches_closed),
                 "receipts_queued": receipts_new, "reversed": sorted(reversing)}
 
-    def record_settled(self, rows: list[dict], as_of: dt.date, actor: str = "payment_checkpoint") -> dict:
+    def record_settled(self, rows: list[dict], as_of: dt.date, actor: str = "payment_checkpoint", conn=None) -> dict:
         """Invoices the billing system settled itself (its own cash application, e.g. a QuickBooks
         payment linked to the invoice, a Stripe invoice.paid): their payment history, once per
         invoice, and their touches not yet out closed as paid, in one transaction. Rows: invoice_id,
         customer_id, issue_date, due_date, paid_date, amount_minor, currency, payment_id."""
         if not rows:
             return {"settled": 0, "touches_closed": 0}
+        if conn is None:
+            with self.engine.begin() as conn:
+                return self.record_settled(rows, as_of, actor, conn)
         ids = [r["invoice_id"] for r in rows]
-        with self.engine.begin() as conn:
-            known = set(conn.execute(select(m.PaymentHistory.invoice_id)
-                                     .where(m.PaymentHistory.invoice_id.in_(ids))).scalars())
-            new = [{**r, "days_to_pay": (r["paid_date"] - r["issue_date"]).days,
-                    "days_after_due": (r["paid_date"] - r["due_date"]).days}
-                   for r in rows if r["invoice_id"] not in known]
-            self.insert_rows(m.PaymentHistory, new, conn)
-            closed = [r["invoice_id"] for r in new]
-            touches = self._close_paid(conn, closed, as_of, "paid at the source")
-            if closed:
-                self.audit(actor, "settled_at_source", "run", None, {"invoices": closed}, conn)
+        known = set(conn.execute(select(m.PaymentHistory.invoice_id)
+                                 .where(m.PaymentHistory.invoice_id.in_(ids))).scalars())
+        new = [{**r, "days_to_pay": (r["paid_date"] - r["issue_date"]).days,
+                "days_after_due": (r["paid_date"] - r["due_date"]).days}
+               for r in rows if r["invoice_id"] not in known]
+        self.insert_rows(m.PaymentHistory, new, conn)
+        closed = [r["invoice_id"] for r in new]
+        touches = self._close_paid(conn, closed, as_of, "paid at the source")
+        if closed:
+            self.audit(actor, "settled_at_source", "run", None, {"invoices": closed}, conn)
         return {"settled": len(new), "touches_closed": touches}
 
     @staticmethod

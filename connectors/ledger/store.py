@@ -429,13 +429,39 @@ class Ledger:
         self.insert_rows(model, [row], conn)
         self.audit(actor, action, model.__name__, entity_id, row, conn)
 
-    def start_run(self, run_id: str, flow: str, as_of: dt.date, source: str, mode: str, policy_version: str) -> None:
+    def start_run(self, run_id: str, flow: str, as_of: dt.date, source: str, mode: str, policy_version: str,
+                  stale_after: dt.timedelta | None = None) -> None:
+        """A run begins: its row `running`, with the process that runs it (host, pid, the process's
+        start) in `summary` until it finishes. Runs left `running` that are clearly dead (their
+        process gone from this host, or started longer than `stale_after` ago, default
+        RUN_STALE_AFTER) are marked `crashed`."""
         with self.engine.begin() as conn:
+            self._crashed_runs(conn, run_id, stale_after or RUN_STALE_AFTER)
             conn.execute(m.Run.__table__.delete().where(m.Run.run_id == run_id))
             conn.execute(insert(m.Run.__table__), [{"run_id": run_id, "flow": flow, "as_of": as_of, "source": source,
                                                     "mode": mode, "policy_version": policy_version,
-                                                    "status": "running"}])
+                                                    "status": "running",
+                                                    "summary": json.dumps({"process": _this_process()})}])
             self.audit("arflow", f"{flow}.started", "run", run_id, {"as_of": as_of, "source": source}, conn)
+
+    def _crashed_runs(self, conn, run_id: str, stale_after: dt.timedelta) -> list[str]:
+        """Mark `crashed` the runs left `running` by a process that died without finishing them
+        (kill -9, a lost machine). Returns their run ids."""
+        t = m.Run.__table__
+        now = dt.datetime.now(dt.timezone.utc)
+        rows = conn.execute(select(t.c.run_id, t.c.started_at, t.c.summary)
+                            .where(t.c.status == "running", t.c.run_id != run_id)).all()
+        crashed = []
+        for rid, started, summary in rows:
+            why = _why_dead(started, summary, now, stale_after)
+            if why is None:
+                continue
+            n = conn.execute(t.update().where(t.c.run_id == rid, t.c.status == "running").values(
+                status="crashed", finished_at=now, summary=json.dumps({"crashed": why}))).rowcount
+            if n:
+                crashed.append(rid)
+                self.audit("arflow", "run.crashed", "run", rid, {"why": why}, conn)
+        return crashed
 
     def finish_run(self, run_id: str, status: str, summary: dict | None) -> None:
         with self.engine.begin() as conn:
@@ -640,3 +666,38 @@ def _result_frame(result) -> pd.DataFrame:
     for attributes (a failed key lookup each), which cost more than the query on a ledger's tables."""
     columns = list(result.keys())
     return pd.DataFrame([tuple(r) for r in result], columns=columns)
+
+
+RUN_STALE_AFTER = dt.timedelta(hours=24)  # no run takes this long: one still `running` after it died
+
+
+def _this_process() -> dict:
+    import socket
+
+    import psutil
+
+    return {"host": socket.gethostname(), "pid": os.getpid(), "created": psutil.Process().create_time()}
+
+
+def _why_dead(started, summary, now: dt.datetime, stale_after: dt.timedelta) -> str | None:
+    """Why a `running` run is dead (None: it may still be running)."""
+    import socket
+
+    import psutil
+
+    try:
+        proc = ((json.loads(summary) or {}).get("process") or {}) if summary else {}
+    except (TypeError, ValueError, AttributeError):
+        proc = {}
+    if proc.get("host") == socket.gethostname() and isinstance(proc.get("pid"), int):
+        try:  # the same pid may be another process by now: its start time tells
+            alive = abs(psutil.Process(proc["pid"]).create_time() - float(proc.get("created") or 0)) < 1.0
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            alive = False
+        if not alive:
+            return f"its process {proc['pid']} on {proc['host']} is gone"
+    if started is not None:
+        started = started if started.tzinfo else started.replace(tzinfo=dt.timezone.utc)
+        if now - started > stale_after:
+            return f"still running {stale_after} after it started ({started.isoformat(timespec='seconds')})"
+    return None

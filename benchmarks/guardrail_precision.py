@@ -1,6 +1,6 @@
 """How often the guardrails block a legitimate message; print one JSON object.
 
-    python benchmarks/guardrail_precision.py [--days 30] [--customers 60]
+    python benchmarks/guardrail_precision.py [--days 60] [--customers 50]
 
 Every message the demo's templates render is legitimate (no template threatens or leaks), so any
 block is a false positive. Three measures:
@@ -10,7 +10,7 @@ block is a false positive. Three measures:
 - ``demo_common_words``: the same messages against a directory that adds, for each, other customers
   named after the common words in its text ("Online", "Invoice", "Open", ...) and holding the short
   invoice numbers ``1``..``99``: the names and numbers a real customer list has (issue 21, item 4);
-- ``simulator``: every customer e-mail a simulated year (``--days``) queued, blocked or not.
+- ``simulator``: every customer e-mail the simulator rendered over ``--days`` days, blocked or not.
 
 All three must be 0.0.
 """
@@ -107,8 +107,8 @@ def simulator(days: int, customers: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--days", type=int, default=30)
-    ap.add_argument("--customers", type=int, default=60)
+    ap.add_argument("--days", type=int, default=60)
+    ap.add_argument("--customers", type=int, default=50)
     args = ap.parse_args()
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

@@ -293,6 +293,7 @@ def apply_event(event, ledger, as_of: dt.date) -> str:
     if kind not in ("invoice.payment_failed", "invoice.paid"):
         return "ignored"
     invoice_id, customer_id = _get(obj, "id", ""), _get(obj, "customer", "")
+    key = f"stripe_event:{event['id']}"
     if kind == "invoice.payment_failed":
         error = _get(_get(obj, "last_finalization_error", {}), "code") or "payment_failed"
         row = {"idempotency_key": f"{invoice_id}:stripe_event:{event['id']}", "mode": "live", "run_id": "stripe-webhook",
@@ -301,38 +302,55 @@ def apply_event(event, ledger, as_of: dt.date) -> str:
                "closed_reason": f"charge_failed: {error} (Stripe event {event['id']}, attempt "
                                 f"{_get(obj, 'attempt_count', '?')})",
                "message_key": f"{customer_id}:{as_of}:stripe_event:{event['id']}", "needs_approval": False}
-        new = ledger.insert_outbox(pd.DataFrame([row]))
-        if new:
-            ledger.audit("stripe", "invoice.payment_failed", "invoice", invoice_id, {"event": event["id"]})
-        return "recorded" if new else "duplicate"
-    seen = ledger.get_meta(f"stripe_event:{event['id']}")
-    if seen:
-        return "duplicate"
-    ledger.set_meta(f"stripe_event:{event['id']}", kind)
-    ledger.audit("stripe", "invoice.paid", "invoice", invoice_id,
-                 {"event": event["id"], "amount_paid": _get(obj, "amount_paid"), "currency": _get(obj, "currency")})
+        with ledger.engine.begin() as conn:  # the event id and its effect: one transaction
+            new = ledger.insert_outbox(pd.DataFrame([row]), conn)  # its key carries the event id
+            ledger.claim_event(conn, key, kind)
+            if not new:
+                return "duplicate"
+            ledger.audit("stripe", "invoice.payment_failed", "invoice", invoice_id, {"event": event["id"]}, conn)
+        return "recorded"
     # Stripe applied the payment itself: the invoice's payment history, and its touches not yet out closed.
     from tasks.checkpoint import settled_rows
 
     cur = str(_get(obj, "currency", "")).upper()
-    paid_at = _get(_get(obj, "status_transitions", {}), "paid_at") or event.get("created")
+    # When it was paid: Stripe's paid_at, else when the event happened, else the day it arrives.
+    paid_at = _get(_get(obj, "status_transitions", {}), "paid_at") or _get(event, "created")
+    paid_date = _date(paid_at) or as_of.isoformat()
+    created = _get(obj, "effective_at") or _get(obj, "created")
     settled = pd.DataFrame([{"invoice_id": invoice_id, "customer_id": customer_id,
-                             "issue_date": _date(_get(obj, "effective_at") or _get(obj, "created")),
-                             "due_date": _date(_get(obj, "due_date") or _get(obj, "created")),
-                             "paid_date": _date(paid_at), "amount": _money(_get(obj, "amount_paid"), cur),
+                             "issue_date": _date(created) or paid_date,
+                             "due_date": _date(_get(obj, "due_date") or created) or paid_date,
+                             "paid_date": paid_date, "amount": _money(_get(obj, "amount_paid"), cur),
                              "currency": cur, "payment_id": _get(obj, "charge") or event["id"]}])
-    ledger.record_settled(settled_rows(settled), as_of, actor="stripe")
+    rows = settled_rows(settled)
+    detail = {"event": event["id"], "amount_paid": _get(obj, "amount_paid"), "currency": _get(obj, "currency")}
+    with ledger.engine.begin() as conn:  # the event id and its effect: one transaction
+        if not ledger.claim_event(conn, key, kind):
+            return "duplicate"
+        if not rows:  # nothing a retry could read better: acknowledged, and said so in the audit log
+            ledger.audit("stripe", "invoice.paid.unreadable", "invoice", invoice_id, detail, conn)
+            return "unreadable"
+        ledger.audit("stripe", "invoice.paid", "invoice", invoice_id, detail, conn)
+        ledger.record_settled(rows, as_of, actor="stripe", conn=conn)
     return "recorded"
+
+
+MAX_WEBHOOK_BYTES = 1024 * 1024  # Stripe's events are a few kilobytes; anything near this is not one
 
 
 def webhook_server(port: int, ledger, secret: str | None, today, host: str = "127.0.0.1"):
     """An HTTP endpoint for Stripe's webhooks: POST /stripe/webhook. 200 once the event is recorded
-    (or was already); 400 when the signature or payload does not verify (Stripe retries non-2xx).
-    `today()` gives the as_of an event is recorded under. Returns the (not yet serving) server."""
+    (or was already); 400 when the signature or payload does not verify; 411/413 without a length or
+    above MAX_WEBHOOK_BYTES; 500 when recording failed (nothing of it was kept: Stripe retries
+    non-2xx, and the retry is processed). Every request gets an answer. `today()` gives the as_of an
+    event is recorded under. Returns the (not yet serving) server."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     import json
+    import sys
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = 30  # a client that stops sending mid-request does not hold a thread for ever
+
         def log_message(self, *args):
             pass
 
@@ -347,11 +365,24 @@ def webhook_server(port: int, ledger, secret: str | None, today, host: str = "12
         def do_POST(self):
             if self.path.split("?")[0] != "/stripe/webhook":
                 return self._reply(404, {"error": "not found"})
-            payload = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            length = (self.headers.get("Content-Length") or "").strip()
+            if not length.isdigit():
+                self.close_connection = True
+                return self._reply(411, {"error": "a Content-Length is required"})
+            if int(length) > MAX_WEBHOOK_BYTES:
+                self.close_connection = True  # the body is never read
+                return self._reply(413, {"error": f"body over {MAX_WEBHOOK_BYTES} bytes"})
+            payload = self.rfile.read(int(length))
             try:
                 event = construct_event(payload, self.headers.get("Stripe-Signature"), secret)
             except ValueError as exc:
                 return self._reply(400, {"error": str(exc)})
-            return self._reply(200, {"received": event["id"], "result": apply_event(event, ledger, today())})
+            try:
+                result = apply_event(event, ledger, today())
+            except Exception as exc:  # noqa: BLE001 - answered, so Stripe retries; nothing of the event was kept
+                print(f"arflow: Stripe event {event['id']} not recorded: {exc.__class__.__name__}: "
+                      f"{str(exc)[:200]}", file=sys.stderr)
+                return self._reply(500, {"error": "not recorded; retry", "received": event["id"]})
+            return self._reply(200, {"received": event["id"], "result": result})
 
     return ThreadingHTTPServer((host, port), Handler)

@@ -177,7 +177,14 @@ def _send_message(ctx: Context, key: str, grp: pd.DataFrame, rows_planned: int, 
         subject, body, mctx = render_message("email", items, "Accounts Receivable")
         found = check_rendered(subject, body, mctx, first["customer_id"], Directory({}, {}))
         if found:
-            ctx.ledger.mark(ids, "blocked", reason="guardrail: " + ",".join(found))
+            from tasks.decisions import decision_rows
+
+            reason = "guardrail: " + ",".join(found)
+            ctx.ledger.mark(ids, "blocked", reason=reason, subject=subject, body=body)
+            held = grp.assign(status="blocked", closed_reason=reason, subject=subject, body=body)
+            counts.decisions_opened += ctx.ledger.open_blocked_decisions(
+                decision_rows(held, ctx.ledger.touch_history("live", set(grp["invoice_id"])), ctx.run_id, ctx.as_of),
+                ctx.run_id)
             return
     if channel == "email" and isinstance(first["context"], str):
         approved = ctx.ledger.approved_decision(key)
@@ -315,9 +322,9 @@ def _queue_email(ctx: Context, row, c: dict, *, key: str, step: str, lane: str, 
         "closed_reason": ("guardrail: " + ",".join(blocked)) if blocked else None, "message_key": key,
         "context": json.dumps(context, default=str), "language": c.get("language"),
         "sender": c.get("owner_email") if ctx.policy.delivery.sender == "owner" else None}])
+    person = status == "awaiting_decision" or (status == "blocked" and ctx.mode != "dry-run")
     decisions = decision_rows(frame, pd.DataFrame(), ctx.run_id, ctx.as_of, ctx.channels.mail_from,
-                              ctx.policy.delivery.reply_to) \
-        if status == "awaiting_decision" else []
+                              ctx.policy.delivery.reply_to) if person else []
     return ctx.ledger.queue_touches(frame, decisions)[1]
 
 

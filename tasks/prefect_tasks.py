@@ -162,7 +162,8 @@ def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_
                        personalize=personalize)
     if personalize is not None:
         ledger.record_llm(llm.calls[since:], [])
-    waiting = rows[rows["status"] == "awaiting_decision"] if not rows.empty else rows
+    # A message for a person: one waiting for approval, or one the guardrails blocked (never unseen).
+    waiting = rows[rows["status"].isin(["awaiting_decision", "blocked"])] if not rows.empty else rows
     mail_from = mail_from or os.environ.get("ARFLOW_MAIL_FROM", "accounts-receivable@localhost")
     reply_to = policy.delivery.reply_to if policy is not None else None
     decisions = decision_rows(rows, ledger.touch_history(namespace(mode), set(waiting["invoice_id"])), run_id, as_of,

@@ -202,7 +202,8 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
     dry-run `planned` (`awaiting_decision` where a person would approve it first; no decision is
     opened); draft `awaiting_decision` (a person approves every message); send `queued`,
     or `awaiting_decision` where the step needs approval. A message the guardrails reject is
-    `blocked` with the reasons, whatever the mode. `personalize` (tasks.personalize.Personalizer):
+    `blocked` with the reasons, whatever the mode; outside a dry run it opens a decision
+    (tasks.decisions, kind guardrail_blocked), so a person sees it and the later steps it holds. `personalize` (tasks.personalize.Personalizer):
     the model may rewrite each customer e-mail; its draft is checked before it replaces the text,
     and the guardrails then check whatever text is queued."""
     if actions.empty:

@@ -237,3 +237,16 @@ def test_money_is_written_the_customers_way_in_every_template(language, currency
             body = render_message("email", items, "AR")[1]
             assert written in body, (step, len(items), body)
             assert f"{amount} {currency}" not in body
+
+
+@pytest.mark.parametrize("language", ["en", "de", "fr"])
+def test_the_accounts_list_is_set_apart_from_the_closing_line(language):
+    from tasks.touches import render_message
+
+    item = _item("nudge", "friendly", 5, language=language)
+    item["also_open"] = [{"invoice_id": "X", "invoice_number": "B-7", "currency": "EUR", "amount": "10.00",
+                          "due_date": "2026-10-01", "days_past_due": 40, "review": "payment promised"}]
+    body = render_message("email", [item], "AR")[1]
+    line = next(x for x in body.splitlines() if "B-7" in x)
+    after = body.splitlines()[body.splitlines().index(line) + 1]
+    assert after == "", body  # a blank line before the closing sentence, in every language

@@ -175,15 +175,21 @@ def read_payments(inputs: hops.Inputs, bank_file: str | None):
         frames.append(bank)
         quarantine.append(kq.assign(entity="bank_line"))
     payments = pd.concat([f for f in frames if not f.empty] or frames[:1], ignore_index=True)
+    from arflow.money import exact_total
+
+    exact_total(payments["amount_minor"], what="payments read")  # the checkpoint's totals are then exact
     return payments, pd.concat(quarantine, ignore_index=True)
 
 
 @task(name="apply_cash", cache_policy=NO_CACHE, **RETRY)
-def apply_cash(payments, ledger: Ledger, invoices, customers, as_of: dt.date, policy: Policy | None = None):
+def apply_cash(payments, ledger: Ledger, invoices, customers, as_of: dt.date, policy: Policy | None = None,
+               all_invoices=None):
+    """all_invoices: the source's invoices of every status, for returned items that name an invoice."""
     from connectors.ledger import models as m
     from tasks.checkpoint import run_checkpoint
 
-    return run_checkpoint(payments, ledger.frame(m.PaymentReceived), invoices, customers, as_of, policy)
+    return run_checkpoint(payments, ledger.frame(m.PaymentReceived), invoices, customers, as_of, policy,
+                          applications=ledger.frame(m.PaymentApplication), all_invoices=all_invoices)
 
 
 @task(name="record_checkpoint", cache_policy=NO_CACHE, **RETRY)

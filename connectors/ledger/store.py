@@ -13,6 +13,7 @@ from sqlalchemy import Engine, create_engine, event, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from arflow.safety import error_line, redact
 from connectors.ledger import models as m
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -42,11 +43,11 @@ def is_transient_db_error(exc: BaseException) -> bool:
 
 
 def _redact(url: str) -> str:
-    """The URL without its password, for messages."""
+    """The URL without its password (user info or query parameters), for messages."""
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return redact(make_url(url).render_as_string(hide_password=True))
     except Exception:
         return "<unparseable database URL>"
 
@@ -79,7 +80,7 @@ class Ledger:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except Exception as exc:
-            raise LedgerError(f"cannot migrate the ledger at {_redact(self.url)}: {exc}") from None
+            raise LedgerError(f"cannot migrate the ledger at {_redact(self.url)}: {error_line(exc)}") from None
 
     # ---- reading -------------------------------------------------------------------------
     def frame(self, model: type[m.Base], where=None) -> pd.DataFrame:

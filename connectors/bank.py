@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from arflow.money import parse_minor
+from arflow.money import known_currencies, parse_minor
 from connectors.sources import SourceError, read_csv_strings
 from tasks.extract import parse_dates
 
@@ -79,6 +79,7 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     bad = df["received_date"].isna() | df["amount_minor"].isna() | (df["amount_minor"] == 0)
     reasons = pd.Series("bad_amount", index=df.index, dtype=object).where(df["received_date"].notna(), "bad_date")
     reasons = reasons.mask(df["received_date"].notna() & (df["amount_minor"] == 0).fillna(False), "zero_amount")
+    reasons = reasons.mask(df["received_date"].notna() & ~df["currency"].isin(known_currencies()), "unknown_currency")
     # Debits that are not a returned payment: reported, not applied (fees, our own cheques, transfers out).
     debit = ~bad & (df["amount_minor"] < 0).fillna(False) & ~df["reference"].map(is_returned_item).astype(bool)
     reasons = reasons.mask(debit, "bank_debit")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from arflow.money import format_minor, parse_minor
+from arflow.money import format_minor, known_currencies, parse_minor
 from connectors.bank import PAYMENT_FRAME
 from tasks import cash
 from tasks.extract import parse_dates
@@ -33,9 +33,10 @@ def billing_payments(raw: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFra
     df["source"], df["source_file"] = "billing", None
     reason = pd.Series(None, index=df.index, dtype=object)
     reason = reason.mask(df["amount_minor"].isna(), "bad_amount")
+    reason = reason.mask(~df["currency"].isin(known_currencies()), "unknown_currency")  # XXX, XAU: not money owed
     reason = reason.mask(df["received_date"].isna(), "bad_date")
     reason = reason.mask(df["payment_id"].isna(), "missing_payment_id")
-    reason = reason.mask(df["amount_minor"] == 0, "zero_amount")
+    reason = reason.mask((df["amount_minor"] == 0).fillna(False).astype(bool), "zero_amount")
     bad = reason.notna()
     quarantine = pd.DataFrame({"source_row": raw.loc[bad, "source_row"], "reason": reason[bad],
                                "raw": raw.loc[bad].drop(columns="source_row").to_dict("records")})

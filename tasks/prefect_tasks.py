@@ -141,7 +141,11 @@ def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_
         if mode != "dry-run" and not waiting.empty else []
     new, opened = ledger.queue_touches(rows, decisions)
     if mode == "dry-run" and run_dir is not None:
-        write_eml(rows, run_dir, sender=os.environ.get("ARFLOW_MAIL_FROM", "accounts-receivable@localhost"))
+        failures: list = []
+        write_eml(rows, run_dir, sender=os.environ.get("ARFLOW_MAIL_FROM", "accounts-receivable@localhost"),
+                  failures=failures)
+        for key, reason in failures:  # that message failed, in the ledger for a person; the run goes on
+            ledger.mark_message(key, namespace(mode), "failed", reason=reason)
     messages = rows.drop_duplicates("message_key") if not rows.empty else rows
     blocked = int((messages["status"] == "blocked").sum()) if not rows.empty else 0
     drafted = opened if mode == "draft" else 0

@@ -257,10 +257,14 @@ def _header(value: str) -> str:
     return value if value.isascii() else Header(value, "utf-8").encode()
 
 
-def write_eml(rows: pd.DataFrame, folder, *, sender: str) -> int:
+def write_eml(rows: pd.DataFrame, folder, *, sender: str, failures: list | None = None) -> int:
     """Dry-run: each customer e-mail that may go out is written as an .eml file (one per idempotency
     key), so a person can open exactly what would have been sent. Returns how many were written.
-    Composed directly (UTF-8, 8bit): the email package's serializer costs about 2 ms a message."""
+    Composed directly (UTF-8, 8bit): the email package's serializer costs about 2 ms a message.
+    A message that cannot be written (the file system refuses it) is left out and appended to
+    `failures` as (message key, reason); the others are still written. A key too long for a file
+    name is written under its digest."""
+    import hashlib
     from pathlib import Path
 
     if rows.empty:
@@ -273,6 +277,7 @@ def write_eml(rows: pd.DataFrame, folder, *, sender: str) -> int:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sender_h = _header(sender)
+    written = 0
     for r in mail.itertuples():
         to = ", ".join(x for x in r.recipients.split(",") if "@" in x)
         own = getattr(r, "sender", None)
@@ -281,6 +286,16 @@ def write_eml(rows: pd.DataFrame, folder, *, sender: str) -> int:
                 f"X-Arflow-Message-Key: {_header(getattr(r, 'message_key', r.idempotency_key))}",
                 f"X-Arflow-Status: {r.status}"]
         text = "\n".join(head) + "\n\n" + r.body.replace("\r\n", "\n") + "\n"  # LF, as Python's email writes
-        name = str(getattr(r, "message_key", r.idempotency_key)).replace(":", "_").replace("/", "_") + ".eml"
-        (folder / name).write_bytes(text.encode("utf-8"))
-    return len(mail)
+        key = str(getattr(r, "message_key", r.idempotency_key))
+        name = key.replace(":", "_").replace("/", "_").replace("\\", "_").replace("\0", "_")
+        if len(name.encode("utf-8")) > 200 or name in (".", ".."):
+            name = "message-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        try:
+            (folder / (name + ".eml")).write_bytes(text.encode("utf-8", "surrogateescape"))
+        except (OSError, UnicodeError) as exc:
+            if failures is None:
+                raise
+            failures.append((key, f"the .eml file could not be written: {exc.__class__.__name__}"))
+            continue
+        written += 1
+    return written

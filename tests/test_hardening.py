@@ -364,3 +364,43 @@ def test_three_processes_opening_a_fresh_sqlite_ledger_all_succeed(trial, tmp_pa
 @pytest.mark.parametrize("trial", range(3))
 def test_three_processes_opening_a_fresh_postgresql_ledger_all_succeed(trial, pg_url):
     _assert_migrated_once(pg_url, _open_at_once(pg_url))
+
+
+# ---- 13. one line on stderr; a truncated export is loud ---------------------------------------
+
+def _error_line(p) -> str:
+    lines = [x for x in p.stderr.splitlines() if x.startswith("arflow: error:")]
+    assert len(lines) == 1, p.stderr[-2000:]
+    return lines[0]
+
+
+def test_ledger_and_policy_errors_are_one_line(tmp_path, prefect_server):
+    Ledger(f"sqlite:///{tmp_path / 'ro.db'}")  # a migrated ledger, then opened read-only
+    p = _cli(["run", "--as-of", "2026-11-23"], tmp_path, ARFLOW_DB_URL=f"sqlite:///file:{tmp_path / 'ro.db'}?mode=ro&uri=true")
+    assert p.returncode == 1 and "[SQL:" not in p.stderr and "Background on this error" not in p.stderr
+    assert "readonly database" in _error_line(p) and "the ledger refused" in _error_line(p)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("timezone: [unclosed\n  foo: : bar\n")
+    p = _cli(["run", "--as-of", "2026-11-23"], tmp_path, ARFLOW_POLICY=str(bad))
+    assert p.returncode == 1
+    assert _error_line(p) == (f"arflow: error: policy file {bad} is not valid YAML: expected ',' or ']', "
+                              "but got ':' at line 2, column 6")
+
+
+def test_a_truncated_invoice_export_is_loud(tmp_path, prefect_server, monkeypatch):
+    from flows.daily_ar import daily_ar
+    from tasks.quality import DataQualityError
+
+    monkeypatch.setenv("ARFLOW_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ARFLOW_DB_URL", f"sqlite:///{tmp_path / 'l.db'}")
+    customers = [customer("C1")]
+    first = make_source(tmp_path / "first", [], customers)  # a first day with nothing: a note, not a clean day
+    s = daily_ar(as_of=AS_OF, source=f"csv:{first}")
+    assert s["open_invoices"] == 0 and any("no open invoices at all" in n for n in s["notes"])
+    src = make_source(tmp_path / "src", [invoice(f"I{i}", due_date="2026-12-20") for i in range(4)], customers)
+    assert daily_ar(as_of=AS_OF, source=f"csv:{src}")["open_invoices"] == 4
+    make_source(src, [], customers)  # the next morning's export: its header only
+    with pytest.raises(DataQualityError, match=r"open invoices fell from 4 \(2026-11-23\) to 0"):
+        daily_ar(as_of=AS_OF + dt.timedelta(days=1), source=f"csv:{src}")
+    make_source(src, [invoice("I0", due_date="2026-12-20"), invoice("I1", due_date="2026-12-20")], customers)
+    assert daily_ar(as_of=AS_OF + dt.timedelta(days=1), source=f"csv:{src}")["open_invoices"] == 2  # half: allowed

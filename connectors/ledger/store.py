@@ -59,7 +59,7 @@ class Ledger:
         self.url = url
         if url.startswith("sqlite:///"):
             path = Path(url.removeprefix("sqlite:///"))
-            if str(path) not in ("", ":memory:"):
+            if str(path) not in ("", ":memory:") and not str(path).startswith("file:"):  # a URI names its own
                 path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
@@ -448,6 +448,20 @@ class Ledger:
                 return self.record(model, row, action, actor, entity_id, conn)
         self.insert_rows(model, [row], conn)
         self.audit(actor, action, model.__name__, entity_id, row, conn)
+
+    def last_open_invoices(self, flow: str, as_of: dt.date, source: str) -> tuple[dt.date, int] | None:
+        """(day, open invoices) of the latest completed run of `flow` on `source` before `as_of`."""
+        stmt = (select(m.Run.as_of, m.Run.summary)
+                .where(m.Run.flow == flow, m.Run.status == "completed", m.Run.as_of < as_of, m.Run.source == source)
+                .order_by(m.Run.as_of.desc(), m.Run.finished_at.desc()).limit(5))
+        for day, summary in self._rows(stmt):
+            try:
+                count = json.loads(summary or "{}").get("open_invoices")
+            except ValueError:
+                continue
+            if isinstance(count, int):
+                return day, count
+        return None
 
     def start_run(self, run_id: str, flow: str, as_of: dt.date, source: str, mode: str, policy_version: str) -> None:
         with self.engine.begin() as conn:

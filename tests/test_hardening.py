@@ -404,3 +404,95 @@ def test_a_truncated_invoice_export_is_loud(tmp_path, prefect_server, monkeypatc
         daily_ar(as_of=AS_OF + dt.timedelta(days=1), source=f"csv:{src}")
     make_source(src, [invoice("I0", due_date="2026-12-20"), invoice("I1", due_date="2026-12-20")], customers)
     assert daily_ar(as_of=AS_OF + dt.timedelta(days=1), source=f"csv:{src}")["open_invoices"] == 2  # half: allowed
+
+
+# ---- property: hostile rows through extract, plan, render, guardrail and export ---------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_CONTROL_TEXT = st.text(alphabet=st.sampled_from(list("AZaz09-_ #'\"=+@") + ["\r", "\n", "\t", "\x00", "\x1b",
+                                                                             "\u2028", "\x85", "é", "中"]),
+                        min_size=1, max_size=12)
+_IDS = st.one_of(st.from_regex(r"[A-Z]{1,3}-?[0-9]{1,5}", fullmatch=True), _CONTROL_TEXT,
+                 st.text(alphabet="K", min_size=65, max_size=300))
+_AMOUNTS = st.one_of(st.decimals(min_value=0, max_value=10**6, places=2, allow_nan=False).map(str),
+                     st.sampled_from(["9999999999999999.99", "10000000000000.01", "-5.00", "0", "1e3", "0.001", "",
+                                      "1,000.00", " 12.00 ", "999999999999999999999"]))
+_CURRENCIES = st.sampled_from(["USD", "EUR", "JPY", "BHD", "usd", " USD", "XXX", "XTS", "XAU", "DEM", "", "US$"])
+_NAMES = st.one_of(st.sampled_from(["Online", "Pay", "2", "Invoice", "The", "Acme Corp", '=HYPERLINK("http://x")',
+                                    "@SUM(A1)", "+1", "-1", "Al"]), _CONTROL_TEXT)
+
+
+@st.composite
+def _hostile_book(draw):
+    customer_ids = draw(st.lists(_IDS, min_size=1, max_size=4, unique=True))
+    customers = [customer(c, name=draw(_NAMES), billing_contact_name=draw(_NAMES)) for c in customer_ids]
+    rows = []
+    for i in range(draw(st.integers(min_value=1, max_value=6))):
+        amount = draw(_AMOUNTS)
+        rows.append(invoice(draw(st.one_of(st.just(f"I{i}"), _IDS)), cid=draw(st.sampled_from(customer_ids)),
+                            invoice_number=draw(st.one_of(st.just(f"N-{i}"), _IDS, _NAMES)), currency=draw(_CURRENCIES),
+                            amount=amount, balance=draw(st.one_of(st.just(amount), _AMOUNTS)),
+                            due_date=draw(st.sampled_from(["2026-11-20", "2026-10-01", "2026-08-01", "2026-12-30"])),
+                            po_number=draw(st.one_of(st.just(""), _NAMES))))
+    return rows, customers
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(book=_hostile_book())
+def test_hostile_rows_never_crash_and_every_open_invoice_ends_in_one_place(book, policy, tmp_path_factory):
+    import csv
+    import io
+    from email import policy as mail_policy
+    from email.parser import BytesParser
+
+    from arflow.safety import csv_cell
+    from tasks.report import bucket_totals, outcome_rows
+    from tasks.touches import outbox_rows, write_eml
+    from tests.pipeline import run
+
+    rows, customers = book
+    folder = tmp_path_factory.mktemp("hostile")
+    loose = policy.model_copy(update={"data_quality": policy.data_quality.model_copy(update={"max_failure_share": 1.0})})
+    out = run(make_source(folder / "src", rows, customers), AS_OF, loose)
+
+    # Every open invoice read ends in exactly one place; nothing is lost.
+    q = out["quarantine"]
+    outcomes = outcome_rows(out["planned"], q[q["entity"] == "invoice"])
+    assert sorted(outcomes["source_row"].astype(int)) == list(range(2, len(rows) + 2))
+    assert outcomes["outcome"].notna().all() and (q["reason"].notna()).all()
+    # What is aged is clean and within bounds: totals are exact.
+    good = out["planned"]
+    assert not good["invoice_id"].astype(str).str.contains(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]").any()
+    by_bucket, per_currency = bucket_totals(good)
+    for cur, g in good[good["effective_balance_minor"] > 0].groupby("currency"):
+        assert cur in ("USD", "EUR", "JPY", "BHD")
+        total = sum(int(v) for v in g["effective_balance_minor"])
+        assert sum(int(b[cur]["count"]) for b in per_currency.values()) == len(g) and total <= len(g) * 10**15
+
+    # Rendered and checked: a blocked message says why (a person sees it); the files that would be
+    # sent parse with their headers intact.
+    for mode in ("send", "dry-run"):
+        msgs = outbox_rows(out["actions"], good, mode=mode, run_id="r", as_of=AS_OF, policy=loose)
+        if msgs.empty:
+            continue
+        blocked = msgs[msgs["status"] == "blocked"]
+        assert blocked["closed_reason"].str.startswith("guardrail:").all()
+        assert set(msgs["status"]) <= {"planned", "queued", "awaiting_decision", "blocked", "closed"}
+    failures: list = []
+    eml_dir = folder / "eml"
+    written = write_eml(msgs, eml_dir, sender="ar@yourco.example", failures=failures) if not msgs.empty else 0
+    assert not failures
+    for path in (eml_dir.glob("*.eml") if written else []):
+        msg = BytesParser(policy=mail_policy.default).parsebytes(path.read_bytes())
+        assert msg["Bcc"] is None and "\n" not in str(msg["Subject"])
+
+    # Exported for people: no cell a spreadsheet would evaluate; the apostrophe is all that changed.
+    cells = [str(v) for r in rows + customers for v in r.values()]
+    buf = io.StringIO()
+    csv.writer(buf).writerow([csv_cell(c) for c in cells])
+    back = next(csv.reader(io.StringIO(buf.getvalue())))
+    for original, cell in zip(cells, back):
+        assert not cell[:1] in ("=", "+", "@", "\t", "\r") and (cell == original or cell == "'" + original)

@@ -120,6 +120,37 @@ def test_a_database_password_never_leaves_the_process(url, tmp_path, prefect_ser
     assert "password=***" in line and "[SQL" not in p.stderr and "Background on this error" not in p.stderr
 
 
+def test_a_flows_logs_and_state_message_are_redacted_whoever_wrote_them(prefect_server):
+    """Not only the ledger's own error: a log line or an exception of any code in a flow run."""
+    from prefect import flow, get_client, get_run_logger
+
+    from arflow.safety import redacted_errors
+
+    @flow(name="leaky")
+    @redacted_errors
+    def leaky() -> None:
+        get_run_logger().warning("connecting to postgresql://arflow:%s@db/ledger", SECRET)
+        raise RuntimeError(f"cannot reach https://api.example.com/v1?api_key={SECRET}&page=1")
+
+    with pytest.raises(RuntimeError) as err:
+        leaky()
+    assert SECRET not in str(err.value) and "api_key=***" in str(err.value)
+
+    async def record():
+        async with get_client() as client:
+            (run,) = [r for r in await client.read_flow_runs(limit=20) if r.name and r.flow_id and r.state.is_failed()
+                      and "api_key" in (r.state.message or "")][:1]
+            for _ in range(60):
+                logs = [x.message for x in await client.read_logs(limit=200) if x.flow_run_id == run.id]
+                if any("Finished in state" in x for x in logs):
+                    return run.state.message, logs
+                await asyncio.sleep(0.5)
+            return run.state.message, logs
+    message, logs = asyncio.run(record())
+    assert SECRET not in message
+    assert any("arflow:***@db" in x for x in logs) and not [x for x in logs if SECRET in x]
+
+
 def test_redact_covers_every_place_a_url_carries_a_credential():
     from arflow.safety import redact
 

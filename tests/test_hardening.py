@@ -270,6 +270,31 @@ def test_one_message_that_cannot_be_written_fails_alone(tmp_path):
     assert [k for k, _ in failures] == ["c2:nudge"] and (tmp_path / "c3_nudge.eml").is_file()
 
 
+def test_a_message_that_cannot_be_composed_fails_alone_and_the_run_goes_on(tmp_path, prefect_server, smtp,
+                                                                          monkeypatch, policy):
+    """An outbox row written before identifiers were checked (a recipient with CR/LF): composing it
+    fails, that message is marked failed with its reason, and the next customer is still sent."""
+    from flows.daily_ar import daily_ar
+    from tasks.touches import outbox_rows
+    from tests.pipeline import run
+
+    monkeypatch.setenv("ARFLOW_DATA_DIR", str(tmp_path))
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    monkeypatch.setenv("ARFLOW_DB_URL", url)
+    src = make_source(tmp_path / "src", [invoice("I1", due_date="2026-11-18"), invoice("I2", "C2", due_date="2026-11-18")],
+                      [customer("C1"), customer("C2")])
+    out = run(src, AS_OF, policy)
+    rows = outbox_rows(out["actions"], out["planned"], mode="send", run_id="earlier", as_of=AS_OF, policy=policy)
+    rows.loc[rows["customer_id"] == "C1", "recipients"] = "ap@c1.example.com\r\nBcc: evil@example.com"
+    ledger = Ledger(url)
+    ledger.queue_touches(rows, [])
+    s = daily_ar(as_of=AS_OF, source=f"csv:{src}", mode="send")
+    box = ledger.frame(m.Outbox).set_index("customer_id")
+    assert box.loc["C1", "status"] == "failed" and "could not be composed" in box.loc["C1", "closed_reason"]
+    assert box.loc["C2", "status"] == "sent" and s["sent"] == 1
+    assert [msg["To"] for msg in smtp.messages if "Bcc" not in msg] == ["ap@c2.example.com"]
+
+
 # ---- 7. money overflow ------------------------------------------------------------------------
 
 def test_absurd_amounts_are_quarantined_and_totals_stay_exact(tmp_path, prefect_server):

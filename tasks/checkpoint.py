@@ -135,15 +135,17 @@ def run_checkpoint(payments: pd.DataFrame, known: pd.DataFrame, invoices: pd.Dat
     for p in reversals.to_dict("records"):
         tokens = cash.reference_tokens(p["reference"])
         original = next((by_upper[t] for t in tokens if t in by_upper), None)
-        if original is None:  # a returned item naming the invoice its payment paid
+        if original is None:  # a returned item naming the invoice its payment paid (its customer's, if named)
             named = [paid_by[t] for t in sorted(tokens) if t in paid_by]
-            live = [c for cands in named for c in cands if c[0] not in res.reversal_of.values()]
+            live = [c for cands in named for c in cands if c[0] not in res.reversal_of.values()
+                    and (not isinstance(p["customer_id"], str) or customer_of.get(c[0]) == p["customer_id"])]
             original = next((pid for pid, amount in live if amount == -p["amount_minor"]), None) or \
                 (live[-1][0] if live else None)
         row = _received(p, as_of)
         if original:
             row.update(status="reversal", rule="reversal", confidence=1.0, reason=f"reverses {original}",
-                       customer_id=row["customer_id"] or customer_of.get(original))
+                       customer_id=row["customer_id"] if isinstance(row["customer_id"], str)
+                       else customer_of.get(original))
             res.reversal_of[p["payment_id"]] = original
             if original in rows_by_id:  # applied in this same batch: undo it in the book
                 rows_by_id[original]["status"] = "reversed"

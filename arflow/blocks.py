@@ -85,6 +85,21 @@ class QuickBooksConnection(Block):
     base_url: str | None = Field(default=None, description="API base including /v3 (default: Intuit's)")
 
 
+class XeroConnection(Block):
+    _block_type_name = "arflow Xero"
+    _block_type_slug = "arflow-xero"
+    _description = "The Xero app and organisation arflow reads invoices, contacts and payments from."
+
+    client_id: str
+    client_secret: SecretStr
+    refresh_token: SecretStr = Field(description="rotated by Xero on every refresh; arflow saves the new one back here")
+    tenant_id: str | None = Field(default=None, description="the organisation, where the app is connected to several")
+    base_url: str | None = Field(default=None, description="Accounting API base (default https://api.xero.com/api.xro/2.0)")
+    identity_url: str | None = Field(default=None, description="base of GET /connections (default https://api.xero.com)")
+    token_url: str | None = Field(default=None, description="token endpoint (default https://identity.xero.com/connect/token)")
+    scopes: str | None = Field(default=None, description="the scopes the refresh asks for (default: the least arflow reads with)")
+
+
 class SalesforceConnection(Block):
     _block_type_name = "arflow Salesforce"
     _block_type_slug = "arflow-salesforce"
@@ -114,10 +129,11 @@ def _plain(value):
 
 
 def connection(system: str) -> tuple[dict, object | None]:
-    """The settings of a connected system (quickbooks, salesforce, stripe) as a dict, and the block
+    """The settings of a connected system (quickbooks, xero, salesforce, stripe) as a dict, and the block
     they came from (None: the environment). ARFLOW_<SYSTEM>_BLOCK names the block (default
     arflow-<system>)."""
-    cls = {"quickbooks": QuickBooksConnection, "salesforce": SalesforceConnection, "stripe": StripeConnection}[system]
+    cls = {"quickbooks": QuickBooksConnection, "xero": XeroConnection, "salesforce": SalesforceConnection,
+           "stripe": StripeConnection}[system]
     block = _load(cls, os.environ.get(f"ARFLOW_{system.upper()}_BLOCK", f"arflow-{system}"))
     env = os.environ.get
     if block is not None:
@@ -127,6 +143,11 @@ def connection(system: str) -> tuple[dict, object | None]:
                 "refresh_token": env("ARFLOW_QBO_REFRESH_TOKEN"), "realm_id": env("ARFLOW_QBO_REALM_ID"),
                 "environment": env("ARFLOW_QBO_ENVIRONMENT") or "production",
                 "base_url": env("ARFLOW_QBO_BASE_URL")}, None
+    if system == "xero":
+        return {"client_id": env("ARFLOW_XERO_CLIENT_ID"), "client_secret": env("ARFLOW_XERO_CLIENT_SECRET"),
+                "refresh_token": env("ARFLOW_XERO_REFRESH_TOKEN"), "tenant_id": env("ARFLOW_XERO_TENANT_ID"),
+                "base_url": env("ARFLOW_XERO_BASE_URL"), "identity_url": env("ARFLOW_XERO_IDENTITY_URL"),
+                "token_url": env("ARFLOW_XERO_TOKEN_URL"), "scopes": env("ARFLOW_XERO_SCOPES")}, None
     if system == "salesforce":
         return {"instance_url": env("ARFLOW_SFDC_INSTANCE_URL"), "session_id": env("ARFLOW_SFDC_SESSION_ID"),
                 "username": env("ARFLOW_SFDC_USERNAME"), "password": env("ARFLOW_SFDC_PASSWORD"),

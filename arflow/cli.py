@@ -20,7 +20,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-SOURCE_HELP = "demo | csv:DIR | quickbooks | stripe"
+SOURCE_HELP = "demo | csv:DIR | quickbooks | xero | stripe"
 CRM_HELP = "salesforce: accounts and contacts from the CRM (default: the billing system's customers)"
 
 
@@ -101,7 +101,7 @@ def _check_source(source: str, crm: str | None = None) -> str:
     from connectors.systems import BILLING_SYSTEMS, CRM_SYSTEMS, source_spec
 
     if not (source == "demo" or source.startswith("csv:") or source in BILLING_SYSTEMS):
-        raise UsageError(f"--source must be demo, csv:DIR, quickbooks or stripe, got {source!r}")
+        raise UsageError(f"--source must be demo, csv:DIR, quickbooks, xero or stripe, got {source!r}")
     if source.startswith("csv:") and not Path(source[4:]).is_dir():
         raise UsageError(f"--source {source}: {source[4:]} is not a folder")
     if crm is not None and crm not in CRM_SYSTEMS:
@@ -111,12 +111,12 @@ def _check_source(source: str, crm: str | None = None) -> str:
 
 @app.command("check-connection")
 def check_connection(
-    system: str = typer.Argument(..., help="quickbooks | salesforce | stripe"),
+    system: str = typer.Argument(..., help="quickbooks | xero | salesforce | stripe"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Sign in to a connected system and print what arflow can see there (counts; nothing is written)."""
-    if system not in ("quickbooks", "salesforce", "stripe"):
-        raise UsageError(f"check-connection takes quickbooks, salesforce or stripe, got {system!r}")
+    if system not in ("quickbooks", "xero", "salesforce", "stripe"):
+        raise UsageError(f"check-connection takes quickbooks, xero, salesforce or stripe, got {system!r}")
     _quiet_env()
     from arflow.config import Settings
     from connectors.sources import open_source
@@ -158,6 +158,12 @@ def stripe_webhooks(
     server = webhook_server(port, Ledger(settings.db_url), secret, lambda: today_in(settings.timezone or policy.timezone),
                             host=host)
     print(f"arflow: Stripe webhooks on http://{host}:{server.server_address[1]}/stripe/webhook", file=sys.stderr)
+    import signal
+
+    def _stop(signum, frame):  # SIGTERM ends it as Ctrl-C does: exit handlers run, and stop a temporary Prefect server
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -208,6 +214,73 @@ def _ledger_and_today(on: str | None):
     return Ledger(settings.db_url), day
 
 
+RECORD_SOURCE_HELP = SOURCE_HELP + " whose customers and invoices the record is checked against (default: the " \
+                                   "source of the ledger's last run, else demo)"
+
+
+def _record_source(ledger, source: str | None) -> str:
+    """The source a record is checked against: the one given, else the one the ledger last ran on."""
+    if source is not None:
+        return _check_source(source)
+    from sqlalchemy import select
+
+    from connectors.ledger import models as m
+
+    with ledger.engine.connect() as conn:
+        last = conn.execute(select(m.Run.source).where(m.Run.flow.in_(["daily_ar", "payment_checkpoint"]))
+                            .order_by(m.Run.started_at.desc()).limit(1)).scalar()
+    return last or "demo"
+
+
+def _fold(text: str) -> str:
+    """An id as the sources compare it: whitespace collapsed, case folded."""
+    return " ".join(str(text).split()).casefold()
+
+
+class _Known:
+    """The customer and invoice ids of a source, to check a record against before it is written: a
+    stop on a customer that does not exist stops nobody, and the real customer is still chased."""
+
+    def __init__(self, ledger, source: str | None, day: dt.date):
+        from arflow.config import Settings
+        from connectors.sources import open_source
+
+        self.source = _record_source(ledger, source)
+        src = open_source(self.source, data_dir=Settings.from_env().data_dir, as_of=day)
+        inv = src.invoices()
+        self.customers = self._ids(src.customers()["customer_id"])
+        self.invoice_customer = {str(i).strip(): str(c).strip() for i, c in zip(inv["invoice_id"], inv["customer_id"])}
+        self.invoices = self._ids(list(self.invoice_customer))
+
+    @staticmethod
+    def _ids(values) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for v in values:
+            if isinstance(v, str) and v.strip():
+                out.setdefault(_fold(v), v.strip())
+        return out
+
+    def _resolve(self, given: str, ids: dict[str, str], what: str) -> str:
+        import difflib
+
+        hit = ids.get(_fold(given))
+        if hit is not None:
+            return hit
+        close = [ids[c] for c in difflib.get_close_matches(_fold(given), list(ids), n=3, cutoff=0.5)]
+        raise UsageError(f"no {what} {given!r} in {self.source}"
+                         + (f"; close: {', '.join(close)}" if close else "; nothing close"))
+
+    def customer(self, given: str) -> str:
+        return self._resolve(given, self.customers, "customer")
+
+    def invoice(self, given: str, customer: str | None = None) -> str:
+        invoice = self._resolve(given, self.invoices, "invoice")
+        owner = self.invoice_customer.get(invoice)
+        if customer is not None and owner != customer:
+            raise UsageError(f"invoice {invoice} is customer {owner}'s, not {customer}'s")
+        return invoice
+
+
 def _record(ledger, model_name: str, row: dict, action: str, who: str, entity_id: str) -> None:
     from connectors.ledger import models as m
 
@@ -222,11 +295,15 @@ def dispute_open(invoice: str = typer.Argument(..., help="invoice id"),
                  amount: Optional[str] = typer.Option(None, "--amount", help="disputed amount, major units"),
                  currency: Optional[str] = typer.Option(None, "--currency"),
                  on: Optional[str] = typer.Option(None, "--on", help="date opened (default today)"),
+                 source: Optional[str] = typer.Option(None, "--source", help=RECORD_SOURCE_HELP),
                  by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
     """Open a dispute: no automated touch on this invoice until it is resolved."""
     from arflow.money import to_minor
 
     ledger, day = _ledger_and_today(on)
+    known = _Known(ledger, source, day)
+    customer = known.customer(customer)
+    invoice = known.invoice(invoice, customer)
     minor = None
     if amount is not None:
         if not currency:
@@ -264,6 +341,7 @@ def promise(invoice: str = typer.Argument(...), customer: str = typer.Option(...
             date: str = typer.Option(..., "--date", help="the date the customer promised to pay"),
             amount: Optional[str] = typer.Option(None, "--amount"), currency: Optional[str] = typer.Option(None, "--currency"),
             note: str = typer.Option("", "--note"), on: Optional[str] = typer.Option(None, "--on"),
+            source: Optional[str] = typer.Option(None, "--source", help=RECORD_SOURCE_HELP),
             by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
     """Record a promise to pay: reminders stop until the date, and resume the business day after
     if it is broken."""
@@ -273,6 +351,9 @@ def promise(invoice: str = typer.Argument(...), customer: str = typer.Option(...
     promised = _parse_date(date, "--date")
     if promised < day:
         raise UsageError(f"--date {promised} is before the day it is recorded ({day})")
+    known = _Known(ledger, source, day)
+    customer = known.customer(customer)
+    invoice = known.invoice(invoice, customer)
     minor = to_minor(amount, currency.upper()) if amount and currency else None
     _record(ledger, "PromiseToPay", {"invoice_id": invoice, "customer_id": customer, "recorded_on": day,
                              "promised_date": promised, "amount_minor": minor,
@@ -284,12 +365,16 @@ def promise(invoice: str = typer.Argument(...), customer: str = typer.Option(...
 def pause(customer: str = typer.Argument(...), until: str = typer.Option(..., "--until"),
           reason: str = typer.Option(..., "--reason"), invoice: Optional[str] = typer.Option(None, "--invoice"),
           on: Optional[str] = typer.Option(None, "--on"),
+          source: Optional[str] = typer.Option(None, "--source", help=RECORD_SOURCE_HELP),
           by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
     """Pause outreach to a customer (or one invoice) until a date, with a reason."""
     ledger, day = _ledger_and_today(on)
     end = _parse_date(until, "--until")
     if end < day:
         raise UsageError(f"--until {end} is before today ({day})")
+    known = _Known(ledger, source, day)
+    customer = known.customer(customer)
+    invoice = known.invoice(invoice, customer) if invoice is not None else None
     _record(ledger, "Pause", {"customer_id": customer, "invoice_id": invoice, "starts_on": day, "until": end,
                       "reason": reason, "recorded_by": by}, "pause.recorded", by, customer)
 
@@ -298,6 +383,7 @@ def pause(customer: str = typer.Argument(...), until: str = typer.Option(..., "-
 def opt_out(customer: str = typer.Argument(...), reason: str = typer.Option("", "--reason"),
             withdraw: bool = typer.Option(False, "--withdraw", help="end an opt-out instead"),
             on: Optional[str] = typer.Option(None, "--on"),
+            source: Optional[str] = typer.Option(None, "--source", help=RECORD_SOURCE_HELP),
             by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
     """Record that a customer opted out of automated reminders (or, with --withdraw, opted back in)."""
     from sqlalchemy import update
@@ -306,6 +392,7 @@ def opt_out(customer: str = typer.Argument(...), reason: str = typer.Option("", 
 
     ledger, day = _ledger_and_today(on)
     if not withdraw:
+        customer = _Known(ledger, source, day).customer(customer)
         _record(ledger, "OptOut", {"customer_id": customer, "recorded_on": day, "reason": reason or None},
                 "opt_out.recorded", by, customer)
         return
@@ -357,6 +444,16 @@ def queue(as_json: bool = typer.Option(False, "--json", help="print one JSON obj
         sys.stdout.write(f"#{d['id']} {d['kind']} {c.get('customer', d['customer_id'])} [{d['opened_on']}] {inv}\n")
         if c.get("proposed_subject"):
             sys.stdout.write(f"    proposed: {c['proposed_subject']}\n")
+        env = c.get("envelope")
+        if env:
+            sys.stdout.write(f"    from {env['from']} to {', '.join(env['to']) or 'nobody'}"
+                             + (f" cc {', '.join(env['cc'])}" if env["cc"] else "") + "\n")
+        if c.get("changed_since_approval"):
+            ch = c["changed_since_approval"]
+            sys.stdout.write(f"    changed since {ch['approved_by']} approved it: "
+                             + ", ".join(x["field"] for x in ch["changes"]) + "\n")
+        if c.get("blocked"):
+            sys.stdout.write(f"    blocked: {c['blocked']}\n")
 
 
 @app.command("decide")
@@ -658,9 +755,7 @@ def statement(
     known = good_customers[good_customers["customer_id"] == customer]
     if known.empty:
         raise UsageError(f"no customer {customer!r} in the source's customer file")
-    lang = known.iloc[0].get("language") if "language" in known else None
-    lang = lang if isinstance(lang, str) and lang else policy.language_for(
-        known.iloc[0]["country"] if isinstance(known.iloc[0]["country"], str) else None)
+    lang = stm.language_of(known.iloc[0], policy)
     st = stm.build(customer, as_of=day, since=start, aged=extracted.frame, raw_invoices=inputs.invoices,
                    customers=good_customers, payments=ledger.frame(m.PaymentReceived),
                    credit_notes=credits.parse(inputs.credit_notes)[0], language=lang)

@@ -116,6 +116,33 @@ class Delivery(_Strict):
     # Template language by the customer's country, where the customer file gives no language.
     languages: dict[str, str] = Field(default_factory=dict)
     max_send_attempts: int = Field(default=3, ge=1)  # a transient send error retries on later runs, this often
+    # Reply-To of every customer e-mail: the AR mailbox reply triage reads, so replies reach it and
+    # not whichever owner the message came from. None: replies go to the From address.
+    reply_to: str | None = None
+
+    @field_validator("reply_to")
+    @classmethod
+    def _one_address(cls, v: str | None) -> str | None:
+        from email.headerregistry import Address
+
+        if v is None or not v.strip():
+            return None
+        try:
+            if any(ch in v for ch in "\r\n,;"):
+                raise ValueError
+            return str(Address(addr_spec=v.strip()))
+        except (ValueError, IndexError):
+            raise ValueError(f"reply_to must be one e-mail address, got {v!r}") from None
+
+
+class Statements(_Strict):
+    """The monthly statement of account (tasks/statement.py, README: Statements of account)."""
+
+    # true: a customer's first reminder e-mail of the month sent on or after `day_of_month` carries
+    # their statement of account (day 1: the month's first reminder).
+    with_reminder: bool = False
+    day_of_month: int = Field(default=1, ge=1, le=28)   # 28 at most: every month has that day
+    attach: Literal["pdf", "html"] = "pdf"               # the statement as a PDF (WeasyPrint) or an HTML page
 
 
 class Escalations(_Strict):
@@ -202,10 +229,15 @@ class QuickBooksWrites(_Strict):
     write_notes: bool = False  # append a line to an invoice's private memo for each reminder sent
 
 
+class XeroWrites(_Strict):
+    write_history: bool = False  # a history note on an invoice for each reminder e-mailed (scope accounting.transactions)
+
+
 class Connectors(_Strict):
     """What arflow may write into connected systems (README, Connecting your systems). Reading needs
     no switch; every write here is off unless turned on."""
     quickbooks: QuickBooksWrites = QuickBooksWrites()
+    xero: XeroWrites = XeroWrites()
 
 
 class Policy(_Strict):
@@ -223,6 +255,7 @@ class Policy(_Strict):
     # Below this open balance (major units, per currency) nobody is chased.
     minimum_amount: dict[str, str] = Field(default_factory=dict)
     delivery: Delivery = Delivery()
+    statements: Statements = Statements()
     escalations: Escalations = Escalations()
     payment_plans: PaymentPlans = PaymentPlans()
     cash_application: CashApplication = CashApplication()

@@ -59,7 +59,7 @@ def generate(n_payments: int, seed: int, mix: dict[str, float] = KINDS):
     for n, kind in enumerate(kinds):
         cid = f"C{int(rng.integers(n_customers)):05d}"
         g = by_customer[cid]
-        free = g[~g["invoice_id"].isin(used)]
+        free = g[[i not in used for i in g["invoice_id"]]]   # a set lookup per row (isin copies the set)
         if free.empty:
             continue
         inv = free.iloc[0]

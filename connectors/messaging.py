@@ -59,7 +59,7 @@ class SmtpConfig:
 
 
 def compose(*, sender: str, to: list[str], cc: list[str], subject: str, body: str, key: str,
-            sender_on_behalf: str | None = None) -> EmailMessage:
+            sender_on_behalf: str | None = None, reply_to: str | None = None) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = sender
     if sender_on_behalf and sender_on_behalf != sender:
@@ -67,6 +67,10 @@ def compose(*, sender: str, to: list[str], cc: list[str], subject: str, body: st
     msg["To"] = ", ".join(to)
     if cc:
         msg["Cc"] = ", ".join(cc)
+    if reply_to:
+        msg["Reply-To"] = reply_to  # the AR mailbox reply triage reads
+        # One click in the mail client asks to stop: an "unsubscribe" reply, which triage records as an opt-out.
+        msg["List-Unsubscribe"] = f"<mailto:{reply_to}?subject=unsubscribe>"
     msg["Subject"] = " ".join(subject.split())
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = message_id(key)
@@ -156,6 +160,15 @@ def split_recipients(recipients: str) -> tuple[list[str], list[str]]:
     resolve to an address are dropped."""
     addrs = [r.strip() for r in (recipients or "").split(",") if "@" in r]
     return addrs[:1], addrs[1:]
+
+
+def envelope(recipients: str, sender_address: str | None, mail_from: str, reply_to: str | None = None) -> dict:
+    """Who a message is from and to, exactly as it leaves: what the approver is shown and what the
+    send composes, from one function so the two cannot differ."""
+    to, cc = split_recipients(recipients)
+    sender = display_sender(sender_address, mail_from)
+    return {"from": sender, "sender": mail_from if sender != mail_from else None, "to": to, "cc": cc,
+            "reply_to": reply_to or None}
 
 
 def display_sender(address: str | None, default: str, name: str = "Accounts Receivable") -> str:

@@ -14,7 +14,9 @@ quarantines, as for every source):
 - payments received in the last `ARFLOW_QBO_PAYMENT_DAYS` days (default 35) with an unapplied
   amount: cash the books have not matched, which the payment checkpoint proposes a match for.
   Payments the books applied already show in the invoices' balances;
-- credit memos with a remaining credit (their customers are named in the run's notes);
+- credit memos (CreditMemo) and what the books applied of them to which invoice (a Payment's
+  LinkedTxn of TxnType CreditMemo beside the invoices it settles), as credit_notes.csv's rows, so a
+  drop in an invoice's Balance is told apart as a credit or a payment (`credit_notes`);
 - the books' own aging, report `AgedReceivables` on `as_of`, mapped to the `aging_report` shape.
 
 Queries page through `STARTPOSITION`/`MAXRESULTS` 1,000 rows at a time, and a full pull is checked
@@ -41,8 +43,8 @@ from pathlib import Path
 import pandas as pd
 
 from connectors.http import ConnectorError, describe, is_transient, with_retries
-from connectors.sources import (AGING_COLUMNS, CUSTOMER_COLUMNS, INVOICE_COLUMNS, PAYMENT_COLUMNS, SourceError,
-                                string_frame, tenure_months)
+from connectors.sources import (AGING_COLUMNS, CREDIT_NOTE_COLUMNS, CUSTOMER_COLUMNS, INVOICE_COLUMNS,
+                                PAYMENT_COLUMNS, SourceError, string_frame, tenure_months)
 
 SYSTEM = "QuickBooks"
 THROTTLED = 3001  # QuickBooks' fault code for a throttled request (HTTP 429)
@@ -82,6 +84,23 @@ def _text(value) -> str:
     if isinstance(value, float):  # only where a caller parsed without Decimal: keep what was written
         return repr(value)
     return str(value).strip()
+
+
+def _decimal(value) -> decimal.Decimal | None:
+    try:
+        return decimal.Decimal(str(value))
+    except (decimal.InvalidOperation, ValueError):
+        return None
+
+
+def _amount(value: decimal.Decimal) -> str:
+    return format(value, "f")
+
+
+def _remaining(memo) -> object:
+    """A credit memo's credit left to apply: its Balance (RemainingCredit where Balance is absent)."""
+    balance = _get(memo, "Balance", default=None)
+    return balance if balance is not None else _get(memo, "RemainingCredit", default=None)
 
 
 class QuickBooksSource:
@@ -419,9 +438,13 @@ class QuickBooksSource:
 
     def settled_invoices(self) -> pd.DataFrame:
         """Invoices the books closed with a payment of the window (its LinkedTxn), for the payment
-        history: issue and due date, the day of the last linked payment, the amount."""
+        history: issue and due date, the day of the last linked payment, the amount. A Payment that
+        moved no cash (TotalAmt 0: a credit memo applied) is not the customer paying."""
         paid_on: dict[str, tuple[str, str]] = {}
         for p in self._payments():
+            cash = _decimal(_get(p, "TotalAmt", default="0"))
+            if cash is not None and cash <= 0:
+                continue
             for line in _get(p, "Line", default=[]) or []:
                 for link in _get(line, "LinkedTxn", default=[]) or []:
                     if _get(link, "TxnType") == "Invoice" and _get(link, "TxnId"):
@@ -456,21 +479,70 @@ class QuickBooksSource:
     def reflected_payment_ids(self) -> set[str]:
         return set()  # only unapplied cash is read: nothing arflow applies is in QuickBooks' balances yet
 
-    def credit_memos(self) -> pd.DataFrame:
-        rows = [{"credit_memo_id": _text(_get(o, "Id")), "customer_id": _text(_get(o, "CustomerRef", "value")),
-                 "number": _text(_get(o, "DocNumber")), "date": _text(_get(o, "TxnDate")),
-                 "remaining": _text(_get(o, "Balance")), "currency": _text(_get(o, "CurrencyRef", "value"))}
-                for o in self.data()["CreditMemo"]]
-        return string_frame(rows, ("credit_memo_id", "customer_id", "number", "date", "remaining", "currency"))
+    def credit_notes(self) -> pd.DataFrame:
+        """Credit memos and what the books applied of them, as credit_notes.csv's rows (the CSV
+        source's interface, tasks/credits.py): one row per memo and invoice it went to, a row with no
+        invoice for a memo nobody took.
+
+        QuickBooks applies a credit memo through a Payment: a Line whose LinkedTxn is of TxnType
+        CreditMemo is the credit used, beside the Lines of TxnType Invoice it settles (cash and credit
+        together); the credit goes to the payment's invoice lines in their order. The payments read
+        are the window's (ARFLOW_QBO_PAYMENT_DAYS) and every Payment an open invoice links to
+        (Invoice.LinkedTxn), so every credit on an open invoice is found whatever its age. A memo
+        with credit left is in the mirror (Balance > 0); a used-up one is read by id. The free credit
+        is always QuickBooks' Balance: where older allocations (to invoices closed since, outside the
+        window) are not read, the memo's amount is its Balance plus the allocations found."""
+        payments = {_text(_get(p, "Id")): p for p in self._payments()}
+        linked = {_text(_get(link, "TxnId")) for o in self.data()["Invoice"]
+                  for link in (_get(o, "LinkedTxn", default=[]) or [])
+                  if isinstance(link, dict) and _get(link, "TxnType") == "Payment"} - set(payments) - {""}
+        if linked:
+            payments.update({_text(_get(p, "Id")): p for p in self.by_ids("Payment", linked)})
+        taken: dict[str, list[tuple[str, decimal.Decimal, str]]] = {}
+        for p in payments.values():
+            credits, invoices = [], []
+            for line in _get(p, "Line", default=[]) or []:
+                amount = _decimal(_get(line, "Amount", default="0"))
+                for link in (_get(line, "LinkedTxn", default=[]) or [])[:1]:
+                    kind, tid = _get(link, "TxnType"), _text(_get(link, "TxnId"))
+                    if amount is not None and amount > 0 and tid and kind in ("CreditMemo", "Invoice"):
+                        (credits if kind == "CreditMemo" else invoices).append([tid, amount])
+            day = _text(_get(p, "TxnDate"))
+            while credits and invoices:   # the credit goes to the payment's invoices in their order
+                part = min(credits[0][1], invoices[0][1])
+                taken.setdefault(credits[0][0], []).append((invoices[0][0], part, day))
+                for side in (credits, invoices):
+                    side[0][1] -= part
+                    if side[0][1] <= 0:
+                        side.pop(0)
+        memos = {_text(_get(o, "Id")): o for o in self.data()["CreditMemo"]}
+        gone = set(taken) - set(memos)
+        if gone:
+            memos.update({_text(_get(o, "Id")): o for o in self.by_ids("CreditMemo", gone)})
+        rows = []
+        for memo_id, o in sorted(memos.items()):
+            total, left = _decimal(_get(o, "TotalAmt", default=None)), _decimal(_remaining(o))
+            found = sum((a for _, a, _ in taken.get(memo_id, [])), decimal.Decimal(0))
+            amount = left + found if total is not None and left is not None and left + found < total else total
+            base = {"credit_note_id": memo_id, "customer_id": _text(_get(o, "CustomerRef", "value")),
+                    "credit_note_number": _text(_get(o, "DocNumber")) or memo_id, "issue_date": _text(_get(o, "TxnDate")),
+                    "currency": _text(_get(o, "CurrencyRef", "value")) or self.home_currency(),
+                    "amount": _amount(amount) if amount is not None else _text(_get(o, "TotalAmt")),
+                    "invoice_id": "", "allocated": "", "allocated_date": ""}
+            parts = taken.get(memo_id) or [None]
+            for part in parts:
+                rows.append(base if part is None else
+                            {**base, "invoice_id": part[0], "allocated": _amount(part[1]), "allocated_date": part[2]})
+        return string_frame(rows, CREDIT_NOTE_COLUMNS)
 
     def notes(self) -> list[str]:
         out = []
-        memos = self.credit_memos()
-        if len(memos):
-            who = sorted(set(memos["customer_id"]))
+        memos = [o for o in self.data()["CreditMemo"] if self._positive(_remaining(o) or "0")]
+        if memos:
+            who = sorted({_text(_get(o, "CustomerRef", "value")) for o in memos})
             out.append(f"QuickBooks: {len(memos)} credit memo(s) with credit left for {len(who)} customer(s) "
-                       f"({', '.join(who[:10])}{'…' if len(who) > 10 else ''}): apply them in the books; the "
-                       "books' aging nets them, so those customers differ from ours and are held until then.")
+                       f"({', '.join(who[:10])}{'…' if len(who) > 10 else ''}): shown with their invoices, holding "
+                       "the ones they could cover, and offered for application (apply them in the books).")
         if self.sync_info:
             changed = ", ".join(f"{k} {v}" for k, v in self.sync_info.get("changed", {}).items())
             out.append(f"QuickBooks sync: {self.sync_info['mode']} ({changed}).")

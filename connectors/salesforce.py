@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 import requests
 import yaml
+from simple_salesforce.format import format_soql, quote_soql_value
 
 from arflow.config import ROOT
 from connectors.http import ConnectorError, describe, is_transient, transient_status, with_retries
@@ -188,9 +189,9 @@ class SalesforceCrm:
             return {}
         f = con.get("fields") or {}
         name_f, email_f, acc_f = f.get("name", "Name"), f.get("email", "Email"), con.get("account", "AccountId")
-        values = ", ".join("'" + str(v).replace("'", "\\'") + "'" for v in roles)
+        values = format_soql("{}", [str(v) for v in roles])  # quotes and backslashes escaped, as SOQL wants
         records = self.query(f"SELECT Id, {acc_f}, {name_f}, {email_f}, {role_field} FROM {con.get('object', 'Contact')} "
-                             f"WHERE {role_field} IN ({values}) ORDER BY CreatedDate", "query contacts")
+                             f"WHERE {role_field} IN {values} ORDER BY CreatedDate", "query contacts")
         out: dict[str, dict[str, tuple[str, str]]] = {}
         wanted = set(account_ids)
         for r in records:
@@ -205,16 +206,15 @@ class SalesforceCrm:
     def account_id(self, customer_id: str) -> str | None:
         if customer_id not in self._accounts:
             acc = self.fmap["account"]
-            safe = str(customer_id).replace("'", "\\'")
-            found = self.query(f"SELECT Id FROM {acc.get('object', 'Account')} WHERE {acc['billing_id']} = '{safe}'",
-                               "find account")
+            found = self.query(f"SELECT Id FROM {acc.get('object', 'Account')} WHERE {acc['billing_id']} = "
+                               + quote_soql_value(str(customer_id)), "find account")
             self._accounts[customer_id] = found[0]["Id"] if found else None
         return self._accounts[customer_id]
 
     def user_id(self, email: str) -> str | None:
         if email not in self._users:
-            safe = email.replace("'", "\\'")
-            found = self.query(f"SELECT Id FROM User WHERE Email = '{safe}' AND IsActive = true", "find user")
+            found = self.query(format_soql("SELECT Id FROM User WHERE Email = {} AND IsActive = true", email),
+                               "find user")
             self._users[email] = found[0]["Id"] if found else None
         return self._users[email]
 

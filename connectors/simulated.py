@@ -441,6 +441,8 @@ class SimulatedWorld:
         if kind in ("payment_plan_or_write_off", "payment_plan_missed"):
             c = self.by_id.get(customer_id)
             return "approve", ("write_off" if c is not None and c.distressed else "payment_plan")
+        if kind == "guardrail_blocked":  # what the guardrails stopped is not sent; the cadence goes on
+            return "reject", None
         return "approve", None
 
     def take_clerk_records(self) -> Clerk:

@@ -2,7 +2,7 @@
 
 A source hands over raw rows as strings in the CSV format of DESIGN.md (one column per field, a
 ``source_row`` number added); parsing, validation and quarantine happen in the extract hop, so every
-source gets the same checks. QuickBooks, Stripe and Salesforce implement the same methods.
+source gets the same checks. QuickBooks, Xero, Stripe and Salesforce implement the same methods.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ class DemoSource(CsvSource):
 
 
 def open_source(spec, *, data_dir: Path, as_of: dt.date):
-    """`demo`, `csv:DIR`, `quickbooks` or `stripe`, optionally `+salesforce` for the customer context
+    """`demo`, `csv:DIR`, `quickbooks`, `xero` or `stripe`, optionally `+salesforce` for the customer context
     from the CRM (the flows' `crm` parameter, the CLI's `--crm`); an object that already has the
     source interface (the simulator's world) is returned as it is."""
     if not isinstance(spec, str):
@@ -174,10 +174,14 @@ def _open_billing(spec: str, *, data_dir: Path, as_of: dt.date):
             from connectors.quickbooks import QuickBooksSource
 
             return QuickBooksSource(settings, as_of=as_of, data_dir=data_dir, block=block)
+        if spec == "xero":
+            from connectors.xero import XeroSource
+
+            return XeroSource(settings, as_of=as_of, data_dir=data_dir, block=block)
         from connectors.stripe_billing import StripeSource
 
         return StripeSource(settings, as_of=as_of)
-    raise SourceError(f"unknown source {spec!r}: use demo, csv:DIR, quickbooks or stripe")
+    raise SourceError(f"unknown source {spec!r}: use demo, csv:DIR, quickbooks, xero or stripe")
 
 
 class CombinedSource:

@@ -3,8 +3,15 @@
 Reads (list endpoints, followed page by page with `auto_paging_iter`, 100 a page):
 - open invoices: id, customer, number, created (issue date, UTC), due_date, collection method
   (`charge_automatically` is autopay; `send_invoice` with `days_until_due` gives `netN`), currency,
-  amount_due and amount_remaining (Stripe's minor units, turned into the CSV format's major-unit
-  text with the currency's digits), hosted_invoice_url (the payment link), metadata.po_number;
+  amount_due plus pre_payment_credit_notes_amount (the invoice's amount before its credit notes) and
+  amount_remaining (Stripe's minor units, turned into the CSV format's major-unit text with the
+  currency's digits), hosted_invoice_url (the payment link), metadata.po_number;
+- credit notes (`credit_notes`, the CSV source's credit-notes interface): the CreditNote list of
+  each open invoice whose pre_payment_credit_notes_amount is above zero, the part of each issued
+  note that went on the invoice (`pre_payment_amount`) as its allocation. So a drop in
+  amount_remaining is a credit where the notes say so and a payment where amount_paid says so; the
+  post-payment part of a note is refunded or in Stripe's customer balance, which Stripe applies to
+  the customer's next invoice itself;
 - customers: name, e-mail, address country, creation date (tenure), and `metadata` keys named as
   our customer columns (segment, arr, owner_ae_email...) where a company keeps them there;
 - succeeded charges of the last `ARFLOW_STRIPE_PAYMENT_DAYS` days (default 35) that belong to no
@@ -33,8 +40,8 @@ import requests
 from arflow.money import format_minor, is_currency
 from connectors.billing import ChargeResult
 from connectors.http import ConnectorError, describe, is_transient, transient_status, with_retries
-from connectors.sources import (CUSTOMER_COLUMNS, INVOICE_COLUMNS, PAYMENT_COLUMNS, SourceError, string_frame,
-                                tenure_months)
+from connectors.sources import (CREDIT_NOTE_COLUMNS, CUSTOMER_COLUMNS, INVOICE_COLUMNS, PAYMENT_COLUMNS,
+                                SourceError, string_frame, tenure_months)
 
 SYSTEM = "Stripe"
 
@@ -109,6 +116,7 @@ class StripeSource:
     def __init__(self, settings: dict, *, as_of: dt.date):
         self.settings, self.as_of = settings, as_of
         self.client = open_client(settings)
+        self._seen: dict[str, dict] = {}   # the invoices read, by id (the credit notes are listed for them)
 
     def _list(self, what: str, service, params: dict) -> list:
         return _call(what, lambda: [_plain(o) for o in service.list(params={"limit": 100, **params}).auto_paging_iter()])
@@ -130,7 +138,10 @@ class StripeSource:
     def _invoice_frame(self, objs) -> pd.DataFrame:
         rows = []
         for o in objs:
+            self._seen[str(_get(o, "id", ""))] = o
             cur = str(_get(o, "currency", "")).upper()
+            credited = _get(o, "pre_payment_credit_notes_amount", 0)
+            due = _get(o, "amount_due")
             days = _get(o, "days_until_due")
             method = _get(o, "collection_method", "")
             status = str(_get(o, "status", ""))
@@ -139,7 +150,8 @@ class StripeSource:
                 "invoice_number": _get(o, "number") or _get(o, "id", ""),
                 "issue_date": _date(_get(o, "effective_at") or _get(o, "created")), "due_date": _date(_get(o, "due_date")),
                 "terms": f"net{days}" if days not in (None, "") else ("due_on_receipt" if method == "send_invoice" else ""),
-                "currency": cur, "amount": _money(_get(o, "amount_due"), cur),
+                "currency": cur,
+                "amount": _money(due + credited if isinstance(due, int) and isinstance(credited, int) else due, cur),
                 "balance": _money(_get(o, "amount_remaining"), cur),
                 "status": {"open": "open", "paid": "paid", "void": "void", "uncollectible": "open"}.get(status, status),
                 "autopay": "true" if method == "charge_automatically" else "false",
@@ -147,6 +159,33 @@ class StripeSource:
                 "po_number": _get(_get(o, "metadata", {}), "po_number", ""),
             })
         return string_frame(rows, INVOICE_COLUMNS)
+
+    def credit_notes(self) -> pd.DataFrame:
+        """The credit notes of the open invoices read, as credit_notes.csv's rows: each issued note
+        allocated to its invoice for what it took off it while open (`pre_payment_amount`)."""
+        if not self._seen:   # nothing read yet: the open invoices (else the ones read, fresh ones included)
+            self.invoices()
+        rows = []
+        for invoice_id, inv in sorted(self._seen.items()):
+            credited = _get(inv, "pre_payment_credit_notes_amount", 0)
+            if not isinstance(credited, int) or credited <= 0:
+                continue
+            for n in self._list(f"list credit notes of invoice {invoice_id}", self.client.v1.credit_notes,
+                                {"invoice": invoice_id}):
+                if _get(n, "status") == "void":
+                    continue
+                taken = _get(n, "pre_payment_amount")
+                if taken is None:
+                    taken = _get(n, "amount", 0) if _get(n, "type") == "pre_payment" else 0
+                if taken in (0, ""):
+                    continue
+                cur = str(_get(n, "currency", "")).upper()
+                rows.append({"credit_note_id": _get(n, "id", ""), "customer_id": _get(n, "customer", ""),
+                             "credit_note_number": _get(n, "number") or _get(n, "id", ""),
+                             "issue_date": _date(_get(n, "effective_at") or _get(n, "created")), "currency": cur,
+                             "amount": _money(taken, cur), "invoice_id": invoice_id, "allocated": _money(taken, cur),
+                             "allocated_date": _date(_get(n, "effective_at") or _get(n, "created"))})
+        return string_frame(rows, CREDIT_NOTE_COLUMNS)
 
     def customers(self) -> pd.DataFrame:
         return self._customer_frame(self._list("list customers", self.client.v1.customers, {}))
@@ -254,6 +293,7 @@ def apply_event(event, ledger, as_of: dt.date) -> str:
     if kind not in ("invoice.payment_failed", "invoice.paid"):
         return "ignored"
     invoice_id, customer_id = _get(obj, "id", ""), _get(obj, "customer", "")
+    key = f"stripe_event:{event['id']}"
     if kind == "invoice.payment_failed":
         error = _get(_get(obj, "last_finalization_error", {}), "code") or "payment_failed"
         row = {"idempotency_key": f"{invoice_id}:stripe_event:{event['id']}", "mode": "live", "run_id": "stripe-webhook",
@@ -262,38 +302,55 @@ def apply_event(event, ledger, as_of: dt.date) -> str:
                "closed_reason": f"charge_failed: {error} (Stripe event {event['id']}, attempt "
                                 f"{_get(obj, 'attempt_count', '?')})",
                "message_key": f"{customer_id}:{as_of}:stripe_event:{event['id']}", "needs_approval": False}
-        new = ledger.insert_outbox(pd.DataFrame([row]))
-        if new:
-            ledger.audit("stripe", "invoice.payment_failed", "invoice", invoice_id, {"event": event["id"]})
-        return "recorded" if new else "duplicate"
-    seen = ledger.get_meta(f"stripe_event:{event['id']}")
-    if seen:
-        return "duplicate"
-    ledger.set_meta(f"stripe_event:{event['id']}", kind)
-    ledger.audit("stripe", "invoice.paid", "invoice", invoice_id,
-                 {"event": event["id"], "amount_paid": _get(obj, "amount_paid"), "currency": _get(obj, "currency")})
+        with ledger.engine.begin() as conn:  # the event id and its effect: one transaction
+            new = ledger.insert_outbox(pd.DataFrame([row]), conn)  # its key carries the event id
+            ledger.claim_event(conn, key, kind)
+            if not new:
+                return "duplicate"
+            ledger.audit("stripe", "invoice.payment_failed", "invoice", invoice_id, {"event": event["id"]}, conn)
+        return "recorded"
     # Stripe applied the payment itself: the invoice's payment history, and its touches not yet out closed.
     from tasks.checkpoint import settled_rows
 
     cur = str(_get(obj, "currency", "")).upper()
-    paid_at = _get(_get(obj, "status_transitions", {}), "paid_at") or event.get("created")
+    # When it was paid: Stripe's paid_at, else when the event happened, else the day it arrives.
+    paid_at = _get(_get(obj, "status_transitions", {}), "paid_at") or _get(event, "created")
+    paid_date = _date(paid_at) or as_of.isoformat()
+    created = _get(obj, "effective_at") or _get(obj, "created")
     settled = pd.DataFrame([{"invoice_id": invoice_id, "customer_id": customer_id,
-                             "issue_date": _date(_get(obj, "effective_at") or _get(obj, "created")),
-                             "due_date": _date(_get(obj, "due_date") or _get(obj, "created")),
-                             "paid_date": _date(paid_at), "amount": _money(_get(obj, "amount_paid"), cur),
+                             "issue_date": _date(created) or paid_date,
+                             "due_date": _date(_get(obj, "due_date") or created) or paid_date,
+                             "paid_date": paid_date, "amount": _money(_get(obj, "amount_paid"), cur),
                              "currency": cur, "payment_id": _get(obj, "charge") or event["id"]}])
-    ledger.record_settled(settled_rows(settled), as_of, actor="stripe")
+    rows = settled_rows(settled)
+    detail = {"event": event["id"], "amount_paid": _get(obj, "amount_paid"), "currency": _get(obj, "currency")}
+    with ledger.engine.begin() as conn:  # the event id and its effect: one transaction
+        if not ledger.claim_event(conn, key, kind):
+            return "duplicate"
+        if not rows:  # nothing a retry could read better: acknowledged, and said so in the audit log
+            ledger.audit("stripe", "invoice.paid.unreadable", "invoice", invoice_id, detail, conn)
+            return "unreadable"
+        ledger.audit("stripe", "invoice.paid", "invoice", invoice_id, detail, conn)
+        ledger.record_settled(rows, as_of, actor="stripe", conn=conn)
     return "recorded"
+
+
+MAX_WEBHOOK_BYTES = 1024 * 1024  # Stripe's events are a few kilobytes; anything near this is not one
 
 
 def webhook_server(port: int, ledger, secret: str | None, today, host: str = "127.0.0.1"):
     """An HTTP endpoint for Stripe's webhooks: POST /stripe/webhook. 200 once the event is recorded
-    (or was already); 400 when the signature or payload does not verify (Stripe retries non-2xx).
-    `today()` gives the as_of an event is recorded under. Returns the (not yet serving) server."""
+    (or was already); 400 when the signature or payload does not verify; 411/413 without a length or
+    above MAX_WEBHOOK_BYTES; 500 when recording failed (nothing of it was kept: Stripe retries
+    non-2xx, and the retry is processed). Every request gets an answer. `today()` gives the as_of an
+    event is recorded under. Returns the (not yet serving) server."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     import json
+    import sys
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = 30  # a client that stops sending mid-request does not hold a thread for ever
+
         def log_message(self, *args):
             pass
 
@@ -308,11 +365,24 @@ def webhook_server(port: int, ledger, secret: str | None, today, host: str = "12
         def do_POST(self):
             if self.path.split("?")[0] != "/stripe/webhook":
                 return self._reply(404, {"error": "not found"})
-            payload = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            length = (self.headers.get("Content-Length") or "").strip()
+            if not length.isdigit():
+                self.close_connection = True
+                return self._reply(411, {"error": "a Content-Length is required"})
+            if int(length) > MAX_WEBHOOK_BYTES:
+                self.close_connection = True  # the body is never read
+                return self._reply(413, {"error": f"body over {MAX_WEBHOOK_BYTES} bytes"})
+            payload = self.rfile.read(int(length))
             try:
                 event = construct_event(payload, self.headers.get("Stripe-Signature"), secret)
             except ValueError as exc:
                 return self._reply(400, {"error": str(exc)})
-            return self._reply(200, {"received": event["id"], "result": apply_event(event, ledger, today())})
+            try:
+                result = apply_event(event, ledger, today())
+            except Exception as exc:  # noqa: BLE001 - answered, so Stripe retries; nothing of the event was kept
+                print(f"arflow: Stripe event {event['id']} not recorded: {exc.__class__.__name__}: "
+                      f"{str(exc)[:200]}", file=sys.stderr)
+                return self._reply(500, {"error": "not recorded; retry", "received": event["id"]})
+            return self._reply(200, {"received": event["id"], "result": result})
 
     return ThreadingHTTPServer((host, port), Handler)

@@ -45,7 +45,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
 
     Args:
         as_of: the day to run (default: today in the company's timezone). Any past day can be re-run.
-        source: where invoices and customers come from: demo, csv:FOLDER, quickbooks or stripe, with
+        source: where invoices and customers come from: demo, csv:FOLDER, quickbooks, xero or stripe, with
             +salesforce for the CRM's context (quickbooks+salesforce).
         mode: dry-run renders every message and sends nothing (.eml files in the run folder); draft
             queues every message for a person's approval; send sends what the policy allows.
@@ -73,6 +73,9 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
         planned, actions = t.plan_actions(scored.frame, as_of, policy, set(reconciliation.mismatched_customers),
                                           ledger, mode)
         run_dir = settings.data_dir / "runs" / as_of.isoformat() / run_id  # dry-run: the .eml files
+        if policy.statements.with_reminder:  # the month's first reminder carries the statement of account
+            actions = t.attach_statements(actions, extracted.frame, customers, inputs, ledger, as_of, policy, mode,
+                                          run_dir)
         delivery = delivery_context(ledger, channels, policy, run_id, as_of, mode, source, settings)
         delivery.llm = llm
         try:
@@ -81,6 +84,9 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
             if mode == "send" and policy.connectors.quickbooks.write_notes and isinstance(source, str) \
                     and SourceSpec.parse(source).billing == "quickbooks":
                 inputs.notes.append(write_quickbooks_notes(ledger, run_id, as_of, settings))
+            if mode == "send" and policy.connectors.xero.write_history and isinstance(source, str) \
+                    and SourceSpec.parse(source).billing == "xero":
+                inputs.notes.append(write_xero_history(ledger, run_id, as_of, settings))
         finally:
             if channels.mailer is not None:
                 channels.mailer.close()
@@ -226,6 +232,31 @@ def write_quickbooks_notes(ledger: Ledger, run_id: str, as_of: dt.date, settings
         except ConnectorError as exc:
             failed.append(f"{r.invoice_id} ({exc.cause[:80]})")
     return f"QuickBooks notes: {written} written" + (f", {len(failed)} failed: {', '.join(failed[:5])}" if failed else "")
+
+
+@task(name="write_xero_history", cache_policy=NO_CACHE)
+def write_xero_history(ledger: Ledger, run_id: str, as_of: dt.date, settings: Settings) -> str:
+    """The one write Xero gets (policy connectors.xero.write_history): a history note on each
+    invoice for each customer e-mail this run sent. A failure is reported, not fatal: the e-mails went."""
+    from arflow.blocks import connection
+    from connectors.http import ConnectorError
+    from connectors.ledger import models as m
+    from connectors.xero import XeroSource
+
+    sent = ledger.frame(m.Outbox, (m.Outbox.sent_by_run == run_id) & (m.Outbox.status == "sent")
+                        & (m.Outbox.channel == "email"))
+    if sent.empty:
+        return "Xero history notes: none (no e-mail sent)"
+    values, block = connection("xero")
+    xero = XeroSource(values, as_of=as_of, data_dir=settings.data_dir, block=block)
+    written, failed = 0, []
+    for r in sent.itertuples():
+        try:
+            xero.add_history_note(r.invoice_id, f"arflow {as_of}: {r.step} e-mailed to {r.recipients}")
+            written += 1
+        except ConnectorError as exc:
+            failed.append(f"{r.invoice_id} ({exc.cause[:80]})")
+    return f"Xero history notes: {written} written" + (f", {len(failed)} failed: {', '.join(failed[:5])}" if failed else "")
 
 
 class BacktestRequired(RuntimeError):

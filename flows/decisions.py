@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger, task
@@ -109,6 +110,13 @@ def _quote(text: str) -> list[str]:
     return [f"> {line}" if line.strip() else ">" for line in (text or "").splitlines()] or [">"]
 
 
+def _brief(value) -> str:
+    if isinstance(value, list):
+        value = ", ".join(value) or "nobody"
+    text = " ".join(str(value if value is not None else "none").split())
+    return f"`{text[:160]}{'…' if len(text) > 160 else ''}`"
+
+
 def describe(decision) -> str:
     """The decision's whole context as markdown, shown above the form."""
     c = json.loads(decision["context"])
@@ -128,10 +136,25 @@ def describe(decision) -> str:
     if "prior_touches" in c:
         lines += ["", "**Prior touches:** " + (", ".join(f"{t['on']} {t['step']} ({t['status']})"
                                                         for t in c["prior_touches"]) or "none")]
+    changed = c.get("changed_since_approval")
+    if changed:
+        lines += ["", f"**Changed since {changed.get('approved_by')} approved it on {changed.get('approved_on')}:** "
+                      "the message below is what would go now.", ""]
+        for ch in changed.get("changes", []):
+            lines.append(f"- **{ch['field']}:** approved {_brief(ch['approved'])}; now {_brief(ch['now'])}")
     text = c.get("proposed_text") or c.get("body")
     if text:
-        lines += ["", f"**To:** {c.get('recipients')}", f"**Subject:** {c.get('proposed_subject') or c.get('subject')}",
-                  "", *_quote(text)]
+        env = c.get("envelope")
+        if env:
+            head = [f"**From:** {env['from']}" + (f" (sent by {env['sender']})" if env.get("sender") else ""),
+                    f"**To:** {', '.join(env['to']) or 'nobody (no address)'}"] + \
+                   ([f"**Cc:** {', '.join(env['cc'])}"] if env.get("cc") else []) + \
+                   ([f"**Reply-To:** {env['reply_to']}"] if env.get("reply_to") else []) + \
+                   ([f"**Attachments:** {', '.join(Path(a).name for a in env['attachments'])}"]
+                    if env.get("attachments") else [])
+        else:
+            head = [f"**To:** {c.get('recipients')}"]
+        lines += ["", *head, f"**Subject:** {c.get('proposed_subject') or c.get('subject')}", "", *_quote(text)]
     if c.get("question"):
         lines += ["", f"**Question:** {c['question']}"]
     return "\n".join(lines)
@@ -229,6 +252,12 @@ async def announce(ledger: Ledger) -> dict:
     return {"opened": opened, "closed": closed, "failed": len(failed), "deployment": REVIEW_DEPLOYMENT}
 
 
+def _review_key(decision: dict) -> str:
+    """One form per decision, and a new one when the decision came back (changed since approval)."""
+    revision = json.loads(decision["context"]).get("revision", 0) if decision.get("context") else 0
+    return f"arflow-decision-{decision['id']}" + (f"-r{revision}" if revision else "")
+
+
 async def _open_review(client, deployment_id, decision: dict, installments: int | None = None) -> str:
     """One review run, created running (so no worker takes it) and suspended at its form: where a
     worker's process would have brought it, without the process."""
@@ -239,7 +268,7 @@ async def _open_review(client, deployment_id, decision: dict, installments: int 
     run = await client.create_flow_run_from_deployment(
         deployment_id, parameters={"decision_id": int(decision["id"])}, state=Running(message="opening its form"),
         name=f"decision {decision['id']} {decision['customer_id']}", tags=["arflow", "decision", decision["kind"]],
-        idempotency_key=f"arflow-decision-{decision['id']}")
+        idempotency_key=_review_key(decision))
     if run.state is None or run.state.type != StateType.RUNNING:  # opened (or closed by a person) already
         return str(run.id)
     suspended = Suspended(timeout_seconds=TIMEOUT_SECONDS, pause_key=_pause_key(decision["id"]))

@@ -23,7 +23,8 @@ def _lane(lane: str, actions: pd.DataFrame, invoices: pd.DataFrame, ledger: Ledg
               "personalized": {}}
     if not mine.empty:
         queued = queue_touches(mine, invoices, ledger, mode, run_id, as_of, run_dir,
-                               delivery.policy if delivery else None, delivery.llm if delivery else None)
+                               delivery.policy if delivery else None, delivery.llm if delivery else None,
+                               delivery.channels.mail_from if delivery else None)
     sent = deliver_touches(delivery, lane) if delivery is not None else {}
     return {"lane": lane, **queued, "delivery": sent}
 

@@ -182,7 +182,7 @@ def _run_day(world: SimulatedWorld, ledger: Ledger, policy: Policy, settings: Se
     for lane in LANES:  # flows/lanes.py: queue the lane's touches, then deliver what is queued
         mine = actions[actions["lane"] == lane]
         if not mine.empty:
-            t.queue_touches.fn(mine, planned.frame, ledger, MODE, run_id, day, None, policy, llm)
+            t.queue_touches.fn(mine, planned.frame, ledger, MODE, run_id, day, None, policy, llm, channels.mail_from)
         t.deliver_touches.fn(delivery, lane)
     t.follow_up_owners.fn(delivery)
     ledger.finish_run(run_id, "completed", {"simulated": True})

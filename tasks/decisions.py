@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 
 import pandas as pd
 from sqlalchemy import select, update
@@ -20,18 +21,44 @@ CHOICES = ("payment_plan", "write_off")
 CHOICE_STEPS = ("payment_plan_or_write_off", "payment_plan_missed")
 
 
+BLOCKED = "guardrail_blocked"  # the kind of a decision on a message the guardrails stopped
+
+
+def blocked_key(message_key: str, run_id: str | None = None) -> str:
+    """The key of the decision on a blocked message (a message blocked again after an earlier
+    decision on it was settled gets a new one, under the run that blocked it)."""
+    return f"{message_key}:blocked" + (f":{run_id}" if run_id else "")
+
+
+def message_key_of(decision_key: str, kind: str) -> str:
+    """The outbox message a decision is about."""
+    if kind == BLOCKED:
+        return decision_key.split(":blocked")[0]
+    if kind == "delivery_unknown":
+        return decision_key.split(":doubt:")[0]
+    return decision_key
+
+
 class DecisionError(ValueError):
     """A decision cannot be settled as asked (unknown, already settled, missing choice)."""
 
 
-def decision_rows(rows: pd.DataFrame, prior: pd.DataFrame, run_id: str, as_of: dt.date) -> list[dict]:
+def decision_rows(rows: pd.DataFrame, prior: pd.DataFrame, run_id: str, as_of: dt.date,
+                  mail_from: str | None = None, reply_to: str | None = None) -> list[dict]:
     """One decision per message waiting for a person, from its outbox rows (with their stored
-    context) and the prior touches of its invoices."""
-    waiting = rows[rows["status"] == "awaiting_decision"] if not rows.empty else rows
+    context) and the prior touches of its invoices. An e-mail's decision carries its envelope
+    (From, Sender, To, Cc, Reply-To) as the send will compose it, from the system address
+    `mail_from`. A message the guardrails blocked opens a decision too, with the reason."""
+    from tasks.touches import lead_index, message_envelope
+
+    mail_from = mail_from or os.environ.get("ARFLOW_MAIL_FROM", "accounts-receivable@localhost")
+    waiting = rows[rows["status"].isin(["awaiting_decision", "blocked"])] if not rows.empty else rows
     out = []
     for key, grp in waiting.groupby("message_key", sort=False):
+        grp = grp[grp["status"] == grp["status"].iloc[0]]
         contexts = [json.loads(c) for c in grp["context"]]
-        lead = max(contexts, key=lambda c: (c["step_day"], c["days_past_due"]))
+        n = lead_index(contexts)
+        lead, lead_row = contexts[n], grp.iloc[n]
         invoices = sorted({c["invoice_id"] for c in contexts})
         earlier = prior[prior["invoice_id"].isin(invoices)] if not prior.empty else prior
         touches = [{"on": str(r.as_of), "step": r.step, "channel": r.channel, "status": r.status}
@@ -52,12 +79,39 @@ def decision_rows(rows: pd.DataFrame, prior: pd.DataFrame, run_id: str, as_of: d
             "customer_reminded": ({"on": reminded[-1].get("delivered_on") or reminded[-1]["on"],
                                    "step": reminded[-1]["step"],
                                    "reminders": len(reminded)} if reminded else None),
-            "recipients": first["recipients"], "proposed_subject": first["subject"], "proposed_text": first["body"],
+            "recipients": lead_row["recipients"], "proposed_subject": first["subject"], "proposed_text": first["body"],
         }
-        out.append({"decision_key": key, "kind": lead["step"], "invoice_ids": ",".join(invoices),
+        if first["channel"] == "email":
+            context["envelope"] = message_envelope(grp, mail_from, reply_to)
+        blocked = first["status"] == "blocked"
+        if blocked:  # nothing the guardrails stop stalls unseen: a person reads the text and the reason
+            context["blocked"] = str(first["closed_reason"] or "guardrail")
+            context["question"] = (f"The guardrails stopped this message ({context['blocked']}); later steps wait "
+                                   "for it. approve = send it (edit the text first if needed), reject = do not "
+                                   "send it, and the cadence goes on.")
+        out.append({"decision_key": blocked_key(key) if blocked else key,
+                    "kind": BLOCKED if blocked else lead["step"], "invoice_ids": ",".join(invoices),
                     "customer_id": first["customer_id"], "opened_on": as_of, "run_id": run_id, "status": "open",
                     "context": json.dumps(context, default=str)})
     return out
+
+
+def approval_changes(decision: dict, envelope: dict, subject: str, body: str) -> list[dict]:
+    """What differs between the message a person approved (its envelope, subject and text, as
+    edited) and the one about to leave: each field with the approved and the current value."""
+    c = json.loads(decision["context"]) if isinstance(decision["context"], str) else decision["context"]
+    approved_env = c.get("envelope")
+    seen = {"subject": decision.get("edited_subject") or c.get("proposed_subject") or "",
+            "body": decision.get("edited_body") or c.get("proposed_text") or ""}
+    now = {"subject": subject or "", "body": body or ""}
+    same = {"subject": lambda s: " ".join(s.split()),  # as compose() writes the header
+            "body": lambda s: s.replace("\r\n", "\n").strip()}
+    changes = [{"field": k, "approved": seen[k], "now": now[k]} for k in ("subject", "body")
+               if same[k](seen[k]) != same[k](now[k])]
+    if approved_env is not None:  # decisions opened before envelopes were kept show only their text
+        changes += [{"field": k, "approved": approved_env.get(k), "now": envelope.get(k)}
+                    for k in ("from", "sender", "to", "cc", "reply_to") if approved_env.get(k) != envelope.get(k)]
+    return changes
 
 
 FORM_KINDS = ("plan_or_write_off", "delivery", "message", "approval")
@@ -118,10 +172,10 @@ def settle(ledger, decision_id: int, verdict: str, *, by: str, on: dt.date, note
             raise DecisionError(f"decision {decision_id} ({d['kind']}) needs --choice payment_plan or write_off")
         if choice is not None and choice not in CHOICES:
             raise DecisionError(f"--choice must be one of {CHOICES}")
-        rows = m.Outbox.message_key == d["decision_key"]
+        rows = m.Outbox.message_key == message_key_of(d["decision_key"], d["kind"])
+        # A blocked message is released, or closed, from `blocked`; any other from `awaiting_decision`.
+        waiting = "blocked" if d["kind"] == BLOCKED else "awaiting_decision"
         if d["kind"] == "delivery_unknown":
-            key = d["decision_key"].split(":doubt:")[0]
-            rows = m.Outbox.message_key == key
             target = ("queued", None) if verdict == "approve" else ("sent", "treated as delivered: " + (note or by))
             n = conn.execute(update(m.Outbox).where(rows, m.Outbox.status == "delivery_unknown")
                              .values(status=target[0], closed_reason=target[1])).rowcount
@@ -133,9 +187,9 @@ def settle(ledger, decision_id: int, verdict: str, *, by: str, on: dt.date, note
                     values["subject"] = subject
                 if body is not None:
                     values["body"] = body
-            n = conn.execute(update(m.Outbox).where(rows, m.Outbox.status == "awaiting_decision").values(**values)).rowcount
+            n = conn.execute(update(m.Outbox).where(rows, m.Outbox.status == waiting).values(**values)).rowcount
         else:
-            n = conn.execute(update(m.Outbox).where(rows, m.Outbox.status == "awaiting_decision")
+            n = conn.execute(update(m.Outbox).where(rows, m.Outbox.status == waiting)
                              .values(status="rejected", closed_reason=f"rejected by {by}: {note}"[:200])).rowcount
         conn.execute(update(m.Decision).where(m.Decision.id == decision_id).values(
             status="approved" if verdict == "approve" else "rejected", decided_by=by, decided_on=on, note=note or None,

@@ -27,10 +27,11 @@ from arflow import businessdays as bd
 from arflow.money import format_minor
 from arflow.policy import Policy
 from connectors.ledger import models as m
-from connectors.messaging import SendError, compose, display_sender, split_recipients
+from connectors.messaging import SendError, compose, split_recipients
 from tasks import extract
+from tasks.decisions import approval_changes
 from tasks.guardrails import Directory
-from tasks.touches import check_rendered, render, render_message
+from tasks.touches import check_rendered, message_envelope, render, render_message
 
 @dataclass
 class Channels:
@@ -176,8 +177,25 @@ def _send_message(ctx: Context, key: str, grp: pd.DataFrame, rows_planned: int, 
         subject, body, mctx = render_message("email", items, "Accounts Receivable")
         found = check_rendered(subject, body, mctx, first["customer_id"], Directory({}, {}))
         if found:
-            ctx.ledger.mark(ids, "blocked", reason="guardrail: " + ",".join(found))
+            from tasks.decisions import decision_rows
+
+            reason = "guardrail: " + ",".join(found)
+            ctx.ledger.mark(ids, "blocked", reason=reason, subject=subject, body=body)
+            held = grp.assign(status="blocked", closed_reason=reason, subject=subject, body=body)
+            counts.decisions_opened += ctx.ledger.open_blocked_decisions(
+                decision_rows(held, ctx.ledger.touch_history("live", set(grp["invoice_id"])), ctx.run_id, ctx.as_of),
+                ctx.run_id)
             return
+    if channel == "email" and isinstance(first["context"], str):
+        approved = ctx.ledger.approved_decision(key)
+        if approved is not None:  # a person approved this message: what leaves is what they saw
+            env = message_envelope(grp, ctx.channels.mail_from, ctx.policy.delivery.reply_to)
+            changes = approval_changes(approved, env, subject, body)
+            if changes:
+                ctx.ledger.reopen_decision(approved["id"], ids, changes, envelope=env, subject=subject, body=body,
+                                           on=ctx.as_of, run_id=ctx.run_id)
+                counts.skip("changed_since_approval", len(ids))
+                return
     try:
         result = _send(ctx, channel, key, grp, subject, body, counts)
     except _AlreadyRecorded:
@@ -205,18 +223,19 @@ def _send(ctx: Context, channel: str, key: str, grp: pd.DataFrame, subject: str,
     if channel == "email":
         if ctx.channels.mailer is None:
             raise SendError("no SMTP server configured (ARFLOW_SMTP_HOST)", transient=False)
-        steps = [json.loads(c)["step_day"] if isinstance(c, str) else 0 for c in grp["context"]]
-        lead = grp.iloc[max(range(len(steps)), key=steps.__getitem__)]
-        to, cc = split_recipients(str(lead["recipients"]))
-        if not to:
-            raise SendError("no e-mail address for the recipient", transient=False)
-        sender = display_sender(first["sender"] if isinstance(first["sender"], str) else None, ctx.channels.mail_from)
         try:
-            msg = compose(sender=sender, to=to, cc=cc, subject=subject, body=body, key=key,
-                          sender_on_behalf=ctx.channels.mail_from if sender != ctx.channels.mail_from else None)
+            env = message_envelope(grp, ctx.channels.mail_from, ctx.policy.delivery.reply_to)
+            if not env["to"]:
+                raise SendError("no e-mail address for the recipient", transient=False)
+            msg = compose(sender=env["from"], to=env["to"], cc=env["cc"], subject=subject, body=body, key=key,
+                          sender_on_behalf=env["sender"], reply_to=env["reply_to"])
+        except SendError:
+            raise
         except (ValueError, TypeError, UnicodeError) as exc:  # a header the email package refuses: this message fails
             raise SendError(f"the message could not be composed: {exc.__class__.__name__}: {exc}",
                             transient=False) from None
+        for path in env["attachments"]:
+            attach_file(msg, path)   # the month's statement of account (policy.statements)
         ctx.channels.mailer.send(msg)
         return None
     if channel in ("slack", "crm_task"):
@@ -250,6 +269,21 @@ def _send(ctx: Context, channel: str, key: str, grp: pd.DataFrame, subject: str,
     if channel == "decision":
         return _carry_out(ctx, key, grp, counts)
     raise SendError(f"unknown channel {channel!r}", transient=False)
+
+
+def attach_file(msg, path: str) -> None:
+    """Attach a statement file (PDF or HTML) to the message; one that is gone is a send error (the
+    reminder never goes without the statement the policy promised)."""
+    from pathlib import Path
+
+    f = Path(path)
+    if not f.is_file():
+        raise SendError(f"the statement to attach is missing: {f.name}", transient=False)
+    kind = ("application", "pdf") if f.suffix == ".pdf" else ("text", "html")
+    if kind[0] == "text":
+        msg.add_attachment(f.read_text(encoding="utf-8"), subtype="html", filename=f.name)
+    else:
+        msg.add_attachment(f.read_bytes(), maintype=kind[0], subtype=kind[1], filename=f.name)
 
 
 def _charge(ctx: Context, row, counts: Counts) -> str:
@@ -294,7 +328,9 @@ def _queue_email(ctx: Context, row, c: dict, *, key: str, step: str, lane: str, 
         "closed_reason": ("guardrail: " + ",".join(blocked)) if blocked else None, "message_key": key,
         "context": json.dumps(context, default=str), "language": c.get("language"),
         "sender": c.get("owner_email") if ctx.policy.delivery.sender == "owner" else None}])
-    decisions = decision_rows(frame, pd.DataFrame(), ctx.run_id, ctx.as_of) if status == "awaiting_decision" else []
+    person = status == "awaiting_decision" or (status == "blocked" and ctx.mode != "dry-run")
+    decisions = decision_rows(frame, pd.DataFrame(), ctx.run_id, ctx.as_of, ctx.channels.mail_from,
+                              ctx.policy.delivery.reply_to) if person else []
     return ctx.ledger.queue_touches(frame, decisions)[1]
 
 

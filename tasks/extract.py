@@ -19,6 +19,7 @@ BUCKETS = ("current", "d1_30", "d31_60", "d61_90", "d91_plus")
 BUCKET_LABELS = {"current": "not yet due", "d1_30": "1-30 days", "d31_60": "31-60 days", "d61_90": "61-90 days",
                  "d91_plus": "91+ days"}  # what people read; the codes stay in data and the CSV format
 _EMAIL_RE = r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$"
+_LINK_RE = r"https?://[^\s<>\"'`\\]+"
 MAX_ID_LENGTH = 64     # identifiers and invoice numbers (QuickBooks DocNumber 21, Stripe ids ~30)
 MAX_TEXT_LENGTH = 200  # names people read in a message
 # Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: in an
@@ -138,6 +139,12 @@ def parse_customers(raw: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     for col in ("language", "cfo_email"):  # optional columns (DESIGN.md CSV format plus these)
         if col in raw:
             df[col] = raw[col].astype("string").str.strip().replace("", pd.NA)
+    # Addresses arflow writes to or sends from: each one address (no list, no line break), or none.
+    valid = pd.Series(True, index=raw.index)
+    for col in ("owner_ae_email", "owner_csm_email", "cfo_email"):
+        if col in df:
+            valid &= df[col].isna() | df[col].str.fullmatch(_EMAIL_RE).fillna(False)
+    df["contact_emails_valid"] = valid.astype(bool)
     return df
 
 
@@ -184,6 +191,9 @@ def parse_invoices(raw: pd.DataFrame, exclude: tuple[str, ...] = ("paid", "void"
         else pd.Series(0, index=df.index, dtype="Int64")
     df["autopay"], df["autopay_valid"] = _bool(raw["autopay"])
     df["payment_link"] = text_or_na(raw["payment_link"])
+    # A link a customer is asked to click: a web address, never javascript:, data: or a file.
+    df["payment_link_valid"] = (df["payment_link"].isna()
+                                | df["payment_link"].str.fullmatch(_LINK_RE, case=False).fillna(False)).astype(bool)
     df["po_number"] = text_or_na(raw["po_number"])
     df["identifiers_clean"] = clean_text(raw["invoice_id"]) & clean_text(raw["customer_id"]) \
         & clean_text(raw["invoice_number"]) & clean_text(raw["po_number"]) \

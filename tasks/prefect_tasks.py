@@ -8,6 +8,7 @@ source that is simply unreadable.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -134,9 +135,34 @@ def plan_actions(scored, as_of: dt.date, policy: Policy, mismatched: set[str], l
                              touches=ledger.touch_history(namespace(mode)), installments=ledger.plan_schedule(as_of))
 
 
+@task(name="attach_statements", cache_policy=NO_CACHE, **RETRY)
+def attach_statements(actions, aged, customers, inputs: hops.Inputs, ledger: Ledger, as_of: dt.date, policy: Policy,
+                      mode: str, run_dir):
+    """The statements of account that go with today's reminders (policy.statements: the customer's
+    first reminder e-mail of the month, on or after its day of the month), written into the run's
+    folder; each e-mail touch of such a customer names its file (column `statement`)."""
+    from connectors.ledger import models as m
+    from tasks import credits, statement as stm
+    from tasks.touches import namespace
+
+    rule = policy.statements
+    if not rule.with_reminder or actions.empty or as_of.day < rule.day_of_month or run_dir is None:
+        return actions
+    since = as_of.replace(day=rule.day_of_month)
+    month = ledger.frame(m.Outbox, (m.Outbox.as_of >= since) & (m.Outbox.as_of <= as_of) &
+                         (m.Outbox.channel == "email") & (m.Outbox.mode == namespace(mode)))
+    who = stm.statement_customers(actions, as_of, policy, stm.carried(month))
+    files = stm.write_statements(who, as_of=as_of, aged=aged, raw_invoices=inputs.invoices, customers=customers,
+                                 payments=ledger.frame(m.PaymentReceived),
+                                 credit_notes=credits.parse(inputs.credit_notes)[0], policy=policy,
+                                 folder=Path(run_dir) / "statements")
+    is_mail = actions["channel"] == "email"
+    return actions.assign(statement=actions["customer_id"].astype(str).map(files).where(is_mail))
+
+
 @task(name="queue_touches", cache_policy=NO_CACHE, **RETRY)
 def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_of: dt.date,
-                  run_dir=None, policy: Policy | None = None, llm=None) -> dict:
+                  run_dir=None, policy: Policy | None = None, llm=None, mail_from: str | None = None) -> dict:
     """Render today's touches (one message per customer), check them, and write them to the
     outbox; each message that waits for a person opens a decision in the same transaction."""
     import os
@@ -154,14 +180,16 @@ def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_
                        personalize=personalize)
     if personalize is not None:
         ledger.record_llm(llm.calls[since:], [])
-    waiting = rows[rows["status"] == "awaiting_decision"] if not rows.empty else rows
-    decisions = decision_rows(rows, ledger.touch_history(namespace(mode), set(waiting["invoice_id"])), run_id, as_of) \
-        if mode != "dry-run" and not waiting.empty else []
+    # A message for a person: one waiting for approval, or one the guardrails blocked (never unseen).
+    waiting = rows[rows["status"].isin(["awaiting_decision", "blocked"])] if not rows.empty else rows
+    mail_from = mail_from or os.environ.get("ARFLOW_MAIL_FROM", "accounts-receivable@localhost")
+    reply_to = policy.delivery.reply_to if policy is not None else None
+    decisions = decision_rows(rows, ledger.touch_history(namespace(mode), set(waiting["invoice_id"])), run_id, as_of,
+                              mail_from, reply_to) if mode != "dry-run" and not waiting.empty else []
     new, opened = ledger.queue_touches(rows, decisions)
     if mode == "dry-run" and run_dir is not None:
         failures: list = []
-        write_eml(rows, run_dir, sender=os.environ.get("ARFLOW_MAIL_FROM", "accounts-receivable@localhost"),
-                  failures=failures)
+        write_eml(rows, run_dir, sender=mail_from, reply_to=reply_to, failures=failures)
         for key, reason in failures:  # that message failed, in the ledger for a person; the run goes on
             ledger.mark_message(key, namespace(mode), "failed", reason=reason)
     messages = rows.drop_duplicates("message_key") if not rows.empty else rows

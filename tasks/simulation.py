@@ -98,6 +98,19 @@ def bad_debt(inv: pd.DataFrame, end: dt.date, after_days: int) -> dict:
             "bad_debt_rate": round((written_off + uncollected) / billed, 4) if billed else None}
 
 
+def _guardrail_counts(box, decisions) -> dict:
+    """Customer e-mails rendered (receipts aside), and how many of them the guardrails blocked:
+    still blocked, or settled by a person since (their decision's kind says so)."""
+    if box.empty:
+        return {"messages_rendered": 0, "messages_blocked": 0}
+    mail = box[(box["channel"] == "email") & (box["step"] != "receipt")]
+    blocked = set(mail.loc[mail["status"] == "blocked", "message_key"])
+    if not decisions.empty:
+        keys = decisions.loc[decisions["kind"] == "guardrail_blocked", "decision_key"]
+        blocked |= set(keys.str.split(":blocked").str[0])
+    return {"messages_rendered": int(mail["message_key"].nunique()), "messages_blocked": len(blocked)}
+
+
 def summarize(world, ledger, tracker: Tracker, policy: Policy, behaviour: dict, *, days: int, start: dt.date,
               series: bool = True) -> dict:
     a = behaviour["assumptions"]
@@ -159,6 +172,7 @@ def summarize(world, ledger, tracker: Tracker, policy: Policy, behaviour: dict, 
         "by_tier": per_tier,
         "touches_per_invoice": round(len(mail) / len(inv), 2) if len(inv) else None,
         "messages": int(mail["message_key"].nunique()) if not mail.empty else 0,
+        **_guardrail_counts(box, decisions),
         "owner_escalations_per_week": round((owner["message_key"].nunique() if not owner.empty else 0) / weeks, 1),
         "human_decisions_per_week": round(len(decisions) / weeks, 1),
         "decisions_by_kind": decisions["kind"].value_counts().sort_index().to_dict() if not decisions.empty else {},

@@ -154,3 +154,66 @@ def render_pdf(html: str) -> bytes:
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
     logging.getLogger("fontTools").setLevel(logging.ERROR)
     return HTML(string=html).write_pdf()
+
+
+# ---- the monthly statement with the month's first reminder (policy.statements) ----------------------------
+
+NOT_A_REMINDER = {"payment_failed_notice"}          # e-mails that tell of a failed charge, not the account
+NOT_CARRIED = {"blocked", "failed", "skipped", "rejected"}   # outbox states in which a statement never reached anyone
+
+
+def language_of(customer: pd.Series, policy) -> str:
+    """The customer file's language, else the policy's language for the customer's country."""
+    lang = customer.get("language") if "language" in customer else None
+    if isinstance(lang, str) and lang:
+        return lang
+    country = customer.get("country")
+    return policy.language_for(country if isinstance(country, str) else None)
+
+
+def carried(outbox: pd.DataFrame) -> set[str]:
+    """Customers whose e-mail among these outbox rows carried a statement (its context names the file)
+    and may have reached them."""
+    if outbox.empty:
+        return set()
+    rows = outbox[(outbox["channel"] == "email") & ~outbox["status"].isin(NOT_CARRIED)]
+    has = rows["context"].astype(str).str.contains('"statement": "', regex=False)
+    return set(rows.loc[has, "customer_id"].astype(str))
+
+
+def statement_customers(actions: pd.DataFrame, as_of: dt.date, policy, already: set[str]) -> list[str]:
+    """Customers whose e-mail reminder today carries their statement of account: the policy asks
+    (statements.with_reminder), today is on or after its day of the month, and no reminder since that
+    day of this month carried one (`already`, from `carried`)."""
+    rule = policy.statements
+    if not rule.with_reminder or actions.empty or as_of.day < rule.day_of_month:
+        return []
+    mail = actions[(actions["channel"] == "email") & ~actions["step"].isin(NOT_A_REMINDER)]
+    return sorted(set(mail["customer_id"].astype(str)) - set(already))
+
+
+def write_statements(customer_ids, *, as_of: dt.date, aged: pd.DataFrame, raw_invoices: pd.DataFrame,
+                     customers: pd.DataFrame, payments: pd.DataFrame, credit_notes: pd.DataFrame, policy,
+                     folder, company: str = "Accounts Receivable") -> dict[str, str]:
+    """Each customer's statement of the month to date, in their language, written into `folder` as
+    the policy's format (pdf or html). Returns customer_id -> the file's path."""
+    import re
+    from pathlib import Path
+
+    out: dict[str, str] = {}
+    if not customer_ids:
+        return out
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fmt = policy.statements.attach
+    by_id = customers.drop_duplicates("customer_id").set_index("customer_id", drop=False)
+    for cid in customer_ids:
+        if cid not in by_id.index:
+            continue
+        st = build(cid, as_of=as_of, aged=aged, raw_invoices=raw_invoices, customers=customers, payments=payments,
+                   credit_notes=credit_notes, language=language_of(by_id.loc[cid], policy))
+        page = render_html(st, company)
+        path = folder / f"statement-{re.sub(r'[^A-Za-z0-9_.-]', '_', cid)}-{as_of.isoformat()}.{fmt}"
+        path.write_bytes(render_pdf(page) if fmt == "pdf" else page.encode("utf-8"))
+        out[cid] = str(path)
+    return out

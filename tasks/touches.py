@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from arflow.config import PROMPTS_DIR
-from arflow.money import format_minor
+from arflow.money import format_amount, format_minor
 from tasks.guardrails import Directory, check_message
 
 TEMPLATE_BY_CHANNEL = {"crm_task": "owner_task.j2", "decision": "owner_task.j2", "slack": "slack_alert.j2",
@@ -24,16 +24,25 @@ CONTEXT_COLUMNS = ["invoice_number", "due_date", "days_past_due", "currency", "e
                    "billing_contact_name", "customer_name", "segment", "arr_minor", "health", "risk_score",
                    "escalation", "escalation_reason", "paid_count", "avg_days_late", "late_count_12m",
                    "payment_link", "payment_failed", "language", "owner_ae_email", "billing_contact_email",
-                   "tenure_months", "customer_credit_minor", "credit_notes", "amount_due_minor", "schedule"]
+                   "tenure_months", "customer_credit_minor", "credit_notes", "amount_due_minor", "schedule", "autopay"]
 TONE_RANK = {"friendly": 0, "firm": 1, "escalating": 2}
+LOCALES = {"en": "en_US", "de": "de_DE", "fr": "fr_FR"}  # how each template language writes money
+# Touches of an invoice on an agreed payment plan: carried by the customer's message of the day,
+# never merged into another step's text (message_context).
+CARRIED_STEPS = ("installment_reminder",)
+NOT_YET_DUE = "not yet due"
 
 
 @lru_cache(maxsize=16)
 def environment(language: str = "en") -> jinja2.Environment:
     """Templates for a language: prompts/<language>/ first, then the English ones in prompts/."""
     paths = [PROMPTS_DIR / language] if language and (PROMPTS_DIR / language).is_dir() else []
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(paths + [PROMPTS_DIR]),
-                              undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(paths + [PROMPTS_DIR]),
+                             undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    locale = LOCALES.get(language, "en_US")
+    # {{ amount|money(currency) }}: "$12,345.67", "9.490,88 €", "2 130,14 €", the customer's way.
+    env.filters["money"] = lambda amount, currency: format_amount(str(amount).replace(",", ""), str(currency), locale)
+    return env
 
 
 def template_for(channel: str, tone: str) -> str:
@@ -52,6 +61,7 @@ def invoice_context(c, act) -> dict:
     """What one touch's text is rendered from; stored with the outbox row (JSON), so the message
     can be rendered again at send time without an invoice that changed since."""
     cur = c.currency
+    autopay = bool(c.autopay) if isinstance(c.autopay, (bool, np.bool_)) else str(c.autopay).strip().lower() == "true"
     # An invoice with instalments is chased for what is due (tasks/schedule.py), not its whole balance.
     due = int(c.amount_due_minor) if pd.notna(c.amount_due_minor) else int(c.effective_balance_minor)
     return {
@@ -67,7 +77,9 @@ def invoice_context(c, act) -> dict:
         "health": c.health if isinstance(c.health, str) else None, "risk_score": int(c.risk_score),
         "escalation": c.escalation, "escalation_reason": c.escalation_reason, "paid_count": int(c.paid_count),
         "avg_days_late": float(c.avg_days_late), "late_count_12m": int(c.late_count_12m),
-        "payment_link": c.payment_link if isinstance(c.payment_link, str) else None,
+        # An invoice the card on file pays at the due date gets no link before then (paid twice).
+        "payment_link": c.payment_link if isinstance(c.payment_link, str) and not (autopay and c.days_past_due <= 0)
+        else None, "autopay": autopay,
         "payment_failed": bool(c.payment_failed), "language": c.language,
         "owner_email": c.owner_ae_email if isinstance(c.owner_ae_email, str) else None,
         "billing_email": c.billing_contact_email if isinstance(c.billing_contact_email, str) else None,
@@ -122,14 +134,49 @@ def account_positions(invoices: pd.DataFrame, actions: pd.DataFrame | None = Non
     return out
 
 
+def lead_index(items: list[dict]) -> int:
+    """Which of a message's touches leads it: the most advanced step (then the firmer tone, then the
+    oldest invoice). Its step, tone, invoice and recipients are the message's, for the text, the
+    decision a person sees and the send alike."""
+    return max(range(len(items)), key=lambda n: (items[n].get("step") not in CARRIED_STEPS,
+                                                 items[n].get("step_day") or 0, TONE_RANK.get(items[n].get("tone"), 0),
+                                                 items[n].get("days_past_due") or 0))
+
+
+def message_envelope(rows: pd.DataFrame, mail_from: str, reply_to: str | None = None) -> dict:
+    """From, Sender, To, Cc and Reply-To of one message from its outbox rows, exactly as the send
+    composes them (connectors.messaging.envelope on the lead row)."""
+    from connectors.messaging import envelope
+
+    items = [json.loads(c) if isinstance(c, str) else {} for c in rows["context"]]
+    lead = rows.iloc[lead_index(items)]
+    own = lead.get("sender")
+    return {**envelope(str(lead["recipients"] or ""), own if isinstance(own, str) and own else None, mail_from,
+                       reply_to), "attachments": sorted({p for p in map(statement_file, rows["context"]) if p})}
+
+
 def message_context(items: list[dict], sender_name: str) -> dict:
     """One message from the touches it carries: the most advanced step leads (its step, tone and
     invoice fill the single-invoice fields); every invoice is listed."""
-    lead = max(items, key=lambda i: (i["step_day"], TONE_RANK.get(i["tone"], 0), i["days_past_due"]))
-    ordered = sorted(items, key=lambda i: (-i["days_past_due"], i["invoice_number"]))
+    # An invoice on an agreed plan is never merged into another step's text (a nudge or a pause
+    # warning asking for the whole amount), nor one not yet due into a past-due message: the
+    # message lists them, as on the plan or not yet due, after what it asks for.
+    main = [i for i in items if i["step"] not in CARRIED_STEPS] or items
+    lead = main[lead_index(main)]
+    if lead["days_past_due"] > 0:
+        main = [i for i in main if i["days_past_due"] > 0]
+    listed = {i["invoice_id"] for i in main}
+    carried = [i for i in items if i["invoice_id"] not in listed]
+    ordered = sorted(main, key=lambda i: (-i["days_past_due"], i["invoice_number"]))
+    aside = [{"invoice_id": i["invoice_id"], "invoice_number": i["invoice_number"], "currency": i["currency"],
+              "amount": i["amount"], "due_date": i["due_date"], "days_past_due": i["days_past_due"],
+              "review": REVIEW_REASONS["payment_plan"] if i["step"] in CARRIED_STEPS else NOT_YET_DUE}
+             for i in carried]
     return {**lead, "invoices": ordered, "sender_name": sender_name,
-            "also_open": lead.get("also_open", []), "credits": lead.get("credits", []),
+            "also_open": aside + [x for x in lead.get("also_open", []) if x["invoice_id"] not in
+                                  {i["invoice_id"] for i in carried}], "credits": lead.get("credits", []),
             "needs_approval": any(i["needs_approval"] for i in items),
+            "autopay": all(i.get("autopay") for i in main),
             "payment_failed": any(i["payment_failed"] for i in items) and lead["step"] in ("nudge", "payment_failed_notice")}
 
 
@@ -155,7 +202,8 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
     dry-run `planned` (`awaiting_decision` where a person would approve it first; no decision is
     opened); draft `awaiting_decision` (a person approves every message); send `queued`,
     or `awaiting_decision` where the step needs approval. A message the guardrails reject is
-    `blocked` with the reasons, whatever the mode. `personalize` (tasks.personalize.Personalizer):
+    `blocked` with the reasons, whatever the mode; outside a dry run it opens a decision
+    (tasks.decisions, kind guardrail_blocked), so a person sees it and the later steps it holds. `personalize` (tasks.personalize.Personalizer):
     the model may rewrite each customer e-mail; its draft is checked before it replaces the text,
     and the guardrails then check whatever text is queued."""
     if actions.empty:
@@ -166,6 +214,10 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
                                 invoices["customer_name"], invoices["customer_id"])
     contexts = [invoice_context(c, act) for act, c in zip(a.astype(object).itertuples(index=False),
                                                           ctx_rows.itertuples(index=False))]
+    if "statement" in a:  # the statement of account this e-mail carries (tasks.statement, policy.statements)
+        for i, path in enumerate(a["statement"].tolist()):
+            if isinstance(path, str) and path:
+                contexts[i]["statement"] = path
     is_mail = (a["channel"] == "email").to_numpy()
     message_key = np.where(is_mail, a["customer_id"].astype(str) + ":" + as_of.isoformat() + ":email",
                            a["idempotency_key"].astype(str))
@@ -177,6 +229,7 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
     for i, key in enumerate(message_key):
         groups.setdefault(key, []).append(i)
     channels, customers = a["channel"].tolist(), a["customer_id"].tolist()
+    recipients = a["recipients"].tolist()
     account = account_positions(invoices, a)
     for key, idx in groups.items():
         items = [contexts[i] for i in idx]
@@ -200,10 +253,12 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
         sender = ctx["owner_email"] if (channel == "email" and use_owner) else None
         for i in idx:
             subjects[i], bodies[i], statuses[i], reasons[i], senders[i] = subject, body, status, reason, sender
+            if channel == "email":  # one message, one set of recipients: the lead's (lead_index)
+                recipients[i] = ctx["recipients"]
     return pd.DataFrame({
         "idempotency_key": a["idempotency_key"], "mode": namespace(mode), "run_id": run_id, "as_of": as_of,
         "invoice_id": a["invoice_id"], "customer_id": a["customer_id"], "lane": a["lane"], "step": a["step"],
-        "channel": a["channel"], "tone": a["tone"], "recipients": a["recipients"], "subject": subjects,
+        "channel": a["channel"], "tone": a["tone"], "recipients": recipients, "subject": subjects,
         "body": bodies, "needs_approval": a["needs_approval"].astype(bool), "status": statuses,
         "closed_reason": reasons, "message_key": message_key,
         "context": [json.dumps(c, default=str) for c in contexts],
@@ -257,7 +312,16 @@ def _header(value: str) -> str:
     return value if value.isascii() else Header(value, "utf-8").encode()
 
 
-def write_eml(rows: pd.DataFrame, folder, *, sender: str, failures: list | None = None) -> int:
+def statement_file(context) -> str | None:
+    """The statement of account an e-mail's outbox row carries (its context's `statement`), if any."""
+    if not isinstance(context, str) or '"statement"' not in context:
+        return None
+    path = json.loads(context).get("statement")
+    return path if isinstance(path, str) and path else None
+
+
+def write_eml(rows: pd.DataFrame, folder, *, sender: str, reply_to: str | None = None,
+              failures: list | None = None) -> int:
     """Dry-run: each customer e-mail that may go out is written as an .eml file (one per idempotency
     key), so a person can open exactly what would have been sent. Returns how many were written.
     Composed directly (UTF-8, 8bit): the email package's serializer costs about 2 ms a message.
@@ -276,15 +340,23 @@ def write_eml(rows: pd.DataFrame, folder, *, sender: str, failures: list | None 
         return 0
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    sender_h = _header(sender)
+    from connectors.messaging import envelope
+
     written = 0
     for r in mail.itertuples():
-        to = ", ".join(x for x in r.recipients.split(",") if "@" in x)
         own = getattr(r, "sender", None)
-        head = [f"From: {_header(own) if isinstance(own, str) and own else sender_h}", f"To: {_header(to)}", f"Subject: {_header(r.subject)}", "MIME-Version: 1.0",
+        env = envelope(str(r.recipients or ""), own if isinstance(own, str) and own else None, sender, reply_to)
+        head = [f"From: {_header(env['from'])}", *([f"Sender: {_header(env['sender'])}"] if env["sender"] else []),
+                f"To: {_header(', '.join(env['to']))}", *([f"Cc: {_header(', '.join(env['cc']))}"] if env["cc"] else []),
+                *([f"Reply-To: {_header(env['reply_to'])}",
+                   f"List-Unsubscribe: <mailto:{_header(env['reply_to'])}?subject=unsubscribe>"] if env["reply_to"] else []),
+                f"Subject: {_header(r.subject)}", "MIME-Version: 1.0",
                 "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit",
                 f"X-Arflow-Message-Key: {_header(getattr(r, 'message_key', r.idempotency_key))}",
                 f"X-Arflow-Status: {r.status}"]
+        attached = statement_file(getattr(r, "context", None))
+        if attached:  # dry-run: the statement it would carry is written in the run folder
+            head.append(f"X-Arflow-Attachment: {_header(attached)}")
         text = "\n".join(head) + "\n\n" + r.body.replace("\r\n", "\n") + "\n"  # LF, as Python's email writes
         key = str(getattr(r, "message_key", r.idempotency_key))
         name = key.replace(":", "_").replace("/", "_").replace("\\", "_").replace("\0", "_")

@@ -81,22 +81,46 @@ INSTRUCTIONS = re.compile(
     r"(instructions|rules)|you are now|system prompt|as an ai|mark (this|the|it|all|my)[\w\s-]{0,30} (as )?paid|"
     r"set (the )?(balance|amount|status)|close (this|the) (invoice|account) as paid|delete (this|the|all) (invoice|record))",
     re.IGNORECASE)
+# The rules read every language the templates speak (en, de, fr): a French dispute or a German
+# out-of-office is what it is without a model.
 _RULES = [  # in priority order: the first that matches is the class
-    ("legal_threat", re.compile(r"\b(lawyer|attorney|solicitor|legal action|sue|court|litigation)\b", re.I)),
+    ("legal_threat", re.compile(r"\b(lawyer|attorney|solicitor|legal action|sue|court|litigation|anwalt|rechtsanwalt|"
+                                r"gericht(lich)?|klage|avocat|tribunal|poursuites judiciaires|action en justice)\b", re.I)),
+    ("opt_out", re.compile(r"\b(unsubscribe|remove me from (your|the|this) (mailing )?list|opt(ed)? out|"
+                           r"no more (e-?mails|reminders)|abmelden|austragen|keine (weiteren )?(e-?mails|mails|"
+                           r"erinnerungen|mahnungen) mehr|d[ée]sabonner|d[ée]sinscri(re|vez|ption)|"
+                           r"ne plus recevoir|plus d'e-?mails?)\b", re.I)),
     ("out_of_office", re.compile(r"\b(out of (the )?office|on (annual |parental )?leave|away until|automatic reply|"
-                                 r"auto-?reply|vacation until)\b", re.I)),
+                                 r"auto-?reply|vacation until|abwesenheitsnotiz|nicht im b[üu]ro|abwesend|"
+                                 r"im urlaub|automatische antwort|absent(e)? du bureau|en cong[ée]s?|"
+                                 r"r[ée]ponse automatique|de retour le)\b", re.I)),
     ("wrong_contact", re.compile(r"\b(no longer (work|handle|responsible)|wrong (person|contact)|not the right "
-                                 r"(person|contact)|please contact|left the company|contact instead)\b", re.I)),
+                                 r"(person|contact)|please contact|left the company|contact instead|"
+                                 r"nicht (mehr )?zust[äa]ndig|falsche[rn]? (ansprechpartner|kontakt)|"
+                                 r"wenden sie sich an|ne (suis|travaille) plus|mauvais(e)? (contact|interlocuteur)|"
+                                 r"veuillez contacter|pas la bonne personne)\b", re.I)),
     ("dispute", re.compile(r"\b(dispute|disputing|incorrect|wrong amount|overcharged|never received|not received the "
-                           r"goods|did not order|billing error|double[- ]billed)\b", re.I)),
-    ("refund_request", re.compile(r"\b(refund|credit note|money back|reimburse)\b", re.I)),
+                           r"goods|did not order|billing error|double[- ]billed|widerspr(uch|echen)|beanstand\w*|"
+                           r"reklam\w*|fehlerhaft|falsch(e|er)? (rechnung|betrag)|nicht erhalten|nicht bestellt|"
+                           r"contest(ons|er|e|ation)|conteste|erron[ée]e?|pas re[çc]u|jamais re[çc]u|"
+                           r"pas command[ée]|montant (incorrect|erron[ée]))\b", re.I)),
+    ("refund_request", re.compile(r"\b(refund|credit note|money back|reimburse|r[üu]ckerstattung|gutschrift|"
+                                  r"erstatten|remboursement|rembourser|(un|d'un|l'|notre) avoir|note de cr[ée]dit)\b", re.I)),
     ("paid", re.compile(r"\b(remittance|we (have )?paid|has been paid|payment (was|has been) (sent|made|initiated)|"
-                        r"paid (it|this|the invoice)|wire (was )?sent|transferred)\b", re.I)),
+                        r"paid (it|this|the invoice)|wire (was )?sent|transferred|"
+                        r"(wurde|wurden|ist|sind|haben|habe|hat)\s+(\S+\s+){0,5}(bezahlt|[üu]berwiesen|beglichen)|"
+                        r"zahlung (ist )?(erfolgt|veranlasst)|(a|ont|avons|est|sont)\s+(\S+\s+){0,3}(pay[ée]e?s?|"
+                        r"r[ée]gl[ée]e?s?)|virement (a [ée]t[ée] )?effectu[ée])(?=\W|$)", re.I)),
     ("promise_to_pay", re.compile(r"\b(will pay|we'll pay|will be paid|payment will (go out|be made|be sent)|"
-                                  r"scheduled (for )?payment|pay (it )?(on|by))\b", re.I)),
+                                  r"scheduled (for )?payment|pay (it )?(on|by)|(werden|wird) .{0,60}(zahlen|bezahlen|"
+                                  r"[üu]berweisen|begleichen|beglichen|[üu]berwiesen)|zahlen (wir )?(bis|am)|zahlung erfolgt (bis|am)|"
+                                  r"(nous )?(paierons|r[ée]glerons)|paiement (sera|interviendra))\b", re.I)),
     ("complaint", re.compile(r"\b(unacceptable|ridiculous|harass|stop (emailing|sending)|furious|annoyed|"
-                             r"disappointed|complain)\b", re.I)),
+                             r"disappointed|complain|unversch[äa]mt|inakzeptabel|ver[äa]rgert|beschwerde|"
+                             r"inacceptable|scandaleux|m[ée]content|plainte)\b", re.I)),
 ]
+# Categories the rules decide whatever a model says: an unsubscribe request is honoured.
+RULES_WIN = ("opt_out",)
 _ISO = re.compile(r"\b(20\d\d)-(\d\d)-(\d\d)\b")
 _WRITTEN = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)? (jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* (20\d\d)\b|"
                       r"\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* (\d{1,2})(?:st|nd|rd|th)?,? (20\d\d)\b",
@@ -105,7 +129,24 @@ _AMOUNT = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)\.(\d\d)(?!\d)")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
+_DOTTED = re.compile(r"\b(\d{1,2})\.(\d{1,2})\.(20\d\d)\b")  # 15.12.2026 (de)
+_MONTHS = {"januar": 1, "janvier": 1, "februar": 2, "février": 2, "fevrier": 2, "märz": 3, "maerz": 3, "mars": 3,
+           "april": 4, "avril": 4, "mai": 5, "juni": 6, "juin": 6, "juli": 7, "juillet": 7, "august": 8, "août": 8,
+           "aout": 8, "september": 9, "septembre": 9, "oktober": 10, "octobre": 10, "november": 11, "novembre": 11,
+           "dezember": 12, "décembre": 12, "decembre": 12}
+_WRITTEN_EU = re.compile(r"\b(\d{1,2})(?:\.|er)? (" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r") (20\d\d)\b",
+                         re.I)  # 15. Dezember 2026, 1er décembre 2026
+
+
 def find_date(text: str) -> dt.date | None:
+    for rx, order in ((_DOTTED, None), (_WRITTEN_EU, "named")):
+        m = rx.search(text)
+        if m:
+            try:
+                month = int(m.group(2)) if order is None else _MONTHS[m.group(2).lower()]
+                return dt.date(int(m.group(3)), month, int(m.group(1)))
+            except ValueError:
+                return None
     m = _ISO.search(text)
     if m:
         try:
@@ -162,6 +203,7 @@ class Effects:
     promises: list[dict] = field(default_factory=list)
     disputes: list[dict] = field(default_factory=list)
     tasks: list[dict] = field(default_factory=list)
+    opt_outs: list[dict] = field(default_factory=list)
 
 
 def effects_for(reply: dict, open_invoices: pd.DataFrame, customers: pd.DataFrame, as_of: dt.date,
@@ -193,6 +235,10 @@ def effects_for(reply: dict, open_invoices: pd.DataFrame, customers: pd.DataFram
     if cid is None:
         task(finance, "Reply from an unknown sender: match it to a customer")
         return e, "unmatched: task for finance"
+    if cat == "opt_out":  # asked to receive no more reminders: a stop record, as `arflow opt-out` writes
+        e.opt_outs.append({"customer_id": cid, "recorded_on": as_of, "reason": f"reply {key}: asked to unsubscribe"})
+        task(owner, "Customer asked to receive no more reminders: opted out (arflow opt-out --withdraw to undo)")
+        return e, "customer opted out of reminders; owner told"
     if cat == "paid":
         targets = inv_ids or [None]
         for i in targets:
@@ -290,8 +336,10 @@ def classify(replies: pd.DataFrame, llm=None, *, as_of: dt.date, batch_size: int
             row = entry.model_dump()
             if row["category"] == "promise_to_pay" and row["date"] is None:
                 row["category"] = "question"
-            # The rules' instruction check holds whatever the model says.
+            # The rules' instruction check holds whatever the model says, and so does an unsubscribe.
             row["instructions_found"] = bool(row["instructions_found"] or rules[k]["instructions_found"])
+            if rules[k]["category"] in RULES_WIN:
+                row["category"] = rules[k]["category"]
             row.pop("reply_id")
             out[k] = dict(row, classifier="model")
     for r in out:

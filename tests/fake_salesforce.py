@@ -148,6 +148,18 @@ class FakeSalesforce(WireServer):
         return out
 
 
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", "'": "'", '"': '"', "\\": "\\"}
+
+
+def _unescape(text: str) -> str:
+    """A SOQL string literal's value: Salesforce's escape sequences; any other escape is malformed."""
+    def one(m):
+        if m.group(1) not in _ESCAPES:
+            raise ValueError(f"bad escape \\{m.group(1)}")
+        return _ESCAPES[m.group(1)]
+    return re.sub(r"\\(.)", one, text)
+
+
 def _where(record: dict, where: str | None) -> bool:
     if not where:
         return True
@@ -157,13 +169,13 @@ def _where(record: dict, where: str | None) -> bool:
             if record.get(m.group(1)) in (None, ""):
                 return False
         elif m := re.fullmatch(r"([\w.]+)\s*=\s*'((?:[^'\\]|\\.)*)'", term):
-            if str(record.get(m.group(1))) != m.group(2).replace("\\'", "'"):
+            if str(record.get(m.group(1))) != _unescape(m.group(2)):
                 return False
         elif m := re.fullmatch(r"([\w.]+)\s*=\s*(true|false)", term, re.IGNORECASE):
             if bool(record.get(m.group(1), True)) != (m.group(2).lower() == "true"):
                 return False
         elif m := re.fullmatch(r"([\w.]+)\s+IN\s*\((.*)\)", term, re.IGNORECASE):
-            options = {v.strip().strip("'") for v in m.group(2).split(",")}
+            options = {_unescape(v) for v in re.findall(r"'((?:[^'\\]|\\.)*)'", m.group(2))}
             if str(record.get(m.group(1))) not in options:
                 return False
         elif m := re.fullmatch(r"([\w.]+)\s+LIKE\s+'%(.*)%'", term, re.IGNORECASE):

@@ -5,7 +5,9 @@ the shape of ../shared/data/stripe_samples (the OpenAPI fixture and recorded eve
 
 Endpoints: GET /v1/invoices (status=), /v1/invoices/{id}, POST /v1/invoices/{id}/pay (honours
 Idempotency-Key: a repeat gets the first answer), GET /v1/customers, /v1/customers/{id},
-/v1/charges (created[gte]=), /v1/account. Answers can be queued (429, 500...).
+/v1/charges (created[gte]=), /v1/credit_notes (invoice=), /v1/account. Answers can be queued (429, 500...).
+A credit note issued on an open invoice lowers its amount_due and amount_remaining and adds to its
+pre_payment_credit_notes_amount, as Stripe does (tests/fixtures/stripe/SOURCES.md).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from tests.wire import WireServer
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "stripe_samples"
+CREDIT_NOTE = Path(__file__).parent / "fixtures" / "stripe" / "credit_note_api_reference.json"
 
 
 def sample(name: str):
@@ -47,6 +50,7 @@ class FakeStripe(WireServer):
         self.invoices: dict[str, dict] = {}
         self.customers: dict[str, dict] = {}
         self.charges: dict[str, dict] = {}
+        self.credit_notes: dict[str, dict] = {}
         self.cards: dict[str, str] = {}          # customer -> "ok" | a decline code
         self.idempotent: dict[str, tuple[int, dict]] = {}
         self.queued: list[tuple[int, dict, dict]] = []
@@ -73,8 +77,24 @@ class FakeStripe(WireServer):
                     "created": ts(created), "effective_at": ts(created), "due_date": ts(due) if due else None,
                     "collection_method": method, "days_until_due": 30 if method == "send_invoice" else None,
                     "status": "open", "hosted_invoice_url": f"https://invoice.stripe.com/i/acct_1/{iid}",
-                    "metadata": {}, "charge": None, **fields})
+                    "metadata": {}, "charge": None, "pre_payment_credit_notes_amount": 0,
+                    "post_payment_credit_notes_amount": 0, **fields})
         self.invoices[iid] = obj
+        return obj
+
+    def credit_note(self, cnid: str, invoice: str, amount: int, *, created: str, number: str | None = None) -> dict:
+        """Issue a credit note on an open invoice (Stripe's pre-payment note): the invoice owes less."""
+        inv = self.invoices[invoice]
+        obj = copy.deepcopy(json.loads(CREDIT_NOTE.read_text()))
+        obj.update({"id": cnid, "invoice": invoice, "customer": inv["customer"], "currency": inv["currency"],
+                    "number": number or f"{inv['number']}-CN-{len(self.credit_notes) + 1:02d}", "amount": amount,
+                    "total": amount, "subtotal": amount, "pre_payment_amount": amount, "post_payment_amount": 0,
+                    "created": ts(created), "effective_at": ts(created), "type": "pre_payment", "status": "issued"})
+        obj["lines"]["data"][0]["amount"] = amount
+        self.credit_notes[cnid] = obj
+        inv["amount_due"] -= amount
+        inv["amount_remaining"] -= amount
+        inv["pre_payment_credit_notes_amount"] = inv.get("pre_payment_credit_notes_amount", 0) + amount
         return obj
 
     def queue(self, status: int, body: dict | None = None, headers: dict | None = None) -> None:
@@ -117,6 +137,9 @@ class FakeStripe(WireServer):
         if parts[:2] == ["v1", "customers"] and len(parts) == 3:
             c = self.customers.get(parts[2])
             return (200, c, {}) if c else self._missing("customer", parts[2])
+        if parts[:2] == ["v1", "credit_notes"] and len(parts) == 2:
+            rows = [c for c in self.credit_notes.values() if params.get("invoice") in (None, c["invoice"])]
+            return self._list(rows, params, "/v1/credit_notes")
         if parts[:2] == ["v1", "charges"]:
             gte = int(params.get("created[gte]", 0))
             return self._list([c for c in self.charges.values() if c["created"] >= gte], params, "/v1/charges")

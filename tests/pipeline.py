@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from connectors.sources import CsvSource
@@ -9,14 +11,15 @@ from tasks import hops
 
 
 def inputs_from(folder, as_of, ledger=None) -> hops.Inputs:
-    src = CsvSource(folder)
+    """`folder`: a CSV folder, or a connected source (QuickBooks, Stripe) read through the same methods."""
+    src = CsvSource(folder) if isinstance(folder, (str, Path)) else folder
     empty = pd.DataFrame(columns=["invoice_id", "customer_id", "payment_id", "amount_minor", "paid_date", "due_date"])
     return hops.Inputs(
         source=src.name, invoices=src.invoices(), customers=src.customers(), payments=src.payments(),
         aging_report=src.aging_report(), reflected_payment_ids=src.reflected_payment_ids(),
         stops=ledger.stop_records(as_of) if ledger else {}, history=ledger.payment_history(as_of) if ledger else empty,
         applied=ledger.applied_payments(as_of) if ledger else empty, credit_notes=src.credit_notes(),
-        payment_schedule=src.payment_schedule(), as_of=as_of)
+        payment_schedule=src.payment_schedule() if hasattr(src, "payment_schedule") else None, as_of=as_of)
 
 
 def run(folder, as_of, policy, ledger=None, done_keys=frozenset(), touches=None, installments=None):

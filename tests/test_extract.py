@@ -103,3 +103,52 @@ def test_the_check_before_a_send_reads_holds_as_the_run_parses_them(policy):
     assert holds["opt_out"].tolist() == [False, True, False, False, False, False, False]
     assert holds["paused_until"].notna().tolist() == [False, False, False, True, False, False, False]
     assert holds["customer_id"].isna().tolist() == [False] * 5 + [True, False]
+
+
+# ---- issue 21, item 14: addresses arflow sends from or copies, and the link a customer clicks ------
+@pytest.mark.parametrize("field,value", [
+    ("owner_ae_email", "ae@example.com\r\nBcc: all@example.com"),   # a line break: another From, a header
+    ("owner_csm_email", "csm@example.com, boss@example.com"),       # a list
+    ("cfo_email", "a@x.example, b@x.example"),                      # two people copied
+    ("cfo_email", "cfo@x.example; cc@x.example"),
+    ("owner_ae_email", "not an address"),
+])
+def test_an_owner_or_cfo_address_that_is_not_one_address_quarantines_the_customer(tmp_path, policy, field, value):
+    from connectors.sources import CUSTOMER_COLUMNS
+    from tests.conftest import write_csv
+
+    customers = [customer("C1"), customer("C2", **{field: value})] + [customer(f"K{i}") for i in range(30)]
+    folder = make_source(tmp_path, GOOD + [invoice("X", "C2")], customers)
+    write_csv(folder / "customers.csv", tuple(CUSTOMER_COLUMNS) + ("cfo_email",), customers)
+    out = run(folder, AS_OF, policy)
+    q = out["quarantine"].set_index("entity")
+    assert q.loc["customer", "reason"] == "bad_contact" and q.loc["customer", "record_id"] == "C2"
+    assert q.loc["invoice", "reason"] == "customer_quarantined"
+    assert "X" not in set(out["planned"]["invoice_id"])
+
+
+def test_one_owner_and_cfo_address_each_or_none_is_fine(tmp_path, policy):
+    from connectors.sources import CUSTOMER_COLUMNS
+    from tests.conftest import write_csv
+
+    customers = [customer("C1", cfo_email="cfo@c1.example.com"), customer("C2", owner_csm_email="", cfo_email="")]
+    folder = make_source(tmp_path, [invoice("I1"), invoice("I2", "C2")], customers)
+    write_csv(folder / "customers.csv", tuple(CUSTOMER_COLUMNS) + ("cfo_email",), customers)
+    out = run(folder, AS_OF, policy)
+    assert out["quarantine"].empty and len(out["planned"]) == 2
+
+
+@pytest.mark.parametrize("link", ["javascript:alert(document.cookie)", "JavaScript:pay()", "data:text/html,<b>x</b>",
+                                  "file:///etc/passwd", "ftp://pay.example.com/x", "https://pay.example.com/a b",
+                                  "//pay.example.com/x"])
+def test_a_payment_link_that_is_not_a_web_address_is_quarantined(tmp_path, policy, link):
+    out = run(make_source(tmp_path, GOOD + [invoice("B", "C1", payment_link=link)], [customer("C1")]), AS_OF, policy)
+    assert out["quarantine"]["reason"].tolist() == ["bad_payment_link"]
+    assert len(out["planned"]) == len(GOOD)
+
+
+def test_web_payment_links_and_none_pass(tmp_path, policy):
+    rows = [invoice("A", payment_link="HTTPS://pay.example.com/a?x=1&y=2"), invoice("B", payment_link="http://x.example/p"),
+            invoice("C", payment_link="")]
+    out = run(make_source(tmp_path, rows, [customer("C1")]), AS_OF, policy)
+    assert out["quarantine"].empty and len(out["planned"]) == 3

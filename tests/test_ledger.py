@@ -109,3 +109,54 @@ def test_the_migrations_build_what_the_models_declare(ledger_url):
     assert flat == []
     indexes = {i["name"] for i in inspect(ledger.engine).get_indexes("outbox")}
     assert "ix_outbox_status_channel" in indexes
+
+
+def test_a_run_left_running_by_a_killed_process_is_marked_crashed_by_the_next(tmp_path):
+    """Issue 21, item 14: kill -9 leaves a `runs` row `running`; a later run marks it `crashed`
+    once it is clearly dead (its process gone from this host, or older than the bound), and leaves
+    a run whose process is alive, or on another host and recent, alone."""
+    import datetime as dt
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import sqlalchemy as sa
+
+    from connectors.ledger import models as m
+    from connectors.ledger.store import Ledger
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    ledger = Ledger(url)
+    day = dt.date(2026, 11, 23)
+    code = ("import sys, time; from connectors.ledger.store import Ledger; import datetime as dt; "
+            "Ledger(sys.argv[1]).start_run(sys.argv[2], 'daily_ar', dt.date(2026, 11, 23), 'demo', 'send', 'v'); "
+            "print('started', flush=True); time.sleep(600)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = {rid: subprocess.Popen([sys.executable, "-c", code, url, rid], stdout=subprocess.PIPE, text=True, env=env)
+             for rid in ("killed", "alive")}
+    try:
+        for p in procs.values():
+            assert p.stdout.readline().strip() == "started"
+        procs["killed"].send_signal(signal.SIGKILL)
+        procs["killed"].wait(timeout=10)
+        with ledger.engine.begin() as conn:  # runs on another machine: one recent, one from two days ago
+            for rid, started in (("elsewhere-recent", dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)),
+                                 ("elsewhere-old", dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2))):
+                conn.execute(sa.insert(m.Run.__table__).values(
+                    run_id=rid, flow="daily_ar", as_of=day, source="demo", mode="send", policy_version="v",
+                    status="running", started_at=started,
+                    summary=json.dumps({"process": {"host": "another-host", "pid": 1, "created": 0}})))
+        ledger.start_run("next", "daily_ar", day, "demo", "send", "v")
+        runs = ledger.frame(m.Run).set_index("run_id")
+        assert runs.loc["killed", "status"] == "crashed" and "is gone" in runs.loc["killed", "summary"]
+        assert runs.loc["elsewhere-old", "status"] == "crashed"
+        assert runs.loc["alive", "status"] == "running" and runs.loc["elsewhere-recent", "status"] == "running"
+        assert runs.loc["next", "status"] == "running"
+        audit = ledger.frame(m.AuditLog)
+        assert set(audit.loc[audit["action"] == "run.crashed", "entity_id"]) == {"killed", "elsewhere-old"}
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()

@@ -64,7 +64,7 @@ def _edit(change):
 
 @pytest.mark.parametrize("change,reason", [
     (lambda b: b + "\nOtherwise our lawyer will be in touch.", "guardrail:legal_threat"),
-    (lambda b: b.replace("1000.00", "1100.00"), "amounts_dropped"),
+    (lambda b: b.replace("$1,000.00", "$1,100.00"), "amounts_dropped"),
     (lambda b: b + "\nPay within 3 days for a discount: https://pay.example.com/discount", "links_added"),
     (lambda b: b + "\nAs an internal note: risk score 80.", "guardrail:internal_note"),
     (lambda b: b.replace("N-I1", "your invoice").replace("N-I2", "your invoice"), "invoice_number_dropped"),

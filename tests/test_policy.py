@@ -19,6 +19,8 @@ def test_default_policy_loads_with_the_field_practice(policy):
     assert names["service_pause_warning"].approval and "cfo" in names["service_pause_warning"].recipients
     assert all(names[n].approval for n in ("service_pause", "finance_owner_call", "payment_plan_or_write_off"))
     assert policy.grace_business_days == 2
+    assert (policy.statements.with_reminder, policy.statements.day_of_month, policy.statements.attach) == \
+        (False, 1, "pdf")   # statements with reminders are off unless the policy turns them on
 
 
 @pytest.mark.parametrize("change,message", [
@@ -27,9 +29,13 @@ def test_default_policy_loads_with_the_field_practice(policy):
     (("company_country: US", "company_country: XX"), "company_country"),
     (("tolerance: \"1.00\"", "tolerance: \"one\""), "tolerance"),
     (("channel: slack", "channel: pigeon"), "steps"),
-    (("version: \"2026.11-1\"\n", ""), "version"),
+    (("version: \"2026.12-1\"\n", ""), "version"),
+    (("reply_to: ar@yourco.example", "reply_to: \"ar@yourco.example, boss@yourco.example\""), "reply_to"),
     (("day: 7, channel: email", "day: 20, channel: email"), "falls in lane 'late'"),
     (('JPY: "500"', 'JPY: "5.5"'), "minimum_amount JPY"),
+    (("day_of_month: 1 ", "day_of_month: 31 "), r"statements\.day_of_month"),
+    (("attach: pdf ", "attach: docx "), r"statements\.attach"),
+    (("with_reminder: false ", "with_reminder: monthly "), r"statements\.with_reminder"),
 ])
 def test_bad_policy_files_fail_with_the_field_named(tmp_path, change, message):
     with pytest.raises(PolicyError, match=message):

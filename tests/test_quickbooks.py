@@ -344,3 +344,120 @@ def test_check_connection_prints_what_it_sees(qbo, tmp_path):
     (tmp_path / "credentials" / "quickbooks.json").unlink()
     p = _cli(["check-connection", "quickbooks"], tmp_path, qbo)
     assert p.returncode == 1 and "QuickBooks: token refresh failed" in p.stderr
+
+
+# ---- credit memos: told apart from payments by what the books applied (issue 22, items 3 and 4) ------------
+
+FIXTURES = Path(__file__).parent / "fixtures" / "qbo"
+
+
+def _memo(memo_id: str, customer: str, amount, left, day: str, number: str) -> dict:
+    """A CreditMemo as python-quickbooks' model writes it, from Intuit's reference sample."""
+    from quickbooks.objects.creditmemo import CreditMemo
+
+    memo = CreditMemo.from_json(json.loads((FIXTURES / "creditmemo_intuit_sample.json").read_text())["CreditMemo"])
+    assert memo.Id == "73" and memo.TotalAmt == 100.0   # the sample reads as the model
+    memo.Id, memo.DocNumber, memo.TxnDate = memo_id, number, day
+    memo.TotalAmt, memo.Balance, memo.RemainingCredit = amount, left, left
+    memo.CustomerRef.value, memo.CustomerRef.name = customer, ""
+    return json.loads(memo.to_json())
+
+
+def _payment(pid: str, customer: str, day: str, total, lines, unapplied=0) -> dict:
+    """A Payment as python-quickbooks' model writes it: lines of (TxnType, TxnId, Amount)."""
+    from quickbooks.objects.base import LinkedTxn, Ref
+    from quickbooks.objects.payment import Payment, PaymentLine
+
+    p = Payment()
+    p.Id, p.TxnDate, p.TotalAmt, p.UnappliedAmt, p.PaymentRefNum = pid, day, total, unapplied, "2001"
+    p.CustomerRef, p.CurrencyRef = Ref(), Ref()
+    p.CustomerRef.value, p.CurrencyRef.value = customer, "USD"
+    for kind, tid, amount in lines:
+        line, link = PaymentLine(), LinkedTxn()
+        link.TxnId, link.TxnType, line.Amount, line.LinkedTxn = tid, kind, amount, [link]
+        p.Line.append(line)
+    return json.loads(p.to_json())
+
+
+def test_a_credit_memo_after_a_payment_is_not_the_payment_arriving_across_checkpoints(qbo, tmp_path, ledger_url, policy):
+    """Invoice 200; the checkpoint applies a payment of 40 (cash the books hold unapplied); then the
+    books apply a credit memo of 100 to the invoice (Balance 100): 60 is owed, not 100, on the next
+    checkpoints and in the check before a send, also once the memo's payment is older than the window."""
+    from connectors.ledger import models as m
+    from tasks.delivery import source_state
+    from tests import pipeline
+
+    ledger = Ledger(ledger_url)
+    inv = {"Id": "200", "CustomerRef": {"value": "17"}, "DocNumber": "2001", "TxnDate": "2023-02-01",
+           "DueDate": "2023-02-20", "TotalAmt": 200, "Balance": 200, "CurrencyRef": {"value": "USD"}}
+    qbo.add("Invoice", inv)
+    qbo.add("Payment", _payment("300", "17", "2023-03-01", 40, [], unapplied=40))
+
+    def checkpoint(day):
+        src = source(tmp_path, ledger, as_of=day)
+        return src, pipeline.checkpoint(src, day, policy, ledger)
+
+    _, (s1, _) = checkpoint(dt.date(2023, 3, 1))
+    assert s1["applied"] == {"reference_partial": 1}
+    later = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)).isoformat()
+    qbo.add("CreditMemo", _memo("7", "17", 100, 0, "2023-03-02", "CM-7"), at=later)
+    qbo.add("Payment", _payment("301", "17", "2023-03-02", 0, [("Invoice", "200", 100), ("CreditMemo", "7", 100)]))
+    qbo.update("Invoice", "200", later, Balance=100, LinkedTxn=[{"TxnId": "301", "TxnType": "Payment"}])
+
+    src, (s2, _) = checkpoint(dt.date(2023, 3, 2))
+    assert s2["already_recorded"] == 1 and s2["applied"] == {}
+    notes = src.credit_notes()
+    assert notes[["credit_note_id", "credit_note_number", "amount", "invoice_id", "allocated", "allocated_date"]] \
+        .values.tolist() == [["7", "CM-7", "100", "200", "100", "2023-03-02"]]
+    out = pipeline.run(src, dt.date(2023, 3, 2), policy, ledger)
+    owed = dict(zip(out["planned"]["invoice_id"], out["planned"]["effective_balance_minor"]))
+    assert owed["200"] == 6000                                   # 200 - 40 paid - 100 credited
+    assert source_state(source(tmp_path, ledger, as_of=dt.date(2023, 3, 2)), ledger, dt.date(2023, 3, 2), policy,
+                        only={"200"}).loc["200", "effective_balance_minor"] == 6000
+
+    # Weeks later the books apply the 40 too; the memo's payment is outside the payment window now.
+    qbo.add("Payment", _payment("300", "17", "2023-03-01", 40, [("Invoice", "200", 40)], unapplied=0))
+    qbo.update("Invoice", "200", (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)).isoformat(),
+               Balance=60, LinkedTxn=[{"TxnId": "301", "TxnType": "Payment"}, {"TxnId": "300", "TxnType": "Payment"}])
+    day3 = dt.date(2023, 4, 20)
+    src, (s3, _) = checkpoint(day3)
+    out = pipeline.run(src, day3, policy, ledger)
+    assert dict(zip(out["planned"]["invoice_id"], out["planned"]["effective_balance_minor"]))["200"] == 6000
+    assert len(ledger.frame(m.PaymentReceived)) == 1 and ledger.frame(m.PaymentHistory).empty
+
+
+def test_an_invoice_a_credit_memo_closed_is_not_a_payment_in_the_history(qbo, tmp_path):
+    """Invoice 119 (314.28) closed by a credit memo through a Payment of TotalAmt 0: the books
+    settled it, but the customer paid nothing, so it is no row of the payment history."""
+    qbo.add("CreditMemo", _memo("10", "17", 314.28, 0, "2023-02-25", "CM-10"))
+    qbo.add("Payment", _payment("303", "17", "2023-02-25", 0, [("Invoice", "119", 314.28), ("CreditMemo", "10", 314.28)]))
+    qbo.update("Invoice", "119", "2023-02-25T10:00:00-08:00", Balance=0)
+    settled = source(tmp_path).settled_invoices()
+    assert "119" not in set(settled["invoice_id"]) and "96" in set(settled["invoice_id"])   # 96: paid in cash
+
+
+def test_a_credit_memo_nobody_applied_is_the_customers_credit_and_holds_what_it_covers(qbo, tmp_path, policy):
+    from tests import pipeline
+
+    qbo.add("CreditMemo", _memo("8", "17", 500, 500, "2023-02-25", "CM-8"))   # Mark Cho owes 314.28 (invoice 119)
+    src = source(tmp_path)
+    notes = src.credit_notes()
+    assert notes[["credit_note_id", "customer_id", "amount", "invoice_id", "allocated"]].values.tolist() == \
+        [["8", "17", "500", "", ""]]
+    out = pipeline.run(src, AS_OF, policy)
+    row = out["planned"].set_index("invoice_id").loc["119"]
+    assert row["customer_credit_minor"] == 50000 and bool(row["unapplied_credit"])
+    assert any("1 credit memo(s) with credit left for 1 customer(s) (17)" in n for n in src.notes())
+
+
+def test_a_memo_whose_older_allocations_are_not_read_keeps_the_books_free_credit(qbo, tmp_path):
+    """A memo of 300 with 50 left, 150 of it applied to invoice 119 in the window and 100 long ago to
+    an invoice closed since: its free credit is QuickBooks' 50, not 150."""
+    from tasks import credits
+
+    qbo.add("CreditMemo", _memo("9", "17", 300, 50, "2023-01-05", "CM-9"))
+    qbo.add("Payment", _payment("302", "17", "2023-02-20", 0, [("Invoice", "119", 150), ("CreditMemo", "9", 150)]))
+    good, quarantined = credits.parse(source(tmp_path).credit_notes())
+    assert quarantined.empty
+    assert credits.credited(good).to_dict() == {"119": 15000}
+    assert credits.unallocated(good, AS_OF)["unallocated_minor"].tolist() == [5000]

@@ -217,7 +217,7 @@ def test_unallocated_credit_holds_the_invoices_it_could_cover_and_is_offered_for
     assert a.loc["I2", "step"] == "nudge"
     rows, _ = _queue(out, ledger, DAY1)
     body = rows.set_index("invoice_id").loc["I2", "body"]
-    assert "150.00 USD" in body and "CN-0009" in body
+    assert "$150.00" in body and "CN-0009" in body
 
 
 def test_bad_credit_notes_are_quarantined_with_their_reason(tmp_path, policy):
@@ -293,7 +293,7 @@ def test_a_reminder_lists_every_open_overdue_invoice_marking_the_ones_under_revi
     rows, _ = _queue(out, ledger, DAY1)
     body = rows.loc[rows["channel"] == "email", "body"].item()
     assert rows.loc[rows["channel"] == "email", "status"].item() == "queued"   # the guardrails let it go
-    assert "A-1: 700.00 USD, due 2026-09-30 (under review)" in body
+    assert "A-1: $700.00, due 2026-09-30 (under review)" in body
     assert "A-3" not in body and "A-2" in body
     # The invoice under review is listed, never chased: it has no touch of its own.
     assert set(rows["invoice_id"]) == {"I2"}
@@ -342,7 +342,7 @@ def test_instalments_age_by_their_own_due_dates_and_are_chased_for_what_is_due(t
     left = [i["left_minor"] for i in json.loads(p.loc["I1", "schedule"])]
     assert left == [0, 50000, 20000]
     rows, _ = _queue(out, ledger, DAY2)
-    assert "500.00 USD" in rows.loc[rows["channel"] == "email", "body"].item()
+    assert "$500.00" in rows.loc[rows["channel"] == "email", "body"].item()
 
 
 def test_a_schedule_that_does_not_add_up_quarantines_its_invoice(tmp_path, policy):
@@ -484,3 +484,113 @@ def test_arflow_statement_writes_a_pdf_whose_text_reads_back(tmp_path, policy, l
     assert "470.00" in html.read_text()
     bad = subprocess.run(cmd[:4] + ["NOPE"] + cmd[5:], env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "no customer 'NOPE'" in bad.stderr
+
+
+@pytest.mark.parametrize("day_of_month, day, carried_on, expected", [
+    (1, DAY1, None, ["C1"]),                          # the month's first reminder carries it
+    (1, DAY2, DAY1, []),                              # a later reminder of the month does not
+    (25, DAY2, None, []),                             # before the policy's day of the month: none
+    (25, DAY3, DAY1, ["C1"]),                         # the first one from that day on (the 23rd's was before it)
+    (1, dt.date(2026, 12, 1), None, ["C1"]),          # the next month's first reminder carries it again
+])
+def test_the_statement_goes_with_the_first_reminder_of_the_month_from_the_policys_day(
+        tmp_path, policy, ledger, day_of_month, day, carried_on, expected):
+    from tasks import hops, prefect_tasks as t
+
+    rule = policy.statements.model_copy(update={"with_reminder": True, "day_of_month": day_of_month})
+    pol = policy.model_copy(update={"statements": rule})
+    folder = make_source(tmp_path / "src", [invoice("I1", amount="200.00", balance="200.00", invoice_number="1001")],
+                         [customer("C1")])
+    if carried_on is not None:  # an earlier reminder that carried a statement
+        ledger.insert_rows(m.Outbox, [{
+            "idempotency_key": "I1:nudge:email", "mode": "live", "run_id": "earlier", "as_of": carried_on,
+            "invoice_id": "I1", "customer_id": "C1", "lane": "early", "step": "nudge", "channel": "email",
+            "status": "sent", "delivered_on": carried_on, "message_key": f"C1:{carried_on}:email",
+            "needs_approval": False, "context": '{"statement": "/x/statement-C1.pdf"}'}])
+    inputs = pipeline.inputs_from(folder, day, ledger)
+    extracted, custs = hops.extract_aging(inputs, day, pol)
+    import pandas as pd
+
+    actions = pd.DataFrame({"customer_id": ["C1", "C1"], "invoice_id": ["I1", "I1"], "channel": ["email", "crm_task"],
+                            "step": ["follow_up", "owner_loop_in"]})
+    out = t.attach_statements.fn(actions, extracted.frame, custs, inputs, ledger, day, pol, "send", tmp_path / "run")
+    files = out["statement"].dropna().tolist() if "statement" in out else []
+    assert (["C1"] if files else []) == expected
+    if expected:   # on the e-mail only, a PDF of the customer's statement
+        assert out["statement"].notna().tolist() == [True, False] and files[0].endswith(f"-{day}.pdf")
+        assert (tmp_path / "run" / "statements" / f"statement-C1-{day}.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+# ---- the properties over several checkpoints: cash, credits, instalments -----------------------------------
+
+_DAY = st.tuples(st.lists(st.tuples(st.integers(1, 60_000), st.sampled_from(["1001", "1002", ""])), max_size=3),
+                 st.sampled_from(["none", "reflect", "credit"]), st.sampled_from(["I1", "I2"]), st.integers(1, 40_000))
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.integers(1_000, 30_000), min_size=1, max_size=4), st.integers(5_000, 90_000),
+       st.lists(_DAY, min_size=1, max_size=5))
+def test_across_checkpoints_cash_is_conserved_owed_is_amount_less_credits_less_cash_and_instalments_add_up(
+        parts, other, days):
+    """Each day the books may record one of the ledger's earlier applications, or issue a credit note
+    on an invoice, and new payments arrive (by invoice number or none) for the checkpoint: what it
+    applied + left unapplied + kept as the customer's credit is the cash it read; what is owed on each
+    invoice is its amount less its credit notes less the cash applied to it, never below zero; and
+    I1's instalments (its amount, split) always add up to what is left on it."""
+    import json
+
+    import pandas as pd
+
+    from connectors.bank import PAYMENT_FRAME
+    from tasks import schedule
+    from tasks.checkpoint import run_checkpoint
+    from tasks.extract import effective_balance
+
+    amount = {"I1": sum(parts), "I2": other}
+    books = dict(amount)                  # the billing system's balance
+    credited = {"I1": 0, "I2": 0}         # its credit notes' allocations
+    applied, received, pending, seen = [], [], [], []
+    inv = pd.DataFrame({"invoice_id": ["I1", "I2"], "invoice_number": ["1001", "1002"], "customer_id": "C1",
+                        "currency": "USD", "amount_minor": [amount["I1"], amount["I2"]], "due_date": pd.to_datetime(["2026-10-01", "2026-10-15"]),
+                        "issue_date": pd.to_datetime(["2026-09-01", "2026-09-15"])})
+    inst = pd.DataFrame({"invoice_id": "I1", "seq": range(1, len(parts) + 1), "amount_minor": parts,
+                         "due_date": pd.to_datetime([dt.date(2026, 10, 1) + dt.timedelta(days=30 * k)
+                                                     for k in range(len(parts))])})
+    for n, (pays, event, target, x) in enumerate(days):
+        day = dt.date(2026, 11, 2) + dt.timedelta(days=n)
+        cash_applied = {i: sum(a["amount_minor"] for a in applied if a["invoice_id"] == i) for i in amount}
+        if event == "reflect" and pending:
+            a = pending.pop(0)
+            books[a["invoice_id"]] -= a["amount_minor"]
+        elif event == "credit":
+            x = min(x, amount[target] - credited[target] - cash_applied[target])
+            if x > 0:
+                credited[target] += x
+                books[target] -= x
+        frame = inv.assign(balance_minor=[books["I1"], books["I2"]], credited_minor=[credited["I1"], credited["I2"]])
+        ledger_apps = pd.DataFrame(applied, columns=["id", "payment_id", "invoice_id", "amount_minor", "applied_on",
+                                                     "source_balance_minor", "source_credit_minor"])
+        frame["effective_balance_minor"] = effective_balance(frame, ledger_apps, set()).to_numpy()
+        for i in amount:   # owed: the amount less credit notes less cash, never below zero
+            assert frame.set_index("invoice_id").loc[i, "effective_balance_minor"] == \
+                amount[i] - credited[i] - cash_applied[i] >= 0
+        split = schedule.allocate(frame, inst, day)
+        left = [s["left_minor"] for s in json.loads(split.iloc[0]["schedule"])]
+        assert sum(s["amount_minor"] for s in json.loads(split.iloc[0]["schedule"])) == amount["I1"]
+        assert sum(left) == amount["I1"] - credited["I1"] - cash_applied["I1"] and min(left) >= 0
+        new = [{"payment_id": f"P{n}.{k}", "source": "billing", "source_file": None, "customer_id": "C1",
+                "payer_name": None, "amount_minor": amt, "currency": "USD", "received_date": pd.Timestamp(day),
+                "reference": f"INV {ref}" if ref else ""} for k, (amt, ref) in enumerate(pays)]
+        seen += new   # the billing system lists every payment again each day
+        known = pd.DataFrame(received, columns=["payment_id", "source_file", "status", "customer_id"])
+        res = run_checkpoint(pd.DataFrame(seen, columns=PAYMENT_FRAME), known, frame, pd.DataFrame(), day)
+        assert res.already_recorded == len(seen) - len(new)
+        read = sum(p["amount_minor"] for p in new)
+        unapplied = sum(r["amount_minor"] for r in res.received if r["status"] == "unapplied")
+        assert sum(a["amount_minor"] for a in res.applications) + unapplied + \
+            sum(c["amount_minor"] for c in res.credits) == read
+        for a in res.applications:
+            row = {**a, "id": len(applied)}
+            applied.append(row)
+            pending.append(row)
+        received += res.received

@@ -211,3 +211,16 @@ def test_check_connection_salesforce(sfdc, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     out = json.loads(p.stdout)
     assert out["linked_accounts"] == 2 and out["instance"] == sfdc.url.removeprefix("https://")
+
+
+@pytest.mark.parametrize("billing_id", ["O'Brien\\", "a\\' OR Name != null", "C\\17", "x'y\"z\\n"])
+def test_ids_with_quotes_and_backslashes_find_exactly_their_account(sfdc, billing_id):
+    """Issue 21, item 14: SOQL string values escape the backslash as well as the quote, so a
+    value ending in a backslash neither breaks the query nor reads another account."""
+    a, _ = accounts(sfdc)
+    mine = sfdc.add("Account", Name="Odd Id Ltd", Billing_Customer_Id__c=billing_id)
+    sfdc.add("User", Email="o'brien\\ae@yourco.example", IsActive=True)
+    c = crm()
+    assert c.account_id(billing_id) == mine["Id"] != a["Id"]
+    assert c.user_id("o'brien\\ae@yourco.example") == sfdc.records["User"][-1]["Id"]
+    assert c.account_id(billing_id + "\\") is None

@@ -208,3 +208,161 @@ def test_the_daily_run_reads_stripe(stripe_api, tmp_path):
                        timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads(p.stdout)["open_invoices_first_page"] == 3
+
+
+# ---- credit notes: told apart from payments by what Stripe says it applied (issue 22, items 3 and 4) ---------
+
+def test_a_credit_note_after_a_payment_is_not_the_payment_arriving_across_checkpoints(stripe_api, tmp_path, policy):
+    """Invoice 200; the checkpoint applies a charge of 40 Stripe holds on no invoice; then a credit
+    note of 100 lowers the invoice's amount_remaining to 100: 60 is owed, on two more checkpoints and in
+    the check before a send; once the 40 is marked paid at Stripe (amount_paid 40), still 60."""
+    from tasks.delivery import source_state
+    from tests import pipeline
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    stripe_api.invoice("in_0200", "cus_A", 20000, created="2026-10-15", due="2026-11-14")
+    stripe_api.charges["ch_40"] = {"id": "ch_40", "object": "charge", "status": "succeeded", "amount": 4000,
+                                   "amount_captured": 4000, "currency": "usd", "customer": "cus_A", "invoice": None,
+                                   "created": 1795400000, "description": "ARF-0200 part", "metadata": {},
+                                   "refunded": False}
+    s1, _ = pipeline.checkpoint(src(), AS_OF, policy, ledger)
+    assert s1["applied"] == {"reference_partial": 1}
+    stripe_api.credit_note("cn_0200", "in_0200", 10000, created="2026-11-23", number="ARF-0200-CN-01")
+    owed = []
+    for _ in range(2):
+        source = src()
+        s, _ = pipeline.checkpoint(source, AS_OF, policy, ledger)
+        assert s["already_recorded"] == 1 and s["applied"] == {}
+        out = pipeline.run(source, AS_OF, policy, ledger)
+        owed.append(out["planned"].set_index("invoice_id").loc["in_0200", "effective_balance_minor"])
+    assert owed == [6000, 6000]                                  # 200 - 40 paid - 100 credited, not 100
+    notes = src().credit_notes()
+    assert notes[["credit_note_id", "customer_id", "amount", "invoice_id", "allocated"]].values.tolist() == \
+        [["cn_0200", "cus_A", "100.00", "in_0200", "100.00"]]
+    assert src().invoices().set_index("invoice_id").loc["in_0200", ["amount", "balance"]].tolist() == \
+        ["200.00", "100.00"]                                     # amount_due 100 + its credit notes' 100
+    fresh = src()
+    assert source_state(fresh, ledger, AS_OF, policy, only={"in_0200"}).loc["in_0200", "effective_balance_minor"] == 6000
+    stripe_api.invoices["in_0200"].update(amount_paid=4000, amount_remaining=6000)   # paid out of band at Stripe
+    out = pipeline.run(src(), AS_OF, policy, ledger)
+    assert out["planned"].set_index("invoice_id").loc["in_0200", "effective_balance_minor"] == 6000
+    # the credit notes were listed only for the invoice that has some
+    listed = {r["params"].get("invoice") for r in stripe_api.requests if r["path"] == "/v1/credit_notes"}
+    assert listed == {"in_0200"}
+
+
+def test_a_void_credit_note_takes_nothing_off(stripe_api):
+    stripe_api.credit_note("cn_v", "in_0001", 23450, created="2026-11-20")
+    stripe_api.credit_notes["cn_v"]["status"] = "void"
+    assert src().credit_notes().empty
+
+
+# ---- issue 21, item 11: every webhook answered, an event kept only with its effect, bounded ----------
+def _serve(ledger):
+    server = webhook_server(0, ledger, SECRET, lambda: AS_OF)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/stripe/webhook"
+
+
+def _post(url, body, signature=None):
+    signature = signature or sign(body, SECRET)
+    req = urllib.request.Request(url, data=body, headers={"Stripe-Signature": signature}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_a_paid_event_without_paid_at_is_recorded_on_the_day_it_happened(tmp_path):
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    server, url = _serve(ledger)
+    invoice = sample("invoice_paid_djstripe")
+    invoice["status_transitions"] = {"finalized_at": invoice["status_transitions"]["finalized_at"], "paid_at": None}
+    invoice.pop("effective_at", None)
+    try:
+        assert _post(url, _event("invoice.paid", invoice, "evt_nopaidat")) == \
+            (200, {"received": "evt_nopaidat", "result": "recorded"})
+        no_transitions = {**sample("invoice_paid_djstripe"), "id": "in_other"}
+        del no_transitions["status_transitions"]
+        assert _post(url, _event("invoice.paid", no_transitions, "evt_none"))[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+    history = ledger.payment_history(AS_OF).set_index("invoice_id")
+    envelope_created = dt.datetime.fromtimestamp(sample("event_envelope_openapi_fixture")["created"], dt.timezone.utc)
+    assert history.loc[invoice["id"], "paid_date"] == envelope_created.date()
+    assert history.loc[invoice["id"], "amount_minor"] == invoice["amount_paid"] and "in_other" in history.index
+
+
+def test_an_event_whose_effect_failed_is_processed_when_stripe_retries(tmp_path):
+    import sqlalchemy as sa
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    with ledger.engine.begin() as conn:  # the ledger refuses the payment history, as a full disk or a lock would
+        conn.execute(sa.text("CREATE TRIGGER refuse BEFORE INSERT ON payment_history "
+                             "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"))
+    server, url = _serve(ledger)
+    invoice = sample("invoice_paid_djstripe")
+    payload = _event("invoice.paid", invoice, "evt_retry")
+    try:
+        status, body = _post(url, payload)
+        assert status == 500 and body["received"] == "evt_retry"   # answered, so Stripe retries
+        assert ledger.get_meta("stripe_event:evt_retry") is None    # nothing of it kept
+        with ledger.engine.begin() as conn:
+            conn.execute(sa.text("DROP TRIGGER refuse"))
+        assert _post(url, payload) == (200, {"received": "evt_retry", "result": "recorded"})
+        assert _post(url, payload)[1]["result"] == "duplicate"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert list(ledger.payment_history(AS_OF)["invoice_id"]) == [invoice["id"]]
+
+
+def test_a_body_over_the_cap_is_refused_unread(tmp_path):
+    import http.client
+
+    server, url = _serve(Ledger(f"sqlite:///{tmp_path / 'l.db'}"))
+    try:
+        for length, expected in (("99999999999", 413), (str(2 * 1024 * 1024), 413), ("-5", 411), ("many", 411)):
+            conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+            conn.putrequest("POST", "/stripe/webhook")
+            conn.putheader("Content-Length", length)
+            conn.putheader("Stripe-Signature", "t=1,v1=00")
+            conn.endheaders()
+            conn.send(b"{}")
+            assert conn.getresponse().status == expected, length
+            conn.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_sigterm_stops_the_webhook_server_and_its_temporary_prefect_server(tmp_path):
+    import signal
+    import time
+
+    import psutil
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update({"ARFLOW_DATA_DIR": str(tmp_path), "ARFLOW_DB_URL": f"sqlite:///{tmp_path / 'l.db'}",
+                "ARFLOW_STRIPE_WEBHOOK_SECRET": SECRET, "PREFECT_HOME": str(tmp_path / "prefect")})
+    p = subprocess.Popen([ARFLOW, "stripe-webhooks", "--port", "0"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = p.stderr.readline()
+            lines.append(line)
+            if "Stripe webhooks on" in line or not line:
+                break
+        assert "Stripe webhooks on" in lines[-1], "".join(lines)[-2000:]
+        children = psutil.Process(p.pid).children(recursive=True)
+        assert children, "the command was to start a temporary Prefect server (no PREFECT_API_URL)"
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+        gone, alive = psutil.wait_procs(children, timeout=15)
+        assert not alive, [c.cmdline() for c in alive]
+    finally:
+        if p.poll() is None:
+            p.kill()

@@ -16,7 +16,7 @@ def test_nudge_names_the_contact_amount_days_and_link(tmp_path, policy):
                  [customer("C1", billing_contact_name="Sue Court")])
     r = rows.loc["I1"]
     assert r["status"] == "planned" and r["step"] == "nudge"
-    assert "Hi Sue Court," in r["body"] and "250.40 USD" in r["body"] and "A-77" in r["subject"]
+    assert "Hi Sue Court," in r["body"] and "$250.40" in r["body"] and "A-77" in r["subject"]
     assert "https://pay.example.com/I1" in r["body"] and r["recipients"] == "ap@c1.example.com"
 
 
@@ -74,7 +74,7 @@ def test_one_customer_one_message_at_the_most_advanced_step(tmp_path, policy):
     assert mail.loc["I1", "body"] == mail.loc["I2", "body"]
     body, subject = mail.loc["I1", "body"], mail.loc["I1", "subject"]
     assert "2 invoices are past due" in subject  # the firm step leads
-    assert "A-1: 100.00 USD" in body and "A-2: 200.00 USD" in body
+    assert "A-1: $100.00" in body and "A-2: $200.00" in body
     # The whole message travels in the lane of its most advanced step.
     assert mail.loc["I1", "lane"] == mail.loc["I2", "lane"] == "late"
 
@@ -100,3 +100,140 @@ def test_templates_follow_the_customer_language_or_country(tmp_path, policy):
     assert rows.loc["I2", "language"] == "fr" and rows.loc["I2", "body"].startswith("Bonjour Pat Payer")
     assert rows.loc["I3", "language"] == "en" and rows.loc["I3", "body"].startswith("Hi Pat Payer")
     assert set(rows["status"]) == {"queued"}  # the German and French texts pass the guardrails too
+
+
+def _item(step, tone, days_past_due, *, language, number="A-1", due="2026-11-13"):
+    return {"invoice_id": f"I{number}", "step": step, "step_day": days_past_due, "tone": tone, "needs_approval": False,
+            "recipients": "ap@c1.example.com", "invoice_number": number, "due_date": due,
+            "days_past_due": days_past_due, "currency": "EUR", "amount_minor": 949088, "amount": "9490.88",
+            "balance": None, "contact_name": "Pat", "customer_name": "Customer C1", "segment": "standard",
+            "arr": "50000.00", "health": None, "risk_score": 40, "escalation": "none", "escalation_reason": None,
+            "paid_count": 3, "avg_days_late": 2.0, "late_count_12m": 1, "payment_link": "https://pay.example.com/1",
+            "payment_failed": False, "language": language, "owner_email": None, "billing_email": "ap@c1.example.com",
+            "tenure_months": 24, "customer_credit": None, "credit_notes": None}
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("language", ["en", "de", "fr"])
+@pytest.mark.parametrize("step,tone", [("nudge", "friendly"), ("follow_up", "friendly"), ("firm_reminder", "firm"),
+                                       ("service_pause_warning", "firm"), ("final_notice", "escalating")])
+def test_a_customer_message_says_dates_not_day_counts_that_go_stale(step, tone, language):
+    """Text approved on Friday and sent on Monday must still be true: the same invoices render the
+    same words 8 and 11 days after the due date, and the due date is in them."""
+    from tasks.touches import render_message
+
+    for many in (False, True):
+        def items(days):
+            out = [_item(step, tone, days, language=language)]
+            return out + [_item(step, tone, days + 5, language=language, number="A-2", due="2026-11-08")] if many else out
+        friday = render_message("email", items(8), "Accounts Receivable")[:2]
+        monday = render_message("email", items(11), "Accounts Receivable")[:2]
+        assert friday == monday, (step, language, many)
+        assert "2026-11-13" in friday[1] or "2026-11-13" in friday[0]
+
+
+def test_french_and_german_wording_has_no_leftovers():
+    from tasks.touches import render_message
+
+    one = render_message("email", [_item("nudge", "friendly", 8, language="fr")], "AR")[1]
+    many = render_message("email", [_item("nudge", "friendly", 8, language="fr"),
+                                     _item("nudge", "friendly", 9, language="fr", number="A-2")], "AR")[1]
+    assert "ouverte(s)" not in one + many and "est toujours ouverte." in one and "sont toujours ouvertes" in many
+    pause = render_message("email", [_item("service_pause_warning", "firm", 33, language="de")], "AR")[1]
+    assert "(suspend)" not in pause and "aussetzen." in pause
+
+
+@pytest.mark.parametrize("language,marker", [("en", "(on a payment plan)"), ("de", "(im Zahlungsplan)"),
+                                             ("fr", "(plan de paiement)")])
+def test_an_invoice_on_a_payment_plan_is_never_merged_into_a_harder_message(language, marker):
+    """The plan's instalment and a pause warning on another invoice, the same day: the warning asks
+    for the other invoice only and lists the plan's invoice as on the plan."""
+    from tasks.touches import lead_index, render_message
+
+    plan = _item("installment_reminder", "friendly", 40, language=language, number="P-9", due="2026-10-14")
+    plan["step_day"] = 99  # however late, the plan's touch never leads a message it is merged into
+    pause = _item("service_pause_warning", "firm", 33, language=language, number="W-1", due="2026-10-21")
+    subject, body, ctx = render_message("email", [plan, pause], "AR")
+    assert ctx["step"] == "service_pause_warning" and [i["invoice_number"] for i in ctx["invoices"]] == ["W-1"]
+    assert lead_index([plan, pause]) == 1
+    assert "W-1" in subject and "P-9" not in subject
+    warning, _, rest = body.partition("P-9")
+    assert "W-1" in warning and rest  # the plan's invoice only in the account's list, after the warning
+    line = next(x for x in body.splitlines() if "P-9" in x)
+    assert (marker or "") in line and line.strip().startswith("- P-9")
+    alone = render_message("email", [plan], "AR")[2]
+    assert alone["step"] == "installment_reminder"  # on its own, its reminder as before
+
+
+def test_a_past_due_message_counts_only_what_is_past_due():
+    """A firm reminder for one overdue invoice and a pre-due reminder for another on the same day:
+    the subject says one invoice, not "2 invoices are past due", and the other is listed as not yet due."""
+    from tasks.touches import render_message
+
+    due_today = _item("pre_due_reminder", "friendly", 0, language="en", number="D-0", due="2026-11-23")
+    late = _item("firm_reminder", "firm", 23, language="en", number="L-1", due="2026-10-31")
+    subject, body, ctx = render_message("email", [due_today, late], "AR")
+    assert subject == "Invoice L-1 was due on 2026-10-31" and [i["invoice_number"] for i in ctx["invoices"]] == ["L-1"]
+    assert "- D-0: €9,490.88, due 2026-11-23 (not yet due)" in body
+    fr = render_message("email", [{**due_today, "language": "fr"}, {**late, "language": "fr"}], "AR")[1]
+    assert "(pas encore échue)" in fr
+
+
+def test_the_dry_run_eml_has_the_envelope_the_send_would_use(tmp_path):
+    """The .eml a person opens in a dry run carries the same From, Sender, To, Cc and Reply-To as
+    the real send (connectors.messaging.envelope), the CFO in Cc rather than in To."""
+    import pandas as pd
+    from email import policy
+    from email.parser import BytesParser
+
+    from connectors.messaging import compose, envelope
+    from tasks.touches import write_eml
+
+    rows = pd.DataFrame([{"channel": "email", "status": "awaiting_decision", "subject": "S", "body": "B",
+                          "recipients": "ap@x.example,cfo@x.example", "sender": "owner@yourco.example",
+                          "idempotency_key": "I1:service_pause_warning:email", "message_key": "C1:2026-11-23:email"}])
+    write_eml(rows, tmp_path, sender="ar@yourco.example", reply_to="ar-inbox@yourco.example")
+    eml = BytesParser(policy=policy.default).parsebytes((tmp_path / "C1_2026-11-23_email.eml").read_bytes())
+    env = envelope("ap@x.example,cfo@x.example", "owner@yourco.example", "ar@yourco.example", "ar-inbox@yourco.example")
+    sent = compose(sender=env["from"], to=env["to"], cc=env["cc"], subject="S", body="B", key="k",
+                   sender_on_behalf=env["sender"], reply_to=env["reply_to"])
+    for h in ("From", "Sender", "To", "Cc", "Reply-To", "List-Unsubscribe"):
+        assert eml[h] == sent[h], h
+    assert eml["Cc"] == "cfo@x.example" and eml["Reply-To"] == "ar-inbox@yourco.example"
+
+
+@pytest.mark.parametrize("language,words", [("en", "charged automatically"), ("de", "automatisch"),
+                                            ("fr", "prélevé automatiquement")])
+def test_an_autopay_customer_gets_no_payment_link_before_the_charge(tmp_path, policy, language, words):
+    """The card on file pays at the due date: a pre-due reminder with a "pay online" link invites a
+    second payment. It says the charge will happen instead; once past due (the charge failed), the link is back."""
+    country = {"en": "US", "de": "DE", "fr": "FR"}[language]
+    rows = _rows(tmp_path, policy, [invoice("I1", due_date="2026-11-26", autopay="true"),
+                                    invoice("I2", "C2", due_date="2026-11-26")],
+                 [customer("C1", country=country), customer("C2", country=country)])
+    auto, manual = rows.loc["I1"], rows.loc["I2"]
+    assert auto["step"] == manual["step"] == "pre_due_reminder"
+    assert "https://pay.example.com/I1" not in auto["body"] and words in auto["body"]
+    assert "https://pay.example.com/I2" in manual["body"] and words not in manual["body"]
+
+
+@pytest.mark.parametrize("language,currency,amount,written", [
+    ("en", "USD", "12345.67", "$12,345.67"), ("de", "EUR", "9490.88", "9.490,88\xa0€"),
+    ("fr", "EUR", "2130.14", "2\u202f130,14\xa0€"), ("en", "JPY", "1200000", "¥1,200,000"),
+    ("de", "KWD", "1000.125", "1.000,125\xa0KWD"), ("fr", "USD", "5.00", "5,00\xa0$US"),
+])
+def test_money_is_written_the_customers_way_in_every_template(language, currency, amount, written):
+    """Every customer template, in each language, writes amounts in the language's convention with
+    the currency's own digits (none for yen, three for dinars)."""
+    from tasks.touches import render_message
+
+    for step, tone in (("pre_due_reminder", "friendly"), ("nudge", "friendly"), ("firm_reminder", "firm"),
+                       ("final_notice", "escalating")):
+        one = {**_item(step, tone, 5, language=language), "currency": currency, "amount": amount}
+        two = {**one, "invoice_id": "I2", "invoice_number": "A-2"}
+        for items in ([one], [one, two]):
+            body = render_message("email", items, "AR")[1]
+            assert written in body, (step, len(items), body)
+            assert f"{amount} {currency}" not in body

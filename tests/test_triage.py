@@ -180,3 +180,58 @@ def test_imap_reads_the_unseen_replies_and_a_wrong_login_says_so(tmp_path):
             read_imap("127.0.0.1", "ar@yourco.example", "secret", port=server.port, ssl=False, folder="Archive")
     with pytest.raises(InboxError, match="cannot connect"):
         read_imap("127.0.0.1", "u", "p", port=server.port, ssl=False)
+
+
+REPLIES_DE_FR = [  # (subject, body, class, date)
+    ("Re: Facture N-I1", "Bonjour, nous contestons la facture N-I1 : le montant est erroné.", "dispute", None),
+    ("Abwesenheitsnotiz: Rechnung N-I2", "Ich bin bis 07.12.2026 nicht im Büro.", "out_of_office", dt.date(2026, 12, 7)),
+    ("Réponse automatique", "Je suis absente du bureau, de retour le 4 décembre 2026.", "out_of_office",
+     dt.date(2026, 12, 4)),
+    ("AW: Rechnung N-I4", "Guten Tag, wir werden die Rechnung bis zum 15. Dezember 2026 überweisen.", "promise_to_pay",
+     dt.date(2026, 12, 15)),
+    ("Re: facture", "Le virement a été effectué hier.", "paid", None),
+    ("AW: Mahnung", "Bitte tragen Sie uns aus, keine Mahnungen mehr an diese Adresse.", "opt_out", None),
+    ("unsubscribe", "", "opt_out", None),
+    ("Re: Rechnung", "Ich bin nicht mehr zuständig, bitte wenden Sie sich an buchhaltung@c7.example.com", "wrong_contact",
+     None),
+    ("Re: facture N-I8", "Sans réponse de votre part, nous saisirons le tribunal.", "legal_threat", None),
+    ("Re: Rechnung N-I9", "Können Sie mir bitte eine Kopie der Rechnung schicken?", "question", None),
+]
+
+
+@pytest.mark.parametrize("subject,body,category,date", REPLIES_DE_FR)
+def test_the_rules_read_german_and_french_replies(subject, body, category, date):
+    got = classify_rules(subject, body)
+    assert got["category"] == category and got["date"] == date
+
+
+def test_an_unsubscribe_reply_stops_the_reminders_whatever_the_model_says(tmp_path):
+    """"Bitte keine Mahnungen mehr": an opt-out stop record (as `arflow opt-out` writes) and the owner
+    told, even where the model called it a question; the next day's plan holds the customer."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    replies = pd.DataFrame([{"message_id": "<u1@c3>", "received_on": AS_OF, "from_address": "ap@c3.example.com",
+                             "subject": "AW: Rechnung N-I3", "body": "Bitte keine E-Mails mehr an diese Adresse."}])
+    def calls_it_a_question(request, user):
+        return {"replies": [{"reply_id": "0", "category": "question", "summary": "asks", "instructions_found": False}]}
+
+    with FakeAnthropic({"classify_replies": calls_it_a_question}) as fake:
+        settings = __import__("arflow.policy", fromlist=["x"]).load_policy(ROOT / "policy.yaml").llm
+        llm = Claude.connect(settings, api_key="k", base_url=fake.url, as_of=AS_OF)
+        items, counts = run(ledger, llm, replies=replies)
+    assert counts["classifier"]["model"] == 1 and [it["reply"]["category"] for it in items] == ["opt_out"]
+    stops = ledger.stop_records(AS_OF)
+    assert stops["opt_outs"]["customer_id"].tolist() == ["C3"]
+    assert "unsubscribe" in stops["opt_outs"]["reason"].iloc[0]
+    task = ledger.frame(m.OwnerTask).set_index("customer_id").loc["C3"]
+    assert task["owner"] == "ae3@yourco.example" and "no more reminders" in task["subject"]
+
+
+@pytest.mark.parametrize("body,category", [
+    ("Die Rechnung wird am 10.12.2026 überwiesen.", "promise_to_pay"),   # future: a promise, not a payment
+    ("Die Rechnung wurde gestern überwiesen.", "paid"),
+    ("Nous avons réglé la facture N-I5 ce matin.", "paid"),
+    ("Nous paierons le 10.12.2026.", "promise_to_pay"),
+    ("Pouvez-vous avoir la gentillesse de renvoyer la facture ?", "question"),  # "avoir", the verb
+])
+def test_tense_and_common_words_do_not_mislead_the_rules(body, category):
+    assert classify_rules("Re: facture / Rechnung", body)["category"] == category

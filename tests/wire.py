@@ -48,6 +48,9 @@ class WireServer:
             def do_POST(self):
                 self._handle("POST")
 
+            def do_PUT(self):
+                self._handle("PUT")
+
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         if tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -189,6 +189,11 @@ class Ledger:
             conn.execute(m.Meta.__table__.delete().where(m.Meta.key == key))
             conn.execute(insert(m.Meta.__table__), [{"key": key, "value": value}])
 
+    def claim_event(self, conn, key: str, value: str) -> bool:
+        """Record an outside event's id inside the caller's transaction, the one that records its
+        effect: True the first time. A failure rolls both back, so the sender's retry is processed."""
+        return bool(self._insert_new(conn, m.Meta, [{"key": key, "value": value}], ["key"], "key"))
+
     def source_records(self, system: str) -> dict[str, list[dict]]:
         """A connected system's mirror: entity -> the objects as last synced."""
         out: dict[str, list[dict]] = {}
@@ -271,9 +276,21 @@ class Ledger:
             opened = 0
             if new_ids and decisions:
                 fresh = {r[0] for r in conn.execute(select(m.Outbox.message_key).where(m.Outbox.id.in_(new_ids)))}
-                opened = len(self._insert_new(conn, m.Decision, [d for d in decisions if d["decision_key"] in fresh],
-                                              ["decision_key"], "id"))
+                mine = [d for d in decisions if d["decision_key"].split(":blocked")[0] in fresh]
+                opened = len(self._insert_new(conn, m.Decision, mine, ["decision_key"], "id"))
         return len(new_ids), opened
+
+    def open_blocked_decisions(self, decisions: list[dict], run_id: str) -> int:
+        """Decisions on messages the guardrails stopped after they were queued (at send time); a
+        message blocked again after its earlier decision was settled gets a new one."""
+        if not decisions:
+            return 0
+        with self.engine.begin() as conn:
+            taken = {r[0] for r in conn.execute(select(m.Decision.decision_key).where(
+                m.Decision.decision_key.in_([d["decision_key"] for d in decisions])))}
+            rows = [{**d, "decision_key": f"{d['decision_key']}:{run_id}"} if d["decision_key"] in taken else d
+                    for d in decisions]
+            return len(self._insert_new(conn, m.Decision, rows, ["decision_key"], "id"))
 
     def sendable(self, lane: str | None = None) -> pd.DataFrame:
         """Live touches queued to go (new today, approved since, or to retry), oldest first."""
@@ -397,25 +414,27 @@ class Ledger:
         return {"new_payments": len(new), "closed": closed_ids, "touches_closed": int(touches_closed),
                 "receipts_queued": receipts_new, "reversed": sorted(reversing)}
 
-    def record_settled(self, rows: list[dict], as_of: dt.date, actor: str = "payment_checkpoint") -> dict:
+    def record_settled(self, rows: list[dict], as_of: dt.date, actor: str = "payment_checkpoint", conn=None) -> dict:
         """Invoices the billing system settled itself (its own cash application, e.g. a QuickBooks
         payment linked to the invoice, a Stripe invoice.paid): their payment history, once per
         invoice, and their touches not yet out closed as paid, in one transaction. Rows: invoice_id,
         customer_id, issue_date, due_date, paid_date, amount_minor, currency, payment_id."""
         if not rows:
             return {"settled": 0, "touches_closed": 0}
+        if conn is None:
+            with self.engine.begin() as conn:
+                return self.record_settled(rows, as_of, actor, conn)
         ids = [r["invoice_id"] for r in rows]
-        with self.engine.begin() as conn:
-            known = set(conn.execute(select(m.PaymentHistory.invoice_id)
-                                     .where(m.PaymentHistory.invoice_id.in_(ids))).scalars())
-            new = [{**r, "days_to_pay": (r["paid_date"] - r["issue_date"]).days,
-                    "days_after_due": (r["paid_date"] - r["due_date"]).days}
-                   for r in rows if r["invoice_id"] not in known]
-            self.insert_rows(m.PaymentHistory, new, conn)
-            closed = [r["invoice_id"] for r in new]
-            touches = self._close_paid(conn, closed, as_of, "paid at the source")
-            if closed:
-                self.audit(actor, "settled_at_source", "run", None, {"invoices": closed}, conn)
+        known = set(conn.execute(select(m.PaymentHistory.invoice_id)
+                                 .where(m.PaymentHistory.invoice_id.in_(ids))).scalars())
+        new = [{**r, "days_to_pay": (r["paid_date"] - r["issue_date"]).days,
+                "days_after_due": (r["paid_date"] - r["due_date"]).days}
+               for r in rows if r["invoice_id"] not in known]
+        self.insert_rows(m.PaymentHistory, new, conn)
+        closed = [r["invoice_id"] for r in new]
+        touches = self._close_paid(conn, closed, as_of, "paid at the source")
+        if closed:
+            self.audit(actor, "settled_at_source", "run", None, {"invoices": closed}, conn)
         return {"settled": len(new), "touches_closed": touches}
 
     @staticmethod
@@ -463,13 +482,39 @@ class Ledger:
                 return day, count
         return None
 
-    def start_run(self, run_id: str, flow: str, as_of: dt.date, source: str, mode: str, policy_version: str) -> None:
+    def start_run(self, run_id: str, flow: str, as_of: dt.date, source: str, mode: str, policy_version: str,
+                  stale_after: dt.timedelta | None = None) -> None:
+        """A run begins: its row `running`, with the process that runs it (host, pid, the process's
+        start) in `summary` until it finishes. Runs left `running` that are clearly dead (their
+        process gone from this host, or started longer than `stale_after` ago, default
+        RUN_STALE_AFTER) are marked `crashed`."""
         with self.engine.begin() as conn:
+            self._crashed_runs(conn, run_id, stale_after or RUN_STALE_AFTER)
             conn.execute(m.Run.__table__.delete().where(m.Run.run_id == run_id))
             conn.execute(insert(m.Run.__table__), [{"run_id": run_id, "flow": flow, "as_of": as_of, "source": source,
                                                     "mode": mode, "policy_version": policy_version,
-                                                    "status": "running"}])
+                                                    "status": "running",
+                                                    "summary": json.dumps({"process": _this_process()})}])
             self.audit("arflow", f"{flow}.started", "run", run_id, {"as_of": as_of, "source": source}, conn)
+
+    def _crashed_runs(self, conn, run_id: str, stale_after: dt.timedelta) -> list[str]:
+        """Mark `crashed` the runs left `running` by a process that died without finishing them
+        (kill -9, a lost machine). Returns their run ids."""
+        t = m.Run.__table__
+        now = dt.datetime.now(dt.timezone.utc)
+        rows = conn.execute(select(t.c.run_id, t.c.started_at, t.c.summary)
+                            .where(t.c.status == "running", t.c.run_id != run_id)).all()
+        crashed = []
+        for rid, started, summary in rows:
+            why = _why_dead(started, summary, now, stale_after)
+            if why is None:
+                continue
+            n = conn.execute(t.update().where(t.c.run_id == rid, t.c.status == "running").values(
+                status="crashed", finished_at=now, summary=json.dumps({"crashed": why}))).rowcount
+            if n:
+                crashed.append(rid)
+                self.audit("arflow", "run.crashed", "run", rid, {"why": why}, conn)
+        return crashed
 
     def finish_run(self, run_id: str, status: str, summary: dict | None) -> None:
         with self.engine.begin() as conn:
@@ -484,6 +529,39 @@ class Ledger:
         with self.engine.connect() as conn:
             row = conn.execute(select(m.Decision.__table__).where(m.Decision.id == int(decision_id))).mappings().first()
         return dict(row) if row is not None else None
+
+    def approved_decision(self, message_key: str) -> dict | None:
+        """The approved decision that released this message, or None (a message no person had to see)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(m.Decision.__table__).where(m.Decision.decision_key == message_key,
+                                                                  m.Decision.status == "approved")).mappings().first()
+        return dict(row) if row is not None else None
+
+    def reopen_decision(self, decision_id: int, outbox_ids: list[int], changes: list[dict], *, envelope: dict,
+                        subject: str, body: str, on: dt.date, run_id: str) -> None:
+        """A message changed after a person approved it (its recipients, sender or text): back to
+        that person, with the difference shown, instead of sending what they did not see. The
+        message's rows wait again; the decision is open again with the new envelope and text, a
+        new revision (a new review form) and what changed; the approval stays in the audit log."""
+        from sqlalchemy import update
+
+        with self.engine.begin() as conn:
+            d = conn.execute(select(m.Decision.__table__).where(m.Decision.id == int(decision_id))).mappings().first()
+            context = json.loads(d["context"])
+            context.update({"envelope": envelope, "recipients": ",".join(envelope["to"] + envelope["cc"]),
+                            "proposed_subject": subject, "proposed_text": body,
+                            "revision": int(context.get("revision", 0)) + 1,
+                            "changed_since_approval": {"approved_by": d["decided_by"], "approved_on": d["decided_on"],
+                                                       "found_on": on, "changes": changes}})
+            conn.execute(update(m.Outbox).where(m.Outbox.id.in_([int(i) for i in outbox_ids])).values(
+                status="awaiting_decision", subject=subject, body=body,
+                closed_reason="changed since approval: " + ", ".join(c["field"] for c in changes)))
+            conn.execute(update(m.Decision).where(m.Decision.id == int(decision_id)).values(
+                status="open", decided_by=None, decided_on=None, note=None, edited_subject=None, edited_body=None,
+                choice=None, installments=None, flow_run_id=None, context=json.dumps(context, default=str)))
+            self.audit("arflow", "decision.reopened", "Decision", str(decision_id),
+                       {"run": run_id, "changes": [c["field"] for c in changes],
+                        "approved_by": d["decided_by"]}, conn)
 
     def decisions_awaiting_review_run(self) -> pd.DataFrame:
         """Open decisions no Prefect review run has been opened for yet, oldest first."""
@@ -532,6 +610,7 @@ class Ledger:
                 self.insert_rows(m.Pause, e.pauses, conn)
                 self.insert_rows(m.PromiseToPay, e.promises, conn)
                 self.insert_rows(m.Dispute, e.disputes, conn)
+                self.insert_rows(m.OptOut, e.opt_outs, conn)
                 self._insert_new(conn, m.OwnerTask, e.tasks, ["task_key"], "task_key")
                 self.audit("arflow-triage", "reply.triaged", "Reply", reply["message_id"],
                            {k: reply[k] for k in ("customer_id", "invoice_id", "category", "classifier", "flagged",
@@ -674,3 +753,38 @@ def _result_frame(result) -> pd.DataFrame:
     for attributes (a failed key lookup each), which cost more than the query on a ledger's tables."""
     columns = list(result.keys())
     return pd.DataFrame([tuple(r) for r in result], columns=columns)
+
+
+RUN_STALE_AFTER = dt.timedelta(hours=24)  # no run takes this long: one still `running` after it died
+
+
+def _this_process() -> dict:
+    import socket
+
+    import psutil
+
+    return {"host": socket.gethostname(), "pid": os.getpid(), "created": psutil.Process().create_time()}
+
+
+def _why_dead(started, summary, now: dt.datetime, stale_after: dt.timedelta) -> str | None:
+    """Why a `running` run is dead (None: it may still be running)."""
+    import socket
+
+    import psutil
+
+    try:
+        proc = ((json.loads(summary) or {}).get("process") or {}) if summary else {}
+    except (TypeError, ValueError, AttributeError):
+        proc = {}
+    if proc.get("host") == socket.gethostname() and isinstance(proc.get("pid"), int):
+        try:  # the same pid may be another process by now: its start time tells
+            alive = abs(psutil.Process(proc["pid"]).create_time() - float(proc.get("created") or 0)) < 1.0
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            alive = False
+        if not alive:
+            return f"its process {proc['pid']} on {proc['host']} is gone"
+    if started is not None:
+        started = started if started.tzinfo else started.replace(tzinfo=dt.timezone.utc)
+        if now - started > stale_after:
+            return f"still running {stale_after} after it started ({started.isoformat(timespec='seconds')})"
+    return None

@@ -116,7 +116,7 @@ def test_send_mode_one_message_per_customer_once(env, smtp, slack):
     assert len(smtp.messages) == 2
     body = c1.get_content()
     # I2 (23 days) is seen for the first time: its friendly follow-up leads, not a firm reminder.
-    assert "N-I1: 100.00 USD" in body and "N-I2: 200.00 USD" in body
+    assert "N-I1: $100.00" in body and "N-I2: $200.00" in body
     assert c1["Subject"] == "A quick reminder about 2 open invoices"
     assert "dana.ae@yourco.example" in c1["From"] and c1["Sender"] == "ar@yourco.example"
     assert c1["Message-ID"] and c1["Message-ID"] != c2["Message-ID"]
@@ -164,14 +164,24 @@ def test_draft_then_approve_then_verify_at_the_source_before_sending(env, smtp):
                                                    "I3,C2,N-I3,2026-10-01,2026-11-18,net30,USD,1000.00,0.00"))
     ledger.insert_rows(m.Dispute, [{"invoice_id": "I1", "customer_id": "C1", "opened_on": MON}])
     s = daily_ar(as_of=D(2026, 11, 24), source=f"csv:{src}", mode="send")
-    assert s["skipped_at_send"] == {"paid": 1, "dispute": 1}
+    # C1's approved text listed I1, now disputed: rendered again without it, it goes back to the
+    # clerk with the difference instead of leaving unseen.
+    assert s["skipped_at_send"] == {"paid": 1, "dispute": 1, "changed_since_approval": 1} and not smtp.messages
+    back = open_decisions(ledger)
+    assert back["customer_id"].tolist() == ["C1"]
+    ctx = json.loads(back["context"].iloc[0])
+    assert [c["field"] for c in ctx["changed_since_approval"]["changes"]] == ["subject", "body"]
+    assert "N-I1" not in ctx["proposed_text"] and "N-I2" in ctx["proposed_text"]
+    settle(ledger, int(back["id"].iloc[0]), "approve", by="clerk", on=D(2026, 11, 24))
+    daily_ar(as_of=D(2026, 11, 25), source=f"csv:{src}", mode="send")
     assert [msg["To"] for _, msg in smtp.messages] == ["ap@c1.example.com"]
     body = smtp.messages[0][1].get_content()
     assert "N-I2" in body and "N-I1" not in body  # rendered again without the disputed invoice
+    assert body.replace("\r\n", "\n").strip() == ctx["proposed_text"].strip()  # exactly what the clerk approved the second time
     box = ledger.frame(m.Outbox).set_index("invoice_id")
     assert box.loc["I3", "closed_reason"] == "changed at source: paid" and box.loc["I3", "status"] == "skipped"
     audit = ledger.frame(m.AuditLog)
-    assert (audit["action"] == "decision.approved").sum() == 3
+    assert (audit["action"] == "decision.approved").sum() == 4 and (audit["action"] == "decision.reopened").sum() == 1
 
 
 def _autopay_source(env):
@@ -362,3 +372,96 @@ def test_a_saved_smtp_block_wins_over_the_environment(env, smtp, monkeypatch):
     assert s["sent"] == 1
     (msg,) = smtp.to("ap@c1.example.com")
     assert msg["From"] == "billing@blockco.example"
+
+
+def _pause_and_nudge(env):
+    """C1 owes a service-pause warning (day 33, the CFO copied) and a nudge (day 5) in one message."""
+    src = make_source(env / "src", [invoice("I0", due_date="2026-11-18", invoice_number="N-I0"),
+                                    invoice("I1", due_date="2026-10-21")], [customer("C1")])
+    add_columns(src / "customers.csv", {"C1": {"cfo_email": "cfo@c1.example.com"}})
+    delivered(env, "I1", "C1", "firm_reminder", D(2026, 11, 13))
+    return src
+
+
+def test_the_approver_sees_the_envelope_the_message_leaves_with(env, smtp):
+    src = _pause_and_nudge(env)
+    daily_ar(as_of=MON, source=f"csv:{src}", mode="draft")
+    ledger = Ledger(f"sqlite:///{env / 'ledger.db'}")
+    (d,) = open_decisions(ledger).itertuples()
+    ctx = json.loads(d.context)
+    assert ctx["envelope"] == {"from": "Accounts Receivable <ae@example.com>", "sender": "ar@yourco.example",
+                               "to": ["ap@c1.example.com"], "cc": ["cfo@c1.example.com"],  # from the owner (policy)
+                               "reply_to": "ar@yourco.example",  # replies reach the AR mailbox triage reads
+                               "attachments": []}
+    assert ctx["recipients"] == "ap@c1.example.com,cfo@c1.example.com"
+    from flows.decisions import describe
+
+    shown = describe({"id": d.id, "kind": d.kind, "customer_id": d.customer_id, "context": d.context})
+    assert "**To:** ap@c1.example.com" in shown and "**Cc:** cfo@c1.example.com" in shown
+    settle(ledger, int(d.id), "approve", by="clerk", on=MON)
+    daily_ar(as_of=D(2026, 11, 24), source=f"csv:{src}", mode="draft")
+    ((rcpt, msg),) = smtp.messages
+    assert msg["To"] == "ap@c1.example.com" and msg["Cc"] == "cfo@c1.example.com"
+    assert msg["From"] == "Accounts Receivable <ae@example.com>" and msg["Sender"] == "ar@yourco.example"
+    assert msg["Reply-To"] == "ar@yourco.example"
+    assert sorted(rcpt) == ["ap@c1.example.com", "cfo@c1.example.com"]
+    assert msg["Subject"] == ctx["proposed_subject"] and msg.get_content().replace("\r\n", "\n").strip() == ctx["proposed_text"].strip()
+
+
+def test_a_message_that_changed_after_approval_goes_back_with_the_difference(env, smtp, monkeypatch):
+    src = _pause_and_nudge(env)
+    daily_ar(as_of=MON, source=f"csv:{src}", mode="draft")
+    ledger = Ledger(f"sqlite:///{env / 'ledger.db'}")
+    (d,) = open_decisions(ledger).itertuples()
+    settle(ledger, int(d.id), "approve", by="clerk", on=MON)
+    monkeypatch.setenv("ARFLOW_MAIL_FROM", "billing@yourco.example")  # the mail settings changed since
+    s = daily_ar(as_of=D(2026, 11, 24), source=f"csv:{src}", mode="draft")
+    assert not smtp.messages and s["skipped_at_send"] == {"changed_since_approval": 2}
+    (again,) = open_decisions(ledger).itertuples()
+    assert again.id == d.id and again.decided_by is None
+    ctx = json.loads(again.context)
+    change = ctx["changed_since_approval"]
+    assert change["approved_by"] == "clerk" and [c["field"] for c in change["changes"]] == ["sender"]
+    assert change["changes"][0] == {"field": "sender", "approved": "ar@yourco.example", "now": "billing@yourco.example"}
+    assert ctx["envelope"]["sender"] == "billing@yourco.example" and ctx["revision"] == 1
+    audit = ledger.frame(m.AuditLog)
+    assert (audit["action"] == "decision.reopened").sum() == 1
+    settle(ledger, int(d.id), "approve", by="lead", on=D(2026, 11, 24))
+    daily_ar(as_of=D(2026, 11, 25), source=f"csv:{src}", mode="draft")
+    ((_, msg),) = smtp.messages
+    assert msg["Sender"] == "billing@yourco.example" and msg["Cc"] == "cfo@c1.example.com"
+
+
+def test_the_months_first_reminder_carries_the_statement_of_account(env, smtp, monkeypatch):
+    """policy.statements.with_reminder: the customer's first reminder of the month has their
+    statement attached as a PDF whose text lists the open items and the balance due; the month's
+    later reminders carry none."""
+    import io
+
+    import pypdf
+
+    from arflow.config import ROOT
+
+    pol = env / "policy.yaml"
+    pol.write_text((ROOT / "policy.yaml").read_text().replace("with_reminder: false", "with_reminder: true", 1))
+    monkeypatch.setenv("ARFLOW_POLICY", str(pol))
+    src = make_source(env / "src", [invoice("I1", invoice_number="1001", due_date="2026-11-18", amount="100.00",
+                                            balance="100.00"),
+                                    invoice("I2", invoice_number="1002", due_date="2026-10-31", amount="200.00",
+                                            balance="200.00")],
+                      [customer("C1", name="Globex Corp")])
+    s = daily_ar(as_of=MON, source=f"csv:{src}", mode="send")
+    assert s["sent"] >= 1 and s["failed"] == 0
+    (msg,) = smtp.to("ap@c1.example.com")
+    (pdf,) = list(msg.iter_attachments())
+    assert pdf.get_content_type() == "application/pdf" and pdf.get_filename() == "statement-C1-2026-11-23.pdf"
+    text = " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf.get_content())).pages)
+    for words in ("Statement of account", "Globex Corp", "Open items", "1001", "1002", "100.00", "200.00",
+                  "Balance due", "300.00 USD"):
+        assert words in text, (words, text)
+    assert "N-I1" not in text and "1001" in msg.get_body(("plain",)).get_content()
+    # The month's next reminder goes without one.
+    later = D(2026, 11, 30)
+    daily_ar(as_of=later, source=f"csv:{src}", mode="send")
+    second = smtp.to("ap@c1.example.com")[1:]
+    assert second and all(not list(m.iter_attachments()) for m in second)

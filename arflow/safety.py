@@ -154,10 +154,10 @@ def redacted_errors(fn):
 
     import inspect
 
-    # The signature resolved here: Prefect reads the parameters' types from it, and the wrapper's
-    # module is not the flow's (its string annotations would not resolve).
+    # The signature resolved here: Prefect reads the parameters' types from it (inspect.signature
+    # stops at __signature__), and the wrapper's module is not the flow's (its string annotations
+    # would not resolve). __wrapped__ stays, so inspect.getsource shows the flow's own body.
     wrapper.__signature__ = inspect.signature(fn, eval_str=True)
     wrapper.__annotations__ = {**{n: p.annotation for n, p in wrapper.__signature__.parameters.items()},
                                "return": wrapper.__signature__.return_annotation}
-    del wrapper.__wrapped__
     return wrapper

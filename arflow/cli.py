@@ -783,6 +783,19 @@ def _run_error(exc: BaseException) -> bool:
     return False
 
 
+def _ledger_error(exc: BaseException) -> bool:
+    loaded = sys.modules.get("sqlalchemy.exc")
+    return loaded is not None and isinstance(exc, loaded.SQLAlchemyError)
+
+
+def _fail(text: str, code: int) -> None:
+    """One line on stderr, secrets masked (arflow.safety), then exit."""
+    from arflow.safety import error_line
+
+    print(f"arflow: error: {error_line(text)}", file=sys.stderr)
+    sys.exit(code)
+
+
 def main() -> None:
     """Console entry point with one-line errors."""
     try:
@@ -790,22 +803,21 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except UsageError as exc:
-        print(f"arflow: error: {exc}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+        _fail(str(exc), EXIT_USAGE)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(EXIT_FAILED)
     except Exception as exc:  # the run's own errors, usage errors of the CLI library, and anything unexpected
+        from arflow.safety import error_line
+
         if _run_error(exc):
-            print(f"arflow: error: {exc}", file=sys.stderr)
-            sys.exit(EXIT_FAILED)
+            _fail(str(exc), EXIT_FAILED)
+        if _ledger_error(exc):  # the database refused (read-only file, lost connection): its message, not SQL
+            _fail(f"the ledger refused: {error_line(exc)}", EXIT_FAILED)
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's (or typer's copy of) errors
-            print(f"arflow: error: {exc.format_message()}", file=sys.stderr)
-            sys.exit(EXIT_USAGE)
-        print(f"arflow: error: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-              file=sys.stderr)
-        sys.exit(EXIT_FAILED)
+            _fail(exc.format_message(), EXIT_USAGE)
+        _fail(f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", EXIT_FAILED)
 
 
 if __name__ == "__main__":

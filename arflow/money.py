@@ -3,6 +3,11 @@
 Decimal strings in major units (``"1234.50"``) are parsed digit by digit, so a value that a float
 cannot hold exactly (``"0.10"``, ``"9007199254740993.01"``) still converts exactly. The number of
 minor digits per currency comes from CLDR through Babel (USD 2, JPY 0, KWD 3).
+
+Only currencies that are legal tender somewhere today (CLDR's territory currencies with
+``tender=True``) are currencies here: the pseudo-currencies XXX (none), XTS (testing), XAU (gold)
+and withdrawn ones (DEM) are not. An amount is at most ``MAX_MINOR`` (10^15) minor units either
+way, so that sums of many amounts cannot wrap an int64 (:func:`exact_total` checks a whole column).
 """
 
 from __future__ import annotations
@@ -12,15 +17,27 @@ from decimal import Decimal
 from functools import lru_cache
 
 import pandas as pd
-from babel.numbers import get_currency_precision, list_currencies
+from babel.numbers import get_currency_precision, get_territory_currencies
 
 _AMOUNT = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
+MAX_MINOR = 10**15  # 10 trillion USD, 10^15 JPY: above any real invoice or payment
+INT64_MAX = 2**63 - 1
+
+
+class AmountOverflow(ValueError):
+    """A total that an int64 cannot hold: refused rather than wrapped."""
 
 
 @lru_cache(maxsize=1)
 def known_currencies() -> frozenset[str]:
-    """ISO 4217 codes CLDR knows (current and historic)."""
-    return frozenset(list_currencies())
+    """ISO 4217 codes that are legal tender in some territory today, from CLDR (Babel): no
+    pseudo-currency (XXX, XTS), no precious metal (XAU, XAG), no withdrawn currency (DEM)."""
+    from babel.core import get_global
+
+    codes: set[str] = set()
+    for territory in get_global("territory_currencies"):
+        codes.update(get_territory_currencies(territory, tender=True))
+    return frozenset(codes)
 
 
 def is_currency(code: object) -> bool:
@@ -47,9 +64,9 @@ def to_minor(amount: str, currency: str) -> int:
     return minor
 
 
-def _minor_or_none(amount: object, currency: object) -> int | None:
+def _minor_or_none(amount: object, currency: object, bound: int | None = MAX_MINOR) -> int | None:
     """One amount in minor units, or None where the text is not a valid amount for its currency
-    (unknown currency, bad text, too many fractional digits, more than 18 digits)."""
+    (unknown currency, bad text, too many fractional digits, beyond `bound` minor units)."""
     if not isinstance(amount, str) or not isinstance(currency, str):
         return None
     currency = currency.strip().upper()
@@ -65,6 +82,8 @@ def _minor_or_none(amount: object, currency: object) -> int | None:
     if frac[d:].rstrip("0") or len(whole) + d > 18:  # int64 holds 18 digits safely
         return None
     value = int(whole + frac[:d].ljust(d, "0"))
+    if bound is not None and value > bound:
+        return None
     return -value if sign else value
 
 
@@ -76,6 +95,22 @@ def parse_minor(amounts: pd.Series, currencies: pd.Series) -> pd.Series:
     per column cost more than the parsing on the frames a run holds)."""
     values = [_minor_or_none(_text(a), _text(c)) for a, c in zip(amounts.tolist(), currencies.tolist())]
     return pd.Series(pd.array(values, dtype="Int64"), index=amounts.index)
+
+
+def out_of_range(amounts: pd.Series, currencies: pd.Series) -> pd.Series:
+    """True where the text is a valid amount for its currency but beyond MAX_MINOR minor units (a
+    quarantine reason of its own: ``amount_out_of_range``, not ``bad_amount``)."""
+    values = [_minor_or_none(_text(a), _text(c), bound=None) for a, c in zip(amounts.tolist(), currencies.tolist())]
+    return pd.Series([v is not None and abs(v) > MAX_MINOR for v in values], index=amounts.index, dtype=bool)
+
+
+def exact_total(values: pd.Series, what: str = "amounts") -> int:
+    """The exact sum (Python integers) of a column of minor units; AmountOverflow where it, or the
+    sum of their magnitudes, would not fit an int64 (every int64 sum of a subset is then exact)."""
+    ints = [int(v) for v in values.dropna().tolist()]
+    if sum(abs(v) for v in ints) > INT64_MAX:
+        raise AmountOverflow(f"the {what} add up to more than an int64 holds: refused rather than wrapped")
+    return sum(ints)
 
 
 def _text(value: object) -> object:

@@ -93,6 +93,9 @@ class Reconciliation(_Strict):
 
 class DataQuality(_Strict):
     max_failure_share: float = Field(default=0.05, ge=0, le=1)
+    # The daily run fails when the open invoices read fall by more than this share since the last
+    # completed daily run (a truncated export must not look like a quiet day); 1 switches it off.
+    max_open_invoice_drop: float = Field(default=0.5, ge=0, le=1)
 
 
 class Scoring(_Strict):
@@ -347,8 +350,11 @@ def load_policy(path: str | Path) -> Policy:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise PolicyError(f"policy file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"policy file {path} is not valid YAML: {exc}") from None
+    except yaml.YAMLError as exc:  # one line: the parser's problem and where (its own text spans four)
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PolicyError(f"policy file {path} is not valid YAML: {problem}{where}") from None
     if not isinstance(raw, dict):
         raise PolicyError(f"policy file {path} must hold a mapping at the top level")
     try:

@@ -9,7 +9,8 @@ from typing import Annotated
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from arflow.safety import error_line, redacted_errors
+from flows.publish import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import WithJsonSchema
 
@@ -38,6 +39,7 @@ Mode = Annotated[str, WithJsonSchema({"type": "string", "enum": list(MODES)})]
 
 @flow(name="daily_ar", log_prints=False, flow_run_name=day_run_name("daily-ar"), on_failure=[notify_failure],
       on_crashed=[notify_failure])
+@redacted_errors
 def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "dry-run") -> dict:
     """Age, reconcile, enrich, score and plan every open invoice for `as_of`, and queue today's touches.
 
@@ -63,6 +65,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
     try:
         in_doubt = ledger.in_doubt(sending_timeout(), as_of, run_id) if mode != "dry-run" else 0
         inputs = t.fetch_inputs(source, ledger, as_of, settings.data_dir)
+        t.check_invoice_volume(inputs, ledger, as_of, policy, source)  # a truncated export is loud
         extracted, customers = t.extract_aging(inputs, as_of, policy)
         reconciliation, rec_hop = t.reconcile_aging(extracted.frame, inputs, policy)
         enriched = t.enrich_context(extracted.frame, customers, inputs, as_of, policy)
@@ -109,7 +112,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
         else:
             summary["decision_reviews_started"] = summary["decision_reviews_closed"] = 0
     except BaseException as exc:
-        ledger.finish_run(run_id, "failed", {"error": f"{exc.__class__.__name__}: {exc}"})
+        ledger.finish_run(run_id, "failed", {"error": error_line(f"{exc.__class__.__name__}: {exc}")})
         raise
     ledger.finish_run(run_id, "completed", summary)
     return summary

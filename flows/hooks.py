@@ -16,8 +16,10 @@ log = logging.getLogger("arflow.alerts")
 
 
 def failure_text(flow_name: str, run_name: str, as_of, state_name: str, message: str) -> str:
-    first = (message or "").strip().splitlines()[0][:300] if message else "no message"
-    return f"arflow: flow run {flow_name}/{run_name} (as_of {as_of}) is {state_name}: {first}"
+    from arflow.safety import redact
+
+    first = (message or "").strip().splitlines()[0][:300] if message and message.strip() else "no message"
+    return redact(f"arflow: flow run {flow_name}/{run_name} (as_of {as_of}) is {state_name}: {first}")
 
 
 def notify_failure(flow, flow_run, state) -> None:
@@ -45,7 +47,11 @@ def _automation_alerts() -> bool:
 
 
 def deliver_alert(text: str) -> str:
-    """Send an alert by the first channel configured; returns which one took it."""
+    """Send an alert by the first channel configured; returns which one took it. The text is
+    redacted (arflow.safety) whoever wrote it."""
+    from arflow.safety import redact
+
+    text = redact(text)
     from arflow.blocks import slack_webhook_url, smtp_config
     from connectors.messaging import SlackWebhook, SmtpMailer, compose
 

@@ -12,7 +12,8 @@ import datetime as dt
 import json
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from arflow.safety import error_line, redacted_errors
+from flows.publish import create_markdown_artifact, create_table_artifact
 
 from arflow.config import Settings, today_in
 from arflow.policy import load_policy
@@ -27,6 +28,7 @@ from tasks.checkpoint import summarize
 
 @flow(name="payment_checkpoint", log_prints=False, flow_run_name=day_run_name("payment-checkpoint"),
       on_failure=[notify_failure], on_crashed=[notify_failure])
+@redacted_errors
 def payment_checkpoint(as_of: dt.date | None = None, source: str = "demo", bank_file: str | None = None,
                        mode: Mode = "dry-run") -> dict:
     """Apply the day's payments (billing and bank file) and close the invoices they pay.
@@ -54,9 +56,13 @@ def payment_checkpoint(as_of: dt.date | None = None, source: str = "demo", bank_
         inputs = t.fetch_inputs(source, ledger, as_of, settings.data_dir, with_settled=True)
         payments, quarantined = t.read_payments(inputs, bank_file)
         extracted, _customers = t.extract_aging(inputs, as_of, policy)
-        result = t.apply_cash(payments, ledger, extracted.frame, inputs.customers, as_of, policy)
+        result = t.apply_cash(payments, ledger, extracted.frame, inputs.customers, as_of, policy,
+                              all_invoices=inputs.invoices)
         written = t.record_checkpoint(result, ledger, extracted.frame, inputs.customers, mode, run_id, as_of,
                                       settled=inputs.settled)
+        _keep_quarantine(ledger, quarantined, run_id, as_of)
+        if written["reversed"]:  # a bounced or reversed payment re-opened what it paid: finance chases it
+            _alert_returned(result, written["reversed"], as_of)
         summary = summarize(result, payments_read=len(payments) + len(quarantined), quarantined=len(quarantined),
                             receipts_queued=written["receipts_queued"], as_of=as_of, run_id=run_id)
         summary["touches_closed"] = written["touches_closed"]
@@ -70,12 +76,51 @@ def payment_checkpoint(as_of: dt.date | None = None, source: str = "demo", bank_
                 channels.mailer.close()
         _publish(summary, result)
     except BaseException as exc:
-        ledger.finish_run(run_id, "failed", {"error": f"{exc.__class__.__name__}: {exc}"})
+        ledger.finish_run(run_id, "failed", {"error": error_line(f"{exc.__class__.__name__}: {exc}")})
         raise
     ledger.finish_run(run_id, "completed", summary)
     get_run_logger().info("payment_checkpoint %s: applied %s, unapplied %s", as_of, summary["applied"],
                           summary["unapplied"])
     return summary
+
+
+def _keep_quarantine(ledger: Ledger, quarantined, run_id: str, as_of: dt.date) -> None:
+    """The payment lines read but not applied (bad lines, bank debits that are not a returned
+    payment), with their reasons, in the ledger's quarantine: reported, never lost."""
+    import pandas as pd
+
+    from connectors.ledger import models as m
+
+    if quarantined is None or quarantined.empty:
+        return
+    rows = pd.DataFrame({"run_id": run_id, "as_of": as_of, "hop": "payment_checkpoint",
+                         "entity": quarantined["entity"].astype(str), "record_id": None,
+                         "source_row": pd.to_numeric(quarantined["source_row"], errors="coerce").astype("Int64"),
+                         "reason": quarantined["reason"].astype(str), "detail": None,
+                         "raw": [json.dumps(r, default=str) for r in quarantined["raw"]]})
+    with ledger.engine.begin() as conn:
+        conn.execute(m.Quarantine.__table__.delete().where(m.Quarantine.run_id == run_id))
+        ledger.insert_frame(m.Quarantine, rows, conn)
+
+
+def _alert_returned(result, reversed_ids: list[str], as_of: dt.date) -> None:
+    """Tell finance (the failure alerts' channel: Slack, else e-mail to the finance team) which
+    payments came back and which invoices they re-opened."""
+    from flows.hooks import deliver_alert
+
+    lines = []
+    for rev, orig in result.reversal_of.items():
+        if orig not in reversed_ids:
+            continue
+        row = next((r for r in result.received if r["payment_id"] == rev), {})
+        lines.append(f"{orig} came back ({row.get('reference') or 'reversal'}, "
+                     f"{row.get('amount_minor')} {row.get('currency')} minor units): its invoices are open again")
+    text = f"arflow: payment checkpoint {as_of}: {len(lines)} payment(s) returned or reversed. " + "; ".join(lines)
+    try:
+        channel = deliver_alert(text)
+    except Exception as exc:  # noqa: BLE001 - the ledger holds the reversal either way; say the alert failed
+        channel = f"not sent ({exc.__class__.__name__})"
+    get_run_logger().warning("%s [alert: %s]", text, channel)
 
 
 def _publish(summary: dict, result) -> None:

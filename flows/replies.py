@@ -9,7 +9,8 @@ import datetime as dt
 import uuid
 
 from prefect import flow, task
-from prefect.artifacts import create_table_artifact
+from arflow.safety import redacted_errors
+from flows.publish import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from arflow.config import Settings, today_in
@@ -46,6 +47,7 @@ def triage_replies(replies, source: str, ledger: Ledger, as_of: dt.date, policy,
 
 @flow(name="reply_triage", flow_run_name=day_run_name("reply-triage", with_mode=False), on_failure=[notify_failure],
       on_crashed=[notify_failure])
+@redacted_errors
 def reply_triage(replies_from: str, as_of: dt.date | None = None, source: str = "demo") -> dict:
     """Triage the replies in `replies_from` (a .mbox, .csv or .json file, or `imap`).
 

@@ -10,7 +10,8 @@ from typing import Annotated
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from arflow.safety import redacted_errors
+from flows.publish import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import WithJsonSchema
 
@@ -169,6 +170,7 @@ def brief_report(ledger: Ledger, policy: Policy, as_of: dt.date, data_dir: Path)
 
 @flow(name="collections_brief", flow_run_name=day_run_name("collections-brief", with_mode=False),
       on_failure=[notify_failure], on_crashed=[notify_failure])
+@redacted_errors
 def collections_brief(as_of: dt.date | None = None) -> dict:
     """The weekly brief: the KPIs with their week-over-week change, the forecast and the decision
     queue, as artifacts and a page (data/reports/brief-<as_of>.html).
@@ -202,6 +204,7 @@ def backfill_days(start: dt.date, end: dt.date, company_country: str) -> list[dt
 
 
 @flow(name="backfill", flow_run_name=backfill_run_name, on_failure=[notify_failure], on_crashed=[notify_failure])
+@redacted_errors
 def backfill(start: dt.date, end: dt.date, source: str = "demo", mode: BackfillMode = "dry-run",
              with_checkpoint: bool = True, resume: bool = True) -> dict:
     """Run the days from start to end one after another, as the schedule would have: the payment

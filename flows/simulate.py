@@ -169,6 +169,7 @@ def _run_day(world: SimulatedWorld, ledger: Ledger, policy: Policy, settings: Se
     run_id = f"sim-{day.isoformat()}-daily"
     ledger.start_run(run_id, "daily_ar", day, world.name, MODE, policy.version)
     inputs = t.fetch_inputs.fn(world, ledger, day, settings.data_dir)
+    t.check_invoice_volume.fn(inputs, ledger, day, policy, world)
     extracted, customers = t.extract_aging.fn(inputs, day, policy)
     reconciliation, rec_hop = t.reconcile_aging.fn(extracted.frame, inputs, policy)
     enriched = t.enrich_context.fn(extracted.frame, customers, inputs, day, policy)

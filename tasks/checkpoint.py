@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from arflow.money import format_minor, parse_minor
+from arflow.money import format_minor, known_currencies, parse_minor
 from connectors.bank import PAYMENT_FRAME
 from tasks import cash
 from tasks.extract import parse_dates
@@ -33,9 +33,10 @@ def billing_payments(raw: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFra
     df["source"], df["source_file"] = "billing", None
     reason = pd.Series(None, index=df.index, dtype=object)
     reason = reason.mask(df["amount_minor"].isna(), "bad_amount")
+    reason = reason.mask(~df["currency"].isin(known_currencies()), "unknown_currency")  # XXX, XAU: not money owed
     reason = reason.mask(df["received_date"].isna(), "bad_date")
     reason = reason.mask(df["payment_id"].isna(), "missing_payment_id")
-    reason = reason.mask(df["amount_minor"] == 0, "zero_amount")
+    reason = reason.mask((df["amount_minor"] == 0).fillna(False).astype(bool), "zero_amount")
     bad = reason.notna()
     quarantine = pd.DataFrame({"source_row": raw.loc[bad, "source_row"], "reason": reason[bad],
                                "raw": raw.loc[bad].drop(columns="source_row").to_dict("records")})
@@ -55,10 +56,14 @@ class CheckpointResult:
 
 
 def run_checkpoint(payments: pd.DataFrame, known: pd.DataFrame, invoices: pd.DataFrame, customers: pd.DataFrame,
-                   as_of: dt.date, policy=None) -> CheckpointResult:
+                   as_of: dt.date, policy=None, applications: pd.DataFrame | None = None,
+                   all_invoices: pd.DataFrame | None = None) -> CheckpointResult:
     """payments: everything read today (billing + bank); known: the ledger's payments_received;
     invoices: the open invoices as the daily flow ages them (effective balances); policy: its
-    cash_application settings (tolerance, write-off account; tasks.cash.Rules)."""
+    cash_application settings (tolerance, write-off account; tasks.cash.Rules); applications: the
+    ledger's payment applications and all_invoices: the source's invoices of every status (raw
+    text), so that a returned item naming an invoice (``RETURNED ITEM INV 1001 NSF``) finds the
+    payment that paid it, also once the invoice is closed."""
     res = CheckpointResult()
     payments = payments[pd.to_datetime(payments["received_date"]) <= pd.Timestamp(as_of)]
     known_ids = dict(zip(known["payment_id"], known["source_file"])) if not known.empty else {}
@@ -124,11 +129,23 @@ def run_checkpoint(payments: pd.DataFrame, known: pd.DataFrame, invoices: pd.Dat
     applied_ids = set(known.loc[known["status"].isin(APPLIED_STATUSES), "payment_id"]) if not known.empty else set()
     applied_ids |= {o.payment_id for o in res.outcomes if o.status in APPLIED_STATUSES}
     by_upper = {i.upper(): i for i in applied_ids}
+    paid_by = _payments_by_invoice(applications, res.applications, applied_ids, all_invoices, invoices)
+    customer_of = dict(zip(known["payment_id"], known["customer_id"])) if not known.empty else {}
+    customer_of.update({o.payment_id: o.customer_id for o in res.outcomes})
     for p in reversals.to_dict("records"):
-        original = next((by_upper[t] for t in cash.reference_tokens(p["reference"]) if t in by_upper), None)
+        tokens = cash.reference_tokens(p["reference"])
+        original = next((by_upper[t] for t in tokens if t in by_upper), None)
+        if original is None:  # a returned item naming the invoice its payment paid (its customer's, if named)
+            named = [paid_by[t] for t in sorted(tokens) if t in paid_by]
+            live = [c for cands in named for c in cands if c[0] not in res.reversal_of.values()
+                    and (not isinstance(p["customer_id"], str) or customer_of.get(c[0]) == p["customer_id"])]
+            original = next((pid for pid, amount in live if amount == -p["amount_minor"]), None) or \
+                (live[-1][0] if live else None)
         row = _received(p, as_of)
         if original:
-            row.update(status="reversal", rule="reversal", confidence=1.0, reason=f"reverses {original}")
+            row.update(status="reversal", rule="reversal", confidence=1.0, reason=f"reverses {original}",
+                       customer_id=row["customer_id"] if isinstance(row["customer_id"], str)
+                       else customer_of.get(original))
             res.reversal_of[p["payment_id"]] = original
             if original in rows_by_id:  # applied in this same batch: undo it in the book
                 rows_by_id[original]["status"] = "reversed"
@@ -136,7 +153,8 @@ def run_checkpoint(payments: pd.DataFrame, known: pd.DataFrame, invoices: pd.Dat
                     if a["payment_id"].removesuffix(cash.WRITE_OFF) == original and a["invoice_id"] in book.rows:
                         book.rows[a["invoice_id"]]["balance"] += a["amount_minor"]
         else:
-            row.update(status="unapplied", reason="a reversal or chargeback of a payment the ledger does not hold")
+            row.update(status="unapplied", needs_review=True,
+                       reason="a returned item, reversal or chargeback of a payment the ledger does not hold")
         res.received.append(row)
     reversed_now = set(res.reversal_of.values())
     reversed_now |= {r + cash.WRITE_OFF for r in reversed_now}
@@ -156,6 +174,31 @@ def run_checkpoint(payments: pd.DataFrame, known: pd.DataFrame, invoices: pd.Dat
                                "days_to_pay": (paid - r["issue_date"].date()).days,
                                "days_after_due": (paid - r["due_date"].date()).days})
     return res
+
+
+def _payments_by_invoice(applications: pd.DataFrame | None, batch: list[dict], applied_ids: set[str],
+                         all_invoices: pd.DataFrame | None, invoices: pd.DataFrame) -> dict[str, list[tuple[str, int]]]:
+    """Invoice id and number (upper case) -> [(payment id, amount applied)] of the standing
+    applications (the ledger's not reversed, and this batch's), oldest first."""
+    rows: list[tuple[str, str, int]] = []
+    if applications is not None and not applications.empty:
+        live = applications[applications["reversed_on"].isna()] if "reversed_on" in applications else applications
+        live = live.sort_values(["applied_on", "id"]) if "id" in live else live
+        rows += [(str(r.invoice_id), str(r.payment_id), int(r.amount_minor)) for r in live.itertuples()]
+    rows += [(a["invoice_id"], a["payment_id"], int(a["amount_minor"])) for a in batch]
+    by_invoice: dict[str, list[tuple[str, int]]] = {}
+    for iid, pid, amount in rows:
+        if pid.endswith(cash.WRITE_OFF) or pid not in applied_ids:
+            continue
+        by_invoice.setdefault(iid.upper(), []).append((pid, amount))
+    for frame in (all_invoices, invoices):
+        if frame is None or frame.empty or "invoice_number" not in frame:
+            continue
+        for iid, number in zip(frame["invoice_id"].astype(str), frame["invoice_number"].astype(str)):
+            if iid.upper() in by_invoice:
+                for key in {number.strip().upper(), cash._PREFIX.sub("", number.strip()).upper()} - {""}:
+                    by_invoice.setdefault(key, by_invoice[iid.upper()])
+    return by_invoice
 
 
 def _received(p: dict, as_of: dt.date) -> dict:

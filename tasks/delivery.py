@@ -223,11 +223,17 @@ def _send(ctx: Context, channel: str, key: str, grp: pd.DataFrame, subject: str,
     if channel == "email":
         if ctx.channels.mailer is None:
             raise SendError("no SMTP server configured (ARFLOW_SMTP_HOST)", transient=False)
-        env = message_envelope(grp, ctx.channels.mail_from, ctx.policy.delivery.reply_to)
-        if not env["to"]:
-            raise SendError("no e-mail address for the recipient", transient=False)
-        msg = compose(sender=env["from"], to=env["to"], cc=env["cc"], subject=subject, body=body, key=key,
-                      sender_on_behalf=env["sender"], reply_to=env["reply_to"])
+        try:
+            env = message_envelope(grp, ctx.channels.mail_from, ctx.policy.delivery.reply_to)
+            if not env["to"]:
+                raise SendError("no e-mail address for the recipient", transient=False)
+            msg = compose(sender=env["from"], to=env["to"], cc=env["cc"], subject=subject, body=body, key=key,
+                          sender_on_behalf=env["sender"], reply_to=env["reply_to"])
+        except SendError:
+            raise
+        except (ValueError, TypeError, UnicodeError) as exc:  # a header the email package refuses: this message fails
+            raise SendError(f"the message could not be composed: {exc.__class__.__name__}: {exc}",
+                            transient=False) from None
         for path in env["attachments"]:
             attach_file(msg, path)   # the month's statement of account (policy.statements)
         ctx.channels.mailer.send(msg)
@@ -396,6 +402,8 @@ def _carry_out(ctx: Context, key: str, grp: pd.DataFrame, counts: Counts) -> str
 
 
 def _write_off(ctx: Context, grp: pd.DataFrame, c: dict, decision) -> str:
+    from arflow.safety import csv_cell
+
     folder = ctx.data_dir / ctx.policy.payment_plans.collections_export_dir
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"collections-{ctx.as_of.isoformat()}.csv"
@@ -412,10 +420,11 @@ def _write_off(ctx: Context, grp: pd.DataFrame, c: dict, decision) -> str:
                 w.writerow(["invoice_id", "invoice_number", "customer_id", "customer_name", "amount", "currency",
                             "due_date", "days_past_due", "billing_contact", "approved_on", "decision_id"])
             for r in rows:
-                if r["invoice_id"] in new:
-                    w.writerow([r["invoice_id"], c["invoice_number"], r["customer_id"], c["customer_name"], c["amount"],
-                                c["currency"], c["due_date"], c["days_past_due"], c["contact_name"],
-                                ctx.as_of.isoformat(), r["decision_id"]])
+                if r["invoice_id"] in new:  # cells a spreadsheet would evaluate are escaped (arflow.safety)
+                    w.writerow([csv_cell(v) for v in (
+                        r["invoice_id"], c["invoice_number"], r["customer_id"], c["customer_name"], c["amount"],
+                        c["currency"], c["due_date"], c["days_past_due"], c["contact_name"], ctx.as_of.isoformat(),
+                        r["decision_id"])])
     return f"written off, exported to {path.name}"
 
 

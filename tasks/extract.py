@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from arflow.money import parse_minor
+from arflow.money import out_of_range, parse_minor
 from arflow.policy import Policy
 
 BUCKETS = ("current", "d1_30", "d31_60", "d61_90", "d91_plus")
@@ -20,6 +20,23 @@ BUCKET_LABELS = {"current": "not yet due", "d1_30": "1-30 days", "d31_60": "31-6
                  "d91_plus": "91+ days"}  # what people read; the codes stay in data and the CSV format
 _EMAIL_RE = r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$"
 _LINK_RE = r"https?://[^\s<>\"'`\\]+"
+MAX_ID_LENGTH = 64     # identifiers and invoice numbers (QuickBooks DocNumber 21, Stripe ids ~30)
+MAX_TEXT_LENGTH = 200  # names people read in a message
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: in an
+# identifier or a name they would split a mail header or a subject, or a file name.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def clean_text(col: pd.Series, max_length: int = MAX_ID_LENGTH) -> pd.Series:
+    """True where a text cell is empty or has no control character and at most `max_length`
+    characters (and at most 4 bytes each of UTF-8, so it can name a file)."""
+    def ok(v) -> bool:
+        if _absent(v):
+            return True
+        v = str(v)
+        return len(v) <= max_length and len(v.encode("utf-8", "surrogatepass")) <= 4 * max_length \
+            and _CONTROL.search(v) is None
+    return pd.Series([ok(v) for v in col.tolist()], index=col.index, dtype=bool)
 
 
 def parse_dates(text: pd.Series) -> pd.Series:
@@ -115,6 +132,9 @@ def parse_customers(raw: pd.DataFrame, policy: Policy) -> pd.DataFrame:
         df[col] = text_or_na(raw[col])
     df["billing_email_valid"] = df["billing_contact_email"].str.fullmatch(_EMAIL_RE).fillna(False)
     df["country"] = raw["country"].astype("string").str.upper().replace("", pd.NA)
+    df["customer_id_clean"] = clean_text(raw["customer_id"])
+    df["names_clean"] = clean_text(raw["name"], MAX_TEXT_LENGTH) & clean_text(raw["billing_contact_name"],
+                                                                              MAX_TEXT_LENGTH)
     df["opt_out"], df["opt_out_valid"] = _bool(raw["opt_out"])
     for col in ("language", "cfo_email"):  # optional columns (DESIGN.md CSV format plus these)
         if col in raw:
@@ -175,6 +195,10 @@ def parse_invoices(raw: pd.DataFrame, exclude: tuple[str, ...] = ("paid", "void"
     df["payment_link_valid"] = (df["payment_link"].isna()
                                 | df["payment_link"].str.fullmatch(_LINK_RE, case=False).fillna(False)).astype(bool)
     df["po_number"] = text_or_na(raw["po_number"])
+    df["identifiers_clean"] = clean_text(raw["invoice_id"]) & clean_text(raw["customer_id"]) \
+        & clean_text(raw["invoice_number"]) & clean_text(raw["po_number"]) \
+        & clean_text(raw["payment_link"], 2000)
+    df["amounts_in_range"] = ~(out_of_range(raw["amount"], df["currency"]) | out_of_range(raw["balance"], df["currency"]))
     return df
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from arflow.money import known_currencies
+from arflow.money import exact_total, known_currencies
 from arflow.policy import Policy
 from tasks import credits as credits_mod
 from tasks import enrich as enrich_mod
@@ -104,6 +104,8 @@ def extract_aging(inputs: Inputs, as_of: dt.date, policy: Policy) -> tuple[HopRe
     invoices["customer_known"] = invoices["customer_id"].isin(set(good_customers["customer_id"].dropna()))
     invoices["currency_known"] = invoices["currency"].isin(known_currencies())
     good, iq, icheck = _checked(invoices, "extract_aging", policy, inputs.invoices)
+    for column in ("amount_minor", "balance_minor"):  # every later int64 total of these is then exact
+        exact_total(good[column], what=f"open invoices' {column.removesuffix('_minor')}s")
     good = good.assign(effective_balance_minor=extract.effective_balance(good, inputs.applied,
                                                                          inputs.reflected_payment_ids))
     # Instalments: the oldest instalment with something left gives the due date the invoice is aged

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
@@ -74,6 +74,24 @@ def fetch_inputs(source, ledger: Ledger, as_of: dt.date, data_dir, with_settled:
         notes.append(f"No CRM: customer context is {src.name}'s customers alone (segment standard, no ARR, "
                      "health or owners); add --crm salesforce for them.")
     return inputs
+
+
+@task(name="check_invoice_volume", cache_policy=NO_CACHE)
+def check_invoice_volume(inputs: hops.Inputs, ledger: Ledger, as_of: dt.date, policy: Policy, source) -> int:
+    """Before anything is planned: no open invoice at all is a note on the run; a drop of more than
+    the policy's share since the last completed daily run fails it (a truncated export)."""
+    from tasks.quality import DataQualityError, open_invoice_volume
+
+    status = inputs.invoices["status"].astype(str).str.strip().str.lower() if "status" in inputs.invoices else None
+    today = int((~status.isin(["paid", "void"])).sum()) if status is not None else len(inputs.invoices)
+    previous = ledger.last_open_invoices("daily_ar", as_of, str(source)) if isinstance(source, str) else None
+    note, failure = open_invoice_volume(today, previous, policy.data_quality.max_open_invoice_drop)
+    if note:
+        inputs.notes.append(note)
+        get_run_logger().warning(note)
+    if failure:
+        raise DataQualityError(failure)
+    return today
 
 
 @task(name="extract_aging", cache_policy=NO_CACHE)
@@ -170,7 +188,10 @@ def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_
                               mail_from, reply_to) if mode != "dry-run" and not waiting.empty else []
     new, opened = ledger.queue_touches(rows, decisions)
     if mode == "dry-run" and run_dir is not None:
-        write_eml(rows, run_dir, sender=mail_from, reply_to=reply_to)
+        failures: list = []
+        write_eml(rows, run_dir, sender=mail_from, reply_to=reply_to, failures=failures)
+        for key, reason in failures:  # that message failed, in the ledger for a person; the run goes on
+            ledger.mark_message(key, namespace(mode), "failed", reason=reason)
     messages = rows.drop_duplicates("message_key") if not rows.empty else rows
     blocked = int((messages["status"] == "blocked").sum()) if not rows.empty else 0
     drafted = opened if mode == "draft" else 0
@@ -204,15 +225,21 @@ def read_payments(inputs: hops.Inputs, bank_file: str | None):
         frames.append(bank)
         quarantine.append(kq.assign(entity="bank_line"))
     payments = pd.concat([f for f in frames if not f.empty] or frames[:1], ignore_index=True)
+    from arflow.money import exact_total
+
+    exact_total(payments["amount_minor"], what="payments read")  # the checkpoint's totals are then exact
     return payments, pd.concat(quarantine, ignore_index=True)
 
 
 @task(name="apply_cash", cache_policy=NO_CACHE, **RETRY)
-def apply_cash(payments, ledger: Ledger, invoices, customers, as_of: dt.date, policy: Policy | None = None):
+def apply_cash(payments, ledger: Ledger, invoices, customers, as_of: dt.date, policy: Policy | None = None,
+               all_invoices=None):
+    """all_invoices: the source's invoices of every status, for returned items that name an invoice."""
     from connectors.ledger import models as m
     from tasks.checkpoint import run_checkpoint
 
-    return run_checkpoint(payments, ledger.frame(m.PaymentReceived), invoices, customers, as_of, policy)
+    return run_checkpoint(payments, ledger.frame(m.PaymentReceived), invoices, customers, as_of, policy,
+                          applications=ledger.frame(m.PaymentApplication), all_invoices=all_invoices)
 
 
 @task(name="record_checkpoint", cache_policy=NO_CACHE, **RETRY)

@@ -9,6 +9,8 @@ run with :class:`DataQualityError`.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import json
 import logging
 import os
@@ -128,3 +130,22 @@ def enforce_threshold(check: CheckResult, max_share: float) -> None:
         raise DataQualityError(
             f"{check.hop}: {len(check.rejected)} of {check.rows} rows ({check.failure_share:.1%}) failed data quality, "
             f"above the {max_share:.1%} threshold; reasons {counts}")
+
+
+def open_invoice_volume(today: int, previous: tuple[dt.date, int] | None, max_drop: float) -> tuple[str | None, str | None]:
+    """(note, failure) for the number of open invoices a daily run read against the last completed
+    daily run's (its day and count). No invoice at all is always a note; a drop of more than
+    `max_drop` of the previous count is a failure (a truncated or partial export)."""
+    note = None
+    if today == 0:
+        note = ("The billing source returned no open invoices at all: if that is not expected, the export may "
+                "be truncated (an invoices.csv with its header only).")
+    if previous is None or previous[1] == 0:
+        return note, None
+    day, before = previous
+    drop = (before - today) / before
+    if drop > max_drop:
+        return note, (f"extract_aging: open invoices fell from {before} ({day}) to {today} ({drop:.0%} fewer), above "
+                      f"the {max_drop:.0%} day-over-day threshold (data_quality.max_open_invoice_drop): a truncated "
+                      "export? Check the source, or raise the threshold if the drop is real")
+    return note, None

@@ -320,10 +320,15 @@ def statement_file(context) -> str | None:
     return path if isinstance(path, str) and path else None
 
 
-def write_eml(rows: pd.DataFrame, folder, *, sender: str, reply_to: str | None = None) -> int:
+def write_eml(rows: pd.DataFrame, folder, *, sender: str, reply_to: str | None = None,
+              failures: list | None = None) -> int:
     """Dry-run: each customer e-mail that may go out is written as an .eml file (one per idempotency
     key), so a person can open exactly what would have been sent. Returns how many were written.
-    Composed directly (UTF-8, 8bit): the email package's serializer costs about 2 ms a message."""
+    Composed directly (UTF-8, 8bit): the email package's serializer costs about 2 ms a message.
+    A message that cannot be written (the file system refuses it) is left out and appended to
+    `failures` as (message key, reason); the others are still written. A key too long for a file
+    name is written under its digest."""
+    import hashlib
     from pathlib import Path
 
     if rows.empty:
@@ -337,6 +342,7 @@ def write_eml(rows: pd.DataFrame, folder, *, sender: str, reply_to: str | None =
     folder.mkdir(parents=True, exist_ok=True)
     from connectors.messaging import envelope
 
+    written = 0
     for r in mail.itertuples():
         own = getattr(r, "sender", None)
         env = envelope(str(r.recipients or ""), own if isinstance(own, str) and own else None, sender, reply_to)
@@ -352,6 +358,16 @@ def write_eml(rows: pd.DataFrame, folder, *, sender: str, reply_to: str | None =
         if attached:  # dry-run: the statement it would carry is written in the run folder
             head.append(f"X-Arflow-Attachment: {_header(attached)}")
         text = "\n".join(head) + "\n\n" + r.body.replace("\r\n", "\n") + "\n"  # LF, as Python's email writes
-        name = str(getattr(r, "message_key", r.idempotency_key)).replace(":", "_").replace("/", "_") + ".eml"
-        (folder / name).write_bytes(text.encode("utf-8"))
-    return len(mail)
+        key = str(getattr(r, "message_key", r.idempotency_key))
+        name = key.replace(":", "_").replace("/", "_").replace("\\", "_").replace("\0", "_")
+        if len(name.encode("utf-8")) > 200 or name in (".", ".."):
+            name = "message-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        try:
+            (folder / (name + ".eml")).write_bytes(text.encode("utf-8", "surrogateescape"))
+        except (OSError, UnicodeError) as exc:
+            if failures is None:
+                raise
+            failures.append((key, f"the .eml file could not be written: {exc.__class__.__name__}"))
+            continue
+        written += 1
+    return written

@@ -11,14 +11,18 @@ from arflow.money import format_minor, minor_digits, parse_minor, to_minor
     ("1234.50", "USD", 123450), ("0.10", "USD", 10), ("0.1", "USD", 10), ("7", "USD", 700),
     ("1.500", "USD", 150),  # trailing zeros beyond the precision are harmless
     ("1000", "JPY", 1000), ("1.250", "KWD", 1250), ("-12.34", "EUR", -1234),
-    ("9007199254740993.01", "USD", 900719925474099301),  # not representable as a float
+    # The largest amount accepted (10^15 minor units less one): beyond it sums could wrap (see below).
+    ("9999999999999.99", "USD", 999999999999999), ("1000000000000000", "JPY", 10**15),
 ])
 def test_to_minor_is_exact(text, cur, minor):
     assert to_minor(text, cur) == minor
 
 
 @pytest.mark.parametrize("text,cur", [("1.005", "USD"), ("10.5", "JPY"), ("1,234.00", "USD"), ("12x", "USD"),
-                                      ("", "USD"), ("1e3", "USD"), ("10.00", "XYZ"), ("+5", "USD")])
+                                      ("", "USD"), ("1e3", "USD"), ("10.00", "XYZ"), ("+5", "USD"),
+                                      # beyond 10^15 minor units (sums would wrap an int64); pseudo-currencies
+                                      ("9007199254740993.01", "USD"), ("10000000000000.01", "USD"),
+                                      ("10.00", "XXX"), ("10.00", "XTS"), ("1.00", "XAU"), ("10.00", "DEM")])
 def test_to_minor_refuses_what_is_not_an_amount(text, cur):
     with pytest.raises(ValueError):
         to_minor(text, cur)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -13,9 +14,11 @@ from sqlalchemy import Engine, create_engine, event, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from arflow.safety import error_line, redact
 from connectors.ledger import models as m
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK_KEY = 0x61726677  # "arfw": the advisory lock every arflow process migrates under
 
 
 class LedgerError(RuntimeError):
@@ -42,11 +45,11 @@ def is_transient_db_error(exc: BaseException) -> bool:
 
 
 def _redact(url: str) -> str:
-    """The URL without its password, for messages."""
+    """The URL without its password (user info or query parameters), for messages."""
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return redact(make_url(url).render_as_string(hide_password=True))
     except Exception:
         return "<unparseable database URL>"
 
@@ -56,7 +59,7 @@ class Ledger:
         self.url = url
         if url.startswith("sqlite:///"):
             path = Path(url.removeprefix("sqlite:///"))
-            if str(path) not in ("", ":memory:"):
+            if str(path) not in ("", ":memory:") and not str(path).startswith("file:"):  # a URI names its own
                 path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
@@ -72,14 +75,40 @@ class Ledger:
         return self.engine.dialect.name
 
     def migrate(self) -> None:
+        """Bring the schema to the newest migration. Safe when several processes open a fresh
+        ledger at once: on PostgreSQL the migration runs under a transaction-level advisory lock
+        (the others wait, then find the schema current); on SQLite under an exclusive lock on a
+        file beside the database (SQLite runs DDL outside the transaction, so BEGIN IMMEDIATE would
+        not cover it)."""
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         try:
-            with self.engine.begin() as conn:
+            with self._migration_lock(), self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except Exception as exc:
-            raise LedgerError(f"cannot migrate the ledger at {_redact(self.url)}: {exc}") from None
+            raise LedgerError(f"cannot migrate the ledger at {_redact(self.url)}: {error_line(exc)}") from None
+
+    @contextlib.contextmanager
+    def _migration_lock(self):
+        """SQLite: an exclusive flock on `<database>.migrate.lock` while migrating (one host: SQLite's)."""
+        path = self.engine.url.database if self.dialect == "sqlite" else None
+        if not path or path == ":memory:" or path.startswith("file:"):
+            yield
+            return
+        try:
+            import fcntl
+        except ImportError:  # no flock here (Windows): SQLite's own busy timeout is all there is
+            yield
+            return
+        with open(f"{path}.migrate.lock", "a+") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     # ---- reading -------------------------------------------------------------------------
     def frame(self, model: type[m.Base], where=None) -> pd.DataFrame:
@@ -284,6 +313,16 @@ class Ledger:
                                .returning(m.Outbox.id))
             return [r[0] for r in res.all()]
 
+    def mark_message(self, message_key: str, mode: str, status: str, *, reason: str | None = None) -> int:
+        """Every outbox row of one message (its key, in one mode's namespace) to `status`."""
+        ids = [r[0] for r in self._rows(select(m.Outbox.id).where(m.Outbox.message_key == message_key,
+                                                                   m.Outbox.mode == mode))]
+        return self.mark(ids, status, reason=reason)
+
+    def _rows(self, stmt) -> list:
+        with self.engine.connect() as conn:
+            return list(conn.execute(stmt))
+
     def mark(self, ids: list[int], status: str, *, reason: str | None = None, delivered_on: dt.date | None = None,
              subject: str | None = None, body: str | None = None, only_from: tuple[str, ...] | None = None,
              conn=None) -> int:
@@ -428,6 +467,20 @@ class Ledger:
                 return self.record(model, row, action, actor, entity_id, conn)
         self.insert_rows(model, [row], conn)
         self.audit(actor, action, model.__name__, entity_id, row, conn)
+
+    def last_open_invoices(self, flow: str, as_of: dt.date, source: str) -> tuple[dt.date, int] | None:
+        """(day, open invoices) of the latest completed run of `flow` on `source` before `as_of`."""
+        stmt = (select(m.Run.as_of, m.Run.summary)
+                .where(m.Run.flow == flow, m.Run.status == "completed", m.Run.as_of < as_of, m.Run.source == source)
+                .order_by(m.Run.as_of.desc(), m.Run.finished_at.desc()).limit(5))
+        for day, summary in self._rows(stmt):
+            try:
+                count = json.loads(summary or "{}").get("open_invoices")
+            except ValueError:
+                continue
+            if isinstance(count, int):
+                return day, count
+        return None
 
     def start_run(self, run_id: str, flow: str, as_of: dt.date, source: str, mode: str, policy_version: str,
                   stale_after: dt.timedelta | None = None) -> None:

@@ -178,6 +178,9 @@ def _run_day(world: SimulatedWorld, ledger: Ledger, policy: Policy, settings: Se
     scored = t.score_invoices.fn(enriched.frame, policy, ledger, llm, day, MODE, run_id)
     planned, actions = t.plan_actions.fn(scored.frame, day, policy, set(reconciliation.mismatched_customers),
                                          ledger, MODE)
+    if policy.statements.with_reminder:  # as daily_ar: the month's first reminder carries the statement
+        actions = t.attach_statements.fn(actions, extracted.frame, customers, inputs, ledger, day, policy, MODE,
+                                         settings.data_dir / "simulated-runs" / day.isoformat())
     delivery = delivery_context(ledger, channels, policy, run_id, day, MODE, world, settings)
     delivery.llm = llm
     for lane in LANES:  # flows/lanes.py: queue the lane's touches, then deliver what is queued

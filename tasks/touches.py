@@ -24,9 +24,11 @@ CONTEXT_COLUMNS = ["invoice_number", "due_date", "days_past_due", "currency", "e
                    "billing_contact_name", "customer_name", "segment", "arr_minor", "health", "risk_score",
                    "escalation", "escalation_reason", "paid_count", "avg_days_late", "late_count_12m",
                    "payment_link", "payment_failed", "language", "owner_ae_email", "billing_contact_email",
-                   "tenure_months", "customer_credit_minor", "credit_notes", "amount_due_minor", "schedule", "autopay"]
+                   "tenure_months", "customer_credit_minor", "credit_notes", "amount_due_minor", "schedule", "autopay",
+                   "po_number"]
 TONE_RANK = {"friendly": 0, "firm": 1, "escalating": 2}
 LOCALES = {"en": "en_US", "de": "de_DE", "fr": "fr_FR"}  # how each template language writes money
+PO_WORDS = {"en": "PO", "de": "Bestellnr.", "fr": "bon de commande"}
 # Touches of an invoice on an agreed payment plan: carried by the customer's message of the day,
 # never merged into another step's text (message_context).
 CARRIED_STEPS = ("installment_reminder",)
@@ -42,6 +44,10 @@ def environment(language: str = "en") -> jinja2.Environment:
     locale = LOCALES.get(language, "en_US")
     # {{ amount|money(currency) }}: "$12,345.67", "9.490,88 €", "2 130,14 €", the customer's way.
     env.filters["money"] = lambda amount, currency: format_amount(str(amount).replace(",", ""), str(currency), locale)
+    # {{ po_number|po }}: the customer's purchase order beside our invoice number, where it has one.
+    po_word = PO_WORDS.get(language, PO_WORDS["en"])
+    env.filters["po"] = lambda po: "" if not po else f" ({po})" if str(po).upper().startswith(("PO", po_word.upper())) \
+        else f" ({po_word} {po})"  # "PO-1234" is not written "PO PO-1234"
     return env
 
 
@@ -87,6 +93,7 @@ def invoice_context(c, act) -> dict:
         "customer_credit": format_minor(int(c.customer_credit_minor), cur)
         if pd.notna(c.customer_credit_minor) and int(c.customer_credit_minor) > 0 else None,
         "credit_notes": c.credit_notes if isinstance(c.credit_notes, str) and c.credit_notes else None,
+        "po_number": c.po_number.strip() if isinstance(c.po_number, str) and c.po_number.strip() else None,
     }
 
 

@@ -250,3 +250,21 @@ def test_the_accounts_list_is_set_apart_from_the_closing_line(language):
     line = next(x for x in body.splitlines() if "B-7" in x)
     after = body.splitlines()[body.splitlines().index(line) + 1]
     assert after == "", body  # a blank line before the closing sentence, in every language
+
+
+@pytest.mark.parametrize("country,words", [("US", "(PO 4500012345)"), ("DE", "(Bestellnr. 4500012345)"),
+                                           ("FR", "(bon de commande 4500012345)")])
+def test_the_customers_purchase_order_stands_beside_our_invoice_number(tmp_path, policy, country, words):
+    """AP teams match an invoice by their own PO number: where the invoice has one, every message
+    names it beside ours, alone or in the list; where it has none, nothing is added."""
+    rows = _rows(tmp_path, policy, [invoice("I1", due_date="2026-11-18", po_number="4500012345"),
+                                    invoice("I2", "C2", due_date="2026-11-18"),
+                                    invoice("I3", "C3", due_date="2026-11-18", po_number="4500012345"),
+                                    invoice("I4", "C3", due_date="2026-11-16")],
+                 [customer(c, country=country) for c in ("C1", "C2", "C3")])
+    assert words in rows.loc["I1", "body"] and "N-I1 " + words in rows.loc["I1", "body"]
+    assert "(PO" not in rows.loc["I2", "body"] and "(Bestell" not in rows.loc["I2", "body"]
+    assert "- N-I3 " + words in rows.loc["I3", "body"] and rows.loc["I3", "body"].count(words) == 1
+    labelled = _rows(tmp_path / "b", policy, [invoice("I5", due_date="2026-11-18", po_number="PO-7781")],
+                     [customer("C1", country=country)])
+    assert "N-I5 (PO-7781)" in labelled.loc["I5", "body"]  # already labelled: not "PO PO-7781"

@@ -100,6 +100,8 @@ def approval_changes(decision: dict, envelope: dict, subject: str, body: str) ->
     """What differs between the message a person approved (its envelope, subject and text, as
     edited) and the one about to leave: each field with the approved and the current value."""
     c = json.loads(decision["context"]) if isinstance(decision["context"], str) else decision["context"]
+    if decision.get("kind") == "delivery_unknown" or not c.get("proposed_text"):
+        return []  # a resend of a message in doubt, or no text shown: the stored message goes as it was
     approved_env = c.get("envelope")
     seen = {"subject": decision.get("edited_subject") or c.get("proposed_subject") or "",
             "body": decision.get("edited_body") or c.get("proposed_text") or ""}

@@ -76,6 +76,19 @@ def fetch_inputs(source, ledger: Ledger, as_of: dt.date, data_dir, with_settled:
     return inputs
 
 
+def _logger():
+    """The run's logger inside a flow or task run; the module's outside one (the simulator calls the
+    tasks' functions directly)."""
+    import logging
+
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("arflow")
+
+
 @task(name="check_invoice_volume", cache_policy=NO_CACHE)
 def check_invoice_volume(inputs: hops.Inputs, ledger: Ledger, as_of: dt.date, policy: Policy, source) -> int:
     """Before anything is planned: no open invoice at all is a note on the run; a drop of more than
@@ -88,7 +101,7 @@ def check_invoice_volume(inputs: hops.Inputs, ledger: Ledger, as_of: dt.date, po
     note, failure = open_invoice_volume(today, previous, policy.data_quality.max_open_invoice_drop)
     if note:
         inputs.notes.append(note)
-        get_run_logger().warning(note)
+        _logger().warning(note)
     if failure:
         raise DataQualityError(failure)
     return today

@@ -45,6 +45,7 @@ import pandas as pd
 from connectors.http import ConnectorError, describe, is_transient, with_retries
 from connectors.sources import (AGING_COLUMNS, CREDIT_NOTE_COLUMNS, CUSTOMER_COLUMNS, INVOICE_COLUMNS,
                                 PAYMENT_COLUMNS, SourceError, string_frame, tenure_months)
+from connectors.tokens import RotatingRefreshToken
 
 SYSTEM = "QuickBooks"
 THROTTLED = 3001  # QuickBooks' fault code for a throttled request (HTTP 429)
@@ -103,8 +104,10 @@ def _remaining(memo) -> object:
     return balance if balance is not None else _get(memo, "RemainingCredit", default=None)
 
 
-class QuickBooksSource:
+class QuickBooksSource(RotatingRefreshToken):
     """The BillingSource (and, without a CRM, the CrmSource) of one QuickBooks Online company."""
+
+    TOKEN_FILE, BLOCK_VARIABLE, BLOCK_DEFAULT = "quickbooks.json", "ARFLOW_QUICKBOOKS_BLOCK", "arflow-quickbooks"
 
     def __init__(self, settings: dict, *, as_of: dt.date, data_dir: Path, block=None):
         missing = [k for k in ("client_id", "client_secret", "refresh_token", "realm_id") if not settings.get(k)]
@@ -126,38 +129,6 @@ class QuickBooksSource:
         self.sync_info: dict = {}
 
     # ---- the connection -------------------------------------------------------------------
-    def _token_file(self) -> Path:
-        return self.data_dir / "credentials" / "quickbooks.json"
-
-    def _refresh_token(self) -> str:
-        """The newest refresh token: the block's, else the one saved after the last rotation (when
-        it descends from the token in the environment), else the environment's."""
-        given = self.settings["refresh_token"]
-        if self.block is not None:
-            return given
-        path = self._token_file()
-        if path.exists():
-            saved = json.loads(path.read_text())
-            if saved.get("seed") == hashlib.sha256(given.encode()).hexdigest():
-                return saved["refresh_token"]
-        return given
-
-    def _store_refresh_token(self, token: str, previous: str) -> None:
-        if not token or token == previous:
-            return
-        if self.block is not None:
-            from pydantic import SecretStr
-
-            self.block.refresh_token = SecretStr(token)
-            self.block.save(os.environ.get("ARFLOW_QUICKBOOKS_BLOCK", "arflow-quickbooks"), overwrite=True)
-            return
-        path = self._token_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        seed = hashlib.sha256(self.settings["refresh_token"].encode()).hexdigest()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"seed": seed, "refresh_token": token}))
-        os.chmod(tmp, 0o600)
-        tmp.replace(path)
 
     def client(self):
         if self._qb is not None:

@@ -53,7 +53,6 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import decimal
-import hashlib
 import json
 import os
 import re
@@ -66,6 +65,7 @@ from arflow.money import is_currency, minor_digits
 from connectors.http import ConnectorError, transient_status
 from connectors.sources import (AGING_COLUMNS, CREDIT_NOTE_COLUMNS, CUSTOMER_COLUMNS, INVOICE_COLUMNS,
                                 PAYMENT_COLUMNS, SourceError, string_frame, tenure_months)
+from connectors.tokens import RotatingRefreshToken
 
 SYSTEM = "Xero"
 API_URL = "https://api.xero.com/api.xro/2.0"
@@ -190,8 +190,10 @@ def _retry():
                  respect_retry_after_header=False, raise_on_status=True)
 
 
-class XeroSource:
+class XeroSource(RotatingRefreshToken):
     """The BillingSource (and, without a CRM, the CrmSource) of one Xero organisation."""
+
+    TOKEN_FILE, BLOCK_VARIABLE, BLOCK_DEFAULT = "xero.json", "ARFLOW_XERO_BLOCK", "arflow-xero"
 
     def __init__(self, settings: dict, *, as_of: dt.date, data_dir: Path, block=None):
         missing = [k for k in ("client_id", "client_secret", "refresh_token") if not settings.get(k)]
@@ -219,38 +221,6 @@ class XeroSource:
         self._notes: list[str] = []
 
     # ---- the connection -------------------------------------------------------------------
-    def _token_file(self) -> Path:
-        return self.data_dir / "credentials" / "xero.json"
-
-    def _refresh_token(self) -> str:
-        """The newest refresh token: the block's, else the one saved after the last rotation (when
-        it descends from the token in the environment), else the environment's."""
-        given = self.settings["refresh_token"]
-        if self.block is not None:
-            return given
-        path = self._token_file()
-        if path.exists():
-            saved = json.loads(path.read_text())
-            if saved.get("seed") == hashlib.sha256(given.encode()).hexdigest():
-                return saved["refresh_token"]
-        return given
-
-    def _store_refresh_token(self, token: str | None, previous: str) -> None:
-        if not token or token == previous:
-            return
-        if self.block is not None:
-            from pydantic import SecretStr
-
-            self.block.refresh_token = SecretStr(token)
-            self.block.save(os.environ.get("ARFLOW_XERO_BLOCK", "arflow-xero"), overwrite=True)
-            return
-        path = self._token_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        seed = hashlib.sha256(self.settings["refresh_token"].encode()).hexdigest()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"seed": seed, "refresh_token": token}))
-        os.chmod(tmp, 0o600)
-        tmp.replace(path)
 
     def _save_token(self, token: dict) -> None:
         """The SDK's oauth2_token_saver: keep the new token, save the rotated refresh token."""

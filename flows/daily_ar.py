@@ -214,24 +214,14 @@ def write_quickbooks_notes(ledger: Ledger, run_id: str, as_of: dt.date, settings
     invoice's private memo for each customer e-mail this run sent. A failure is reported, not fatal:
     the e-mails went."""
     from arflow.blocks import connection
-    from connectors.http import ConnectorError
-    from connectors.ledger import models as m
     from connectors.quickbooks import QuickBooksSource
 
-    sent = ledger.frame(m.Outbox, (m.Outbox.sent_by_run == run_id) & (m.Outbox.status == "sent")
-                        & (m.Outbox.channel == "email"))
-    if sent.empty:
-        return "QuickBooks notes: none (no e-mail sent)"
-    values, block = connection("quickbooks")
-    qbo = QuickBooksSource(values, as_of=as_of, data_dir=settings.data_dir, block=block)
-    written, failed = 0, []
-    for r in sent.itertuples():
-        try:
-            qbo.append_note("Invoice", r.invoice_id, f"arflow {as_of}: {r.step} e-mailed to {r.recipients}")
-            written += 1
-        except ConnectorError as exc:
-            failed.append(f"{r.invoice_id} ({exc.cause[:80]})")
-    return f"QuickBooks notes: {written} written" + (f", {len(failed)} failed: {', '.join(failed[:5])}" if failed else "")
+    def open_source():
+        values, block = connection("quickbooks")
+        return QuickBooksSource(values, as_of=as_of, data_dir=settings.data_dir, block=block)
+
+    return _note_sent_emails(ledger, run_id, as_of, "QuickBooks notes", open_source,
+                             lambda qbo, invoice_id, text: qbo.append_note("Invoice", invoice_id, text))
 
 
 @task(name="write_xero_history", cache_policy=NO_CACHE)
@@ -239,24 +229,35 @@ def write_xero_history(ledger: Ledger, run_id: str, as_of: dt.date, settings: Se
     """The one write Xero gets (policy connectors.xero.write_history): a history note on each
     invoice for each customer e-mail this run sent. A failure is reported, not fatal: the e-mails went."""
     from arflow.blocks import connection
+    from connectors.xero import XeroSource
+
+    def open_source():
+        values, block = connection("xero")
+        return XeroSource(values, as_of=as_of, data_dir=settings.data_dir, block=block)
+
+    return _note_sent_emails(ledger, run_id, as_of, "Xero history notes", open_source,
+                             lambda xero, invoice_id, text: xero.add_history_note(invoice_id, text))
+
+
+def _note_sent_emails(ledger: Ledger, run_id: str, as_of: dt.date, label: str, open_source, write) -> str:
+    """A note in the books on each invoice of each customer e-mail this run sent (the source opened
+    only if there is one); one line saying how many were written and which failed."""
     from connectors.http import ConnectorError
     from connectors.ledger import models as m
-    from connectors.xero import XeroSource
 
     sent = ledger.frame(m.Outbox, (m.Outbox.sent_by_run == run_id) & (m.Outbox.status == "sent")
                         & (m.Outbox.channel == "email"))
     if sent.empty:
-        return "Xero history notes: none (no e-mail sent)"
-    values, block = connection("xero")
-    xero = XeroSource(values, as_of=as_of, data_dir=settings.data_dir, block=block)
+        return f"{label}: none (no e-mail sent)"
+    source = open_source()
     written, failed = 0, []
     for r in sent.itertuples():
         try:
-            xero.add_history_note(r.invoice_id, f"arflow {as_of}: {r.step} e-mailed to {r.recipients}")
+            write(source, r.invoice_id, f"arflow {as_of}: {r.step} e-mailed to {r.recipients}")
             written += 1
         except ConnectorError as exc:
             failed.append(f"{r.invoice_id} ({exc.cause[:80]})")
-    return f"Xero history notes: {written} written" + (f", {len(failed)} failed: {', '.join(failed[:5])}" if failed else "")
+    return f"{label}: {written} written" + (f", {len(failed)} failed: {', '.join(failed[:5])}" if failed else "")
 
 
 class BacktestRequired(RuntimeError):

@@ -29,7 +29,7 @@ from arflow.policy import Policy
 from connectors.ledger import models as m
 from connectors.messaging import SendError, compose, split_recipients
 from tasks import extract
-from tasks.decisions import approval_changes
+from tasks.decisions import approval_changes, decision_rows
 from tasks.guardrails import Directory
 from tasks.touches import check_rendered, message_envelope, render, render_message
 
@@ -177,14 +177,12 @@ def _send_message(ctx: Context, key: str, grp: pd.DataFrame, rows_planned: int, 
         subject, body, mctx = render_message("email", items, "Accounts Receivable")
         found = check_rendered(subject, body, mctx, first["customer_id"], Directory({}, {}))
         if found:
-            from tasks.decisions import decision_rows
-
             reason = "guardrail: " + ",".join(found)
             ctx.ledger.mark(ids, "blocked", reason=reason, subject=subject, body=body)
             held = grp.assign(status="blocked", closed_reason=reason, subject=subject, body=body)
             counts.decisions_opened += ctx.ledger.open_blocked_decisions(
-                decision_rows(held, ctx.ledger.touch_history("live", set(grp["invoice_id"])), ctx.run_id, ctx.as_of),
-                ctx.run_id)
+                decision_rows(held, ctx.ledger.touch_history("live", set(grp["invoice_id"])), ctx.run_id, ctx.as_of,
+                              ctx.channels.mail_from, ctx.policy.delivery.reply_to), ctx.run_id)
             return
     if channel == "email" and isinstance(first["context"], str):
         approved = ctx.ledger.approved_decision(key)
@@ -316,7 +314,6 @@ def _queue_email(ctx: Context, row, c: dict, *, key: str, step: str, lane: str, 
     the way queue_touches queues the planned ones: under its own key, from the owner where the
     policy says so, and with its decision in the same transaction where a person approves it
     first (draft mode). Returns how many decisions it opened."""
-    from tasks.decisions import decision_rows
     from tasks.touches import initial_status, namespace
 
     status = "blocked" if blocked else initial_status(ctx.mode, False)

@@ -1,5 +1,5 @@
 """Evaluate the late-payment model (tasks/late_model.py) on the public IBM accounts-receivable data
-(../shared/data/ibm_ar/WA_Fn-UseC_-Accounts-Receivable.csv). Prints one JSON object.
+(tests/data/ibm_ar/WA_Fn-UseC_-Accounts-Receivable.csv). Prints one JSON object.
 
 Time-ordered split: invoices issued before the cutoff (70% of invoices by issue date) train, the
 rest test; a training invoice counts only if it settled before the cutoff (its label was known
@@ -25,7 +25,7 @@ import pandas as pd  # noqa: E402
 
 from tasks import late_model  # noqa: E402
 
-DEFAULT = ROOT.parent / "shared" / "data" / "ibm_ar" / "WA_Fn-UseC_-Accounts-Receivable.csv"
+DEFAULT = ROOT / "tests" / "data" / "ibm_ar" / "WA_Fn-UseC_-Accounts-Receivable.csv"
 
 
 def load(path: Path) -> pd.DataFrame:

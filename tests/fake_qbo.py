@@ -1,5 +1,5 @@
 """A local QuickBooks Online (Accounting API v3) and Intuit OAuth 2.0 server on 127.0.0.1, speaking
-the wire format of the recorded responses in ../shared/data/qbo_samples: python-quickbooks and
+the wire format of the recorded responses in tests/data/qbo_samples: python-quickbooks and
 intuit-oauth are pointed at it (ARFLOW_QBO_BASE_URL, and ARFLOW_QBO_ENVIRONMENT = its discovery URL).
 
 It answers:
@@ -36,7 +36,7 @@ from pathlib import Path
 
 from tests.wire import WireServer
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "qbo_samples"
+SAMPLES = Path(__file__).resolve().parent / "data" / "qbo_samples"
 ENTITIES = ("Invoice", "Customer", "Payment", "CreditMemo", "Term", "Preferences")
 _SQL = re.compile(r"^\s*SELECT\s+(\*|COUNT\(\*\))\s+FROM\s+(\w+)(?:\s+WHERE\s+(.+?))?"
                   r"(?:\s+STARTPOSITION\s+(\d+))?(?:\s+MAXRESULTS\s+(\d+))?\s*$", re.IGNORECASE | re.DOTALL)

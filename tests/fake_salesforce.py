@@ -1,6 +1,6 @@
 """A local Salesforce REST API on https://127.0.0.1 (simple-salesforce speaks only https), with a
 self-signed certificate the tests trust through REQUESTS_CA_BUNDLE. The wire format follows the
-recorded responses in ../shared/data/sfdc_samples: query pages with `totalSize`, `done` and
+recorded responses in tests/data/sfdc_samples: query pages with `totalSize`, `done` and
 `nextRecordsUrl`; records with `attributes` and nested relationship objects (`Owner: {Email}`);
 errors as `[{"message", "errorCode"}]`; creates as 201 `{"id", "success", "errors"}`.
 

@@ -1,5 +1,5 @@
 """A local Stripe API (v1) on 127.0.0.1 for the stripe library (ARFLOW_STRIPE_BASE_URL). Objects in
-the shape of ../shared/data/stripe_samples (the OpenAPI fixture and recorded events); lists as
+the shape of tests/data/stripe_samples (the OpenAPI fixture and recorded events); lists as
 `{"object": "list", "data", "has_more", "url"}` paged by `limit` and `starting_after`; errors as
 `{"error": {"type", "code", "decline_code", "message"}}`.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tests.wire import WireServer
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "stripe_samples"
+SAMPLES = Path(__file__).resolve().parent / "data" / "stripe_samples"
 CREDIT_NOTE = Path(__file__).parent / "fixtures" / "stripe" / "credit_note_api_reference.json"
 
 

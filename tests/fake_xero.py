@@ -1,6 +1,6 @@
 """A local Xero (Accounting API 2.0, the connections endpoint and the OAuth 2.0 token endpoint) on
 127.0.0.1, answering in the wire format of the recorded and documented responses in
-../shared/data/xero_samples: xero-python is pointed at it (ARFLOW_XERO_BASE_URL, _IDENTITY_URL,
+tests/data/xero_samples: xero-python is pointed at it (ARFLOW_XERO_BASE_URL, _IDENTITY_URL,
 _TOKEN_URL).
 
 It answers:
@@ -37,7 +37,7 @@ from pathlib import Path
 
 from tests.wire import WireServer
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "xero_samples"
+SAMPLES = Path(__file__).resolve().parent / "data" / "xero_samples"
 API = "/api.xro/2.0/"
 LISTS = {"Invoices": "InvoiceID", "Contacts": "ContactID", "CreditNotes": "CreditNoteID",
          "Overpayments": "OverpaymentID", "Prepayments": "PrepaymentID", "Payments": "PaymentID"}

@@ -13,7 +13,7 @@ import pytest
 from arflow.config import ROOT
 from tasks import late_model
 
-IBM = ROOT.parent / "shared" / "data" / "ibm_ar" / "WA_Fn-UseC_-Accounts-Receivable.csv"
+IBM = ROOT / "tests" / "data" / "ibm_ar" / "WA_Fn-UseC_-Accounts-Receivable.csv"
 
 
 def history(n_per_customer: int = 80, start=dt.date(2025, 1, 1)) -> pd.DataFrame:
@@ -70,7 +70,6 @@ def test_the_rules_risk_moves_with_p_late(policy):
     assert list(score(df, policy)["risk_score"]) == [48 + 9, 48 - 9, 48]
 
 
-@pytest.mark.skipif(not IBM.is_file(), reason="the IBM data set is not beside the project")
 def test_quality_on_the_ibm_data_time_ordered():
     import sys
 

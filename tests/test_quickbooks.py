@@ -1,5 +1,5 @@
 """QuickBooks Online at the wire: python-quickbooks and intuit-oauth against tests/fake_qbo.py, a
-local server answering in the recorded wire format of ../shared/data/qbo_samples."""
+local server answering in the recorded wire format of tests/data/qbo_samples."""
 
 from __future__ import annotations
 

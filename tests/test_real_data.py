@@ -1,4 +1,4 @@
-"""Against real data written by others: the IBM late-payment sample (../shared/data/ibm_ar), 2,466
+"""Against real data written by others: the IBM late-payment sample (tests/data/ibm_ar), 2,466
 invoices on net 30 terms with their due, settled and days-late columns."""
 
 import datetime as dt
@@ -12,8 +12,7 @@ from tasks.extract import due_from_terms
 from tests.conftest import customer, make_source
 from tests.pipeline import run
 
-IBM = ROOT.parent / "shared" / "data" / "ibm_ar" / "WA_Fn-UseC_-Accounts-Receivable.csv"
-pytestmark = pytest.mark.skipif(not IBM.exists(), reason=f"{IBM} not present")
+IBM = ROOT / "tests" / "data" / "ibm_ar" / "WA_Fn-UseC_-Accounts-Receivable.csv"
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,12 @@ from connectors.simulated import load_behaviour
 from flows import daily_ar, lanes, payment_checkpoint, simulate as sim
 from tasks.calibration import fit
 
-IBM = ROOT.parent / "shared" / "data" / "ibm_ar" / "WA_Fn-UseC_-Accounts-Receivable.csv"
+IBM = ROOT / "tests" / "data" / "ibm_ar" / "WA_Fn-UseC_-Accounts-Receivable.csv"
 # Tasks of the flows that only publish for people (artifacts, the dashboard, UI review forms); the
 # simulator's clerk settles decisions directly, so nothing else of the flows is left out.
 REPORTING_ONLY = {"publish_report", "record_kpis", "announce_decisions", "_publish"}
 
 
-@pytest.mark.skipif(not IBM.exists(), reason=f"{IBM} not present")
 def test_the_behaviour_file_holds_what_the_ibm_data_gives():
     stored = yaml.safe_load((ROOT / "simulation.yaml").read_text())["calibration"]
     fitted = fit(IBM)

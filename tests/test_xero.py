@@ -1,5 +1,5 @@
 """Xero at the wire: xero-python against tests/fake_xero.py, a local server answering in the recorded
-and documented wire format of ../shared/data/xero_samples (and tests/fixtures/xero)."""
+and documented wire format of tests/data/xero_samples (and tests/fixtures/xero)."""
 
 from __future__ import annotations
 

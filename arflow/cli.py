@@ -506,7 +506,7 @@ def report(
     as_json: bool = typer.Option(False, "--json", help="print the KPIs as one JSON object on stdout"),
     html: Optional[Path] = typer.Option(None, "--html", help="write the dashboard page (self-contained HTML) here"),
 ) -> None:
-    """The KPIs from the ledger (README, KPIs): DSO, CEI, aging, recovery, forecast, operating counts."""
+    """The KPIs from the ledger (docs/kpis.md): DSO, CEI, aging, recovery, forecast, operating counts."""
     _quiet_env()
     from arflow.config import Settings
     from arflow.policy import load_policy
@@ -582,8 +582,8 @@ def simulate(
     html: Optional[Path] = typer.Option(None, "--html", help="write the comparison page (HTML, charts) here"),
     calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="fit the timing model to the IBM file and print it"),
 ) -> None:
-    """Replay a simulated portfolio day by day through the daily flow and the checkpoint (README,
-    Policy simulator): DSO, bad debt, escalations and customer friction per policy."""
+    """Replay a simulated portfolio day by day through the daily flow and the checkpoint (docs/simulator.md):
+    DSO, bad debt, escalations and customer friction per policy."""
     _quiet_env()
     if calibrate is not None:
         from tasks.calibration import fit

@@ -136,7 +136,7 @@ class Delivery(_Strict):
 
 
 class Statements(_Strict):
-    """The monthly statement of account (tasks/statement.py, README: Statements of account)."""
+    """The monthly statement of account (tasks/statement.py, docs/flows.md: statements)."""
 
     # true: a customer's first reminder e-mail of the month sent on or after `day_of_month` carries
     # their statement of account (day 1: the month's first reminder).
@@ -159,7 +159,7 @@ class PaymentPlans(_Strict):
 
 
 class CashApplication(_Strict):
-    """Cash application's tolerances (tasks/cash.py, README: the payment checkpoint)."""
+    """Cash application's tolerances (tasks/cash.py, docs/flows.md: the payment checkpoint)."""
 
     # A payment short of an invoice's balance by at most this much (major units; and at most
     # tolerance_percent of the balance where that is set) still settles it: the difference is
@@ -174,7 +174,7 @@ class CashApplication(_Strict):
 
 
 class Kpis(_Strict):
-    """How the KPIs and the cash forecast are computed (README, KPIs)."""
+    """How the KPIs and the cash forecast are computed (docs/kpis.md)."""
     dso_days: int = Field(default=90, ge=1)              # standard DSO: AR / credit sales of this many days x days
     countback_periods: int = Field(default=12, ge=1)     # countback DSO walks back at most this many 30-day periods
     window_days: int = Field(default=30, ge=1)           # the operating counts (sent, failed, replies ...) and CEI
@@ -203,7 +203,7 @@ class ModelPrice(_Strict):
 
 
 class Llm(_Strict):
-    """The model's part (README, AI). With no ANTHROPIC_API_KEY, or `enabled: false`, nothing here is used
+    """The model's part (docs/model.md). With no ANTHROPIC_API_KEY, or `enabled: false`, nothing here is used
     and the rules scorer and the templates work alone."""
     enabled: bool = True
     # The model per job. Scoring and triage are classification; personalization writes to customers.
@@ -234,7 +234,7 @@ class XeroWrites(_Strict):
 
 
 class Connectors(_Strict):
-    """What arflow may write into connected systems (README, Connecting your systems). Reading needs
+    """What arflow may write into connected systems (docs/connectors/). Reading needs
     no switch; every write here is off unless turned on."""
     quickbooks: QuickBooksWrites = QuickBooksWrites()
     xero: XeroWrites = XeroWrites()

@@ -1,6 +1,6 @@
 """A simulated outside world for `arflow simulate`: the billing system, the CRM, the mailbox, the
-Slack channel and the card processor of a portfolio of simulated customers (README, "Policy
-simulator"). It implements the same small interfaces as the demo and CSV sources (``invoices``,
+Slack channel and the card processor of a portfolio of simulated customers (docs/simulator.md).
+It implements the same small interfaces as the demo and CSV sources (``invoices``,
 ``customers``, ``payments``, ``aging_report``, ``reflected_payment_ids``) and the delivery
 channels (``send``, ``charge``), so the daily flow's and the checkpoint's own code runs against it.
 

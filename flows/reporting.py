@@ -30,7 +30,7 @@ from tasks.report import aging_matrix, format_share
 
 def kpi_report(ledger: Ledger, policy: Policy, as_of: dt.date, run: dict | None = None, *,
                store: bool = False) -> dict:
-    """The KPIs for as_of (README, KPIs) with the week-over-week change from the snapshots. With
+    """The KPIs for as_of (docs/kpis.md) with the week-over-week change from the snapshots. With
     `store` (the daily run) the day's snapshot is saved first, replacing an earlier one of the day."""
     frames = ledger.kpi_frames(as_of, policy.kpis.window_days, run)
     out = kpi.compute(frames, policy.kpis, policy.lanes, policy.scoring.high_value_minor)
@@ -55,7 +55,7 @@ def markdown(report: dict, heading: str) -> str:
     """The KPIs for people: money in each currency's own format, shares as percentages, the aging
     as a matrix of buckets by currency, and what the dashboard page shows besides."""
     cur = report["currencies"]
-    lines = [f"# {heading}", "", f"As of {report['as_of']}. Amounts per currency, none converted. Formulas: README, KPIs.",
+    lines = [f"# {heading}", "", f"As of {report['as_of']}. Amounts per currency, none converted. Formulas: docs/kpis.md.",
              "", "| currency | receivables | overdue | DSO | DSO countback | best possible | ADD | CEI | bad debt |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for c, k in cur.items():

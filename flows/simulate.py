@@ -1,4 +1,4 @@
-"""The policy simulator (README, "Policy simulator"): a simulated portfolio, day by day, through the
+"""The policy simulator (docs/simulator.md): a simulated portfolio, day by day, through the
 code the deployments run.
 
 Each simulated day: the world bills and its customers act (connectors/simulated.py); the clerk

@@ -1,5 +1,5 @@
-"""Fit the simulator's payment-timing model to the public IBM late-payment data set (README,
-Simulator). Pure pandas/numpy; `arflow simulate --calibrate FILE` prints the result, and
+"""Fit the simulator's payment-timing model to the public IBM late-payment data set (docs/simulator.md).
+Pure pandas/numpy; `arflow simulate --calibrate FILE` prints the result, and
 ``simulation.yaml`` holds the numbers it printed (a test checks they still match the file).
 
 The model, per invoice under net 30: days from the due date to settlement =

@@ -1,7 +1,7 @@
 """Credit notes as documents: what the source says credits took off each invoice, and the credit a
 customer holds that no invoice has taken yet. Pure functions, no Prefect.
 
-`credit_notes.csv` (optional in the CSV format, README): one row per credit note and allocation,
+`credit_notes.csv` (optional in the CSV format, docs/operating.md): one row per credit note and allocation,
 ``credit_note_id, customer_id, credit_note_number, issue_date, currency, amount, invoice_id,
 allocated, allocated_date``. ``amount`` is the note's total (repeated on each of its rows);
 ``invoice_id``/``allocated`` name an invoice it was allocated to and how much (empty on a row of a

@@ -1,4 +1,4 @@
-"""KPIs and the cash forecast, from the ledger, for any as_of (README, KPIs: every formula).
+"""KPIs and the cash forecast, from the ledger, for any as_of (docs/kpis.md: every formula).
 
 Pure functions on DataFrames; `connectors/ledger/store.py` reads the frames (`Ledger.kpi_frames`).
 Money stays integer minor units per currency: every amount KPI is computed per currency and no

@@ -2,7 +2,7 @@
 different dates) is aged instalment by instalment, chased for what is due, and paid oldest
 instalment first. Pure functions, no Prefect.
 
-`payment_schedule.csv` (optional in the CSV format, README): ``invoice_id, due_date, amount``, one
+`payment_schedule.csv` (optional in the CSV format, docs/operating.md): ``invoice_id, due_date, amount``, one
 row per instalment. The instalments of an invoice must add up to its amount; a schedule that does
 not (or has an unreadable row) quarantines its invoice with the reason, nothing is guessed.
 """

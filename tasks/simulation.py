@@ -1,4 +1,4 @@
-"""The simulator's numbers (README, "Policy simulator"): from the simulated world's truth (what was
+"""The simulator's numbers (docs/simulator.md): from the simulated world's truth (what was
 billed, paid, written off, who churned) and the ledger the flows wrote (what was sent, what waited
 for a person). DSO uses the KPI formulas of tasks/kpis.py. Pure functions; no Prefect."""
 

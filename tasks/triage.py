@@ -1,6 +1,6 @@
 """Reply triage: each inbound reply gets a class, and each class a defined effect in the ledger.
 
-Classes and effects (README, Replies). Nothing here changes an invoice, an amount or a contact at
+Classes and effects (docs/model.md, replies). Nothing here changes an invoice, an amount or a contact at
 the source, and nothing marks an invoice paid: the checkpoint does that when the cash arrives.
 
 | class | effect |

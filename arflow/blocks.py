@@ -124,16 +124,28 @@ class StripeConnection(Block):
     base_url: str | None = None
 
 
+class ChargebeeConnection(Block):
+    _block_type_name = "arflow Chargebee"
+    _block_type_slug = "arflow-chargebee"
+    _description = "The Chargebee site arflow reads invoices, customers and payments from and collects autopay invoices through."
+
+    site: str = Field(description="the site name: acme for acme.chargebee.com (acme-test for its test site)")
+    api_key: SecretStr
+    webhook_username: str | None = Field(default=None, description="basic-auth user of Chargebee's webhook to arflow")
+    webhook_password: SecretStr | None = None
+    base_url: str | None = Field(default=None, description="replaces https://{site}.chargebee.com (a proxy, tests)")
+
+
 def _plain(value):
     return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 def connection(system: str) -> tuple[dict, object | None]:
-    """The settings of a connected system (quickbooks, xero, salesforce, stripe) as a dict, and the block
+    """The settings of a connected system (quickbooks, xero, salesforce, stripe, chargebee) as a dict, and the block
     they came from (None: the environment). ARFLOW_<SYSTEM>_BLOCK names the block (default
     arflow-<system>)."""
     cls = {"quickbooks": QuickBooksConnection, "xero": XeroConnection, "salesforce": SalesforceConnection,
-           "stripe": StripeConnection}[system]
+           "stripe": StripeConnection, "chargebee": ChargebeeConnection}[system]
     block = _load(cls, os.environ.get(f"ARFLOW_{system.upper()}_BLOCK", f"arflow-{system}"))
     env = os.environ.get
     if block is not None:
@@ -153,5 +165,10 @@ def connection(system: str) -> tuple[dict, object | None]:
                 "username": env("ARFLOW_SFDC_USERNAME"), "password": env("ARFLOW_SFDC_PASSWORD"),
                 "security_token": env("ARFLOW_SFDC_SECURITY_TOKEN"), "domain": env("ARFLOW_SFDC_DOMAIN") or "login",
                 "field_map": env("ARFLOW_SFDC_FIELD_MAP")}, None
+    if system == "chargebee":
+        return {"site": env("ARFLOW_CHARGEBEE_SITE"), "api_key": env("ARFLOW_CHARGEBEE_API_KEY"),
+                "webhook_username": env("ARFLOW_CHARGEBEE_WEBHOOK_USERNAME"),
+                "webhook_password": env("ARFLOW_CHARGEBEE_WEBHOOK_PASSWORD"),
+                "base_url": env("ARFLOW_CHARGEBEE_BASE_URL")}, None
     return {"api_key": env("ARFLOW_STRIPE_API_KEY"), "webhook_secret": env("ARFLOW_STRIPE_WEBHOOK_SECRET"),
             "base_url": env("ARFLOW_STRIPE_BASE_URL")}, None

@@ -20,7 +20,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-SOURCE_HELP = "demo | csv:DIR | quickbooks | xero | stripe"
+SOURCE_HELP = "demo | csv:DIR | quickbooks | xero | stripe | chargebee"
 CRM_HELP = "salesforce: accounts and contacts from the CRM (default: the billing system's customers)"
 
 
@@ -101,7 +101,7 @@ def _check_source(source: str, crm: str | None = None) -> str:
     from connectors.systems import BILLING_SYSTEMS, CRM_SYSTEMS, source_spec
 
     if not (source == "demo" or source.startswith("csv:") or source in BILLING_SYSTEMS):
-        raise UsageError(f"--source must be demo, csv:DIR, quickbooks, xero or stripe, got {source!r}")
+        raise UsageError(f"--source must be demo, csv:DIR, quickbooks, xero, stripe or chargebee, got {source!r}")
     if source.startswith("csv:") and not Path(source[4:]).is_dir():
         raise UsageError(f"--source {source}: {source[4:]} is not a folder")
     if crm is not None and crm not in CRM_SYSTEMS:
@@ -111,12 +111,12 @@ def _check_source(source: str, crm: str | None = None) -> str:
 
 @app.command("check-connection")
 def check_connection(
-    system: str = typer.Argument(..., help="quickbooks | xero | salesforce | stripe"),
+    system: str = typer.Argument(..., help="quickbooks | xero | salesforce | stripe | chargebee"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Sign in to a connected system and print what arflow can see there (counts; nothing is written)."""
-    if system not in ("quickbooks", "xero", "salesforce", "stripe"):
-        raise UsageError(f"check-connection takes quickbooks, xero, salesforce or stripe, got {system!r}")
+    if system not in ("quickbooks", "xero", "salesforce", "stripe", "chargebee"):
+        raise UsageError(f"check-connection takes quickbooks, xero, salesforce, stripe or chargebee, got {system!r}")
     _quiet_env()
     from arflow.config import Settings
     from connectors.sources import open_source
@@ -161,6 +161,44 @@ def stripe_webhooks(
     import signal
 
     def _stop(signum, frame):  # SIGTERM ends it as Ctrl-C does: exit handlers run, and stop a temporary Prefect server
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@app.command("chargebee-webhooks")
+def chargebee_webhooks(
+    port: int = typer.Option(8788, "--port", help="the port to listen on"),
+    host: str = typer.Option("127.0.0.1", "--host", help="the address to listen on (behind your TLS proxy)"),
+) -> None:
+    """Receive Chargebee's webhooks at POST /chargebee/webhook: payment_succeeded, payment_failed and
+    invoice_generated, with the basic auth of ARFLOW_CHARGEBEE_WEBHOOK_USERNAME/_PASSWORD, recorded
+    once per event id in the ledger."""
+    _quiet_env()
+    from arflow.blocks import connection
+    from arflow.config import Settings, today_in
+    from arflow.policy import load_policy
+    from connectors.chargebee import webhook_server
+    from connectors.ledger.store import Ledger
+
+    settings = Settings.from_env()
+    policy = load_policy(settings.policy_path)
+    cfg = connection("chargebee")[0]
+    if not cfg.get("webhook_username") or not cfg.get("webhook_password"):
+        raise UsageError("set ARFLOW_CHARGEBEE_WEBHOOK_USERNAME and ARFLOW_CHARGEBEE_WEBHOOK_PASSWORD (the basic auth "
+                         "configured on the webhook in Chargebee)")
+    server = webhook_server(port, Ledger(settings.db_url), cfg["webhook_username"], cfg["webhook_password"],
+                            lambda: today_in(settings.timezone or policy.timezone), host=host)
+    print(f"arflow: Chargebee webhooks on http://{host}:{server.server_address[1]}/chargebee/webhook", file=sys.stderr)
+    import signal
+
+    def _stop(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)

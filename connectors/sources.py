@@ -139,7 +139,7 @@ class DemoSource(CsvSource):
 
 
 def open_source(spec, *, data_dir: Path, as_of: dt.date):
-    """`demo`, `csv:DIR`, `quickbooks`, `xero` or `stripe`, optionally `+salesforce` for the customer context
+    """`demo`, `csv:DIR`, `quickbooks`, `xero`, `stripe` or `chargebee`, optionally `+salesforce` for the customer context
     from the CRM (the flows' `crm` parameter, the CLI's `--crm`); an object that already has the
     source interface (the simulator's world) is returned as it is."""
     if not isinstance(spec, str):
@@ -178,10 +178,14 @@ def _open_billing(spec: str, *, data_dir: Path, as_of: dt.date):
             from connectors.xero import XeroSource
 
             return XeroSource(settings, as_of=as_of, data_dir=data_dir, block=block)
+        if spec == "chargebee":
+            from connectors.chargebee import ChargebeeSource
+
+            return ChargebeeSource(settings, as_of=as_of)
         from connectors.stripe_billing import StripeSource
 
         return StripeSource(settings, as_of=as_of)
-    raise SourceError(f"unknown source {spec!r}: use demo, csv:DIR, quickbooks, xero or stripe")
+    raise SourceError(f"unknown source {spec!r}: use demo, csv:DIR, quickbooks, xero, stripe or chargebee")
 
 
 class CombinedSource:

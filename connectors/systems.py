@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-BILLING_SYSTEMS = ("quickbooks", "xero", "stripe")
+BILLING_SYSTEMS = ("quickbooks", "xero", "stripe", "chargebee")
 CRM_SYSTEMS = ("salesforce",)
 
 

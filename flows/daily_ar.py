@@ -45,7 +45,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
 
     Args:
         as_of: the day to run (default: today in the company's timezone). Any past day can be re-run.
-        source: where invoices and customers come from: demo, csv:FOLDER, quickbooks, xero or stripe, with
+        source: where invoices and customers come from: demo, csv:FOLDER, quickbooks, xero, stripe or chargebee, with
             +salesforce for the CRM's context (quickbooks+salesforce).
         mode: dry-run renders every message and sends nothing (.eml files in the run folder); draft
             queues every message for a person's approval; send sends what the policy allows.

@@ -216,7 +216,7 @@ def backfill(start: dt.date, end: dt.date, source: str = "demo", mode: BackfillM
     Args:
         start: the first day to replay.
         end: the last day to replay (on or after start).
-        source: where invoices and customers come from: demo, csv:FOLDER, quickbooks, xero or stripe
+        source: where invoices and customers come from: demo, csv:FOLDER, quickbooks, xero, stripe or chargebee
             (+salesforce for the CRM's context).
         mode: dry-run only: past days are replayed, never sent.
         with_checkpoint: run the payment checkpoint before each day's daily run, as the schedule does.

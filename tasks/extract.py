@@ -190,6 +190,9 @@ def parse_invoices(raw: pd.DataFrame, exclude: tuple[str, ...] = ("paid", "void"
     df["credited_minor"] = parse_minor(credited_text.replace("", "0"), df["currency"]) if credited_text is not None \
         else pd.Series(0, index=df.index, dtype="Int64")
     df["autopay"], df["autopay_valid"] = _bool(raw["autopay"])
+    # The billing system is dunning the invoice itself (Chargebee's dunning_status in_progress): held.
+    df["billing_dunning"] = _bool(raw["billing_dunning"])[0] if "billing_dunning" in raw \
+        else pd.Series(False, index=df.index, dtype=bool)
     df["payment_link"] = text_or_na(raw["payment_link"])
     # A link a customer is asked to click: a web address, never javascript:, data: or a file.
     df["payment_link_valid"] = (df["payment_link"].isna()

@@ -33,7 +33,7 @@ from arflow.policy import SEGMENTS, Policy, Step
 HOLD_FLAGS = {"dispute": "open_dispute", "opt_out": "opt_out", "paused": "paused", "payment_plan": "payment_plan",
               "promise_to_pay": "promise_to_pay", "unapplied_cash": "unapplied_cash",
               "reconciliation_mismatch": "reconciliation_mismatch", "written_off": "written_off",
-              "unapplied_credit": "unapplied_credit"}
+              "unapplied_credit": "unapplied_credit", "billing_dunning": "billing_dunning"}
 # Outbox statuses: a touch that reached its recipient (dry-run: rendered and recorded), one still on
 # its way, and one that did not go and must not be followed by a firmer step.
 DELIVERED = ("sent", "planned")
@@ -91,6 +91,8 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
     for name in policy.hold_order:
         if HOLD_FLAGS[name] not in work:  # a frame from before the flag existed (credits: tasks/credits.py)
             continue
+        if name == "billing_dunning" and policy.connectors.chargebee.email_while_dunning:
+            continue  # the policy lets arflow chase beside the billing system's own dunning
         flag = work[HOLD_FLAGS[name]].fillna(False).astype(bool) & (outcome == "")
         outcome[flag] = "held"
         reason[flag] = name

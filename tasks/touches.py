@@ -100,7 +100,8 @@ def invoice_context(c, act) -> dict:
 # Why an open invoice is not chased today, as the customer may read it beside their reminder.
 REVIEW_REASONS = {"dispute": "under review", "payment_plan": "on a payment plan", "promise_to_pay": "payment promised",
                   "unapplied_cash": "under review", "unapplied_credit": "a credit is being applied",
-                  "reconciliation_mismatch": "under review", "paused": "under review"}
+                  "reconciliation_mismatch": "under review", "paused": "under review",
+                  "billing_dunning": "payment being retried"}
 
 
 def account_positions(invoices: pd.DataFrame, actions: pd.DataFrame | None = None) -> dict[str, dict]:

@@ -150,8 +150,8 @@ def call(what: str, fn):
 
 
 def list_all(what: str, fn, params: dict, resource: str) -> list[dict]:
-    """Every row of a list endpoint, page by page. A page that promises more (next_offset) but has no
-    row, an offset seen before, or a page that is not a list fails the pull."""
+    """Every row of a list endpoint, page by page. A page with no row after one that promised more
+    (next_offset), an offset seen before, or a page that is not a list fails the pull."""
     rows: list[dict] = []
     offset, seen, page = None, set(), 1
     while True:
@@ -163,12 +163,13 @@ def list_all(what: str, fn, params: dict, resource: str) -> list[dict]:
         for item in items:
             obj = getattr(item, resource, None)
             rows.append(dict(obj.raw_data) if obj is not None else {})
+        if page > 1 and not items:   # the page before promised more
+            raise ConnectorError(SYSTEM, f"{what} (page {page})", "paging ended short: more was promised and none sent")
         offset = getattr(result, "next_offset", None)
         if not offset:
             return rows
-        if not items or offset in seen:
-            raise ConnectorError(SYSTEM, f"{what} (page {page})", "paging ended short: more was promised and not "
-                                 "sent" if not items else "paging ended short: the same offset came back")
+        if offset in seen:
+            raise ConnectorError(SYSTEM, f"{what} (page {page})", "paging ended short: the same offset came back")
         seen.add(offset)
         page += 1
 

@@ -130,7 +130,8 @@ class ChargebeeConnection(Block):
     _description = "The Chargebee site arflow reads invoices, customers and payments from and collects autopay invoices through."
 
     site: str = Field(description="the site name: acme for acme.chargebee.com (acme-test for its test site)")
-    api_key: SecretStr
+    api_key: SecretStr = Field(description="a read-only key (transactional data) is enough to read")
+    charge_api_key: SecretStr | None = Field(default=None, description="the key collect_payment uses (default: api_key)")
     webhook_username: str | None = Field(default=None, description="basic-auth user of Chargebee's webhook to arflow")
     webhook_password: SecretStr | None = None
     base_url: str | None = Field(default=None, description="replaces https://{site}.chargebee.com (a proxy, tests)")
@@ -167,6 +168,7 @@ def connection(system: str) -> tuple[dict, object | None]:
                 "field_map": env("ARFLOW_SFDC_FIELD_MAP")}, None
     if system == "chargebee":
         return {"site": env("ARFLOW_CHARGEBEE_SITE"), "api_key": env("ARFLOW_CHARGEBEE_API_KEY"),
+                "charge_api_key": env("ARFLOW_CHARGEBEE_CHARGE_API_KEY"),
                 "webhook_username": env("ARFLOW_CHARGEBEE_WEBHOOK_USERNAME"),
                 "webhook_password": env("ARFLOW_CHARGEBEE_WEBHOOK_PASSWORD"),
                 "base_url": env("ARFLOW_CHARGEBEE_BASE_URL")}, None

@@ -391,7 +391,8 @@ class ChargebeeBilling:
     name = "chargebee"
 
     def __init__(self, settings: dict):
-        self.client = open_client(settings)
+        # The charge's own key where one is set: the reads can then run on a read-only key.
+        self.client = open_client({**settings, "api_key": settings.get("charge_api_key") or settings.get("api_key")})
 
     def charge(self, *, invoice_id: str, invoice_number: str, customer_id: str, amount: str, currency: str,
                idempotency_key: str, on: dt.date) -> ChargeResult:

@@ -318,3 +318,12 @@ def test_the_webhook_endpoint_answers_chargebee(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_charge_uses_its_own_key_where_one_is_set(cb, tmp_path, monkeypatch):
+    monkeypatch.setenv("ARFLOW_CHARGEBEE_API_KEY", "read_only_key_111")   # reads would be refused with it
+    monkeypatch.setenv("ARFLOW_CHARGEBEE_CHARGE_API_KEY", cb.api_key)
+    cb.cards["cust_initech"] = "ok"
+    done = billing_for("chargebee", tmp_path).charge(invoice_id="102", invoice_number="102", customer_id="cust_initech",
+                                                     amount="490.00", currency="USD", idempotency_key="k2", on=AS_OF)
+    assert done.ok and cb.invoices["102"]["status"] == "paid"

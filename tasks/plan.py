@@ -92,7 +92,10 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
         if HOLD_FLAGS[name] not in work:  # a frame from before the flag existed (credits: tasks/credits.py)
             continue
         if name == "billing_dunning" and policy.connectors.chargebee.email_while_dunning:
-            continue  # the policy lets arflow chase beside the billing system's own dunning
+            # The policy lets arflow e-mail beside the billing system's own dunning, never charge
+            # beside its retries: no autopay step for these invoices.
+            work.loc[work["billing_dunning"].fillna(False).astype(bool), "autopay"] = False
+            continue
         flag = work[HOLD_FLAGS[name]].fillna(False).astype(bool) & (outcome == "")
         outcome[flag] = "held"
         reason[flag] = name

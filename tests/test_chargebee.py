@@ -156,6 +156,11 @@ def test_an_invoice_chargebee_is_dunning_is_held_unless_the_policy_says_otherwis
     again = pipeline.run(src(), AS_OF, lets)
     assert again["planned"].set_index("invoice_id").loc["105", "outcome"] != "held"
     assert "105" in set(again["actions"][again["actions"]["channel"] == "email"]["invoice_id"])
+    # e-mailed beside Chargebee's retries, never charged beside them: due today, autopay, dunning
+    cb.invoice("106", "cust_initech", 9900, date="2026-10-24", due="2026-11-23", dunning_status="in_progress")
+    actions = pipeline.run(src(), AS_OF, lets)["actions"]
+    assert "102" in set(actions[actions["channel"] == "billing"]["invoice_id"])
+    assert "106" not in set(actions[actions["channel"] == "billing"]["invoice_id"])
 
 
 def test_dunning_that_is_over_is_not_held(cb, policy):
@@ -327,3 +332,17 @@ def test_the_charge_uses_its_own_key_where_one_is_set(cb, tmp_path, monkeypatch)
     done = billing_for("chargebee", tmp_path).charge(invoice_id="102", invoice_number="102", customer_id="cust_initech",
                                                      amount="490.00", currency="USD", idempotency_key="k2", on=AS_OF)
     assert done.ok and cb.invoices["102"]["status"] == "paid"
+
+
+def test_the_webhook_command_refuses_to_listen_without_basic_auth(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARFLOW_CHARGEBEE_")}
+    env.update({"ARFLOW_DATA_DIR": str(tmp_path), "ARFLOW_DB_URL": f"sqlite:///{tmp_path / 'l.db'}",
+                "ARFLOW_CHARGEBEE_BLOCK": "no-such-block", "PREFECT_API_URL": "http://127.0.0.1:9/api"})
+    p = subprocess.run([str(Path(sys.executable).parent / "arflow"), "chargebee-webhooks", "--port", "0"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2 and "ARFLOW_CHARGEBEE_WEBHOOK_USERNAME" in p.stderr

@@ -186,8 +186,10 @@ def _date(ts) -> str:
 def _money(minor, currency: str) -> str:
     if minor in (None, ""):
         return ""
-    if isinstance(minor, bool) or not isinstance(minor, int) or not is_currency(currency):
-        return str(minor)  # not integer minor units: the extract hop says why
+    if isinstance(minor, bool) or not isinstance(minor, int):
+        return f"{minor!r} (not integer minor units)"  # never read as major units: the extract hop quarantines it
+    if not is_currency(currency):
+        return str(minor)  # the extract hop says why (unknown currency)
     return format_minor(minor, currency)
 
 

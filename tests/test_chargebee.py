@@ -74,6 +74,13 @@ def test_open_invoices_map_exact_minor_units_per_currency(cb):
     assert typed.loc["104", "balance_minor"] == 849088
 
 
+def test_an_amount_that_is_not_integer_minor_units_is_unreadable_never_scaled(cb):
+    cb.invoices["101"].update(total=12.5, amount_due=12.5)     # a float: not Chargebee's minor units
+    typed = extract.parse_invoices(src().invoices()).set_index("invoice_id")
+    assert typed.loc["101", ["amount_minor", "balance_minor"]].isna().all()   # quarantined as bad_amount, not 12.50
+    assert typed.loc["102", "amount_minor"] == 49000
+
+
 def test_a_customer_with_auto_collection_on_has_autopay_invoices(cb):
     inv = src().invoices().set_index("invoice_id")
     assert inv.loc["102", "autopay"] == "true" and inv.loc["101", "autopay"] == "false"

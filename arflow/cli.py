@@ -555,7 +555,7 @@ def backfill(
     source = _check_source(source, crm)
     _quiet_env()
     with contextlib.redirect_stdout(sys.stderr):
-        from flows.reporting import backfill as backfill_flow
+        from flows.backfill import backfill as backfill_flow
 
         out = backfill_flow(start=first, end=last, source=source, with_checkpoint=not no_checkpoint, resume=not redo)
     sys.stdout.write((json.dumps(out) if as_json else
@@ -739,7 +739,8 @@ def statement(
     _quiet_env()
     from arflow.config import Settings
     from arflow.policy import load_policy
-    from tasks import credits, hops, prefect_tasks as t
+    from flows import prefect_tasks as t
+    from tasks import credits, hops
     from tasks import statement as stm
     from connectors.ledger import models as m
 

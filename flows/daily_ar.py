@@ -26,7 +26,7 @@ from flows.naming import day_run_name
 from flows.lanes import LANE_FLOWS
 from tasks.delivery import Channels
 from tasks.delivery import Context as DeliveryContext
-from tasks import prefect_tasks as t
+from flows import prefect_tasks as t
 from tasks import report
 from tasks.hops import QUARANTINE_COLUMNS
 from tasks.quality import enforce_threshold, run_suite

@@ -22,7 +22,7 @@ from flows.calendar import scheduled_skip
 from flows.daily_ar import Mode, _run_id, delivery_context, open_channels, require_mode, skip_day
 from flows.hooks import notify_failure
 from flows.naming import day_run_name
-from tasks import prefect_tasks as t
+from flows import prefect_tasks as t
 from tasks.checkpoint import summarize
 
 

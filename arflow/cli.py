@@ -157,14 +157,14 @@ def stripe_webhooks(
         raise UsageError("set ARFLOW_STRIPE_WEBHOOK_SECRET (the endpoint's signing secret, whsec_...)")
     server = webhook_server(port, Ledger(settings.db_url), secret, lambda: today_in(settings.timezone or policy.timezone),
                             host=host)
-    print(f"arflow: Stripe webhooks on http://{host}:{server.server_address[1]}/stripe/webhook", file=sys.stderr)
     import signal
 
     def _stop(signum, frame):  # SIGTERM ends it as Ctrl-C does: exit handlers run, and stop a temporary Prefect server
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGTERM, _stop)  # before saying it listens: a supervisor may stop it at once
     try:
+        print(f"arflow: Stripe webhooks on http://{host}:{server.server_address[1]}/stripe/webhook", file=sys.stderr)
         server.serve_forever()
     except KeyboardInterrupt:
         pass

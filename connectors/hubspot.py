@@ -429,7 +429,8 @@ class HubSpotCrm:
                             found.append((company, labels[label.lower()], contact))
         by_role: dict[str, dict] = {}
         if role_prop and roles and company_ids:
-            rows = self.search("contacts", [{"propertyName": role_prop, "operator": "IN", "values": [str(v) for v in roles]}],
+            rows = self.search("contacts", [{"propertyName": role_prop, "operator": "IN", "values": sorted(
+                {str(v) for v in roles} | {str(v).lower() for v in roles})}],
                                sorted({first_f, last_f, email_f, role_prop, "associatedcompanyid"}), "search contacts")
             wanted = set(company_ids)
             for r in rows:
@@ -498,7 +499,7 @@ class HubSpotCrm:
         cfg = self.fmap.get("tasks") or {}
         owner = self.owner_id(owner_email) if owner_email else None
         company = self.company_id(customer_id)
-        props = {"hs_task_subject": f"{subject} {tag}"[-512:] if len(subject) > 500 else f"{subject} {tag}",
+        props = {"hs_task_subject": f"{subject[:480]} {tag}",
                  "hs_task_body": html.escape(body if owner or not owner_email else
                                              f"(for {owner_email}: no HubSpot owner has this address)\n\n{body}")
                  .replace("\n", "<br>"),

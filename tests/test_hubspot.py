@@ -125,6 +125,18 @@ def test_a_field_map_without_the_link_property_is_refused(tmp_path):
         HubSpotCrm({}, as_of=AS_OF)
 
 
+def test_association_labels_are_read_from_the_documented_v4_answer(hs):
+    """HubSpot's own example of a v4 batch read, served verbatim: labels per associated record,
+    the unlabeled type listed with label null, toObjectId a JSON number."""
+    hs.queue(200, sample("associations_v4_batch_read_response_docs_example"))
+    links = crm().associations("contacts", "companies", ["33451", "29851"], "read contact companies")
+    assert links["33451"] == [("5790939450", {"Primary", "Billing contact"})]
+    assert links["29851"] == [("5790939450", {"Primary", "Chef"}), ("6675245424", set()),
+                              ("17705714757", {"Decision maker"})]
+    sent = json.loads(hs.requests_to("/crm/v4/associations/contacts/companies/batch/read")[0]["body"])
+    assert sent == sample("associations_v4_batch_read_request_docs_example")
+
+
 def test_owners_are_read_page_by_page(hs):
     for n in range(230):
         hs.owner(f"user{n}@yourco.example")

@@ -100,3 +100,20 @@ def test_checkpoint_and_backfill_take_hubspot_as_the_crm(world):
     assert p.returncode == 0, p.stderr[-3000:]
     assert json.loads(p.stdout)["ran"] and len(hs.requests_to("/companies/search")) > before
     assert not hs.objects["tasks"] and not hs.objects["notes"]   # a backfill is a dry run: nothing written
+
+
+def test_a_saved_hubspot_block_wins_over_the_environment(tmp_path, monkeypatch):
+    import datetime as dt
+
+    from arflow.blocks import HubSpotConnection
+    from connectors.sources import open_source
+
+    with FakeHubSpot() as hs:
+        hs.add("companies", name="Globex", billing_customer_id="17")
+        HubSpotConnection(access_token=hs.token, base_url=hs.url).save("arflow-hubspot-test", overwrite=True)
+        monkeypatch.setenv("ARFLOW_HUBSPOT_BLOCK", "arflow-hubspot-test")
+        monkeypatch.setenv("ARFLOW_HUBSPOT_TOKEN", "pat-na1-not-this-one")   # the block wins
+        monkeypatch.setenv("ARFLOW_HUBSPOT_SEARCH_INTERVAL", "0")
+        src = open_source("demo+hubspot", data_dir=tmp_path, as_of=dt.date(2026, 11, 23))
+        assert list(src.crm.customers()["customer_id"]) == ["17"]
+        assert {r["headers"]["Authorization"] for r in hs.requests} == {f"Bearer {hs.token}"}

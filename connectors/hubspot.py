@@ -132,6 +132,7 @@ class HubSpotCrm:
         self._wait_until = 0.0                          # a rate-limit window to wait out before the next call
         self._last_search = 0.0
         self.limits: dict[str, str] = {}                # the last X-HubSpot-RateLimit-* headers seen
+        self._daily_left: int | None = None             # set once the day's calls left reach the reserve
         self.calls = 0
 
     # ---- the client and the one way every call goes ------------------------------------------
@@ -190,7 +191,7 @@ class HubSpotCrm:
                 time.sleep(wait)
             self._last_search = time.monotonic()
 
-    def _note_limits(self, headers, what: str) -> None:
+    def _note_limits(self, headers) -> None:
         seen = {k: v for k, v in dict(headers or {}).items() if k.lower().startswith("x-hubspot-ratelimit-")}
         if not seen:
             return
@@ -203,8 +204,6 @@ class HubSpotCrm:
         reserve = int(os.environ.get("ARFLOW_HUBSPOT_DAILY_RESERVE", "100"))
         if daily is not None and daily.strip().isdigit() and int(daily) <= reserve:
             self._daily_left = int(daily)
-
-    _daily_left: int | None = None
 
     def _call(self, what: str, fn, *, search: bool = False):
         """One operation through the SDK: fn() makes the calls and returns the response data.
@@ -225,7 +224,7 @@ class HubSpotCrm:
             self.calls += 1
             try:
                 data, _status, headers = fn()
-                self._note_limits(headers, what)
+                self._note_limits(headers)
                 return data
             except ConnectorError:
                 raise
@@ -240,7 +239,7 @@ class HubSpotCrm:
                 cause = f"HTTP {status}" + "".join(f" {body[k]}" for k in ("category", "message") if body.get(k))
                 if not body.get("message") and getattr(exc, "reason", None):
                     cause += f" {exc.reason}"
-            self._note_limits(headers, what)
+            self._note_limits(headers)
             cause = self._scrub(cause)
             if status == 401 and self.oauth and not refreshed:
                 refreshed = True

@@ -21,7 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 SOURCE_HELP = "demo | csv:DIR | quickbooks | xero | stripe"
-CRM_HELP = "salesforce: accounts and contacts from the CRM (default: the billing system's customers)"
+CRM_HELP = "salesforce or hubspot: accounts and contacts from the CRM (default: the billing system's customers)"
 
 
 class UsageError(Exception):
@@ -105,29 +105,28 @@ def _check_source(source: str, crm: str | None = None) -> str:
     if source.startswith("csv:") and not Path(source[4:]).is_dir():
         raise UsageError(f"--source {source}: {source[4:]} is not a folder")
     if crm is not None and crm not in CRM_SYSTEMS:
-        raise UsageError(f"--crm must be salesforce, got {crm!r}")
+        raise UsageError(f"--crm must be {' or '.join(CRM_SYSTEMS)}, got {crm!r}")
     return source_spec(source, crm)
 
 
 @app.command("check-connection")
 def check_connection(
-    system: str = typer.Argument(..., help="quickbooks | xero | salesforce | stripe"),
+    system: str = typer.Argument(..., help="quickbooks | xero | salesforce | hubspot | stripe"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Sign in to a connected system and print what arflow can see there (counts; nothing is written)."""
-    if system not in ("quickbooks", "xero", "salesforce", "stripe"):
-        raise UsageError(f"check-connection takes quickbooks, xero, salesforce or stripe, got {system!r}")
+    if system not in ("quickbooks", "xero", "salesforce", "hubspot", "stripe"):
+        raise UsageError(f"check-connection takes quickbooks, xero, salesforce, hubspot or stripe, got {system!r}")
     _quiet_env()
     from arflow.config import Settings
     from connectors.sources import open_source
 
     settings = Settings.from_env()
     with contextlib.redirect_stdout(sys.stderr):
-        if system == "salesforce":
-            from arflow.blocks import connection
-            from connectors.salesforce import SalesforceCrm
+        if system in ("salesforce", "hubspot"):
+            from connectors.sources import open_crm
 
-            found = SalesforceCrm(connection("salesforce")[0], as_of=dt.date.today()).check()
+            found = open_crm(system, as_of=dt.date.today()).check()
         else:
             found = open_source(system, data_dir=settings.data_dir, as_of=dt.date.today()).check()
     if as_json:

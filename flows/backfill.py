@@ -47,7 +47,7 @@ def backfill(start: dt.date, end: dt.date, source: str = "demo", mode: BackfillM
         start: the first day to replay.
         end: the last day to replay (on or after start).
         source: where invoices and customers come from: demo, csv:FOLDER, quickbooks, xero or stripe
-            (+salesforce for the CRM's context).
+            (+salesforce or +hubspot for the CRM's context).
         mode: dry-run only: past days are replayed, never sent.
         with_checkpoint: run the payment checkpoint before each day's daily run, as the schedule does.
         resume: skip the days that already have a completed daily run (a stopped backfill goes on).

@@ -109,6 +109,30 @@ def _check_source(source: str, crm: str | None = None) -> str:
     return source_spec(source, crm)
 
 
+@app.command("config")
+def config(
+    show: bool = typer.Option(True, "--show/--check", help="print every variable in effect (--check: only validate)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON list on stdout"),
+) -> None:
+    """The configuration in effect: every ARFLOW_* variable, its value (secrets masked), whether it
+    came from the environment or is the default, and what it does. Exit 1 naming each bad value."""
+    from arflow import settings as s
+
+    rows = s.shown(s.load(), os.environ)
+    if not show:
+        print(f"arflow: configuration valid ({sum(r['source'] == 'environment' for r in rows)} variable(s) set)")
+        return
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    width = max(len(r["variable"]) for r in rows)
+    for r in rows:
+        mark = "*" if r["source"] == "environment" else " "
+        print(f"{mark} {r['variable']:<{width}}  {r['value'] or '-':<32}  {r['meaning']}")
+    print("\n* set in the environment; the rest are defaults. Connection blocks saved in Prefect win over "
+          "their system's variables (arflow check-connection SYSTEM says which was used).")
+
+
 @app.command("check-connection")
 def check_connection(
     system: str = typer.Argument(..., help="quickbooks | xero | salesforce | hubspot | stripe"),
@@ -772,7 +796,7 @@ def statement(
 # raised, so `arflow --help` and argument errors never import the heavy libraries behind them.
 _RUN_ERRORS = (("arflow.policy", "PolicyError"), ("connectors.ledger.store", "LedgerError"),
                ("connectors.messaging", "ChannelNotConfigured"), ("connectors.sources", "SourceError"),
-               ("tasks.quality", "DataQualityError"))
+               ("tasks.quality", "DataQualityError"), ("arflow.settings", "SettingsError"))
 
 
 def _run_error(exc: BaseException) -> bool:
@@ -799,6 +823,11 @@ def _fail(text: str, code: int) -> None:
 def main() -> None:
     """Console entry point with one-line errors."""
     try:
+        args = sys.argv[1:]
+        if args and args[0] != "config" and not {"--help", "-h"} & set(args):
+            from arflow.settings import load
+
+            load()  # a bad ARFLOW_* value stops here, named, before a server starts or a flow runs
         code = app(standalone_mode=False)  # click returns a typer.Exit's code here instead of raising it
         if isinstance(code, int) and code:
             sys.exit(code)

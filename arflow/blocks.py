@@ -114,6 +114,19 @@ class SalesforceConnection(Block):
     field_map: str | None = Field(default=None, description="path of the field map (salesforce_fields.yaml)")
 
 
+class HubSpotConnection(Block):
+    _block_type_name = "arflow HubSpot"
+    _block_type_slug = "arflow-hubspot"
+    _description = "The HubSpot account arflow reads companies and contacts from and writes tasks to."
+
+    access_token: SecretStr | None = Field(default=None, description="a private app's access token")
+    client_id: str | None = Field(default=None, description="an OAuth app's client id (instead of a token)")
+    client_secret: SecretStr | None = None
+    refresh_token: SecretStr | None = None
+    base_url: str | None = Field(default=None, description="API base (default https://api.hubapi.com)")
+    field_map: str | None = Field(default=None, description="path of the field map (hubspot_fields.yaml)")
+
+
 class StripeConnection(Block):
     _block_type_name = "arflow Stripe"
     _block_type_slug = "arflow-stripe"
@@ -146,7 +159,7 @@ def connection(system: str) -> tuple[dict, object | None]:
     they came from (None: the environment). ARFLOW_<SYSTEM>_BLOCK names the block (default
     arflow-<system>)."""
     cls = {"quickbooks": QuickBooksConnection, "xero": XeroConnection, "salesforce": SalesforceConnection,
-           "stripe": StripeConnection, "chargebee": ChargebeeConnection}[system]
+           "stripe": StripeConnection, "hubspot": HubSpotConnection, "chargebee": ChargebeeConnection}[system]
     block = _load(cls, os.environ.get(f"ARFLOW_{system.upper()}_BLOCK", f"arflow-{system}"))
     env = os.environ.get
     if block is not None:
@@ -166,6 +179,10 @@ def connection(system: str) -> tuple[dict, object | None]:
                 "username": env("ARFLOW_SFDC_USERNAME"), "password": env("ARFLOW_SFDC_PASSWORD"),
                 "security_token": env("ARFLOW_SFDC_SECURITY_TOKEN"), "domain": env("ARFLOW_SFDC_DOMAIN") or "login",
                 "field_map": env("ARFLOW_SFDC_FIELD_MAP")}, None
+    if system == "hubspot":
+        return {"access_token": env("ARFLOW_HUBSPOT_TOKEN"), "client_id": env("ARFLOW_HUBSPOT_CLIENT_ID"),
+                "client_secret": env("ARFLOW_HUBSPOT_CLIENT_SECRET"), "refresh_token": env("ARFLOW_HUBSPOT_REFRESH_TOKEN"),
+                "base_url": env("ARFLOW_HUBSPOT_BASE_URL"), "field_map": env("ARFLOW_HUBSPOT_FIELD_MAP")}, None
     if system == "chargebee":
         return {"site": env("ARFLOW_CHARGEBEE_SITE"), "api_key": env("ARFLOW_CHARGEBEE_API_KEY"),
                 "charge_api_key": env("ARFLOW_CHARGEBEE_CHARGE_API_KEY"),

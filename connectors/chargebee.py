@@ -489,7 +489,7 @@ def apply_event(event: dict, ledger, as_of: dt.date) -> str:
                 return "duplicate"
             ledger.audit("chargebee", kind, "invoice", invoice_id, detail, conn)
         return "recorded"
-    from tasks.checkpoint import settled_rows
+    from arflow.frames import settled_rows
 
     cur = str(_get(inv, "currency_code", "") or _get(txn, "currency_code", "")).upper()
     detail = {"event": eid, "transaction": _get(txn, "id"), "amount": _get(txn, "amount"), "currency": cur,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 BILLING_SYSTEMS = ("quickbooks", "xero", "stripe", "chargebee")
-CRM_SYSTEMS = ("salesforce",)
+CRM_SYSTEMS = ("salesforce", "hubspot")
 
 
 @dataclass(frozen=True)

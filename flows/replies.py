@@ -17,7 +17,7 @@ from arflow.config import Settings, today_in
 from arflow.policy import load_policy
 from connectors.ledger.store import Ledger
 from flows.hooks import notify_failure
-from tasks.prefect_tasks import RETRY
+from flows.prefect_tasks import RETRY
 from flows.naming import day_run_name
 
 

@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from arflow.frames import parse_dates
 from arflow.money import out_of_range, parse_minor
 from arflow.policy import Policy
 
@@ -37,14 +38,6 @@ def clean_text(col: pd.Series, max_length: int = MAX_ID_LENGTH) -> pd.Series:
         return len(v) <= max_length and len(v.encode("utf-8", "surrogatepass")) <= 4 * max_length \
             and _CONTROL.search(v) is None
     return pd.Series([ok(v) for v in col.tolist()], index=col.index, dtype=bool)
-
-
-def parse_dates(text: pd.Series) -> pd.Series:
-    """Strict ISO YYYY-MM-DD; anything else (or an impossible date) is NaT."""
-    text = text.astype("string").str.strip()
-    ok = text.str.fullmatch(r"\d{4}-\d{2}-\d{2}").fillna(False)
-    parsed = pd.to_datetime(text.where(ok), format="%Y-%m-%d", errors="coerce")
-    return parsed.astype("datetime64[s]")
 
 
 def text_or_na(col: pd.Series) -> pd.Series:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from arflow.config import PROMPTS_DIR
 from arflow.money import format_amount, format_minor
+from connectors.ledger import namespace
 from tasks.guardrails import Directory, check_message
 
 TEMPLATE_BY_CHANNEL = {"crm_task": "owner_task.j2", "decision": "owner_task.j2", "slack": "slack_alert.j2",
@@ -280,12 +281,6 @@ def initial_status(mode: str, needs_approval: bool) -> str:
     if mode == "draft" or needs_approval:
         return "awaiting_decision"
     return "queued"
-
-
-def namespace(mode: str) -> str:
-    """The outbox keeps dry-run rows apart from live ones: a dry run never blocks a real send, and
-    a draft run and a send run share one set of keys, so nothing goes out twice between them."""
-    return "dry-run" if mode == "dry-run" else "live"
 
 
 def receipt_rows(closed: list[dict], invoices: pd.DataFrame, customers: pd.DataFrame, *, mode: str, run_id: str,

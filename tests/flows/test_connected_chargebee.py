@@ -1,5 +1,5 @@
 """Send-mode days on Chargebee at the wire: invoices, customers and transactions from the local
-Chargebee of tests/fake_chargebee.py, accounts and contacts from the local Salesforce, e-mail over a
+Chargebee of tests/fake_chargebee.py, accounts and contacts from the local Salesforce or HubSpot, e-mail over a
 local SMTP server. The reminder goes to the CRM's billing contact, the customer with Chargebee's
 auto_collection on is charged through collect_payment instead of chased, the invoice Chargebee is
 dunning is held and e-mailed by nobody, the payment checkpoint reads the charge back as settled at

@@ -143,12 +143,12 @@ def check_connection(
         raise UsageError(f"check-connection takes quickbooks, xero, salesforce, hubspot, stripe or chargebee, got {system!r}")
     _quiet_env()
     from arflow.config import Settings
-    from connectors.sources import open_source
+    from connectors.registry import open_source
 
     settings = Settings.from_env()
     with contextlib.redirect_stdout(sys.stderr):
         if system in ("salesforce", "hubspot"):
-            from connectors.sources import open_crm
+            from connectors.registry import open_crm
 
             found = open_crm(system, as_of=dt.date.today()).check()
         else:
@@ -304,7 +304,7 @@ class _Known:
 
     def __init__(self, ledger, source: str | None, day: dt.date):
         from arflow.config import Settings
-        from connectors.sources import open_source
+        from connectors.registry import open_source
 
         self.source = _record_source(ledger, source)
         src = open_source(self.source, data_dir=Settings.from_env().data_dir, as_of=day)

@@ -14,7 +14,6 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.systems import SourceSpec
 
 
 @dataclass(frozen=True)
@@ -58,24 +57,3 @@ class DemoBilling:
             w.writerow([charge_id, customer_id, amount, currency, on.isoformat(),
                         f"Invoice {invoice_number} auto-charge"])
         return ChargeResult(ok=True, charge_id=charge_id)
-
-
-def billing_for(source: str, data_dir: Path):
-    """The billing connector of a source: the demo's; a CSV folder's where it holds
-    payment_methods.csv (the same file-based billing); otherwise None (no auto-charge)."""
-    source = SourceSpec.parse(source).billing  # a CRM does not charge
-    if source == "stripe":
-        from arflow.blocks import connection
-        from connectors.stripe_billing import StripeBilling
-
-        return StripeBilling(connection("stripe")[0])
-    if source == "chargebee":
-        from arflow.blocks import connection
-        from connectors.chargebee import ChargebeeBilling
-
-        return ChargebeeBilling(connection("chargebee")[0])
-    if source == "demo":
-        return DemoBilling(data_dir / "demo")
-    if source.startswith("csv:") and (Path(source[4:]) / "payment_methods.csv").exists():
-        return DemoBilling(source[4:])
-    return None

@@ -274,7 +274,7 @@ def open_channels(mode: str, source: str, settings: Settings) -> Channels:
     messages go out in both); Slack is optional (owner alerts become owner tasks without it)."""
     import os
 
-    from connectors.billing import billing_for
+    from connectors.registry import billing_for
     from connectors.messaging import SlackWebhook, SmtpMailer
 
     from arflow.blocks import slack_webhook_url, smtp_config
@@ -289,7 +289,7 @@ def open_channels(mode: str, source: str, settings: Settings) -> Channels:
     slack_url = slack_webhook_url()
     crm = None
     if isinstance(source, str) and SourceSpec.parse(source).crm:
-        from connectors.sources import open_crm
+        from connectors.registry import open_crm
 
         crm = open_crm(SourceSpec.parse(source).crm, as_of=dt.date.today())
     return Channels(mailer=SmtpMailer(smtp), slack=SlackWebhook(slack_url) if slack_url else None,
@@ -298,7 +298,7 @@ def open_channels(mode: str, source: str, settings: Settings) -> Channels:
 
 def delivery_context(ledger: Ledger, channels: Channels, policy: Policy, run_id: str, as_of: dt.date, mode: str,
                      source, settings: Settings) -> DeliveryContext:
-    from connectors.sources import open_source
+    from connectors.registry import open_source
     from tasks.delivery import in_quarter_end, source_state, verify_rows
 
     opened = []

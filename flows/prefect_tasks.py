@@ -16,7 +16,8 @@ from prefect.tasks import exponential_backoff
 
 from arflow.policy import Policy
 from connectors.ledger.store import Ledger
-from connectors.sources import BILLING_SYSTEMS, open_source
+from connectors.registry import open_source
+from connectors.sources import BILLING_SYSTEMS
 from tasks import hops
 from tasks.touches import outbox_rows
 

@@ -30,7 +30,7 @@ def read_replies(spec: str):
 
 @task(name="triage_replies", cache_policy=NO_CACHE, **RETRY)
 def triage_replies(replies, source: str, ledger: Ledger, as_of: dt.date, policy, settings: Settings, llm):
-    from connectors.sources import open_source
+    from connectors.registry import open_source
     from tasks.triage import triage
 
     src = open_source(source, data_dir=settings.data_dir, as_of=as_of)

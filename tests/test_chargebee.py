@@ -15,7 +15,7 @@ import pytest
 
 from arflow.blocks import connection
 from arflow.policy import ChargebeeSettings
-from connectors.billing import billing_for
+from connectors.registry import billing_for
 from connectors.chargebee import ChargebeeSource, NotConfigured, apply_event, check_basic_auth, parse_event, \
     webhook_server
 from connectors.http import ConnectorError

@@ -18,7 +18,8 @@ from prefect.settings import PREFECT_API_URL
 from arflow.blocks import connection
 from connectors.http import ConnectorError
 from connectors.hubspot import HubSpotCrm, NotConfigured, load_field_map
-from connectors.sources import CombinedSource, open_source
+from connectors.registry import open_source
+from connectors.sources import CombinedSource
 from tests.fake_hubspot import FakeHubSpot, sample
 
 ARFLOW = str(Path(sys.executable).parent / "arflow")

@@ -17,7 +17,7 @@ import pytest
 from prefect.settings import PREFECT_API_URL
 
 from arflow.blocks import connection
-from connectors.billing import billing_for
+from connectors.registry import billing_for
 from connectors.http import ConnectorError
 from connectors.ledger import models as m
 from connectors.ledger.store import Ledger

@@ -499,7 +499,7 @@ def test_the_payment_checkpoint_records_what_the_books_settled(xero, tmp_path):
 
 def test_xero_is_a_source_for_the_command_line_and_the_deployments(xero, tmp_path):
     from arflow.cli import _check_source
-    from connectors.sources import open_source
+    from connectors.registry import open_source
 
     assert _check_source("xero") == "xero" and _check_source("xero", "salesforce") == "xero+salesforce"
     src = open_source("xero", data_dir=tmp_path, as_of=AS_OF)   # what a deployment's `source: xero` opens

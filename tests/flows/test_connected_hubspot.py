@@ -106,7 +106,7 @@ def test_a_saved_hubspot_block_wins_over_the_environment(tmp_path, monkeypatch):
     import datetime as dt
 
     from arflow.blocks import HubSpotConnection
-    from connectors.sources import open_source
+    from connectors.registry import open_source
 
     with FakeHubSpot() as hs:
         hs.add("companies", name="Globex", billing_customer_id="17")

@@ -98,7 +98,7 @@ def test_a_connected_send_day(world):
 
 def test_a_saved_quickbooks_block_wins_and_keeps_the_rotated_token(tmp_path, monkeypatch):
     from arflow.blocks import QuickBooksConnection
-    from connectors.sources import open_source
+    from connectors.registry import open_source
 
     with FakeQuickBooks() as qbo:
         for entity, name in (("Customer", "sandbox_customer_records"), ("Invoice", "sandbox_invoice_records")):

@@ -165,6 +165,8 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
     actions = actions[~actions["idempotency_key"].isin(done_keys)]
     actions = _step_down(actions, work, done_keys, policy)
     actions, waiting = _delivery_gates(actions, work, touches, as_of, policy)
+    actions, unfit = _pre_due_fits(actions, work, as_of, policy)
+    waiting = pd.concat([waiting, unfit[~unfit.index.isin(waiting.index)]])
     actions = _one_lane_per_message(actions)
     acting = actions["row"].unique()
     outcome[acting] = "action_today"
@@ -367,6 +369,31 @@ def _delivery_gates(actions: pd.DataFrame, work: pd.DataFrame, touches: pd.DataF
             gap = email & actions["customer_id"].isin(set(recent.index))
     drop = (email & blocked_prev) | gap
     why = pd.Series(np.where(blocked_prev[drop], "previous_step_not_delivered", "min_gap"),
+                    index=actions.loc[drop, "row"].to_numpy(), dtype=object)
+    return actions[~drop], why[~why.index.duplicated()]
+
+
+def _pre_due_fits(actions: pd.DataFrame, work: pd.DataFrame, as_of: dt.date,
+                  policy: Policy) -> tuple[pd.DataFrame, pd.Series]:
+    """A pre-due reminder only says what is true: none on or after the due date (a gap or an undelivered
+    step held it back: the invoice's own overdue cadence follows), and none to lead a message to a
+    customer who is already overdue ("coming due" to an account owed for months); it still goes
+    beside an overdue reminder of the same day, listed as not yet due."""
+    pre = {s.name for s in policy.steps if s.business_days_before_due is not None}
+    actions = actions.reset_index(drop=True)
+    is_pre = actions["step"].isin(pre) & (actions["channel"] == "email")
+    if not is_pre.any():
+        return actions, pd.Series(dtype=object)
+    due = work.loc[actions["row"], "due_date"].to_numpy()
+    late = is_pre & (pd.Series(due) <= pd.Timestamp(as_of)).to_numpy()
+    owed = (work["days_past_due"] > 0) & (work["effective_balance_minor"] > 0)
+    if "written_off" in work:
+        owed &= ~work["written_off"].fillna(False).astype(bool)
+    overdue = set(work.loc[owed, "customer_id"])
+    other_mail = set(actions.loc[(actions["channel"] == "email") & ~is_pre, "customer_id"])
+    leads = is_pre & actions["customer_id"].isin(overdue - other_mail)
+    drop = late | leads
+    why = pd.Series(np.where(late[drop], "due_date_reached", "account_overdue"),
                     index=actions.loc[drop, "row"].to_numpy(), dtype=object)
     return actions[~drop], why[~why.index.duplicated()]
 

@@ -211,3 +211,25 @@ def test_a_question_pauses_the_customers_reminders_until_someone_answers(tmp_pat
     assert r.exit_code != 0 and "no open question" in f"{r.output}{r.exception}"
     audit = ledger.frame(m.AuditLog)
     assert (audit["action"] == "question.answered").sum() == 1
+
+
+# ---- a pre-due reminder says only what is true ----------------------------------------------------
+def test_no_coming_due_note_to_an_overdue_customer_and_none_on_the_due_date(tmp_path, policy):
+    # C1 owes an old invoice (its nudge went two days ago: nothing due for it today) and has one coming
+    # due; C2 owes nothing overdue; C3's pre-due reminder was held back until the due date itself.
+    make_source(tmp_path / "src", [invoice("I1", "C1", due_date="2026-10-20"),
+                                   invoice("I1b", "C1", due_date="2026-11-20"),
+                                   invoice("I2", "C2", due_date="2026-11-20"),
+                                   invoice("I3", "C3", due_date="2026-11-17")],
+                [customer("C1", segment="strategic"), customer("C2"), customer("C3")])
+    ledger = _ledger(tmp_path)
+    ledger.insert_rows(m.Outbox, [{
+        "idempotency_key": "I1:follow_up:email", "mode": "live", "run_id": "earlier", "as_of": dt.date(2026, 11, 13),
+        "invoice_id": "I1", "customer_id": "C1", "lane": "late", "step": "follow_up", "channel": "email",
+        "status": "sent", "delivered_on": dt.date(2026, 11, 13), "message_key": "C1:2026-11-13:email",
+        "needs_approval": False}])
+    out, mail = _mail(tmp_path, ledger, policy)
+    reasons = out["planned"].set_index("invoice_id")["reason"]
+    assert "C1" not in mail and reasons["I1b"] == "account_overdue"
+    assert "coming due" in mail["C2"][1]              # a customer with nothing overdue still hears it
+    assert "C3" not in mail and reasons["I3"] == "due_date_reached"  # never "is due <today>"

@@ -375,17 +375,17 @@ def _delivery_gates(actions: pd.DataFrame, work: pd.DataFrame, touches: pd.DataF
 
 def _pre_due_fits(actions: pd.DataFrame, work: pd.DataFrame, as_of: dt.date,
                   policy: Policy) -> tuple[pd.DataFrame, pd.Series]:
-    """A pre-due reminder only says what is true: none on or after the due date (a gap or an undelivered
-    step held it back: the invoice's own overdue cadence follows), and none to lead a message to a
-    customer who is already overdue ("coming due" to an account owed for months); it still goes
-    beside an overdue reminder of the same day, listed as not yet due."""
+    """A pre-due reminder only says what is true: none after the due date (on it, the message says
+    "due today": tasks.touches), and none to lead a message to a customer who is already overdue
+    ("coming due" to an account owed for months); it still goes beside an overdue reminder of the
+    same day, listed as not yet due."""
     pre = {s.name for s in policy.steps if s.business_days_before_due is not None}
     actions = actions.reset_index(drop=True)
     is_pre = actions["step"].isin(pre) & (actions["channel"] == "email")
     if not is_pre.any():
         return actions, pd.Series(dtype=object)
     due = work.loc[actions["row"], "due_date"].to_numpy()
-    late = is_pre & (pd.Series(due) <= pd.Timestamp(as_of)).to_numpy()
+    late = is_pre & (pd.Series(due) < pd.Timestamp(as_of)).to_numpy()
     owed = (work["days_past_due"] > 0) & (work["effective_balance_minor"] > 0)
     if "written_off" in work:
         owed &= ~work["written_off"].fillna(False).astype(bool)

@@ -36,7 +36,8 @@ NOT_YET_DUE = "not yet due"
 # Message kinds with their own template (one file per language): the e-mail after a broken promise
 # to pay, and the first overdue e-mail to a customer late for the first time (policy.first_time_late).
 PROMISE_BROKEN = "promise_broken"
-KIND_TEMPLATES = {PROMISE_BROKEN: "promise_broken.j2", "first_late": "email_first_late.j2"}
+KIND_TEMPLATES = {PROMISE_BROKEN: "promise_broken.j2", "first_late": "email_first_late.j2",
+                  "due_today": "email_due_today.j2"}
 DISPUTED = "disputed: under review"
 
 
@@ -62,6 +63,9 @@ def template_for(channel: str, tone: str, ctx: dict | None = None) -> str:
             return KIND_TEMPLATES[PROMISE_BROKEN]
         if ctx.get("step") == "nudge" and ctx.get("first_time_late") and not ctx.get("payment_failed"):
             return KIND_TEMPLATES["first_late"]
+        if ctx.get("step") == "pre_due_reminder" and ctx.get("invoices") \
+                and all(i.get("days_past_due") == 0 for i in ctx["invoices"]):
+            return KIND_TEMPLATES["due_today"]  # a reminder held back to the due date never says "is due <today>"
     return TEMPLATE_BY_CHANNEL.get(channel, f"email_{tone}.j2")
 
 

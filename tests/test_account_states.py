@@ -30,7 +30,8 @@ def _mail(tmp_path, ledger, policy, as_of=TUE):
     out = pipeline.run(tmp_path / "src", as_of, policy, ledger)
     rows = outbox_rows(out["actions"], out["planned"], mode="send", run_id="t", as_of=as_of, policy=policy)
     mail = {}
-    if not rows.empty:
+    if not rows.empty:  # every text passes the guardrails (none blocked)
+        assert not (rows["status"] == "blocked").any(), rows.loc[rows["status"] == "blocked", "closed_reason"].tolist()
         for cid, g in rows[rows["channel"] == "email"].groupby("customer_id"):
             mail[cid] = (g["subject"].iloc[0], g["body"].iloc[0], sorted(g["step"]))
     return out, mail

@@ -98,7 +98,7 @@ def test_a_broken_promise_resumes_the_cadence_with_a_message_that_says_so(tmp_pa
     assert steps == ["promise_broken"]  # the cadence's follow-up waits behind it
     assert subject == "Invoice N-I1: the payment expected by 2026-11-16 has not arrived"
     assert body.startswith("Dear Pat Payer,")
-    assert "would be made by 2026-11-16" in body and "resume from today" in body
+    assert "invoice N-I1 for $1,000.00, due on 2026-11-02, would be paid by 2026-11-16" in body and "resume from today" in body
     assert "https://pay.example/1" in body
     assert "Kind regards" in body
     assert mail["C2"][2] == ["follow_up"]  # the customer who promised nothing gets the cadence as before

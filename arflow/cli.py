@@ -355,12 +355,20 @@ def dispute_open(invoice: str = typer.Argument(..., help="invoice id"),
                  reason: str = typer.Option(..., "--reason"),
                  amount: Optional[str] = typer.Option(None, "--amount", help="disputed amount, major units"),
                  currency: Optional[str] = typer.Option(None, "--currency"),
+                 code: str = typer.Option("unspecified", "--code",
+                                          help="reason code, one of the policy's disputes.reason_codes "
+                                               "(unspecified: a decision asks for one)"),
+                 lines: Optional[str] = typer.Option(None, "--lines", help="the invoice lines disputed, e.g. '2, 3'"),
                  on: Optional[str] = typer.Option(None, "--on", help="date opened (default today)"),
                  source: Optional[str] = typer.Option(None, "--source", help=RECORD_SOURCE_HELP),
                  by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
-    """Open a dispute: no automated touch on this invoice until it is resolved."""
+    """Open a dispute: no automated touch on this invoice until it is resolved. With --amount less
+    than what is owed, only that part is held and the rest keeps its cadence."""
     from arflow.money import to_minor
 
+    codes = _dispute_codes()
+    if code not in codes:
+        raise UsageError(f"--code must be one of {', '.join(codes)}")
     ledger, day = _ledger_and_today(on)
     known = _Known(ledger, source, day)
     customer = known.customer(customer)
@@ -374,8 +382,74 @@ def dispute_open(invoice: str = typer.Argument(..., help="invoice id"),
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     _record(ledger, "Dispute", {"invoice_id": invoice, "customer_id": customer, "opened_on": day, "reason": reason,
-                        "amount_minor": minor, "currency": currency.upper() if currency else None},
+                        "amount_minor": minor, "currency": currency.upper() if currency else None,
+                        "reason_code": code, "lines": lines},
             "dispute.opened", by, invoice)
+    if code == "unspecified":
+        from connectors.ledger import models as m
+        from tasks.triage import dispute_reason_decision
+
+        reply = {"message_id": f"cli-{day.isoformat()}", "from_address": by, "subject": reason, "body": reason}
+        ledger.insert_new_rows(m.Decision, [dispute_reason_decision(invoice, customer, day, reply, codes, minor,
+                                                                    currency.upper() if currency else None)],
+                               "decision_key")
+        typer.echo(f"decision opened: the dispute's reason code (arflow dispute code {invoice} --code ...)", err=True)
+
+
+def _dispute_codes() -> tuple[str, ...]:
+    from arflow.config import Settings
+    from arflow.policy import load_policy
+
+    return load_policy(Settings.from_env().policy_path).disputes.reason_codes
+
+
+@dispute_app.command("code")
+def dispute_code(invoice: str = typer.Argument(..., help="invoice id"),
+                 code: str = typer.Option(..., "--code", help="one of the policy's disputes.reason_codes"),
+                 on: Optional[str] = typer.Option(None, "--on"),
+                 by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
+    """Give an open dispute its reason code; the decision that asked for it is closed."""
+    from sqlalchemy import update
+
+    from connectors.ledger import models as m
+
+    codes = _dispute_codes()
+    if code not in codes or code == "unspecified":
+        raise UsageError(f"--code must be one of {', '.join(c for c in codes if c != 'unspecified')}")
+    ledger, day = _ledger_and_today(on)
+    with ledger.engine.begin() as conn:
+        n = conn.execute(update(m.Dispute).where(m.Dispute.invoice_id == invoice, m.Dispute.resolved_on.is_(None))
+                         .values(reason_code=code)).rowcount
+        if not n:
+            raise UsageError(f"no open dispute on invoice {invoice}")
+        conn.execute(update(m.Decision).where(m.Decision.kind == "dispute_reason", m.Decision.invoice_ids == invoice,
+                                              m.Decision.status == "open")
+                     .values(status="approved", choice=code, decided_by=by, decided_on=day))
+        ledger.audit(by, "dispute.coded", "Dispute", invoice, {"on": day, "code": code}, conn)
+    typer.echo(f"dispute.coded: {invoice} {code}", err=True)
+
+
+@app.command()
+def answered(customer: str = typer.Argument(..., help="customer id"),
+             note: str = typer.Option("", "--note", help="what was answered"),
+             on: Optional[str] = typer.Option(None, "--on"),
+             by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
+    """A customer's question was answered: the pause it put on their reminders ends (the next run
+    resumes the cadence)."""
+
+    from sqlalchemy import update
+
+    from connectors.ledger import models as m
+
+    ledger, day = _ledger_and_today(on)
+    with ledger.engine.begin() as conn:
+        n = conn.execute(update(m.Pause).where(m.Pause.customer_id == customer, m.Pause.kind == "question",
+                                               m.Pause.until >= day)
+                         .values(until=day - dt.timedelta(days=1))).rowcount
+        if not n:
+            raise UsageError(f"customer {customer} has no open question")
+        ledger.audit(by, "question.answered", "Pause", customer, {"on": day, "note": note}, conn)
+    typer.echo(f"question.answered: {customer}", err=True)
 
 
 @dispute_app.command("resolve")

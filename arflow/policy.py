@@ -20,7 +20,7 @@ SEGMENTS = ("strategic", "standard", "transactional")
 TONES = ("friendly", "firm", "escalating")
 CHANNELS = ("email", "slack", "crm_task", "billing", "decision")
 HOLD_REASONS = ("dispute", "opt_out", "paused", "promise_to_pay", "payment_plan", "unapplied_cash",
-                "unapplied_credit", "reconciliation_mismatch", "written_off", "billing_dunning")
+                "unapplied_credit", "reconciliation_mismatch", "written_off", "billing_dunning", "question")
 
 
 class PolicyError(ValueError):
@@ -194,6 +194,44 @@ class Kpis(_Strict):
         return v
 
 
+class AutoChargeRetries(_Strict):
+    """A refused auto-charge is tried again on the processor's schedule before any reminder: calendar
+    days after the first failure, each attempt once (its own idempotency key)."""
+    days_after_failure: tuple[int, ...] = (3, 5, 7)
+
+    @field_validator("days_after_failure")
+    @classmethod
+    def _ascending(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(d < 1 for d in v) or list(v) != sorted(set(v)):
+            raise ValueError("days_after_failure must be increasing whole days, 1 or more")
+        return v
+
+
+class FirstTimeLate(_Strict):
+    """Who gets the gentler first overdue e-mail: a customer with at least this many invoices paid
+    and never one paid late (the payment history), now late for the first time."""
+    min_on_time_payments: int = Field(default=10, ge=1)
+
+
+DISPUTE_REASON_CODES = ("pricing", "quantity", "not_received", "damaged", "duplicate", "tax", "terms", "unspecified")
+
+
+class Disputes(_Strict):
+    """Reason codes a dispute is recorded with (`unspecified` where the customer gave none: a
+    decision then asks a person for one)."""
+    reason_codes: tuple[str, ...] = DISPUTE_REASON_CODES
+
+    @field_validator("reason_codes")
+    @classmethod
+    def _codes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        import re
+
+        bad = [c for c in v if not re.fullmatch(r"[a-z][a-z0-9_]*", c)]
+        if bad or len(set(v)) != len(v):
+            raise ValueError(f"reason_codes are unique lowercase words (bad: {bad})")
+        return tuple(v) if "unspecified" in v else tuple(v) + ("unspecified",)
+
+
 class ModelPrice(_Strict):
     """US dollars per million tokens (= micro-dollars per token), as the vendor's price list gives them."""
     input: Decimal
@@ -265,6 +303,9 @@ class Policy(_Strict):
     statements: Statements = Statements()
     escalations: Escalations = Escalations()
     payment_plans: PaymentPlans = PaymentPlans()
+    auto_charge_retries: AutoChargeRetries = AutoChargeRetries()
+    first_time_late: FirstTimeLate = FirstTimeLate()
+    disputes: Disputes = Disputes()
     cash_application: CashApplication = CashApplication()
     kpis: Kpis = Kpis()
     llm: Llm = Llm(enabled=False)

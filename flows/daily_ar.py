@@ -156,7 +156,8 @@ def publish_report(as_of: dt.date, run_id: str, source: str, mode: str, policy: 
         for k, v in (d.get("skipped_at_send") or {}).items():
             skipped[k] = skipped.get(k, 0) + v
     summary["skipped_at_send"] = skipped
-    for k in ("failed", "retry", "charges", "charges_failed", "finance_alerts", "carried_out", "digest_items"):
+    for k in ("failed", "retry", "charges", "charges_failed", "charge_retries", "charge_retries_failed", "finance_alerts",
+              "carried_out", "digest_items"):
         summary[k if k != "retry" else "send_retries"] = sum(d.get(k, 0) for d in delivered)
     summary["run_folder"] = str(run_dir)
     stamp = {"run_id": run_id, "as_of": as_of}

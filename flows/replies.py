@@ -38,7 +38,7 @@ def triage_replies(replies, source: str, ledger: Ledger, as_of: dt.date, policy,
     invoices, customers = src.invoices(), src.customers()
     since = len(llm.calls) if llm is not None else 0
     items, counts = triage(replies, invoices, customers, known, as_of=as_of, country=policy.company_country,
-                           finance=policy.delivery.finance_team, llm=llm)
+                           finance=policy.delivery.finance_team, llm=llm, reason_codes=policy.disputes.reason_codes)
     if llm is not None:
         ledger.record_llm(llm.calls[since:], [])
     counts["recorded"] = ledger.record_replies(items)

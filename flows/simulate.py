@@ -67,7 +67,7 @@ class _Slack:
 
 def simulate(*, days: int, customers: int, policy: str = "default", seed: int = 1, scenario: str = "central",
              start: dt.date = dt.date(2026, 1, 5), behaviour_path: str | None = None, workdir: str | None = None,
-             series: bool = True, model: str | None = None) -> dict:
+             series: bool = True, model: str | None = None, observe=None) -> dict:
     """One policy, one scenario: `days` calendar days from `start`. Returns its metrics.
     `model="fake"`: the policy scores with Claude through the real SDK against the recording fake
     (connectors/fake_anthropic.py), so the model's calls and cost per invoice per day are reported.
@@ -87,6 +87,7 @@ def simulate(*, days: int, customers: int, policy: str = "default", seed: int = 
         channels = Channels(mailer=world, slack=_Slack(world), billing=world, mail_from="ar@sim.example")
         tracker = metrics.Tracker(start=start, warm_up_days=int(behaviour["assumptions"]["warm_up_days"]))
         spot = {"days": 0, "quarantined": 0}
+        seen: dict = {}
         quarter = None
         for k in range(days):
             day = start + dt.timedelta(days=k)
@@ -97,15 +98,17 @@ def simulate(*, days: int, customers: int, policy: str = "default", seed: int = 
                 check, quarter = this_quarter != quarter, this_quarter
                 if check:
                     spot["days"] += 1
-                    q, n = _run_day(world, ledger, pol, settings, channels, day, llm)
+                    q, n = _run_day(world, ledger, pol, settings, channels, day, llm, seen)
                     spot["quarantined"] += q
                 else:
                     with suites_off():
-                        _, n = _run_day(world, ledger, pol, settings, channels, day, llm)
+                        _, n = _run_day(world, ledger, pol, settings, channels, day, llm, seen)
                 usage["invoice_days"] += n
                 _clerk_decides(world, ledger, day)
             sent = ledger.frame(m.Outbox, (m.Outbox.delivered_on == day) & (m.Outbox.status == "sent"))
             world.receive(sent, ledger.plan_schedule(day), ledger.frame(m.WriteOff), day)
+            if observe is not None and "planned" in seen:
+                observe(day, ledger, seen.pop("planned"))
             tracker.end_of_day(world, day)
         seconds = time.perf_counter() - began
         result = metrics.summarize(world, ledger, tracker, pol, behaviour, days=days, start=start, series=series)
@@ -150,7 +153,7 @@ def _llm_report(llm, invoice_days: int) -> dict | None:
 
 
 def _run_day(world: SimulatedWorld, ledger: Ledger, policy: Policy, settings: Settings, channels: Channels,
-             day: dt.date, llm=None) -> tuple[int, int]:
+             day: dt.date, llm=None, seen: dict | None = None) -> tuple[int, int]:
     """payment_checkpoint then daily_ar for `day`, as their flow bodies call their tasks.
     Returns how many rows the hops quarantined, and how many open invoices were scored."""
     quarantined = 0
@@ -178,6 +181,8 @@ def _run_day(world: SimulatedWorld, ledger: Ledger, policy: Policy, settings: Se
     scored = t.score_invoices.fn(enriched.frame, policy, ledger, llm, day, MODE, run_id)
     planned, actions = t.plan_actions.fn(scored.frame, day, policy, set(reconciliation.mismatched_customers),
                                          ledger, MODE)
+    if seen is not None:
+        seen["planned"] = planned.frame
     if policy.statements.with_reminder:  # as daily_ar: the month's first reminder carries the statement
         actions = t.attach_statements.fn(actions, extracted.frame, customers, inputs, ledger, day, policy, MODE,
                                          settings.data_dir / "simulated-runs" / day.isoformat())

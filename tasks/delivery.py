@@ -50,6 +50,8 @@ class Counts:
     skipped_at_send: dict = field(default_factory=dict)
     charges: int = 0
     charges_failed: int = 0
+    charge_retries: int = 0         # of them, retries of a refused auto-charge (policy.auto_charge_retries)
+    charge_retries_failed: int = 0
     finance_alerts: int = 0
     decisions_opened: int = 0
     carried_out: int = 0
@@ -124,6 +126,8 @@ def verify_rows(rows: pd.DataFrame, state: pd.DataFrame) -> pd.Series:
             reasons.append("opt_out")
         elif bool(s["paused"]) and r.channel in ("email", "billing"):
             reasons.append("paused")
+        elif bool(s.get("question", False)) and r.channel in ("email", "billing"):
+            reasons.append("question")
         elif bool(s["promise_to_pay"]) and r.channel in ("email", "billing"):
             reasons.append("promise_to_pay")
         elif bool(s["payment_plan"]) and r.channel in ("email", "billing") and "installment" not in r.step \
@@ -293,9 +297,17 @@ def _charge(ctx: Context, row, counts: Counts) -> str:
                             customer_id=row["customer_id"], amount=c["amount"].replace(",", ""),
                             currency=c["currency"], idempotency_key=row["idempotency_key"], on=ctx.as_of)
     counts.charges += 1
+    retry = str(row["step"]).startswith("auto_charge_retry_")
+    counts.charge_retries += retry
     if result.ok:
         return f"charged {result.charge_id}"
     counts.charges_failed += 1
+    if retry:  # the customer was told at the first refusal; the next retry, or the reminders, follow
+        counts.charge_retries_failed += 1
+        ctx.ledger.mark([int(row["id"])], "failed", reason=f"charge_failed: {result.error}")
+        ctx.ledger.audit("arflow", "outbox.billing.retry_failed", "invoice", row["invoice_id"],
+                         {"run": ctx.run_id, "step": row["step"], "error": result.error})
+        raise _AlreadyRecorded()
     # Never silent: the customer hears the same run, the invoice joins the early lane flagged
     # (enrich reads this failed row), and finance hears if that message cannot go.
     ctx.ledger.mark([int(row["id"])], "failed", reason=f"charge_failed: {result.error}")

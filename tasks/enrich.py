@@ -63,7 +63,10 @@ def enrich(invoices: pd.DataFrame, customers: pd.DataFrame, stops: dict[str, pd.
     out["avg_days_late"] = out["avg_days_late"].astype("float64").fillna(0.0)
     out["max_days_late"] = out["max_days_late"].fillna(0).astype("int64")
     out["chronic_late"] = out["chronic_late"].fillna(False).astype(bool)
-    out["first_time_late"] = (out["days_past_due"] > 0) & (out["late_count_12m"] == 0)
+    # First time late (policy.first_time_late): a history of on-time payments and not one late, so
+    # the first overdue e-mail is the gentler one; a chronic late payer never qualifies.
+    out["first_time_late"] = (out["days_past_due"] > 0) & (out["max_days_late"] == 0) \
+        & (out["paid_count"] >= policy.first_time_late.min_on_time_payments) & ~out["chronic_late"]
 
     # The learned late-payment model (tasks.late_model), where the history is enough to train it.
     from tasks import late_model
@@ -77,9 +80,14 @@ def enrich(invoices: pd.DataFrame, customers: pd.DataFrame, stops: dict[str, pd.
     flags = stop_flags(out, stops, as_of, file_opt_out="opt_out_file")
     for col in flags:
         out[col] = flags[col]
+    for col, values in charge_retries(out, stops, policy).items():
+        out[col] = values
+    for col, values in broken_promises(out, stops, as_of).items():
+        out[col] = values
 
     # A failed auto-charge: the invoice joins the early lane on its due date, flagged, so the
-    # customer hears "please update your payment method" and not silence until day 15.
+    # customer hears "please update your payment method" and not silence until day 15 (its
+    # reminders wait while the processor's retries are still to come: tasks.plan).
     out.loc[out["payment_failed"] & (out["lane"] == "current") & (out["days_past_due"] >= 0), "lane"] = "early"
 
     # Template language: the customer file's own `language`, else the policy's map by country.
@@ -90,7 +98,7 @@ def enrich(invoices: pd.DataFrame, customers: pd.DataFrame, stops: dict[str, pd.
 
 
 STOP_FLAGS = ("open_dispute", "opt_out", "paused", "promise_to_pay", "payment_plan", "unapplied_cash", "written_off",
-              "payment_failed")
+              "payment_failed", "question")
 
 
 def stop_flags(frame: pd.DataFrame, stops: dict[str, pd.DataFrame], as_of: dt.date, *,
@@ -108,11 +116,23 @@ def stop_flags(frame: pd.DataFrame, stops: dict[str, pd.DataFrame], as_of: dt.da
         return set((table if rows is None else table[rows(table)])[column].dropna())
 
     flags = pd.DataFrame(index=frame.index)
-    flags["open_dispute"] = inv.isin(ids("disputes", "invoice_id"))
+    # A dispute of part of an invoice (an amount less than what is owed) holds only that part: the
+    # rest keeps its cadence, chased without it (disputed_minor). A dispute with no amount, or of
+    # the whole balance or more, holds the invoice.
+    disputed = partial_disputes(frame, stops.get("disputes"))
+    flags["disputed_minor"] = disputed.reindex(frame.index).fillna(0).astype("int64")
+    flags["open_dispute"] = inv.isin(ids("disputes", "invoice_id")) & (flags["disputed_minor"] == 0)
     flags["opt_out"] = frame[file_opt_out].fillna(False).astype(bool) | cust.isin(ids("opt_outs", "customer_id"))
     # A pause holds one invoice where it names one, else the customer's account.
-    on_invoice = ids("pauses", "invoice_id")
-    whole_account = ids("pauses", "customer_id", lambda t: t["invoice_id"].isna() if "invoice_id" in t else True)
+    # A customer's open question (pause kind `question`) holds all their reminders until a person answers it.
+    def asked(t):
+        return t["kind"].astype("string").fillna("").eq("question") if "kind" in t else pd.Series(False, index=t.index)
+
+    flags["question"] = cust.isin(ids("pauses", "customer_id", asked))
+    dated = (lambda t: ~asked(t))
+    on_invoice = ids("pauses", "invoice_id", dated)
+    whole_account = ids("pauses", "customer_id",
+                        lambda t: dated(t) & (t["invoice_id"].isna() if "invoice_id" in t else True))
     flags["paused"] = (frame["paused_until"] >= today).fillna(False) | cust.isin(whole_account) | inv.isin(on_invoice)
     # A promise holds reminders through its date; the business day after a broken promise they resume.
     flags["promise_to_pay"] = inv.isin(ids("promises", "invoice_id",
@@ -124,6 +144,70 @@ def stop_flags(frame: pd.DataFrame, stops: dict[str, pd.DataFrame], as_of: dt.da
     # A failed auto-charge (the billing system refused it).
     flags["payment_failed"] = inv.isin(ids("failed_charges", "invoice_id"))
     return flags
+
+
+def partial_disputes(frame: pd.DataFrame, disputes: pd.DataFrame | None) -> pd.Series:
+    """Per row of `frame` (index) whose open disputes all name an amount in its currency adding up
+    to less than its balance: the amount disputed. Rows not in the result are held whole (or not
+    disputed)."""
+    if disputes is None or disputes.empty or "amount_minor" not in disputes or "effective_balance_minor" not in frame:
+        return pd.Series(dtype="int64")
+    d = disputes[disputes["invoice_id"].isin(set(frame["invoice_id"]))]
+    if d.empty:
+        return pd.Series(dtype="int64")
+    cur = dict(zip(frame["invoice_id"], frame["currency"])) if "currency" in frame else {}
+    same = d["currency"].isna() | (d["currency"] == d["invoice_id"].map(cur))
+    named = d["amount_minor"].notna() & same & (pd.to_numeric(d["amount_minor"], errors="coerce") > 0)
+    whole = set(d.loc[~named, "invoice_id"])
+    part = pd.to_numeric(d.loc[named, "amount_minor"]).groupby(d.loc[named, "invoice_id"]).sum()
+    amount = frame["invoice_id"].map(part)
+    ok = amount.notna() & ~frame["invoice_id"].isin(whole) & (amount < frame["effective_balance_minor"])
+    return amount[ok].astype("int64")
+
+
+def charge_retries(frame: pd.DataFrame, stops: dict[str, pd.DataFrame], policy: Policy) -> dict[str, pd.Series]:
+    """Per invoice row with a refused auto-charge: `charge_failed_on` (the first refusal),
+    `charge_attempts_failed` (refusals so far: the first charge and each retry) and
+    `charge_retry_next` (the retry due next, 1-based; 0: the policy's retries are spent, the
+    reminders take over)."""
+    idx = frame.index
+    out = {"charge_failed_on": pd.Series(pd.NaT, index=idx, dtype="datetime64[s]"),
+           "charge_attempts_failed": pd.Series(0, index=idx, dtype="int64"),
+           "charge_retry_next": pd.Series(0, index=idx, dtype="int64")}
+    failed = stops.get("failed_charges")
+    if failed is None or failed.empty:
+        return out
+    f = failed[failed["invoice_id"].isin(set(frame["invoice_id"]))]
+    if f.empty:
+        return out
+    first = pd.to_datetime(f["as_of"]).groupby(f["invoice_id"]).min()
+    n = f.groupby("invoice_id")["idempotency_key"].nunique()
+    retries = len(policy.auto_charge_retries.days_after_failure)
+    out["charge_failed_on"] = frame["invoice_id"].map(first).astype("datetime64[s]")
+    out["charge_attempts_failed"] = frame["invoice_id"].map(n).fillna(0).astype("int64")
+    nxt = out["charge_attempts_failed"]
+    out["charge_retry_next"] = nxt.where((nxt >= 1) & (nxt <= retries), 0).astype("int64")
+    return out
+
+
+def broken_promises(frame: pd.DataFrame, stops: dict[str, pd.DataFrame], as_of: dt.date) -> dict[str, pd.Series]:
+    """Per invoice row whose latest promise to pay has passed unkept (still open after the
+    promised date): `broken_promise_id` and `broken_promise_date` (else NA/NaT)."""
+    idx = frame.index
+    out = {"broken_promise_id": pd.Series(pd.NA, index=idx, dtype="Int64"),
+           "broken_promise_date": pd.Series(pd.NaT, index=idx, dtype="datetime64[s]")}
+    p = stops.get("promises")
+    if p is None or p.empty or "id" not in p:
+        return out
+    p = p.assign(promised=pd.to_datetime(p["promised_date"])).sort_values(["promised", "id"])
+    latest = p.drop_duplicates("invoice_id", keep="last").set_index("invoice_id")
+    latest = latest[latest["promised"] < pd.Timestamp(as_of)]
+    ids = {k: int(v) for k, v in latest["id"].items()}
+    out["broken_promise_id"] = pd.Series([ids.get(i, pd.NA) for i in frame["invoice_id"]], index=idx, dtype="Int64")
+    when = {k: v for k, v in latest["promised"].items()}
+    out["broken_promise_date"] = pd.Series([when.get(i, pd.NaT) for i in frame["invoice_id"]], index=idx,
+                                           dtype="datetime64[ns]").astype("datetime64[s]")
+    return out
 
 
 def customer_currency(invoices: pd.DataFrame) -> pd.Series:

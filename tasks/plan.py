@@ -11,7 +11,11 @@ Order of decisions for an aged, enriched, scored invoice:
    the outbox undelivered (previous_step_not_delivered: awaiting a decision, queued, failed or
    blocked), and while the customer had an e-mail fewer than ``delivery.min_gap_days`` ago
    (min_gap). It stays due, so it goes out on the first day both clear.
-6. an invoice on a payment plan is held, except for the reminder a few business days before each
+6. a refused auto-charge is tried again on the policy's days after the failure (auto_charge_retries)
+   before any reminder: until the last retry is refused the invoice waits (charge_retry_pending).
+7. the business day after a promise to pay passed unkept, a promise_broken e-mail says so and the
+   cadence resumes after it.
+8. an invoice on a payment plan is held, except for the reminder a few business days before each
    installment; a missed installment lifts the hold and re-escalates to a person.
 
 A step's contact date: pre-due steps N business days before the due date; day 0 on the due date
@@ -33,7 +37,7 @@ from arflow.policy import SEGMENTS, Policy, Step
 HOLD_FLAGS = {"dispute": "open_dispute", "opt_out": "opt_out", "paused": "paused", "payment_plan": "payment_plan",
               "promise_to_pay": "promise_to_pay", "unapplied_cash": "unapplied_cash",
               "reconciliation_mismatch": "reconciliation_mismatch", "written_off": "written_off",
-              "unapplied_credit": "unapplied_credit", "billing_dunning": "billing_dunning"}
+              "unapplied_credit": "unapplied_credit", "billing_dunning": "billing_dunning", "question": "question"}
 # Outbox statuses: a touch that reached its recipient (dry-run: rendered and recorded), one still on
 # its way, and one that did not go and must not be followed by a firmer step.
 DELIVERED = ("sent", "planned")
@@ -111,6 +115,14 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
     outcome[closed_today] = "no_action_due"
     reason[closed_today] = "not_a_business_day"
 
+    # A refused auto-charge: the processor's retries come before any reminder.
+    retrying = open_rows & work.get("payment_failed", pd.Series(False, index=work.index)).fillna(False).astype(bool) \
+        & (work.get("charge_retry_next", pd.Series(0, index=work.index)).fillna(0) > 0)
+    retry_actions, retry_dates = _charge_retries(work[retrying & business], as_of, policy)
+    outcome[retrying & business] = "no_action_due"
+    reason[retrying & business] = "charge_retry_pending"
+    open_rows = open_rows & ~retrying
+
     # Most advanced due step per invoice; several steps on the same day all run (e.g. email + Slack).
     # Positional numpy masks: a policy has a score of steps, and pandas' per-operation cost on
     # each of them would outweigh the work on a portfolio's frame.
@@ -139,6 +151,7 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
             best[now] = np.fmax(best[now], step.sort_day)
     best_day = pd.Series(best, index=work.index)
     next_date = pd.Series(upcoming, index=work.index, dtype="datetime64[s]")
+    next_date.loc[retry_dates.index] = retry_dates.to_numpy()
 
     rows = []
     for step, at in chosen:
@@ -147,14 +160,18 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
             rows.append(_actions_for(work.loc[idx], step, policy))
     extra = _plan_touches(work, installments, missed, as_of, policy, business)
     extra.append(_credit_decisions(work, reason, business, policy))
+    extra.append(retry_actions)
     rows.extend(x for x in extra if not x.empty)
     actions = pd.concat(rows) if rows else _empty_actions()
+    actions = _broken_promises(actions, work, open_rows & business, done_keys, policy)
     # A touch already in the outbox (an earlier run, or a re-run of today) is not planned again.
     actions = actions[~actions["idempotency_key"].isin(done_keys)]
     actions, reminding = _remind_first(actions, work, touches, as_of, policy)
     actions = actions[~actions["idempotency_key"].isin(done_keys)]
     actions = _step_down(actions, work, done_keys, policy)
     actions, waiting = _delivery_gates(actions, work, touches, as_of, policy)
+    actions, unfit = _pre_due_fits(actions, work, as_of, policy)
+    waiting = pd.concat([waiting, unfit[~unfit.index.isin(waiting.index)]])
     actions = _one_lane_per_message(actions)
     acting = actions["row"].unique()
     outcome[acting] = "action_today"
@@ -169,6 +186,61 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
     outcomes = pd.DataFrame({"outcome": outcome, "reason": reason.replace("", None),
                              "next_contact": next_date}, index=work.index)
     return Plan(outcomes=outcomes, actions=actions.reset_index(drop=True))
+
+
+def _charge_retries(rows: pd.DataFrame, as_of: dt.date, policy: Policy) -> tuple[pd.DataFrame, pd.Series]:
+    """The retry due today of each refused auto-charge (auto_charge_retry_<n>, billing, its own
+    idempotency key so each attempt is made once), and the date of the next retry per row."""
+    days = policy.auto_charge_retries.days_after_failure
+    if rows.empty or not days:
+        return _empty_actions(), pd.Series(dtype="datetime64[s]")
+    n = rows["charge_retry_next"].astype("int64")
+    when = pd.to_datetime(rows["charge_failed_on"]) + pd.to_timedelta(n.map(lambda k: days[k - 1]), unit="D")
+    due = when <= pd.Timestamp(as_of)
+    out = []
+    for k in sorted(set(n[due])):
+        sub = rows[due & (n == k)]
+        step = Step(name=f"auto_charge_retry_{k}", lane="current", day=0, channel="billing", tone="friendly",
+                    recipients=())
+        a = _actions_for(sub, step, policy)
+        a["lane"] = sub["lane"].to_numpy()
+        a["step_day"] = sub["days_past_due"].clip(lower=0).astype("int64").to_numpy()
+        out.append(a)
+    return (pd.concat(out, ignore_index=True) if out else _empty_actions()), when.astype("datetime64[s]")
+
+
+PROMISE_BROKEN = "promise_broken"
+
+
+def _broken_promises(actions: pd.DataFrame, work: pd.DataFrame, open_now: pd.Series, done_keys: set[str],
+                     policy: Policy) -> pd.DataFrame:
+    """The business day after a promise to pay passed unkept, the customer is told so (a
+    promise_broken e-mail, once per promise) before the cadence goes on: that invoice's cadence
+    e-mail of the day waits (it stays due and follows the policy's gap)."""
+    if "broken_promise_id" not in work:
+        return actions
+    broken = work[open_now & work["broken_promise_id"].notna() & (work["days_past_due"] > 0)]
+    if broken.empty:
+        return actions
+    keys = broken["invoice_id"].astype(str) + ":" + PROMISE_BROKEN + "_" + broken["broken_promise_id"].astype(str) + ":email"
+    broken = broken[~keys.isin(done_keys)]
+    if broken.empty:
+        return actions
+    step = Step(name=PROMISE_BROKEN, lane="current", day=0, channel="email", tone="friendly")
+    a = _actions_for(broken, step, policy)
+    a["lane"] = broken["lane"].to_numpy()
+    a["idempotency_key"] = keys[broken.index].to_numpy()
+    # Its place in the invoice's cadence: where the invoice had got to (the e-mail steps done).
+    sort_day = {s.name: s.sort_day for s in policy.steps if s.channel == "email"}
+    reached: dict[str, int] = {}
+    for k in done_keys:
+        inv, _, rest = str(k).partition(":")
+        name = rest.removesuffix(":email")
+        if name in sort_day:
+            reached[inv] = max(reached.get(inv, -99), sort_day[name])
+    a["step_day"] = [reached.get(i, 0) for i in a["invoice_id"]]
+    mail_of_it = (actions["channel"] == "email") & actions["invoice_id"].isin(set(a["invoice_id"]))
+    return pd.concat([actions[~mail_of_it], a], ignore_index=True)
 
 
 def _previous_email_steps(actions: pd.DataFrame, work: pd.DataFrame, policy: Policy) -> list[str | None]:
@@ -302,6 +374,31 @@ def _delivery_gates(actions: pd.DataFrame, work: pd.DataFrame, touches: pd.DataF
             gap = email & actions["customer_id"].isin(set(recent.index))
     drop = (email & blocked_prev) | gap
     why = pd.Series(np.where(blocked_prev[drop], "previous_step_not_delivered", "min_gap"),
+                    index=actions.loc[drop, "row"].to_numpy(), dtype=object)
+    return actions[~drop], why[~why.index.duplicated()]
+
+
+def _pre_due_fits(actions: pd.DataFrame, work: pd.DataFrame, as_of: dt.date,
+                  policy: Policy) -> tuple[pd.DataFrame, pd.Series]:
+    """A pre-due reminder only says what is true: none after the due date (on it, the message says
+    "due today": tasks.touches), and none to lead a message to a customer who is already overdue
+    ("coming due" to an account owed for months); it still goes beside an overdue reminder of the
+    same day, listed as not yet due."""
+    pre = {s.name for s in policy.steps if s.business_days_before_due is not None}
+    actions = actions.reset_index(drop=True)
+    is_pre = actions["step"].isin(pre) & (actions["channel"] == "email")
+    if not is_pre.any():
+        return actions, pd.Series(dtype=object)
+    due = work.loc[actions["row"], "due_date"].to_numpy()
+    late = is_pre & (pd.Series(due) < pd.Timestamp(as_of)).to_numpy()
+    owed = (work["days_past_due"] > 0) & (work["effective_balance_minor"] > 0)
+    if "written_off" in work:
+        owed &= ~work["written_off"].fillna(False).astype(bool)
+    overdue = set(work.loc[owed, "customer_id"])
+    other_mail = set(actions.loc[(actions["channel"] == "email") & ~is_pre, "customer_id"])
+    leads = is_pre & actions["customer_id"].isin(overdue - other_mail)
+    drop = late | leads
+    why = pd.Series(np.where(late[drop], "due_date_reached", "account_overdue"),
                     index=actions.loc[drop, "row"].to_numpy(), dtype=object)
     return actions[~drop], why[~why.index.duplicated()]
 

@@ -26,7 +26,7 @@ CONTEXT_COLUMNS = ["invoice_number", "due_date", "days_past_due", "currency", "e
                    "escalation", "escalation_reason", "paid_count", "avg_days_late", "late_count_12m",
                    "payment_link", "payment_failed", "language", "owner_ae_email", "billing_contact_email",
                    "tenure_months", "customer_credit_minor", "credit_notes", "amount_due_minor", "schedule", "autopay",
-                   "po_number"]
+                   "po_number", "first_time_late", "disputed_minor", "broken_promise_date"]
 TONE_RANK = {"friendly": 0, "firm": 1, "escalating": 2}
 LOCALES = {"en": "en_US", "de": "de_DE", "fr": "fr_FR"}  # how each template language writes money
 PO_WORDS = {"en": "PO", "de": "Bestellnr.", "fr": "bon de commande"}
@@ -34,6 +34,12 @@ PO_WORDS = {"en": "PO", "de": "Bestellnr.", "fr": "bon de commande"}
 # never merged into another step's text (message_context).
 CARRIED_STEPS = ("installment_reminder",)
 NOT_YET_DUE = "not yet due"
+# Message kinds with their own template (one file per language): the e-mail after a broken promise
+# to pay, and the first overdue e-mail to a customer late for the first time (policy.first_time_late).
+PROMISE_BROKEN = "promise_broken"
+KIND_TEMPLATES = {PROMISE_BROKEN: "promise_broken.j2", "first_late": "email_first_late.j2",
+                  "due_today": "email_due_today.j2"}
+DISPUTED = "disputed: under review"
 
 
 @lru_cache(maxsize=16)
@@ -52,7 +58,15 @@ def environment(language: str = "en") -> jinja2.Environment:
     return env
 
 
-def template_for(channel: str, tone: str) -> str:
+def template_for(channel: str, tone: str, ctx: dict | None = None) -> str:
+    if channel == "email" and ctx is not None:
+        if ctx.get("step") == PROMISE_BROKEN:
+            return KIND_TEMPLATES[PROMISE_BROKEN]
+        if ctx.get("step") == "nudge" and ctx.get("first_time_late") and not ctx.get("payment_failed"):
+            return KIND_TEMPLATES["first_late"]
+        if ctx.get("step") == "pre_due_reminder" and ctx.get("invoices") \
+                and all(i.get("days_past_due") == 0 for i in ctx["invoices"]):
+            return KIND_TEMPLATES["due_today"]  # a reminder held back to the due date never says "is due <today>"
     return TEMPLATE_BY_CHANNEL.get(channel, f"email_{tone}.j2")
 
 
@@ -69,8 +83,11 @@ def invoice_context(c, act) -> dict:
     can be rendered again at send time without an invoice that changed since."""
     cur = c.currency
     autopay = bool(c.autopay) if isinstance(c.autopay, (bool, np.bool_)) else str(c.autopay).strip().lower() == "true"
-    # An invoice with instalments is chased for what is due (tasks/schedule.py), not its whole balance.
+    # An invoice with instalments is chased for what is due (tasks/schedule.py), not its whole balance;
+    # one disputed in part, for what is not disputed (the disputed part is listed as under review).
     due = int(c.amount_due_minor) if pd.notna(c.amount_due_minor) else int(c.effective_balance_minor)
+    disputed = int(c.disputed_minor) if pd.notna(c.disputed_minor) else 0
+    due = max(due - disputed, 0) if disputed else due
     return {
         "invoice_id": act.invoice_id, "step": act.step, "step_day": int(act.step_day), "tone": act.tone,
         "needs_approval": bool(act.needs_approval), "recipients": act.recipients,
@@ -95,6 +112,10 @@ def invoice_context(c, act) -> dict:
         if pd.notna(c.customer_credit_minor) and int(c.customer_credit_minor) > 0 else None,
         "credit_notes": c.credit_notes if isinstance(c.credit_notes, str) and c.credit_notes else None,
         "po_number": c.po_number.strip() if isinstance(c.po_number, str) and c.po_number.strip() else None,
+        "first_time_late": bool(c.first_time_late) if pd.notna(c.first_time_late) else False,
+        "disputed": format_minor(disputed, cur) if disputed else None,
+        "promised_date": pd.Timestamp(c.broken_promise_date).date().isoformat()
+        if act.step == PROMISE_BROKEN and pd.notna(c.broken_promise_date) else None,
     }
 
 
@@ -123,15 +144,20 @@ def account_positions(invoices: pd.DataFrame, actions: pd.DataFrame | None = Non
     if actions is not None and not actions.empty:
         d = actions[actions["needs_approval"].astype(bool)]
         deciding = dict(zip(d["invoice_id"], d["step"]))
-    for r, why, oc in zip(inv[cols].itertuples(index=False), reason, outcome):
+    disputed = inv["disputed_minor"].fillna(0).astype("int64") if "disputed_minor" in inv \
+        else pd.Series(0, index=inv.index)
+    for r, why, oc, part in zip(inv[cols].itertuples(index=False), reason, outcome, disputed):
         review = REVIEW_REASONS.get(why) if oc == "held" else ("under review" if why == "previous_step_not_delivered"
                                                                  else None)
         if r.invoice_id in deciding:
             review = "a credit is being applied" if deciding[r.invoice_id] == "apply_credit" else "under review"
-        out.setdefault(r.customer_id, {"open": [], "credits": []})["open"].append({
-            "invoice_id": r.invoice_id, "invoice_number": str(r.invoice_number), "currency": r.currency,
-            "amount": format_minor(int(r.effective_balance_minor), r.currency), "due_date": r.due_date.date().isoformat(),
-            "days_past_due": int(r.days_past_due), "review": review})
+        entry = {"invoice_id": r.invoice_id, "invoice_number": str(r.invoice_number), "currency": r.currency,
+                 "amount": format_minor(int(r.effective_balance_minor) - int(part), r.currency),
+                 "due_date": r.due_date.date().isoformat(), "days_past_due": int(r.days_past_due), "review": review}
+        out.setdefault(r.customer_id, {"open": [], "credits": []})["open"].append(entry)
+        if part:  # disputed in part: what is disputed is under review, the rest is as it stands
+            out[r.customer_id]["open"].append({**entry, "amount": format_minor(int(part), r.currency),
+                                               "review": REVIEW_REASONS["dispute"]})
     if "customer_credit_minor" in invoices:
         held = invoices[invoices["customer_credit_minor"].fillna(0) > 0].drop_duplicates(["customer_id", "currency"])
         for r in held[["customer_id", "currency", "customer_credit_minor", "credit_notes"]].itertuples(index=False):
@@ -148,6 +174,7 @@ def lead_index(items: list[dict]) -> int:
     oldest invoice). Its step, tone, invoice and recipients are the message's, for the text, the
     decision a person sees and the send alike."""
     return max(range(len(items)), key=lambda n: (items[n].get("step") not in CARRIED_STEPS,
+                                                 items[n].get("step") == PROMISE_BROKEN,
                                                  items[n].get("step_day") or 0, TONE_RANK.get(items[n].get("tone"), 0),
                                                  items[n].get("days_past_due") or 0))
 
@@ -181,17 +208,22 @@ def message_context(items: list[dict], sender_name: str) -> dict:
               "amount": i["amount"], "due_date": i["due_date"], "days_past_due": i["days_past_due"],
               "review": REVIEW_REASONS["payment_plan"] if i["step"] in CARRIED_STEPS else NOT_YET_DUE}
              for i in carried]
+    # The disputed part of an invoice disputed in part: listed as under review, never asked for.
+    aside += [{"invoice_id": i["invoice_id"], "invoice_number": i["invoice_number"], "currency": i["currency"],
+               "amount": i["disputed"], "due_date": i["due_date"], "days_past_due": i["days_past_due"],
+               "review": REVIEW_REASONS["dispute"]} for i in ordered if i.get("disputed")]
     return {**lead, "invoices": ordered, "sender_name": sender_name,
             "also_open": aside + [x for x in lead.get("also_open", []) if x["invoice_id"] not in
                                   {i["invoice_id"] for i in carried}], "credits": lead.get("credits", []),
             "needs_approval": any(i["needs_approval"] for i in items),
             "autopay": all(i.get("autopay") for i in main),
+            "first_time_late": all(i.get("first_time_late") for i in main),
             "payment_failed": any(i["payment_failed"] for i in items) and lead["step"] in ("nudge", "payment_failed_notice")}
 
 
 def render_message(channel: str, items: list[dict], sender_name: str) -> tuple[str, str, dict]:
     ctx = message_context(items, sender_name)
-    subject, body = render(template_for(channel, ctx["tone"]), ctx, ctx.get("language") or "en")
+    subject, body = render(template_for(channel, ctx["tone"], ctx), ctx, ctx.get("language") or "en")
     return subject, body, ctx
 
 

@@ -7,13 +7,13 @@ the source, and nothing marks an invoice paid: the checkpoint does that when the
 | --- | --- |
 | paid | pause reminders on the invoice (the customer's invoices, if none is named) for 5 business days while the payment arrives |
 | promise_to_pay (with a date) | a promise to pay on the invoice (each open invoice named, else the customer's oldest) |
-| dispute | a dispute on the invoice (with the amount where given), and a task for the owner |
+| dispute | a dispute on the invoice (with the amount and lines where given: only that part is held) and its reason code (none found: `unspecified`, and a decision asks a person for one); a task for the owner |
 | wrong_contact | pause the customer 10 business days; a task for the owner to update the billing contact |
 | out_of_office | pause the customer until the return date (else 5 business days) |
 | complaint | pause the customer 5 business days; a task for the owner |
 | refund_request | pause the customer 5 business days; a task for finance |
 | legal_threat | pause the customer 30 days; a task for finance and the owner; no automated message |
-| question | a task for the owner |
+| question | the customer's reminders paused until a person answers (`arflow answered`; a flagged reply pauses nothing); a task for the owner |
 
 A reply that tries to instruct the system is flagged (``instructions_in_reply``) and a person is
 told; it gets its class's effect and nothing more. A reply nobody can be matched to (sender and
@@ -119,6 +119,36 @@ _RULES = [  # in priority order: the first that matches is the class
                              r"disappointed|complain|unversch[äa]mt|inakzeptabel|ver[äa]rgert|beschwerde|"
                              r"inacceptable|scandaleux|m[ée]content|plainte)\b", re.I)),
 ]
+# A dispute's reason code, read from the reply in any language the templates speak (the first that
+# matches); one the policy does not list, or none, is `unspecified` and a person is asked.
+_REASON_CODES = [
+    ("duplicate", re.compile(r"\b(double[- ]billed|duplicate|billed twice|charged twice|doppelt|zweimal|en double|"
+                             r"deux fois)", re.I)),
+    ("not_received", re.compile(r"\b(never received|not received|did not receive|nicht erhalten|nie erhalten|"
+                                r"pas re[çc]u|jamais re[çc]u)", re.I)),
+    ("damaged", re.compile(r"\b(damaged|defective|broken|besch[äa]digt|defekt|endommag\w*|d[ée]fectueu\w*)", re.I)),
+    ("quantity", re.compile(r"\b(quantit(y|ies)|units?|menge|st[üu]ckzahl|quantit[ée]s?)\b", re.I)),
+    ("tax", re.compile(r"\b(tax|vat|sales tax|mwst|mehrwertsteuer|umsatzsteuer|tva|taxe)\b", re.I)),
+    ("terms", re.compile(r"\b(payment terms|net ?\d+|zahlungsbedingungen|zahlungsziel|conditions de paiement|"
+                         r"d[ée]lai de paiement)", re.I)),
+    ("pricing", re.compile(r"\b(price|pricing|overcharged|wrong (rate|amount)|rate card|discount|preis\w*|rabatt|"
+                           r"prix|tarif\w*|remise|montant (incorrect|erron[ée]e?))", re.I)),
+]
+_LINES = re.compile(r"\b(?:lines?|positions?|pos\.|zeilen?|lignes?)\s*(?:no\.?|nr\.?|n°)?\s*"
+                    r"(\d+(?:\s*(?:,|and|und|et|&|/)\s*\d+)*)", re.I)
+
+
+def dispute_details(text: str, codes: tuple[str, ...]) -> tuple[str, str | None]:
+    """(reason code, lines disputed) of a dispute reply: a code the policy lists or `unspecified`,
+    and the line numbers named ("2, 3"), if any."""
+    code = next((name for name, rx in _REASON_CODES if rx.search(text)), "unspecified")
+    if code not in codes:
+        code = "unspecified"
+    m = _LINES.search(text)
+    lines = ", ".join(re.findall(r"\d+", m.group(1))) if m else None
+    return code, lines
+
+
 # Categories the rules decide whatever a model says: an unsubscribe request is honoured.
 RULES_WIN = ("opt_out",)
 _ISO = re.compile(r"\b(20\d\d)-(\d\d)-(\d\d)\b")
@@ -204,10 +234,14 @@ class Effects:
     disputes: list[dict] = field(default_factory=list)
     tasks: list[dict] = field(default_factory=list)
     opt_outs: list[dict] = field(default_factory=list)
+    decisions: list[dict] = field(default_factory=list)   # a person is asked (a dispute's missing reason code)
+
+
+QUESTION_UNTIL = dt.date(9999, 12, 31)  # a question holds until answered (`arflow answered` ends it)
 
 
 def effects_for(reply: dict, open_invoices: pd.DataFrame, customers: pd.DataFrame, as_of: dt.date,
-                country: str, finance: str) -> tuple[Effects, str]:
+                country: str, finance: str, reason_codes: tuple[str, ...] | None = None) -> tuple[Effects, str]:
     """What one classified, matched reply does, and a one-line account of it."""
     e = Effects()
     cid, inv_ids, cat = reply["customer_id"], reply["invoice_ids"], reply["category"]
@@ -255,6 +289,10 @@ def effects_for(reply: dict, open_invoices: pd.DataFrame, customers: pd.DataFram
     if cat == "dispute":
         targets = inv_ids or (list(mine["invoice_id"]) if len(mine) == 1 else [])
         amount = reply.get("amount")
+        from arflow.policy import DISPUTE_REASON_CODES
+
+        codes = tuple(reason_codes or DISPUTE_REASON_CODES)
+        code, lines = dispute_details(f"{reply['subject']}\n{reply['body']}", codes)
         for i in targets:
             cur = mine.loc[mine["invoice_id"] == i, "currency"]
             currency = cur.iloc[0] if len(cur) else None
@@ -267,7 +305,10 @@ def effects_for(reply: dict, open_invoices: pd.DataFrame, customers: pd.DataFram
                     minor = None
             e.disputes.append({"invoice_id": i, "customer_id": cid, "opened_on": as_of, "amount_minor": minor,
                                "currency": currency if minor is not None else None,
-                               "reason": f"reply {key}: {reply.get('summary') or reply['subject']}"[:500]})
+                               "reason": f"reply {key}: {reply.get('summary') or reply['subject']}"[:500],
+                               "reason_code": code, "lines": lines})
+            if code == "unspecified":  # a person names the reason (arflow dispute code INVOICE --code ...)
+                e.decisions.append(dispute_reason_decision(i, cid, as_of, reply, codes, minor, currency))
         task(owner, f"Dispute from {cust['name'] if cust is not None else cid}: "
                     f"{', '.join(targets) if targets else 'which invoice? not named'}")
         if not targets:
@@ -296,10 +337,30 @@ def effects_for(reply: dict, open_invoices: pd.DataFrame, customers: pd.DataFram
         task(finance, "Legal action mentioned in a reply: no automated contact for 30 days")
         task(owner, "Legal action mentioned in a reply: no automated contact for 30 days")
         return e, "customer paused 30 days; finance and owner told"
-    task(owner, "Question in reply to a reminder")
-    if reply.get("flagged"):
+    if reply.get("flagged"):  # a reply that tries to instruct the system stops nothing by itself
+        task(owner, "Question in reply to a reminder")
         return e, "owner asked to answer (flagged)"
-    return e, "owner asked to answer"
+    # A question holds the customer's reminders until someone answers it (`arflow answered`).
+    e.pauses.append({"customer_id": cid, "invoice_id": None, "starts_on": as_of, "until": QUESTION_UNTIL,
+                     "reason": f"reply {key}: question: {reply.get('summary') or reply['subject']}"[:500],
+                     "recorded_by": who, "kind": "question"})
+    task(owner, f"Question in reply to a reminder: reminders paused until it is answered "
+                f"(then: arflow answered {cid})")
+    return e, "reminders paused until answered; owner asked to answer"
+
+
+def dispute_reason_decision(invoice_id: str, customer_id: str, as_of: dt.date, reply: dict, codes: tuple[str, ...],
+                            amount_minor: int | None, currency: str | None) -> dict:
+    """The decision that asks a person for a dispute's reason code (kind dispute_reason)."""
+    context = {"question": "The customer disputes this invoice without a reason we could read: which is it?",
+               "reason_codes": [c for c in codes if c != "unspecified"], "invoice_id": invoice_id,
+               "disputed_amount_minor": amount_minor, "currency": currency,
+               "reply": {"from": reply.get("from_address"), "subject": reply.get("subject"),
+                         "body": str(reply.get("body") or "")[:2000]},
+               "how": f"arflow dispute code {invoice_id} --code <one of the reason codes>"}
+    return {"decision_key": f"dispute:{invoice_id}:{reply['message_id']}:reason", "kind": "dispute_reason",
+            "invoice_ids": invoice_id, "customer_id": customer_id, "opened_on": as_of, "status": "open",
+            "context": json.dumps(context, default=str)}
 
 
 # ---- the model ---------------------------------------------------------------------------------
@@ -354,7 +415,8 @@ def _validate(raw: dict, ids: set[str]) -> dict[str, TriageEntry]:
 
 
 def triage(replies: pd.DataFrame, invoices: pd.DataFrame, customers: pd.DataFrame, known_ids: set[str], *,
-           as_of: dt.date, country: str, finance: str, llm=None) -> tuple[list[dict], dict]:
+           as_of: dt.date, country: str, finance: str, llm=None,
+           reason_codes: tuple[str, ...] | None = None) -> tuple[list[dict], dict]:
     """The new replies (message ids not in `known_ids`), classified, matched and given their effects.
     Returns one item per new reply ({reply row, effects}) and the counts."""
     new = replies[~replies["message_id"].isin(known_ids)].drop_duplicates("message_id").reset_index(drop=True)
@@ -368,7 +430,7 @@ def triage(replies: pd.DataFrame, invoices: pd.DataFrame, customers: pd.DataFram
         r["customer_id"] = r["customer_id"] if isinstance(r["customer_id"], str) else None
         flagged = "instructions_in_reply" if c["instructions_found"] else None
         reply = {**r, **c, "flagged": flagged, "received_on": r["received_on"] or as_of}
-        effects, effect_text = effects_for(reply, open_inv, customers, as_of, country, finance)
+        effects, effect_text = effects_for(reply, open_inv, customers, as_of, country, finance, reason_codes)
         detail = {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in c.items()
                   if k in ("date", "amount", "new_contact_email", "new_contact_name", "summary") and v}
         row = {"message_id": r["message_id"], "received_on": reply["received_on"], "from_address": r["from_address"],

@@ -366,3 +366,24 @@ def test_sigterm_stops_the_webhook_server_and_its_temporary_prefect_server(tmp_p
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def test_a_retry_of_a_declined_charge_is_a_new_attempt_at_stripe_under_its_own_key(stripe_api, tmp_path):
+    """policy.auto_charge_retries: the first attempt's key would only replay its decline; each retry
+    (auto_charge_retry_N) sends its own Idempotency-Key, once, and collects once the card works."""
+    billing = billing_for("stripe", tmp_path)
+    stripe_api.cards["cus_A"] = "card_declined"
+
+    def charge(key):
+        return billing.charge(invoice_id="in_0002", invoice_number="ARF-0002", customer_id="cus_A", amount="500.00",
+                              currency="USD", idempotency_key=key, on=AS_OF)
+
+    assert not charge("in_0002:auto_charge:billing").ok
+    stripe_api.cards["cus_A"] = "ok"    # the customer updated the card
+    assert not charge("in_0002:auto_charge:billing").ok   # the same key: Stripe replays the decline
+    retry = charge("in_0002:auto_charge_retry_1:billing")
+    assert retry.ok
+    assert charge("in_0002:auto_charge_retry_1:billing").charge_id == retry.charge_id   # a repeat charges nothing
+    keys = [r["idempotency_key"] for r in stripe_api.requests if r["path"].endswith("/pay")]
+    assert keys == ["arflow:in_0002:auto_charge:billing"] * 2 + ["arflow:in_0002:auto_charge_retry_1:billing"] * 2
+    assert stripe_api.invoices["in_0002"]["status"] == "paid"

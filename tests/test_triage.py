@@ -92,7 +92,7 @@ def test_the_same_replies_twice_are_recorded_once(tmp_path):
     run(ledger)
     items, counts = run(ledger)
     assert items == [] and counts == {"new": 0, "recorded": 0}
-    assert len(ledger.frame(m.Pause)) == 6 and len(ledger.replies()) == 11
+    assert len(ledger.frame(m.Pause)) == 7 and len(ledger.replies()) == 11
 
 
 def test_the_model_classifies_and_its_word_is_bounded_by_the_class(tmp_path):

@@ -215,6 +215,10 @@ class Dispute(Base):
     amount_minor: Mapped[int | None] = mapped_column(BigInteger)
     currency: Mapped[str | None] = mapped_column(String(3))
     reason: Mapped[str | None] = mapped_column(Text)
+    # One of the policy's disputes.reason_codes (`unspecified`: a decision asks a person for one),
+    # and the invoice lines disputed where the customer named them (free text, as they wrote it).
+    reason_code: Mapped[str | None] = mapped_column(String(40))
+    lines: Mapped[str | None] = mapped_column(Text)
 
 
 class PromiseToPay(Base):
@@ -261,6 +265,9 @@ class Pause(Base):
     until: Mapped[dt.date] = mapped_column(Date)
     reason: Mapped[str] = mapped_column(Text)
     recorded_by: Mapped[str | None] = mapped_column(String(200))
+    # `question`: a customer's question holds their reminders until a person answers it
+    # (`arflow answered`, which ends the pause); None: a pause to a date.
+    kind: Mapped[str | None] = mapped_column(String(20))
 
 
 class PaymentHistory(Base):

@@ -611,6 +611,7 @@ class Ledger:
                 self.insert_rows(m.Dispute, e.disputes, conn)
                 self.insert_rows(m.OptOut, e.opt_outs, conn)
                 self._insert_new(conn, m.OwnerTask, e.tasks, ["task_key"], "task_key")
+                self._insert_new(conn, m.Decision, getattr(e, "decisions", []), ["decision_key"], "decision_key")
                 self.audit("arflow-triage", "reply.triaged", "Reply", reply["message_id"],
                            {k: reply[k] for k in ("customer_id", "invoice_id", "category", "classifier", "flagged",
                                                   "effect")}, conn)

@@ -768,6 +768,68 @@ def statement(
         print(f"arflow: statement written to {pdf}", file=sys.stderr)
     if as_json or (html is None and pdf is None):
         sys.stdout.write(json.dumps(st.as_dict(), default=str) + "\n")
+audit_app = typer.Typer(help="The audit log for a review: every touch, decision, record and change, with who and "
+                                "when, each row chained to the one before by a hash (docs/controls.md).")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("export")
+def audit_export(
+    start: str = typer.Option(..., "--from", help="first day, YYYY-MM-DD (UTC)"),
+    end: str = typer.Option(..., "--to", help="last day, YYYY-MM-DD (UTC), included"),
+    fmt: str = typer.Option("csv", "--format", help="csv | json"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write here (default: stdout)"),
+) -> None:
+    """Write the audit log from --from to --to with each row's hashes; stderr says whether the chain
+    is intact (an edit or a deletion in the ledger shows as a break)."""
+    from connectors.ledger import audit
+
+    first, last = _parse_date(start, "--from"), _parse_date(end, "--to")
+    if last < first:
+        raise UsageError(f"--to {last} is before --from {first}")
+    if fmt not in ("csv", "json"):
+        raise UsageError(f"--format must be csv or json, got {fmt!r}")
+    ledger, _ = _ledger_and_today(None)
+    rows = ledger.audit_rows(first, last)
+    check = audit.verify(rows)
+    meta = {"export": "arflow audit log", "from": first.isoformat(), "to": last.isoformat(),
+            "exported_at": audit.when(dt.datetime.now(dt.timezone.utc)), "hash": "sha256(prev_hash + canonical JSON)",
+            "anchor": check.get("anchor") or (rows[0]["prev_hash"] if rows else None),
+            "head": check.get("head") or (rows[-1]["hash"] if rows else None)}
+    text = audit.to_json(rows, meta) if fmt == "json" else audit.to_csv(rows)
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    state = "chain intact" if check["ok"] else f"CHAIN BROKEN: {check['why']}"
+    print(f"arflow: {len(rows)} audit row(s) {first}..{last}" + (f" -> {out}" if out else "") + f"; {state}",
+          file=sys.stderr)
+
+
+@audit_app.command("verify")
+def audit_verify(file: Path = typer.Argument(..., help="an export of `arflow audit export` (CSV or JSON)"),
+                 as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout")) -> None:
+    """Check an export's hash chain: every row matches its hash and follows the one before. Exit 0
+    when intact; 1 naming the first row that was changed, or after which one is missing."""
+    from connectors.ledger import audit
+
+    if not file.is_file():
+        raise UsageError(f"{file} is not a file")
+    try:
+        result = audit.verify(audit.read_export(file.read_text(encoding="utf-8")))
+    except audit.AuditFileError as exc:
+        raise UsageError(f"{file}: {exc}") from None
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    elif result["ok"]:
+        sys.stdout.write(f"ok: {result['rows']} row(s), chain intact"
+                         + (f" (head {result['head'][:16]})" if result["head"] else "") + "\n")
+    else:
+        sys.stdout.write(f"BROKEN at row {result['row']} (seq {result['seq']}): {result['why']}\n")
+    if not result["ok"]:
+        raise typer.Exit(EXIT_FAILED)
+
+
 # The errors that end a run with one line and exit 1, by module: looked up only once something was
 # raised, so `arflow --help` and argument errors never import the heavy libraries behind them.
 _RUN_ERRORS = (("arflow.policy", "PolicyError"), ("connectors.ledger.store", "LedgerError"),

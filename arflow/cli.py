@@ -457,29 +457,52 @@ def queue(as_json: bool = typer.Option(False, "--json", help="print one JSON obj
 
 
 @app.command("decide")
-def decide(decision_id: int = typer.Argument(..., help="the decision's id (arflow queue)"),
-           verdict: str = typer.Argument(..., help="approve | reject"),
+def decide(target: str = typer.Argument(..., help="the decision's id (arflow queue); with --customer, the verdict"),
+           verdict: Optional[str] = typer.Argument(None, help="approve | reject"),
+           customer: Optional[str] = typer.Option(None, "--customer", help="settle every open decision of this "
+                                                  "customer: arflow decide --customer C1 approve"),
            note: str = typer.Option("", "--note", help="why (kept in the audit log)"),
            choice: Optional[str] = typer.Option(None, "--choice", help="payment_plan | write_off, where the step offers both"),
            installments: Optional[int] = typer.Option(None, "--installments", min=2, max=24,
                                                       help="installments of an approved payment plan"),
            subject: Optional[str] = typer.Option(None, "--subject", help="approve with this subject instead"),
            body_file: Optional[Path] = typer.Option(None, "--body-file", help="approve with this text instead"),
-           by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
-    """Settle a decision: approved, the next run carries it out; rejected, nothing goes."""
+           by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by",
+                                  help="who decides: checked against the policy's approvals")) -> None:
+    """Settle a decision, or all of a customer's: approved, the next run carries it out; rejected,
+    nothing goes. The policy's approvals say who may settle what up to which amount."""
+    if customer is not None:
+        if verdict is not None:
+            raise UsageError("with --customer give only the verdict: arflow decide --customer C1 approve")
+        verdict = target
+    elif verdict is None:
+        raise UsageError("give the decision's id and the verdict (arflow decide 12 approve), or --customer")
     if verdict not in ("approve", "reject"):
         raise UsageError(f"verdict must be approve or reject, got {verdict!r}")
+    if customer is None and not target.isdigit():
+        raise UsageError(f"the decision's id is a number, got {target!r} (a customer: --customer {target})")
     if body_file is not None and not body_file.is_file():
         raise UsageError(f"--body-file {body_file} is not a file")
-    from tasks.decisions import DecisionError, settle
+    if customer is not None and (subject is not None or body_file is not None):
+        raise UsageError("--subject and --body-file edit one decision's message: give its id, not --customer")
+    from arflow.config import Settings
+    from arflow.policy import load_policy
+    from tasks.decisions import DecisionError, settle, settle_customer
 
     ledger, day = _ledger_and_today(None)
+    approvals = load_policy(Settings.from_env().policy_path).approvals
     try:
-        result = settle(ledger, decision_id, verdict, by=by, on=day, note=note, subject=subject,
-                        body=body_file.read_text() if body_file else None, choice=choice, installments=installments)
+        if customer is not None:
+            results = settle_customer(ledger, customer, verdict, by=by, on=day, note=note, choice=choice,
+                                      installments=installments, approvals=approvals)
+        else:
+            results = [settle(ledger, int(target), verdict, by=by, on=day, note=note, subject=subject,
+                              body=body_file.read_text() if body_file else None, choice=choice,
+                              installments=installments, approvals=approvals)]
     except DecisionError as exc:
         raise UsageError(str(exc)) from None
-    typer.echo(f"decision {decision_id} {result['status']} ({result['touches']} touch(es))", err=True)
+    for r in results:
+        typer.echo(f"decision {r['id']} {r['status']} ({r['touches']} touch(es))", err=True)
 
 
 @app.command("ack")

@@ -153,23 +153,111 @@ def settlement(kind: str, context: dict, answer: dict) -> dict:
     return out
 
 
+class NotAllowed(DecisionError):
+    """The person may not settle this decision (policy approvals): the message names the limit and who may."""
+
+
+def decision_amounts(context: dict) -> dict[str, int]:
+    """A decision's total per currency, minor units, from the invoices its context lists."""
+    from arflow.money import to_minor
+
+    out: dict[str, int] = {}
+    for i in context.get("invoices") or []:
+        try:
+            minor = int(i["amount_minor"]) if i.get("amount_minor") is not None else \
+                to_minor(str(i["amount"]).replace(",", ""), i["currency"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        out[i["currency"]] = out.get(i["currency"], 0) + minor
+    return out
+
+
+def _member(person: str, people) -> bool:
+    who = " ".join(str(person).split()).casefold()
+    return any(p == "*" or " ".join(str(p).split()).casefold() == who for p in people)
+
+
+def may_decide(approvals, what: str, amounts: dict[str, int]):
+    """The rule that governs a decision of kind `what` with these totals: (roles, rule, every rule
+    of the kind) with roles None where no rule's kinds match (anyone) and () where none covers it."""
+    from arflow.money import to_minor
+
+    rules = [r for r in approvals.rules if what in r.kinds or "*" in r.kinds]
+    if not rules:
+        return None, None, rules
+    for r in rules:
+        if r.up_to is None or all(c in r.up_to and v <= to_minor(r.up_to[c], c) for c, v in amounts.items()):
+            return r.roles, r, rules
+    return (), None, rules
+
+
+def people_who_may(approvals, kind: str, context: dict, choices=(None,)) -> set[str] | None:
+    """Everyone who may settle this decision for any of `choices` (None: anyone may)."""
+    out: set[str] = set()
+    for choice in choices:
+        roles, _, _ = may_decide(approvals, choice or kind, decision_amounts(context))
+        if roles is None:
+            return None
+        for role in roles:
+            out |= set(approvals.roles.get(role, ()))
+    return None if "*" in out else out
+
+
+def authorize(approvals, decision: dict, verdict: str, choice: str | None, by: str) -> None:
+    """Refuse (NotAllowed) a person the policy's approvals do not let settle this decision: what an
+    approval chooses (a write-off) or the decision's kind, at its total."""
+    from arflow.money import format_minor
+
+    if approvals is None:
+        return
+    context = json.loads(decision["context"]) if isinstance(decision["context"], str) else decision["context"]
+    what = choice if verdict == "approve" and choice else decision["kind"]
+    amounts = decision_amounts(context)
+    roles, rule, rules = may_decide(approvals, what, amounts)
+    if roles is None or any(_member(by, approvals.roles.get(r, ())) for r in roles):
+        return
+    total = ", ".join(f"{c} {format_minor(v, c, grouping=True)}" for c, v in sorted(amounts.items())) or "no amount"
+
+    def who(role_names):
+        return ", ".join(f"{r} ({', '.join(approvals.roles.get(r, ())) or 'nobody'})" for r in role_names)
+
+    limits = "; ".join((f"up to {', '.join(f'{c} {a}' for c, a in r.up_to.items())}" if r.up_to else "any amount")
+                       + f": {who(r.roles)}" for r in rules)
+    raise NotAllowed(f"{by} may not {verdict} decision {decision['id']} ({what.replace('_', ' ')}, {total}): "
+                     + (f"it needs {who(roles)}" if roles else "no rule covers this amount")
+                     + f" (approvals for {what}: {limits})")
+
+
 def open_decisions(ledger) -> pd.DataFrame:
     return ledger.frame(m.Decision, m.Decision.status == "open").sort_values("id").reset_index(drop=True)
 
 
 def settle(ledger, decision_id: int, verdict: str, *, by: str, on: dt.date, note: str = "",
            subject: str | None = None, body: str | None = None, choice: str | None = None,
-           installments: int | None = None) -> dict:
+           installments: int | None = None, approvals=None) -> dict:
     """Approve or reject an open decision. Approval queues its message for the next run (with the
-    edited text, if given); rejection closes it. Everything goes to the audit log."""
+    edited text, if given); rejection closes it. `approvals` (the policy's): a person they do not
+    allow is refused (NotAllowed), and the refusal is audited. Everything goes to the audit log."""
     if verdict not in VERDICTS:
         raise DecisionError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    try:
+        return _settle(ledger, decision_id, verdict, by=by, on=on, note=note, subject=subject, body=body,
+                       choice=choice, installments=installments, approvals=approvals)
+    except NotAllowed as exc:
+        ledger.audit(by, "decision.refused", "Decision", str(decision_id),
+                     {"verdict": verdict, "choice": choice, "why": str(exc)})
+        raise
+
+
+def _settle(ledger, decision_id: int, verdict: str, *, by: str, on: dt.date, note: str, subject, body, choice,
+            installments, approvals) -> dict:
     with ledger.engine.begin() as conn:
         d = conn.execute(select(m.Decision).where(m.Decision.id == decision_id)).mappings().first()
         if d is None:
             raise DecisionError(f"no decision {decision_id}")
         if d["status"] != "open":
             raise DecisionError(f"decision {decision_id} is already {d['status']}")
+        authorize(approvals, dict(d), verdict, choice, by)
         if verdict == "approve" and d["kind"] in CHOICE_STEPS and choice not in CHOICES:
             raise DecisionError(f"decision {decision_id} ({d['kind']}) needs --choice payment_plan or write_off")
         if choice is not None and choice not in CHOICES:
@@ -202,3 +290,31 @@ def settle(ledger, decision_id: int, verdict: str, *, by: str, on: dt.date, note
                      str(decision_id), detail, conn)
     return {"id": decision_id, "kind": d["kind"], "status": "approved" if verdict == "approve" else "rejected",
             "touches": n}
+
+
+def settle_customer(ledger, customer_id: str, verdict: str, *, by: str, on: dt.date, note: str = "",
+                    choice: str | None = None, installments: int | None = None, approvals=None) -> list[dict]:
+    """Settle every open decision of one customer the same way (the invoices each covers). Nothing is
+    settled unless all may be: an unknown customer, a decision that needs a choice not given, or one
+    the person may not settle refuses the whole (edits are made one decision at a time)."""
+    if verdict not in VERDICTS:
+        raise DecisionError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    mine = ledger.frame(m.Decision, (m.Decision.status == "open") & (m.Decision.customer_id == customer_id))
+    if mine.empty:
+        raise DecisionError(f"customer {customer_id} has no open decision")
+    rows = mine.sort_values("id").to_dict("records")
+    if verdict == "approve" and choice is None:
+        needing = [str(int(r["id"])) for r in rows if r["kind"] in CHOICE_STEPS]
+        if needing:
+            raise DecisionError(f"decision(s) {', '.join(needing)} of customer {customer_id} need --choice "
+                                "payment_plan or write_off")
+    for r in rows:
+        try:
+            authorize(approvals, r, verdict, choice if r["kind"] in CHOICE_STEPS else None, by)
+        except NotAllowed as exc:
+            ledger.audit(by, "decision.refused", "Decision", str(int(r["id"])),
+                         {"verdict": verdict, "choice": choice, "customer": customer_id, "why": str(exc)})
+            raise
+    return [settle(ledger, int(r["id"]), verdict, by=by, on=on, note=note, approvals=approvals,
+                   choice=choice if r["kind"] in CHOICE_STEPS else None,
+                   installments=installments if r["kind"] in CHOICE_STEPS else None) for r in rows]

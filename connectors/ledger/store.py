@@ -655,6 +655,18 @@ class Ledger:
                        {"run": run_id, "changes": [c["field"] for c in changes],
                         "approved_by": d["decided_by"]}, conn)
 
+    def refuse_review(self, decision_id: int, why: str) -> None:
+        """A form's answer the policy's approvals refused: the decision stays open, shows why, and
+        waits for a new form (a new revision, so the next announcement opens one)."""
+        from sqlalchemy import update
+
+        with self.engine.begin() as conn:
+            d = conn.execute(select(m.Decision.context).where(m.Decision.id == int(decision_id))).scalar_one()
+            context = json.loads(d)
+            context.update({"refused": why, "revision": int(context.get("revision", 0)) + 1})
+            conn.execute(update(m.Decision).where(m.Decision.id == int(decision_id)).values(
+                flow_run_id=None, context=json.dumps(context, default=str)))
+
     def decisions_awaiting_review_run(self) -> pd.DataFrame:
         """Open decisions no Prefect review run has been opened for yet, oldest first."""
         return self.frame(m.Decision, (m.Decision.status == "open") & m.Decision.flow_run_id.is_(None)) \

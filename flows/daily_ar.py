@@ -27,7 +27,7 @@ from flows.lanes import LANE_FLOWS
 from tasks.delivery import Channels
 from tasks.delivery import Context as DeliveryContext
 from tasks import prefect_tasks as t
-from tasks import report
+from tasks import pilot, report
 from tasks.hops import QUARANTINE_COLUMNS
 from tasks.quality import enforce_threshold, run_suite
 
@@ -70,14 +70,16 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
         reconciliation, rec_hop = t.reconcile_aging(extracted.frame, inputs, policy)
         enriched = t.enrich_context(extracted.frame, customers, inputs, as_of, policy)
         scored = t.score_invoices(enriched.frame, policy, ledger, llm, as_of, mode, run_id)
+        cohort = pilot.cohort(scored.frame, policy, mode)  # the pilot's customers; None: everyone (or a dry run)
         planned, actions = t.plan_actions(scored.frame, as_of, policy, set(reconciliation.mismatched_customers),
-                                          ledger, mode)
+                                          ledger, mode, cohort)
         run_dir = settings.data_dir / "runs" / as_of.isoformat() / run_id  # dry-run: the .eml files
         if policy.statements.with_reminder:  # the month's first reminder carries the statement of account
             actions = t.attach_statements(actions, extracted.frame, customers, inputs, ledger, as_of, policy, mode,
                                           run_dir)
         delivery = delivery_context(ledger, channels, policy, run_id, as_of, mode, source, settings)
         delivery.llm = llm
+        delivery.cohort = cohort
         try:
             lanes = [lane(actions, planned.frame, ledger, mode, run_id, as_of, run_dir, delivery) for lane in LANE_FLOWS]
             owners = t.follow_up_owners(delivery)
@@ -92,7 +94,8 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
                 channels.mailer.close()
         summary = publish_report(as_of, run_id, inputs.source, mode, policy, ledger,
                                  [extracted, rec_hop, enriched, scored, planned], planned.frame, actions,
-                                 reconciliation, lanes, inputs.notes, run_dir)
+                                 reconciliation, lanes, inputs.notes, run_dir,
+                                 pilot.summary(actions, cohort, policy.pilot.enabled and mode != "dry-run"))
         summary["owners"] = owners
         if mode == "send" and channels.crm is not None:  # the day's summary in the CRM, where configured
             summary["crm_summary_post"] = post_crm_summary(channels.crm, summary)
@@ -121,7 +124,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
 @task(name="publish_report", cache_policy=NO_CACHE, **t.RETRY)
 def publish_report(as_of: dt.date, run_id: str, source: str, mode: str, policy: Policy, ledger: Ledger, hop_results,
                    planned: pd.DataFrame, actions: pd.DataFrame, reconciliation, lanes: list[dict],
-                   notes: list[str], run_dir=None) -> dict:
+                   notes: list[str], run_dir=None, pilot_counts: dict | None = None) -> dict:
     quarantine = pd.concat([h.quarantine for h in hop_results if not h.quarantine.empty] or
                            [pd.DataFrame(columns=QUARANTINE_COLUMNS)], ignore_index=True)
     invoice_q = quarantine[quarantine["entity"] == "invoice"]
@@ -159,6 +162,7 @@ def publish_report(as_of: dt.date, run_id: str, source: str, mode: str, policy: 
     for k in ("failed", "retry", "charges", "charges_failed", "finance_alerts", "carried_out", "digest_items"):
         summary[k if k != "retry" else "send_retries"] = sum(d.get(k, 0) for d in delivered)
     summary["run_folder"] = str(run_dir)
+    summary["pilot"] = pilot_counts or {"enabled": False}  # the pilot's live and dry-run halves (tasks/pilot.py)
     stamp = {"run_id": run_id, "as_of": as_of}
     rec_rows = reconciliation.results.assign(**stamp) if not reconciliation.results.empty else None
     ledger.write_run_results(outcomes.assign(**stamp), quarantine.drop(columns=["invoice_id", "customer_id"]).assign(**stamp),

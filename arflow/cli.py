@@ -425,35 +425,57 @@ def cash_review(payment: str = typer.Argument(..., help="payment id from the exc
 
 @app.command("queue")
 def queue(as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout")) -> None:
-    """List the open decisions, oldest first, with their context."""
-    from tasks.decisions import open_decisions
+    """List the open decisions by customer, ranked by risk-weighted overdue exposure, each customer with
+    the whole account (owed, overdue, oldest item, credits, plans, disputes, promises, last touches);
+    `arflow decide --customer C approve` settles a customer's decisions together."""
+    from tasks.decisions import customer_queue, open_decisions
 
     ledger, _ = _ledger_and_today(None)
     rows = open_decisions(ledger)
     items = [{"id": int(r.id), "kind": r.kind, "customer_id": r.customer_id, "invoices": r.invoice_ids.split(","),
               "opened_on": str(r.opened_on), "context": json.loads(r.context)} for r in rows.itertuples()]
+    by_customer = customer_queue(ledger, rows)
     if as_json:
-        sys.stdout.write(json.dumps({"open": len(items), "decisions": items}, default=str) + "\n")
+        sys.stdout.write(json.dumps({"open": len(items), "customers": by_customer, "decisions": items},
+                                    default=str) + "\n")
         return
     if not items:
         sys.stdout.write("no open decisions\n")
-    for d in items:
-        c = d["context"]
-        inv = ", ".join(f"{i['invoice_number']} {i['amount']} {i['currency']} ({i['days_past_due']}d)"
-                        for i in c.get("invoices", []))
-        sys.stdout.write(f"#{d['id']} {d['kind']} {c.get('customer', d['customer_id'])} [{d['opened_on']}] {inv}\n")
-        if c.get("proposed_subject"):
-            sys.stdout.write(f"    proposed: {c['proposed_subject']}\n")
-        env = c.get("envelope")
-        if env:
-            sys.stdout.write(f"    from {env['from']} to {', '.join(env['to']) or 'nobody'}"
-                             + (f" cc {', '.join(env['cc'])}" if env["cc"] else "") + "\n")
-        if c.get("changed_since_approval"):
-            ch = c["changed_since_approval"]
-            sys.stdout.write(f"    changed since {ch['approved_by']} approved it: "
-                             + ", ".join(x["field"] for x in ch["changes"]) + "\n")
-        if c.get("blocked"):
-            sys.stdout.write(f"    blocked: {c['blocked']}\n")
+    found = {d["id"]: d for d in items}
+
+    def amounts(d):
+        return ", ".join(f"{v} {c}" for c, v in d.items()) or "none"
+
+    for p in by_customer:
+        oldest = p["oldest"]
+        sys.stdout.write(f"{p['rank']}. {p['customer']} ({p['customer_id']}, {p['segment'] or 'segment unknown'}): "
+                         f"owed {amounts(p['exposure'])}, overdue {amounts(p['overdue'])}, risk {p['risk_score']}"
+                         + (f", oldest {oldest['invoice_id']} {oldest['days_past_due']}d" if oldest else "") + "\n")
+        extra = [f"credits {amounts(p['credits'])}" if p["credits"] else "",
+                 f"{len(p['payment_plans'])} plan(s)" if p["payment_plans"] else "",
+                 f"{len(p['disputes'])} dispute(s)" if p["disputes"] else "",
+                 f"{len(p['promises'])} promise(s)" if p["promises"] else "",
+                 "last: " + ", ".join(f"{t['on']} {t['step']}" for t in p["last_touches"]) if p["last_touches"]
+                 else "no touch sent yet"]
+        sys.stdout.write("   " + "; ".join(x for x in extra if x) + "\n")
+        for ref in p["decisions"]:
+            d = found[ref["id"]]
+            c = d["context"]
+            inv = ", ".join(f"{i['invoice_number']} {i['amount']} {i['currency']} ({i['days_past_due']}d)"
+                            for i in c.get("invoices", []))
+            sys.stdout.write(f"   #{d['id']} {d['kind']} [{d['opened_on']}] {inv}\n")
+            if c.get("proposed_subject"):
+                sys.stdout.write(f"       proposed: {c['proposed_subject']}\n")
+            env = c.get("envelope")
+            if env:
+                sys.stdout.write(f"       from {env['from']} to {', '.join(env['to']) or 'nobody'}"
+                                 + (f" cc {', '.join(env['cc'])}" if env["cc"] else "") + "\n")
+            if c.get("changed_since_approval"):
+                ch = c["changed_since_approval"]
+                sys.stdout.write(f"       changed since {ch['approved_by']} approved it: "
+                                 + ", ".join(x["field"] for x in ch["changes"]) + "\n")
+            if c.get("blocked"):
+                sys.stdout.write(f"       blocked: {c['blocked']}\n")
 
 
 @app.command("decide")

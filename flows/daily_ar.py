@@ -112,6 +112,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
         if mode != "dry-run":
             reviews = announce_decisions(ledger)
             summary["decision_reviews_started"], summary["decision_reviews_closed"] = reviews["opened"], reviews["closed"]
+            summary["decision_customers"] = publish_decision_queue(ledger, as_of)
         else:
             summary["decision_reviews_started"] = summary["decision_reviews_closed"] = 0
     except BaseException as exc:
@@ -173,6 +174,30 @@ def publish_report(as_of: dt.date, run_id: str, source: str, mode: str, policy: 
                              description=f"Daily AR {as_of}: tiers, buckets, holds, quarantine, reconciliation")
     get_run_logger().info("daily_ar %s: %s", as_of, summary["outcomes"])
     return summary
+
+
+@task(name="publish_decision_queue", cache_policy=NO_CACHE)
+def publish_decision_queue(ledger: Ledger, as_of: dt.date) -> int:
+    """The open decisions by customer, ranked, each with the customer's whole position, as a table
+    artifact (decision-queue). Returns how many customers wait on a decision."""
+    from tasks.decisions import customer_queue
+
+    def amounts(d):
+        return ", ".join(f"{v} {c}" for c, v in d.items()) or "none"
+
+    queue = customer_queue(ledger)
+    rows = [{"rank": p["rank"], "customer": f"{p['customer']} ({p['customer_id']})", "owed": amounts(p["exposure"]),
+             "overdue": amounts(p["overdue"]), "risk": p["risk_score"],
+             "oldest": f"{p['oldest']['invoice_id']} ({p['oldest']['days_past_due']}d)" if p["oldest"] else "",
+             "credits": amounts(p["credits"]), "plans": len(p["payment_plans"]), "disputes": len(p["disputes"]),
+             "promises": len(p["promises"]),
+             "last_touch": (lambda t: f"{t['on']} {t['step']}" if t else "none")(next(iter(p["last_touches"]), None)),
+             "decisions": ", ".join(f"#{d['id']} {d['kind']}" for d in p["decisions"])} for p in queue]
+    if rows:
+        create_table_artifact(key="decision-queue", table=rows,
+                              description=f"Open decisions {as_of} by customer, ranked by risk-weighted overdue "
+                                          "exposure: `arflow decide --customer ID approve|reject`")
+    return len(rows)
 
 
 def skip_day(key: str, as_of: dt.date, reason: str) -> dict:

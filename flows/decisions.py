@@ -30,7 +30,8 @@ from pydantic import Field, create_model
 from arflow.config import Settings, today_in
 from arflow.policy import load_policy
 from connectors.ledger.store import Ledger
-from tasks.decisions import CHOICES, DecisionError, NotAllowed, form_kind, people_who_may, settle, settlement
+from tasks.decisions import (CHOICES, DecisionError, NotAllowed, customer_queue, form_kind, people_who_may,
+                             position_markdown, settle, settlement)
 
 REVIEW_DEPLOYMENT = "review_decision/review-decision"
 TIMEOUT_SECONDS = 7 * 24 * 3600
@@ -206,7 +207,8 @@ def review_decision(decision_id: int, timeout_seconds: int = TIMEOUT_SECONDS, po
         return {"id": decision_id, "status": decision["status"], "note": "settled before the form was answered"}
     ledger.attach_review_run(decision_id, str(flow_run.id))
     policy = load_policy(settings.policy_path)
-    form = form_for(decision, policy.payment_plans.installments, policy.approvals)
+    form = form_for(decision, policy.payment_plans.installments, policy.approvals, positions(ledger).get(
+        str(decision["customer_id"])))
     if deployment.id:
         answer = suspend_flow_run(wait_for_input=form, timeout=timeout_seconds, key=_pause_key(decision_id))
     else:
@@ -238,6 +240,15 @@ def announce_decisions(ledger: Ledger) -> dict:
     return asyncio.run(announce(ledger))
 
 
+def positions(ledger: Ledger) -> dict[str, str]:
+    """customer id -> the customer's whole position as markdown, for every customer with an open decision."""
+    try:
+        return {p["customer_id"]: position_markdown(p) for p in customer_queue(ledger)}
+    except Exception as exc:  # noqa: BLE001 - the form still opens, with the decision's own context
+        get_run_logger().warning("the customers' positions could not be read for the forms: %s", exc)
+        return {}
+
+
 async def announce(ledger: Ledger) -> dict:
     """Open the review runs: each is created from the deployment and suspended at its form at once,
     so no process starts until someone answers. Idempotent per decision (the run's idempotency key),
@@ -249,6 +260,7 @@ async def announce(ledger: Ledger) -> dict:
 
     waiting = ledger.decisions_awaiting_review_run()
     policy = load_policy(Settings.from_env().policy_path) if not waiting.empty else None
+    where = positions(ledger) if not waiting.empty else {}
     opened, failed = 0, []
     async with get_client() as client:
         try:
@@ -257,7 +269,8 @@ async def announce(ledger: Ledger) -> dict:
             return {"opened": 0, "closed": 0, "failed": 0, "deployment": None}
         for decision in waiting.to_dict("records"):
             try:
-                run_id = await _open_review(client, deployment.id, decision, policy)
+                run_id = await _open_review(client, deployment.id, decision, policy,
+                                            where.get(str(decision["customer_id"])))
             except Exception as exc:  # noqa: BLE001 - the decision stays queued; the next run tries again
                 failed.append(f"{decision['id']} ({exc.__class__.__name__}: {str(exc)[:120]})")
                 continue
@@ -276,7 +289,7 @@ def _review_key(decision: dict) -> str:
     return f"arflow-decision-{decision['id']}" + (f"-r{revision}" if revision else "")
 
 
-async def _open_review(client, deployment_id, decision: dict, policy=None) -> str:
+async def _open_review(client, deployment_id, decision: dict, policy=None, position: str | None = None) -> str:
     """One review run, created running (so no worker takes it) and suspended at its form: where a
     worker's process would have brought it, without the process."""
     from prefect.client.schemas.objects import StateType
@@ -293,7 +306,7 @@ async def _open_review(client, deployment_id, decision: dict, policy=None) -> st
     keyset = keyset_from_paused_state(suspended)
     suspended.state_details.run_input_keyset = keyset
     await _save_form(client, form_for(decision, policy.payment_plans.installments if policy else None,
-                                      policy.approvals if policy else None), keyset, run.id)
+                                      policy.approvals if policy else None, position), keyset, run.id)
     result = await client.set_flow_run_state(run.id, suspended)
     if result.state is None or not result.state.is_paused():
         raise RuntimeError(f"review run for decision {decision['id']} could not be suspended: "

@@ -318,3 +318,128 @@ def settle_customer(ledger, customer_id: str, verdict: str, *, by: str, on: dt.d
     return [settle(ledger, int(r["id"]), verdict, by=by, on=on, note=note, approvals=approvals,
                    choice=choice if r["kind"] in CHOICE_STEPS else None,
                    installments=installments if r["kind"] in CHOICE_STEPS else None) for r in rows]
+
+
+# ---- the queue by customer --------------------------------------------------------------------------
+def _money(amounts: dict[str, int]) -> dict[str, str]:
+    from arflow.money import format_minor
+
+    return {c: format_minor(v, c) for c, v in sorted(amounts.items())}
+
+
+def _major(amounts: dict[str, int]) -> float:
+    """Amounts added at face value in major units: for ranking only (no exchange rates here)."""
+    from arflow.money import minor_digits
+
+    return sum(v / 10 ** minor_digits(c) for c, v in amounts.items())
+
+
+def customer_queue(ledger, decisions: pd.DataFrame | None = None, last_touches: int = 3) -> list[dict]:
+    """The open decisions by customer, each with the customer's whole position as the ledger has it:
+    what they owe and what is overdue (per currency, from the latest daily run), the oldest item,
+    credits to review, active payment plans, open disputes and promises, the last touches that went
+    out; ranked by risk-weighted overdue exposure (overdue x the highest risk score / 100; amounts in
+    different currencies added at face value for the ranking only), then by what they owe."""
+    decisions = open_decisions(ledger) if decisions is None else decisions
+    if decisions.empty:
+        return []
+    customers = sorted(set(decisions["customer_id"].astype(str)))
+    def rows(model, where=None):
+        cond = model.customer_id.in_(customers) if len(customers) <= 900 else None
+        if where is not None:
+            cond = where if cond is None else cond & where
+        df = ledger.frame(model, cond)
+        return df[df["customer_id"].astype(str).isin(customers)] if not df.empty else df
+
+    run = ledger.daily_run_on_or_before(dt.date.max)
+    outcomes = rows(m.InvoiceOutcome, m.InvoiceOutcome.run_id == run["run_id"]) if run else pd.DataFrame()
+    credits = rows(m.CustomerCredit, m.CustomerCredit.status == "to_review")
+    plans = rows(m.PaymentPlan, m.PaymentPlan.status == "active")
+    disputes = rows(m.Dispute, m.Dispute.resolved_on.is_(None))
+    promises = rows(m.PromiseToPay, m.PromiseToPay.closed_on.is_(None))
+    touches = rows(m.Outbox, (m.Outbox.mode == "live") & (m.Outbox.status == "sent"))
+    out = []
+    for cid, grp in decisions.groupby(decisions["customer_id"].astype(str)):
+        contexts = [json.loads(c) for c in grp["context"]]
+        owed, overdue, oldest, risk = {}, {}, None, 0
+        inv = outcomes[(outcomes["customer_id"] == cid) & outcomes["balance_minor"].notna()] \
+            if not outcomes.empty else outcomes
+        items = [(r.invoice_id, r.currency, int(r.balance_minor), int(r.days_past_due or 0),
+                  int(r.risk_score) if pd.notna(r.risk_score) else 0) for r in inv.itertuples()] if not inv.empty else []
+        if not items:  # no daily run holds them: what the decisions list
+            from arflow.money import to_minor
+
+            seen = set()
+            for c in contexts:
+                for i in c.get("invoices") or []:
+                    if i["invoice_id"] in seen:
+                        continue
+                    seen.add(i["invoice_id"])
+                    minor = int(i["amount_minor"]) if i.get("amount_minor") is not None else \
+                        to_minor(str(i["amount"]).replace(",", ""), i["currency"])
+                    items.append((i["invoice_id"], i["currency"], minor, int(i.get("days_past_due") or 0),
+                                  int(c.get("risk_score") or 0)))
+        for invoice_id, cur, balance, days, score in items:
+            if balance <= 0:
+                continue
+            owed[cur] = owed.get(cur, 0) + balance
+            if days > 0:
+                overdue[cur] = overdue.get(cur, 0) + balance
+            if oldest is None or days > oldest["days_past_due"]:
+                oldest = {"invoice_id": invoice_id, "days_past_due": days, "amount": _money({cur: balance})[cur],
+                          "currency": cur}
+            risk = max(risk, score)
+        sent = touches[touches["customer_id"] == cid] if not touches.empty else touches
+        last = [] if sent.empty else [
+            {"on": str(r.delivered_on or r.as_of), "step": r.step, "channel": r.channel}
+            for r in sent.sort_values(["delivered_on", "id"], ascending=False).drop_duplicates("message_key")
+            .head(last_touches).itertuples()]
+        credit = {} if credits.empty else \
+            credits[credits["customer_id"] == cid].groupby("currency")["amount_minor"].sum().astype(int).to_dict()
+        name = next((c.get("customer") for c in contexts if c.get("customer")), cid)
+        out.append({
+            "customer_id": cid, "customer": name, "segment": next((c.get("segment") for c in contexts), None),
+            "exposure": _money(owed), "overdue": _money(overdue), "risk_score": risk,
+            "priority": round(_major(overdue) * max(risk, 1) / 100, 2), "oldest": oldest,
+            "credits": _money(credit),
+            "payment_plans": [] if plans.empty else [
+                {"id": int(p.id), "invoice_id": p.invoice_id, "ends_on": str(p.ends_on)}
+                for p in plans[plans["customer_id"] == cid].itertuples()],
+            "disputes": [] if disputes.empty else [
+                {"invoice_id": d.invoice_id, "opened_on": str(d.opened_on), "reason": d.reason}
+                for d in disputes[disputes["customer_id"] == cid].itertuples()],
+            "promises": [] if promises.empty else [
+                {"invoice_id": p.invoice_id, "promised_date": str(p.promised_date)}
+                for p in promises[promises["customer_id"] == cid].itertuples()],
+            "last_touches": last,
+            "decisions": [{"id": int(r.id), "kind": r.kind, "invoices": r.invoice_ids.split(","),
+                           "opened_on": str(r.opened_on)} for r in grp.sort_values("id").itertuples()],
+            "_owed": _major(owed)})
+    out.sort(key=lambda x: (-x["priority"], -x["_owed"], x["customer_id"]))
+    for rank, x in enumerate(out, start=1):
+        x["rank"] = rank
+        del x["_owed"]
+    return out
+
+
+def position_markdown(p: dict) -> str:
+    """A customer's whole position as markdown (the review form shows it above the answer)."""
+    def amounts(d):
+        return ", ".join(f"{v} {c}" for c, v in d.items()) or "none"
+
+    oldest = p["oldest"]
+    lines = [f"### {p['customer']}: the whole account (rank {p.get('rank', '?')} in the queue)",
+             f"**Owed:** {amounts(p['exposure'])}; **overdue:** {amounts(p['overdue'])}; **risk:** {p['risk_score']}",
+             "**Oldest item:** " + (f"{oldest['invoice_id']}, {oldest['amount']} {oldest['currency']}, "
+                                    f"{oldest['days_past_due']} days past due" if oldest else "none"),
+             f"**Credits to review:** {amounts(p['credits'])}",
+             "**Payment plans:** " + (", ".join(f"plan {x['id']} ({x['invoice_id'] or 'account'}, to {x['ends_on']})"
+                                                for x in p["payment_plans"]) or "none"),
+             "**Disputes:** " + (", ".join(f"{x['invoice_id']} since {x['opened_on']}" for x in p["disputes"])
+                                 or "none"),
+             "**Promises:** " + (", ".join(f"{x['invoice_id']} by {x['promised_date']}" for x in p["promises"])
+                                 or "none"),
+             "**Last touches:** " + (", ".join(f"{t['on']} {t['step']} ({t['channel']})" for t in p["last_touches"])
+                                     or "none"),
+             "**Open decisions:** " + ", ".join(f"#{d['id']} {d['kind'].replace('_', ' ')}" for d in p["decisions"])]
+    return "\n\n".join(lines)

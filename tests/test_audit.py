@@ -108,10 +108,11 @@ def test_the_range_and_bad_arguments(tmp_path):
     assert p.returncode == 2 and "--format must be csv or json" in p.stderr
 
 
-def test_concurrent_writers_never_fork_the_chain(tmp_path):
+def test_concurrent_writers_never_fork_the_chain(ledger_url):
+    """SQLite and PostgreSQL: four writers at once, each in its own transactions; one chain."""
     from connectors.ledger import audit
 
-    url = f"sqlite:///{tmp_path / 'l.db'}"
+    url = ledger_url
     Ledger(url)
     errors = []
 

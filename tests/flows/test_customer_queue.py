@@ -49,6 +49,9 @@ def test_the_queue_by_customer_with_the_whole_account_and_deciding_for_one(env, 
     assert big["risk_score"] > 0 and big["priority"] > q["customers"][1]["priority"]
     assert {i for d in q["customers"][1]["decisions"] for i in d["invoices"]} == {"I1", "I2"}
     assert q["open"] == len(q["decisions"]) == sum(len(c["decisions"]) for c in q["customers"])
+    page = open(s["dashboard"], encoding="utf-8").read()  # the day's dashboard ranks them the same way
+    assert "Decisions by customer (3)" in page
+    assert page.index("Big Co (C2)") < page.index("Customer C1 (C1)") < page.index("Customer C3 (C3)")
     text = _run(["queue"], env, ARFLOW_DB_URL=url).stdout
     assert text.splitlines()[0].startswith("1. Big Co (C2, strategic): owed 9200.00 USD, overdue 9200.00 USD")
     assert "credits 40.00 USD; 1 dispute(s); last: 2026-11-13 firm_reminder" in text

@@ -114,6 +114,19 @@ class SalesforceConnection(Block):
     field_map: str | None = Field(default=None, description="path of the field map (salesforce_fields.yaml)")
 
 
+class HubSpotConnection(Block):
+    _block_type_name = "arflow HubSpot"
+    _block_type_slug = "arflow-hubspot"
+    _description = "The HubSpot account arflow reads companies and contacts from and writes tasks to."
+
+    access_token: SecretStr | None = Field(default=None, description="a private app's access token")
+    client_id: str | None = Field(default=None, description="an OAuth app's client id (instead of a token)")
+    client_secret: SecretStr | None = None
+    refresh_token: SecretStr | None = None
+    base_url: str | None = Field(default=None, description="API base (default https://api.hubapi.com)")
+    field_map: str | None = Field(default=None, description="path of the field map (hubspot_fields.yaml)")
+
+
 class StripeConnection(Block):
     _block_type_name = "arflow Stripe"
     _block_type_slug = "arflow-stripe"
@@ -124,16 +137,29 @@ class StripeConnection(Block):
     base_url: str | None = None
 
 
+class ChargebeeConnection(Block):
+    _block_type_name = "arflow Chargebee"
+    _block_type_slug = "arflow-chargebee"
+    _description = "The Chargebee site arflow reads invoices, customers and payments from and collects autopay invoices through."
+
+    site: str = Field(description="the site name: acme for acme.chargebee.com (acme-test for its test site)")
+    api_key: SecretStr = Field(description="a read-only key (transactional data) is enough to read")
+    charge_api_key: SecretStr | None = Field(default=None, description="the key collect_payment uses (default: api_key)")
+    webhook_username: str | None = Field(default=None, description="basic-auth user of Chargebee's webhook to arflow")
+    webhook_password: SecretStr | None = None
+    base_url: str | None = Field(default=None, description="replaces https://{site}.chargebee.com (a proxy, tests)")
+
+
 def _plain(value):
     return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 def connection(system: str) -> tuple[dict, object | None]:
-    """The settings of a connected system (quickbooks, xero, salesforce, stripe) as a dict, and the block
+    """The settings of a connected system (quickbooks, xero, salesforce, stripe, chargebee) as a dict, and the block
     they came from (None: the environment). ARFLOW_<SYSTEM>_BLOCK names the block (default
     arflow-<system>)."""
     cls = {"quickbooks": QuickBooksConnection, "xero": XeroConnection, "salesforce": SalesforceConnection,
-           "stripe": StripeConnection}[system]
+           "stripe": StripeConnection, "hubspot": HubSpotConnection, "chargebee": ChargebeeConnection}[system]
     block = _load(cls, os.environ.get(f"ARFLOW_{system.upper()}_BLOCK", f"arflow-{system}"))
     env = os.environ.get
     if block is not None:
@@ -153,5 +179,15 @@ def connection(system: str) -> tuple[dict, object | None]:
                 "username": env("ARFLOW_SFDC_USERNAME"), "password": env("ARFLOW_SFDC_PASSWORD"),
                 "security_token": env("ARFLOW_SFDC_SECURITY_TOKEN"), "domain": env("ARFLOW_SFDC_DOMAIN") or "login",
                 "field_map": env("ARFLOW_SFDC_FIELD_MAP")}, None
+    if system == "hubspot":
+        return {"access_token": env("ARFLOW_HUBSPOT_TOKEN"), "client_id": env("ARFLOW_HUBSPOT_CLIENT_ID"),
+                "client_secret": env("ARFLOW_HUBSPOT_CLIENT_SECRET"), "refresh_token": env("ARFLOW_HUBSPOT_REFRESH_TOKEN"),
+                "base_url": env("ARFLOW_HUBSPOT_BASE_URL"), "field_map": env("ARFLOW_HUBSPOT_FIELD_MAP")}, None
+    if system == "chargebee":
+        return {"site": env("ARFLOW_CHARGEBEE_SITE"), "api_key": env("ARFLOW_CHARGEBEE_API_KEY"),
+                "charge_api_key": env("ARFLOW_CHARGEBEE_CHARGE_API_KEY"),
+                "webhook_username": env("ARFLOW_CHARGEBEE_WEBHOOK_USERNAME"),
+                "webhook_password": env("ARFLOW_CHARGEBEE_WEBHOOK_PASSWORD"),
+                "base_url": env("ARFLOW_CHARGEBEE_BASE_URL")}, None
     return {"api_key": env("ARFLOW_STRIPE_API_KEY"), "webhook_secret": env("ARFLOW_STRIPE_WEBHOOK_SECRET"),
             "base_url": env("ARFLOW_STRIPE_BASE_URL")}, None

@@ -20,8 +20,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-SOURCE_HELP = "demo | csv:DIR | quickbooks | xero | stripe"
-CRM_HELP = "salesforce: accounts and contacts from the CRM (default: the billing system's customers)"
+SOURCE_HELP = "demo | csv:DIR | quickbooks | xero | stripe | chargebee"
+CRM_HELP = "salesforce or hubspot: accounts and contacts from the CRM (default: the billing system's customers)"
 
 
 class UsageError(Exception):
@@ -101,33 +101,56 @@ def _check_source(source: str, crm: str | None = None) -> str:
     from connectors.systems import BILLING_SYSTEMS, CRM_SYSTEMS, source_spec
 
     if not (source == "demo" or source.startswith("csv:") or source in BILLING_SYSTEMS):
-        raise UsageError(f"--source must be demo, csv:DIR, quickbooks, xero or stripe, got {source!r}")
+        raise UsageError(f"--source must be demo, csv:DIR, quickbooks, xero, stripe or chargebee, got {source!r}")
     if source.startswith("csv:") and not Path(source[4:]).is_dir():
         raise UsageError(f"--source {source}: {source[4:]} is not a folder")
     if crm is not None and crm not in CRM_SYSTEMS:
-        raise UsageError(f"--crm must be salesforce, got {crm!r}")
+        raise UsageError(f"--crm must be {' or '.join(CRM_SYSTEMS)}, got {crm!r}")
     return source_spec(source, crm)
+
+
+@app.command("config")
+def config(
+    show: bool = typer.Option(True, "--show/--check", help="print every variable in effect (--check: only validate)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON list on stdout"),
+) -> None:
+    """The configuration in effect: every ARFLOW_* variable, its value (secrets masked), whether it
+    came from the environment or is the default, and what it does. Exit 1 naming each bad value."""
+    from arflow import settings as s
+
+    rows = s.shown(s.load(), os.environ)
+    if not show:
+        print(f"arflow: configuration valid ({sum(r['source'] == 'environment' for r in rows)} variable(s) set)")
+        return
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    width = max(len(r["variable"]) for r in rows)
+    for r in rows:
+        mark = "*" if r["source"] == "environment" else " "
+        print(f"{mark} {r['variable']:<{width}}  {r['value'] or '-':<32}  {r['meaning']}")
+    print("\n* set in the environment; the rest are defaults. Connection blocks saved in Prefect win over "
+          "their system's variables (arflow check-connection SYSTEM says which was used).")
 
 
 @app.command("check-connection")
 def check_connection(
-    system: str = typer.Argument(..., help="quickbooks | xero | salesforce | stripe"),
+    system: str = typer.Argument(..., help="quickbooks | xero | salesforce | hubspot | stripe | chargebee"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Sign in to a connected system and print what arflow can see there (counts; nothing is written)."""
-    if system not in ("quickbooks", "xero", "salesforce", "stripe"):
-        raise UsageError(f"check-connection takes quickbooks, xero, salesforce or stripe, got {system!r}")
+    if system not in ("quickbooks", "xero", "salesforce", "hubspot", "stripe", "chargebee"):
+        raise UsageError(f"check-connection takes quickbooks, xero, salesforce, hubspot, stripe or chargebee, got {system!r}")
     _quiet_env()
     from arflow.config import Settings
     from connectors.sources import open_source
 
     settings = Settings.from_env()
     with contextlib.redirect_stdout(sys.stderr):
-        if system == "salesforce":
-            from arflow.blocks import connection
-            from connectors.salesforce import SalesforceCrm
+        if system in ("salesforce", "hubspot"):
+            from connectors.sources import open_crm
 
-            found = SalesforceCrm(connection("salesforce")[0], as_of=dt.date.today()).check()
+            found = open_crm(system, as_of=dt.date.today()).check()
         else:
             found = open_source(system, data_dir=settings.data_dir, as_of=dt.date.today()).check()
     if as_json:
@@ -157,10 +180,48 @@ def stripe_webhooks(
         raise UsageError("set ARFLOW_STRIPE_WEBHOOK_SECRET (the endpoint's signing secret, whsec_...)")
     server = webhook_server(port, Ledger(settings.db_url), secret, lambda: today_in(settings.timezone or policy.timezone),
                             host=host)
-    print(f"arflow: Stripe webhooks on http://{host}:{server.server_address[1]}/stripe/webhook", file=sys.stderr)
     import signal
 
     def _stop(signum, frame):  # SIGTERM ends it as Ctrl-C does: exit handlers run, and stop a temporary Prefect server
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)  # before saying it listens: a supervisor may stop it at once
+    try:
+        print(f"arflow: Stripe webhooks on http://{host}:{server.server_address[1]}/stripe/webhook", file=sys.stderr)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@app.command("chargebee-webhooks")
+def chargebee_webhooks(
+    port: int = typer.Option(8788, "--port", help="the port to listen on"),
+    host: str = typer.Option("127.0.0.1", "--host", help="the address to listen on (behind your TLS proxy)"),
+) -> None:
+    """Receive Chargebee's webhooks at POST /chargebee/webhook: payment_succeeded, payment_failed and
+    invoice_generated, with the basic auth of ARFLOW_CHARGEBEE_WEBHOOK_USERNAME/_PASSWORD, recorded
+    once per event id in the ledger."""
+    _quiet_env()
+    from arflow.blocks import connection
+    from arflow.config import Settings, today_in
+    from arflow.policy import load_policy
+    from connectors.chargebee import webhook_server
+    from connectors.ledger.store import Ledger
+
+    settings = Settings.from_env()
+    policy = load_policy(settings.policy_path)
+    cfg = connection("chargebee")[0]
+    if not cfg.get("webhook_username") or not cfg.get("webhook_password"):
+        raise UsageError("set ARFLOW_CHARGEBEE_WEBHOOK_USERNAME and ARFLOW_CHARGEBEE_WEBHOOK_PASSWORD (the basic auth "
+                         "configured on the webhook in Chargebee)")
+    server = webhook_server(port, Ledger(settings.db_url), cfg["webhook_username"], cfg["webhook_password"],
+                            lambda: today_in(settings.timezone or policy.timezone), host=host)
+    print(f"arflow: Chargebee webhooks on http://{host}:{server.server_address[1]}/chargebee/webhook", file=sys.stderr)
+    import signal
+
+    def _stop(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)
@@ -600,7 +661,7 @@ def backfill(
     source = _check_source(source, crm)
     _quiet_env()
     with contextlib.redirect_stdout(sys.stderr):
-        from flows.reporting import backfill as backfill_flow
+        from flows.backfill import backfill as backfill_flow
 
         out = backfill_flow(start=first, end=last, source=source, with_checkpoint=not no_checkpoint, resume=not redo)
     sys.stdout.write((json.dumps(out) if as_json else
@@ -784,7 +845,8 @@ def statement(
     _quiet_env()
     from arflow.config import Settings
     from arflow.policy import load_policy
-    from tasks import credits, hops, prefect_tasks as t
+    from flows import prefect_tasks as t
+    from tasks import credits, hops
     from tasks import statement as stm
     from connectors.ledger import models as m
 
@@ -879,7 +941,7 @@ def audit_verify(file: Path = typer.Argument(..., help="an export of `arflow aud
 # raised, so `arflow --help` and argument errors never import the heavy libraries behind them.
 _RUN_ERRORS = (("arflow.policy", "PolicyError"), ("connectors.ledger.store", "LedgerError"),
                ("connectors.messaging", "ChannelNotConfigured"), ("connectors.sources", "SourceError"),
-               ("tasks.quality", "DataQualityError"))
+               ("tasks.quality", "DataQualityError"), ("arflow.settings", "SettingsError"))
 
 
 def _run_error(exc: BaseException) -> bool:
@@ -906,6 +968,11 @@ def _fail(text: str, code: int) -> None:
 def main() -> None:
     """Console entry point with one-line errors."""
     try:
+        args = sys.argv[1:]
+        if args and args[0] != "config" and not {"--help", "-h"} & set(args):
+            from arflow.settings import load
+
+            load()  # a bad ARFLOW_* value stops here, named, before a server starts or a flow runs
         code = app(standalone_mode=False)  # click returns a typer.Exit's code here instead of raising it
         if isinstance(code, int) and code:
             sys.exit(code)

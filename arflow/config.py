@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,11 +21,13 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> "Settings":
-        data_dir = Path(os.environ.get("ARFLOW_DATA_DIR", ROOT / "data"))
-        db_url = os.environ.get("ARFLOW_DB_URL") or f"sqlite:///{data_dir / 'arflow.db'}"
-        policy = Path(os.environ.get("ARFLOW_POLICY", ROOT / "policy.yaml"))
-        return cls(data_dir=data_dir, db_url=db_url, policy_path=policy,
-                   timezone=os.environ.get("ARFLOW_TIMEZONE") or None)
+        """The run's part of the typed settings (arflow/settings.py): a bad value of any ARFLOW_*
+        variable fails here, naming it, before anything is read or sent."""
+        from arflow.settings import load
+
+        s = load()
+        return cls(data_dir=s.data_dir, db_url=s.db_url or f"sqlite:///{s.data_dir / 'arflow.db'}",
+                   policy_path=s.policy, timezone=s.timezone or None)
 
 
 def today_in(timezone: str) -> dt.date:

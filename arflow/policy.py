@@ -20,7 +20,7 @@ SEGMENTS = ("strategic", "standard", "transactional")
 TONES = ("friendly", "firm", "escalating")
 CHANNELS = ("email", "slack", "crm_task", "billing", "decision")
 HOLD_REASONS = ("dispute", "opt_out", "paused", "promise_to_pay", "payment_plan", "unapplied_cash",
-                "unapplied_credit", "reconciliation_mismatch", "written_off")
+                "unapplied_credit", "reconciliation_mismatch", "written_off", "billing_dunning")
 
 
 class PolicyError(ValueError):
@@ -233,11 +233,18 @@ class XeroWrites(_Strict):
     write_history: bool = False  # a history note on an invoice for each reminder e-mailed (scope accounting.transactions)
 
 
+class ChargebeeSettings(_Strict):
+    # An invoice Chargebee is dunning (dunning_status in_progress: it retries the card itself) is held
+    # (billing_dunning) and gets no e-mail from arflow, unless this is on.
+    email_while_dunning: bool = False
+
+
 class Connectors(_Strict):
     """What arflow may write into connected systems (docs/connectors/). Reading needs
     no switch; every write here is off unless turned on."""
     quickbooks: QuickBooksWrites = QuickBooksWrites()
     xero: XeroWrites = XeroWrites()
+    chargebee: ChargebeeSettings = ChargebeeSettings()
 
 
 def _amounts(v: dict[str, str] | None, what: str) -> dict[str, str] | None:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from arflow.frames import parse_dates
 from arflow.money import known_currencies, parse_minor
 from connectors.sources import SourceError, read_csv_strings
-from tasks.extract import parse_dates
 
 BANK_CSV_COLUMNS = ("date", "amount", "currency", "reference", "payer_name")
 PAYMENT_FRAME = ["payment_id", "source", "source_file", "customer_id", "payer_name", "amount_minor", "currency",

@@ -69,6 +69,11 @@ def billing_for(source: str, data_dir: Path):
         from connectors.stripe_billing import StripeBilling
 
         return StripeBilling(connection("stripe")[0])
+    if source == "chargebee":
+        from arflow.blocks import connection
+        from connectors.chargebee import ChargebeeBilling
+
+        return ChargebeeBilling(connection("chargebee")[0])
     if source == "demo":
         return DemoBilling(data_dir / "demo")
     if source.startswith("csv:") and (Path(source[4:]) / "payment_methods.csv").exists():

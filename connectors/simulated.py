@@ -38,7 +38,7 @@ import yaml
 from arflow.money import format_minor
 from connectors.billing import ChargeResult
 from connectors.sources import CUSTOMER_COLUMNS, INVOICE_COLUMNS, PAYMENT_COLUMNS, string_frame
-from tasks.calibration import draw
+from arflow.frames import draw
 
 DEFAULT_BEHAVIOUR = Path(__file__).resolve().parents[1] / "simulation.yaml"
 SOURCE_LAG_DAYS = 1        # the billing system shows a payment as applied the day after it arrives

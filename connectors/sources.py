@@ -139,7 +139,7 @@ class DemoSource(CsvSource):
 
 
 def open_source(spec, *, data_dir: Path, as_of: dt.date):
-    """`demo`, `csv:DIR`, `quickbooks`, `xero` or `stripe`, optionally `+salesforce` for the customer context
+    """`demo`, `csv:DIR`, `quickbooks`, `xero`, `stripe` or `chargebee`, optionally `+salesforce` or `+hubspot` for the customer context
     from the CRM (the flows' `crm` parameter, the CLI's `--crm`); an object that already has the
     source interface (the simulator's world) is returned as it is."""
     if not isinstance(spec, str):
@@ -149,13 +149,23 @@ def open_source(spec, *, data_dir: Path, as_of: dt.date):
     billing = _open_billing(billing_spec, data_dir=data_dir, as_of=as_of)
     if not crm:
         return billing
+    return CombinedSource(billing, open_crm(crm, as_of=as_of))
+
+
+def open_crm(crm: str, *, as_of: dt.date):
+    """The CRM named in a source spec (salesforce, hubspot), from its block or the environment."""
     if crm not in CRM_SYSTEMS:
-        raise SourceError(f"unknown CRM {crm!r}: use salesforce")
+        raise SourceError(f"unknown CRM {crm!r}: use {' or '.join(CRM_SYSTEMS)}")
     from arflow.blocks import connection
+
+    settings, _block = connection(crm)
+    if crm == "hubspot":
+        from connectors.hubspot import HubSpotCrm
+
+        return HubSpotCrm(settings, as_of=as_of)
     from connectors.salesforce import SalesforceCrm
 
-    settings, block = connection("salesforce")
-    return CombinedSource(billing, SalesforceCrm(settings, as_of=as_of))
+    return SalesforceCrm(settings, as_of=as_of)
 
 
 def _open_billing(spec: str, *, data_dir: Path, as_of: dt.date):
@@ -178,10 +188,14 @@ def _open_billing(spec: str, *, data_dir: Path, as_of: dt.date):
             from connectors.xero import XeroSource
 
             return XeroSource(settings, as_of=as_of, data_dir=data_dir, block=block)
+        if spec == "chargebee":
+            from connectors.chargebee import ChargebeeSource
+
+            return ChargebeeSource(settings, as_of=as_of)
         from connectors.stripe_billing import StripeSource
 
         return StripeSource(settings, as_of=as_of)
-    raise SourceError(f"unknown source {spec!r}: use demo, csv:DIR, quickbooks, xero or stripe")
+    raise SourceError(f"unknown source {spec!r}: use demo, csv:DIR, quickbooks, xero, stripe or chargebee")
 
 
 class CombinedSource:

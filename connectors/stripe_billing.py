@@ -310,7 +310,7 @@ def apply_event(event, ledger, as_of: dt.date) -> str:
             ledger.audit("stripe", "invoice.payment_failed", "invoice", invoice_id, {"event": event["id"]}, conn)
         return "recorded"
     # Stripe applied the payment itself: the invoice's payment history, and its touches not yet out closed.
-    from tasks.checkpoint import settled_rows
+    from arflow.frames import settled_rows
 
     cur = str(_get(obj, "currency", "")).upper()
     # When it was paid: Stripe's paid_at, else when the event happened, else the day it arrives.

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-BILLING_SYSTEMS = ("quickbooks", "xero", "stripe")
-CRM_SYSTEMS = ("salesforce",)
+BILLING_SYSTEMS = ("quickbooks", "xero", "stripe", "chargebee")
+CRM_SYSTEMS = ("salesforce", "hubspot")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from flows.naming import day_run_name
 from flows.lanes import LANE_FLOWS
 from tasks.delivery import Channels
 from tasks.delivery import Context as DeliveryContext
-from tasks import prefect_tasks as t
+from flows import prefect_tasks as t
 from tasks import pilot, report
 from tasks.hops import QUARANTINE_COLUMNS
 from tasks.quality import enforce_threshold, run_suite
@@ -45,8 +45,8 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
 
     Args:
         as_of: the day to run (default: today in the company's timezone). Any past day can be re-run.
-        source: where invoices and customers come from: demo, csv:FOLDER, quickbooks, xero or stripe, with
-            +salesforce for the CRM's context (quickbooks+salesforce).
+        source: where invoices and customers come from: demo, csv:FOLDER, quickbooks, xero, stripe or chargebee, with
+            +salesforce or +hubspot for the CRM's context (quickbooks+salesforce).
         mode: dry-run renders every message and sends nothing (.eml files in the run folder); draft
             queues every message for a person's approval; send sends what the policy allows.
     """
@@ -317,11 +317,10 @@ def open_channels(mode: str, source: str, settings: Settings) -> Channels:
                                    "ARFLOW_MAIL_FROM; ARFLOW_SMTP_USER/PASSWORD/STARTTLS where the server needs them)")
     slack_url = slack_webhook_url()
     crm = None
-    if isinstance(source, str) and SourceSpec.parse(source).crm == "salesforce":
-        from arflow.blocks import connection
-        from connectors.salesforce import SalesforceCrm
+    if isinstance(source, str) and SourceSpec.parse(source).crm:
+        from connectors.sources import open_crm
 
-        crm = SalesforceCrm(connection("salesforce")[0], as_of=dt.date.today())
+        crm = open_crm(SourceSpec.parse(source).crm, as_of=dt.date.today())
     return Channels(mailer=SmtpMailer(smtp), slack=SlackWebhook(slack_url) if slack_url else None,
                     billing=billing_for(source, settings.data_dir), mail_from=smtp.mail_from, crm=crm)
 

@@ -13,7 +13,7 @@ from prefect import flow
 
 from connectors.ledger.store import Ledger
 from flows.naming import day_run_name
-from tasks.prefect_tasks import deliver_touches, queue_touches
+from flows.prefect_tasks import deliver_touches, queue_touches
 
 
 def _lane(lane: str, actions: pd.DataFrame, invoices: pd.DataFrame, ledger: Ledger, mode: str, run_id: str,

@@ -22,7 +22,7 @@ from flows.calendar import scheduled_skip
 from flows.daily_ar import Mode, _run_id, delivery_context, open_channels, require_mode, skip_day
 from flows.hooks import notify_failure
 from flows.naming import day_run_name
-from tasks import prefect_tasks as t
+from flows import prefect_tasks as t
 from tasks.checkpoint import summarize
 
 
@@ -36,7 +36,7 @@ def payment_checkpoint(as_of: dt.date | None = None, source: str = "demo", bank_
     Args:
         as_of: the day the payments are applied on (default: today in the company's timezone).
         source: the billing system whose payments and open invoices are read: demo, csv:FOLDER,
-            quickbooks, xero or stripe (+salesforce for the CRM's contacts on receipts).
+            quickbooks, xero, stripe or chargebee (+salesforce or +hubspot for the CRM's contacts on receipts).
         bank_file: a bank statement to apply as well, CSV or BAI2, by its path on the worker.
         mode: dry-run records receipts without sending them; draft queues them for approval; send
             sends them.

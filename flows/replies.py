@@ -17,7 +17,7 @@ from arflow.config import Settings, today_in
 from arflow.policy import load_policy
 from connectors.ledger.store import Ledger
 from flows.hooks import notify_failure
-from tasks.prefect_tasks import RETRY
+from flows.prefect_tasks import RETRY
 from flows.naming import day_run_name
 
 
@@ -57,7 +57,7 @@ def reply_triage(replies_from: str, as_of: dt.date | None = None, source: str = 
         as_of: the day the replies' effects (pauses, promises, disputes) are recorded on (default:
             today in the company's timezone).
         source: the billing source the replies' invoices and customers are looked up in: demo,
-            csv:FOLDER, quickbooks, xero or stripe.
+            csv:FOLDER, quickbooks, xero, stripe or chargebee.
     """
     from connectors.llm import open_llm
 

@@ -6,25 +6,23 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 from pathlib import Path
-from typing import Annotated
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from arflow.safety import redacted_errors
 from flows.publish import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import WithJsonSchema
 
 from arflow.config import Settings, today_in
 from arflow.policy import Policy, load_policy
 from connectors.ledger import models as m
 from connectors.ledger.store import Ledger
 from flows.hooks import notify_failure
-from flows.naming import backfill_run_name, day_run_name
+from flows.naming import day_run_name
 from arflow.money import format_amount
 from tasks import dashboard, kpis as kpi
 from tasks.extract import BUCKET_LABELS, BUCKETS
-from tasks.prefect_tasks import RETRY
+from flows.prefect_tasks import RETRY
 from tasks.report import aging_matrix, format_share
 
 
@@ -32,7 +30,7 @@ def kpi_report(ledger: Ledger, policy: Policy, as_of: dt.date, run: dict | None 
                store: bool = False) -> dict:
     """The KPIs for as_of (docs/kpis.md) with the week-over-week change from the snapshots. With
     `store` (the daily run) the day's snapshot is saved first, replacing an earlier one of the day."""
-    frames = ledger.kpi_frames(as_of, policy.kpis.window_days, run)
+    frames = kpi.Frames(**ledger.kpi_frames(as_of, policy.kpis.window_days, run))
     out = kpi.compute(frames, policy.kpis, policy.lanes, policy.scoring.high_value_minor)
     if store:
         ledger.save_kpi_snapshot(kpi.snapshot_rows(out))
@@ -150,7 +148,7 @@ def record_kpis(ledger: Ledger, policy: Policy, raw_invoices: pd.DataFrame, as_o
     """The daily run's KPIs: register the source's new invoices, compute, store the day's
     snapshot, write the day's page (data/reports/dashboard-<as_of>.html, and dashboard.html as the
     latest) and publish the artifacts."""
-    ledger.register_invoices(raw_invoices, as_of)
+    ledger.register_invoices(kpi.register_rows(raw_invoices, ledger.registered_invoice_ids(), as_of))
     report = kpi_report(ledger, policy, as_of, {"run_id": run_id, "as_of": as_of, "mode": mode}, store=True)
     reports = Path(data_dir) / "reports"
     page = write_page(ledger, policy, report, reports / f"dashboard-{as_of.isoformat()}.html")  # one page a day
@@ -189,63 +187,3 @@ def collections_brief(as_of: dt.date | None = None) -> dict:
     from prefect.runtime import flow_run
 
     return {"as_of": as_of.isoformat(), "page": str(page), "flow_run_id": str(flow_run.id), "kpis": report}
-
-
-# One choice in the form; a call from Python with another value gets the flow's own message.
-BACKFILL_MODES = ("dry-run",)
-BackfillMode = Annotated[str, WithJsonSchema({"type": "string", "enum": list(BACKFILL_MODES)})]
-
-
-def backfill_days(start: dt.date, end: dt.date, company_country: str) -> list[dt.date]:
-    """The company's business days from start to end, in order (what the daily schedule runs)."""
-    from arflow.businessdays import company_business_day
-
-    if end < start:
-        raise ValueError(f"backfill: end {end} is before start {start}")
-    days = [start + dt.timedelta(days=k) for k in range((end - start).days + 1)]
-    return [d for d in days if company_business_day(d, company_country)]
-
-
-@flow(name="backfill", flow_run_name=backfill_run_name, on_failure=[notify_failure], on_crashed=[notify_failure])
-@redacted_errors
-def backfill(start: dt.date, end: dt.date, source: str = "demo", mode: BackfillMode = "dry-run",
-             with_checkpoint: bool = True, resume: bool = True) -> dict:
-    """Run the days from start to end one after another, as the schedule would have: the payment
-    checkpoint, then the daily run, per business day. Idempotent (a day run twice queues nothing
-    twice) and resumable: with `resume` a day that already has a completed daily run is skipped,
-    so a backfill that stopped part-way goes on from the first day it did not finish.
-    Backfill never sends: past days are replayed in dry-run; today's run sends.
-
-    Args:
-        start: the first day to replay.
-        end: the last day to replay (on or after start).
-        source: where invoices and customers come from: demo, csv:FOLDER, quickbooks, xero or stripe
-            (+salesforce for the CRM's context).
-        mode: dry-run only: past days are replayed, never sent.
-        with_checkpoint: run the payment checkpoint before each day's daily run, as the schedule does.
-        resume: skip the days that already have a completed daily run (a stopped backfill goes on).
-    """
-    from flows.daily_ar import daily_ar
-    from flows.payment_checkpoint import payment_checkpoint
-
-    if mode not in BACKFILL_MODES:
-        raise ValueError(f"backfill replays past days and never sends: mode must be one of {BACKFILL_MODES}, "
-                         f"got {mode!r}")
-    settings = Settings.from_env()
-    policy = load_policy(settings.policy_path)
-    ledger = Ledger(settings.db_url)
-    logger = get_run_logger()
-    done, skipped = [], []
-    for day in backfill_days(start, end, policy.company_country):
-        if resume and ledger.completed_daily_run(day, mode):
-            skipped.append(day.isoformat())
-            continue
-        if with_checkpoint:
-            payment_checkpoint(as_of=day, source=source, mode=mode)
-        daily_ar(as_of=day, source=source, mode=mode)
-        done.append(day.isoformat())
-        logger.info("backfill: %s done (%d so far)", day, len(done))
-    summary = {"start": start.isoformat(), "end": end.isoformat(), "ran": done, "skipped_already_done": skipped}
-    create_markdown_artifact(key="backfill", markdown=f"# Backfill {start} to {end}\n\nRan {len(done)} day(s), "
-                             f"skipped {len(skipped)} already done.\n", description="backfill summary")
-    return summary

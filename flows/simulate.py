@@ -30,7 +30,7 @@ from connectors.ledger import models as m
 from connectors.ledger.store import Ledger
 from connectors.simulated import SimulatedWorld, load_behaviour
 from flows.daily_ar import delivery_context
-from tasks import prefect_tasks as t
+from flows import prefect_tasks as t
 from tasks import simulation as metrics
 from tasks.decisions import open_decisions, settle
 from tasks.delivery import Channels

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-QUANTILES = np.linspace(0.0, 1.0, 21)
+from arflow.frames import QUANTILES
 
 
 def read_ibm(path: str | Path) -> pd.DataFrame:
@@ -56,8 +56,3 @@ def fit(path: str | Path) -> dict:
         "customer_effect_quantiles": r(np.quantile(effects, QUANTILES)),
         "residual_quantiles": r(np.quantile(residual, QUANTILES)),
     }
-
-
-def draw(quantiles: list[float], u: np.ndarray) -> np.ndarray:
-    """Inverse-CDF draws from a distribution stored as evenly spaced quantiles."""
-    return np.interp(u, QUANTILES, np.asarray(quantiles, dtype=float))

@@ -13,6 +13,7 @@ import pandas as pd
 from arflow.money import format_minor, known_currencies, parse_minor
 from connectors.bank import PAYMENT_FRAME
 from tasks import cash
+from arflow.frames import settled_rows  # noqa: F401  (the flows read it from here)
 from tasks.extract import parse_dates
 
 APPLIED_STATUSES = ("applied", "partial", "overpaid")
@@ -253,18 +254,3 @@ def summarize(res: CheckpointResult, payments_read: int, quarantined: int, recei
         # not cash: the differences of short payments within the tolerance, written off to the policy's account
         "written_off_within_tolerance": money(write_offs),
     }
-
-
-def settled_rows(settled) -> list[dict]:
-    """The source's settled invoices (CSV-format text) as payment-history rows; an unreadable row
-    is left out (it is not an open invoice: nothing is chased on its account)."""
-    if settled is None or settled.empty:
-        return []
-    df = settled.copy()
-    for col in ("issue_date", "due_date", "paid_date"):
-        df[col] = parse_dates(df[col])
-    df["amount_minor"] = parse_minor(df["amount"], df["currency"])
-    df = df.dropna(subset=["issue_date", "due_date", "paid_date", "amount_minor"])
-    return [{"invoice_id": r.invoice_id, "customer_id": r.customer_id, "issue_date": r.issue_date.date(),
-             "due_date": r.due_date.date(), "paid_date": r.paid_date.date(), "amount_minor": int(r.amount_minor),
-             "currency": r.currency.upper(), "payment_id": r.payment_id or None} for r in df.itertuples()]

@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from arflow.frames import parse_dates
 from arflow.money import out_of_range, parse_minor
 from arflow.policy import Policy
 
@@ -37,14 +38,6 @@ def clean_text(col: pd.Series, max_length: int = MAX_ID_LENGTH) -> pd.Series:
         return len(v) <= max_length and len(v.encode("utf-8", "surrogatepass")) <= 4 * max_length \
             and _CONTROL.search(v) is None
     return pd.Series([ok(v) for v in col.tolist()], index=col.index, dtype=bool)
-
-
-def parse_dates(text: pd.Series) -> pd.Series:
-    """Strict ISO YYYY-MM-DD; anything else (or an impossible date) is NaT."""
-    text = text.astype("string").str.strip()
-    ok = text.str.fullmatch(r"\d{4}-\d{2}-\d{2}").fillna(False)
-    parsed = pd.to_datetime(text.where(ok), format="%Y-%m-%d", errors="coerce")
-    return parsed.astype("datetime64[s]")
 
 
 def text_or_na(col: pd.Series) -> pd.Series:
@@ -190,6 +183,9 @@ def parse_invoices(raw: pd.DataFrame, exclude: tuple[str, ...] = ("paid", "void"
     df["credited_minor"] = parse_minor(credited_text.replace("", "0"), df["currency"]) if credited_text is not None \
         else pd.Series(0, index=df.index, dtype="Int64")
     df["autopay"], df["autopay_valid"] = _bool(raw["autopay"])
+    # The billing system is dunning the invoice itself (Chargebee's dunning_status in_progress): held.
+    df["billing_dunning"] = _bool(raw["billing_dunning"])[0] if "billing_dunning" in raw \
+        else pd.Series(False, index=df.index, dtype=bool)
     df["payment_link"] = text_or_na(raw["payment_link"])
     # A link a customer is asked to click: a web address, never javascript:, data: or a file.
     df["payment_link_valid"] = (df["payment_link"].isna()

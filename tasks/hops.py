@@ -1,5 +1,5 @@
 """One pure function per hop of the daily flow (DESIGN.md, Data flow). No Prefect import here:
-``tasks/prefect_tasks.py`` wraps each in a @task, and tests call them directly.
+``flows/prefect_tasks.py`` wraps each in a @task, and tests call them directly.
 
 Every hop hands on a frame that passed its expectation suite; the rows a suite rejects become
 quarantine rows with the hop and reason, and the run goes on unless the hop's rejected share passes

@@ -33,7 +33,7 @@ from arflow.policy import SEGMENTS, Policy, Step
 HOLD_FLAGS = {"dispute": "open_dispute", "opt_out": "opt_out", "paused": "paused", "payment_plan": "payment_plan",
               "promise_to_pay": "promise_to_pay", "unapplied_cash": "unapplied_cash",
               "reconciliation_mismatch": "reconciliation_mismatch", "written_off": "written_off",
-              "unapplied_credit": "unapplied_credit"}
+              "unapplied_credit": "unapplied_credit", "billing_dunning": "billing_dunning"}
 # Outbox statuses: a touch that reached its recipient (dry-run: rendered and recorded), one still on
 # its way, and one that did not go and must not be followed by a firmer step.
 DELIVERED = ("sent", "planned")
@@ -68,7 +68,7 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
          installments: pd.DataFrame | None = None) -> Plan:
     """`touches`: the outbox as it stands (TOUCH_COLUMNS); `done_keys` alone is enough for tests
     that only care which keys exist. `installments`: open payment plans' schedule (see
-    :func:`plan_schedule`)."""
+    `Ledger.plan_schedule`)."""
     today = pd.Timestamp(as_of)
     if touches is None:
         touches = pd.DataFrame({"idempotency_key": sorted(done_keys or ())}).reindex(columns=TOUCH_COLUMNS)
@@ -90,6 +90,11 @@ def plan(df: pd.DataFrame, as_of: dt.date, policy: Policy, *, mismatched_custome
 
     for name in policy.hold_order:
         if HOLD_FLAGS[name] not in work:  # a frame from before the flag existed (credits: tasks/credits.py)
+            continue
+        if name == "billing_dunning" and policy.connectors.chargebee.email_while_dunning:
+            # The policy lets arflow e-mail beside the billing system's own dunning, never charge
+            # beside its retries: no autopay step for these invoices.
+            work.loc[work["billing_dunning"].fillna(False).astype(bool), "autopay"] = False
             continue
         flag = work[HOLD_FLAGS[name]].fillna(False).astype(bool) & (outcome == "")
         outcome[flag] = "held"
@@ -312,20 +317,6 @@ def _one_lane_per_message(actions: pd.DataFrame) -> pd.DataFrame:
     actions = actions.copy()
     actions.loc[email, "lane"] = mail["customer_id"].map(lead).to_numpy()
     return actions
-
-
-def plan_schedule(plans: pd.DataFrame, installments: pd.DataFrame) -> pd.DataFrame:
-    """Installments of active payment plans on one invoice each: plan_id, invoice_id, seq, due_on,
-    amount_minor, cumulative_minor, balance_at_start_minor."""
-    cols = ["plan_id", "invoice_id", "seq", "due_on", "amount_minor", "cumulative_minor", "balance_at_start_minor"]
-    if plans is None or plans.empty or installments is None or installments.empty:
-        return pd.DataFrame(columns=cols)
-    p = plans[plans["invoice_id"].notna()].rename(columns={"id": "plan_id"})
-    x = installments.merge(p[["plan_id", "invoice_id", "balance_at_start_minor"]], on="plan_id")
-    x = x.sort_values(["plan_id", "seq"])
-    x["cumulative_minor"] = x.groupby("plan_id")["amount_minor"].cumsum()
-    x["due_on"] = pd.to_datetime(x["due_on"]).astype("datetime64[s]")
-    return x[cols].reset_index(drop=True)
 
 
 def _missed_plans(work: pd.DataFrame, schedule: pd.DataFrame | None, as_of: dt.date, policy: Policy) -> pd.Series:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from arflow.config import PROMPTS_DIR
 from arflow.money import format_amount, format_minor
+from connectors.ledger import namespace
 from tasks.guardrails import Directory, check_message
 
 TEMPLATE_BY_CHANNEL = {"crm_task": "owner_task.j2", "decision": "owner_task.j2", "slack": "slack_alert.j2",
@@ -100,7 +101,8 @@ def invoice_context(c, act) -> dict:
 # Why an open invoice is not chased today, as the customer may read it beside their reminder.
 REVIEW_REASONS = {"dispute": "under review", "payment_plan": "on a payment plan", "promise_to_pay": "payment promised",
                   "unapplied_cash": "under review", "unapplied_credit": "a credit is being applied",
-                  "reconciliation_mismatch": "under review", "paused": "under review"}
+                  "reconciliation_mismatch": "under review", "paused": "under review",
+                  "billing_dunning": "payment being retried"}
 
 
 def account_positions(invoices: pd.DataFrame, actions: pd.DataFrame | None = None) -> dict[str, dict]:
@@ -279,12 +281,6 @@ def initial_status(mode: str, needs_approval: bool) -> str:
     if mode == "draft" or needs_approval:
         return "awaiting_decision"
     return "queued"
-
-
-def namespace(mode: str) -> str:
-    """The outbox keeps dry-run rows apart from live ones: a dry run never blocks a real send, and
-    a draft run and a send run share one set of keys, so nothing goes out twice between them."""
-    return "dry-run" if mode == "dry-run" else "live"
 
 
 def receipt_rows(closed: list[dict], invoices: pd.DataFrame, customers: pd.DataFrame, *, mode: str, run_id: str,

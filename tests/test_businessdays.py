@@ -56,7 +56,7 @@ def test_why_a_day_is_not_a_business_day_the_one_calendar_of_schedules_and_backf
     import datetime as dt
 
     from arflow.businessdays import why_not_business_day
-    from flows.reporting import backfill_days
+    from flows.backfill import backfill_days
 
     assert why_not_business_day(dt.date(2026, 11, 26), "US") == "Thanksgiving Day"
     assert why_not_business_day(dt.date(2026, 11, 28), "US") == "Saturday"

@@ -79,7 +79,7 @@ def test_a_blocked_message_opens_a_decision_and_its_settlement_frees_the_cadence
     from connectors.ledger import models as m
     from connectors.ledger.store import Ledger
     from tasks.decisions import open_decisions, settle
-    from tasks.prefect_tasks import queue_touches
+    from flows.prefect_tasks import queue_touches
     from tests.conftest import AS_OF, customer, invoice, make_source
     from tests.pipeline import run
 
@@ -112,7 +112,7 @@ def test_an_approved_blocked_message_is_queued_with_the_persons_text(tmp_path, p
     from connectors.ledger import models as m
     from connectors.ledger.store import Ledger
     from tasks.decisions import open_decisions, settle
-    from tasks.prefect_tasks import queue_touches
+    from flows.prefect_tasks import queue_touches
     from tests.conftest import AS_OF, customer, invoice, make_source
     from tests.pipeline import run
 

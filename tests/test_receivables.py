@@ -495,7 +495,8 @@ def test_arflow_statement_writes_a_pdf_whose_text_reads_back(tmp_path, policy, l
 ])
 def test_the_statement_goes_with_the_first_reminder_of_the_month_from_the_policys_day(
         tmp_path, policy, ledger, day_of_month, day, carried_on, expected):
-    from tasks import hops, prefect_tasks as t
+    from flows import prefect_tasks as t
+    from tasks import hops
 
     rule = policy.statements.model_copy(update={"with_reminder": True, "day_of_month": day_of_month})
     pol = policy.model_copy(update={"statements": rule})

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from arflow.safety import error_line, redact
-from connectors.ledger import models as m
+from connectors.ledger import models as m, namespace
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_KEY = 0x61726677  # "arfw": the advisory lock every arflow process migrates under
@@ -160,14 +160,13 @@ class Ledger:
         return self._read(stmt, invoice_ids)
 
     def plan_schedule(self, as_of: dt.date) -> pd.DataFrame:
-        """Installments of the payment plans active on as_of (tasks.plan.plan_schedule shape)."""
-        from tasks.plan import plan_schedule
-
+        """Installments of the payment plans active on as_of (what tasks.plan reads: plan_id, invoice_id, seq, due_on,
+        amount_minor, cumulative_minor, balance_at_start_minor)."""
         plans = self.frame(m.PaymentPlan, (m.PaymentPlan.status == "active") & (m.PaymentPlan.starts_on <= as_of))
         if plans.empty:
-            return plan_schedule(plans, None)
+            return _plan_schedule(plans, None)
         inst = self.frame(m.Installment, m.Installment.plan_id.in_([int(i) for i in plans["id"]]))
-        return plan_schedule(plans, inst)
+        return _plan_schedule(plans, inst)
 
     def payment_history(self, as_of: dt.date) -> pd.DataFrame:
         return self.frame(m.PaymentHistory, m.PaymentHistory.paid_date <= as_of)
@@ -734,13 +733,13 @@ class Ledger:
         return None if bt.empty else bt.sort_values("id").iloc[-1].to_dict()
 
     # ---- KPIs --------------------------------------------------------------------------------
-    def register_invoices(self, raw_invoices: pd.DataFrame, as_of: dt.date) -> int:
-        """Add the source's invoices the register has not seen (tasks.kpis.register_rows)."""
-        from tasks.kpis import register_rows
-
+    def registered_invoice_ids(self) -> set[str]:
         with self.engine.connect() as conn:
-            known = set(conn.execute(select(m.InvoiceRegister.invoice_id)).scalars())
-        rows = register_rows(raw_invoices, known, as_of)
+            return set(conn.execute(select(m.InvoiceRegister.invoice_id)).scalars())
+
+    def register_invoices(self, rows: pd.DataFrame) -> int:
+        """Add invoices the register has not seen (rows from tasks.kpis.register_rows); a row already
+        there is left as it is."""
         return len(self.insert_new_rows(m.InvoiceRegister, _records(rows), "invoice_id")) if len(rows) else 0
 
     def daily_run_on_or_before(self, day: dt.date) -> dict | None:
@@ -759,11 +758,8 @@ class Ledger:
             return conn.execute(stmt).first() is not None
 
     def kpi_frames(self, as_of: dt.date, window_days: int, run: dict | None = None):
-        """Everything tasks.kpis.compute reads, as the ledger stood on as_of: today's open invoices
-        are those of the latest daily run on or before as_of (or `run`)."""
-        from tasks.kpis import Frames
-        from tasks.touches import namespace
-
+        """Everything tasks.kpis.compute reads (the fields of tasks.kpis.Frames), as the ledger stood on
+        as_of: today's open invoices are those of the latest daily run on or before as_of (or `run`)."""
         run = run or self.daily_run_on_or_before(as_of)
         notes = []
         if run is None:
@@ -784,7 +780,7 @@ class Ledger:
         plans = self.frame(m.PaymentPlan, (m.PaymentPlan.status == "active") & (m.PaymentPlan.starts_on <= as_of))
         installments = self.frame(m.Installment, m.Installment.plan_id.in_([int(i) for i in plans["id"]])) \
             if not plans.empty else self.frame(m.Installment, m.Installment.id == -1)
-        return Frames(
+        return dict(
             as_of=as_of, run_id=run["run_id"] if run else None, run_as_of=run["as_of"] if run else None,
             run_mode=mode, open_invoices=outcomes,
             register=self.frame(m.InvoiceRegister, m.InvoiceRegister.issue_date <= as_of),
@@ -892,3 +888,17 @@ def _why_dead(started, summary, now: dt.datetime, stale_after: dt.timedelta) -> 
         if now - started > stale_after:
             return f"still running {stale_after} after it started ({started.isoformat(timespec='seconds')})"
     return None
+
+
+def _plan_schedule(plans: pd.DataFrame, installments: pd.DataFrame) -> pd.DataFrame:
+    """Installments of active payment plans on one invoice each: plan_id, invoice_id, seq, due_on,
+    amount_minor, cumulative_minor, balance_at_start_minor."""
+    cols = ["plan_id", "invoice_id", "seq", "due_on", "amount_minor", "cumulative_minor", "balance_at_start_minor"]
+    if plans is None or plans.empty or installments is None or installments.empty:
+        return pd.DataFrame(columns=cols)
+    p = plans[plans["invoice_id"].notna()].rename(columns={"id": "plan_id"})
+    x = installments.merge(p[["plan_id", "invoice_id", "balance_at_start_minor"]], on="plan_id")
+    x = x.sort_values(["plan_id", "seq"])
+    x["cumulative_minor"] = x.groupby("plan_id")["amount_minor"].cumsum()
+    x["due_on"] = pd.to_datetime(x["due_on"]).astype("datetime64[s]")
+    return x[cols].reset_index(drop=True)

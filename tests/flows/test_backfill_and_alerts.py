@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 from connectors.ledger import models as m
 from connectors.ledger.store import Ledger
 from flows.daily_ar import daily_ar
-from flows.reporting import backfill, backfill_days
+from flows.backfill import backfill, backfill_days
 
 WED, FRI = dt.date(2026, 11, 25), dt.date(2026, 11, 27)  # Thursday the 26th is Thanksgiving
 

@@ -52,9 +52,9 @@ def test_single_currency_buckets_are_flat(tmp_path):
 @pytest.mark.parametrize("args,code,message", [
     (["run", "--as-of", "23/11/2026"], 2, "--as-of must be a date"),
     (["run", "--source", "csv:/nonexistent/folder"], 2, "is not a folder"),
-    (["run", "--source", "oracle"], 2, "--source must be demo, csv:DIR, quickbooks, xero or stripe"),
-    (["run", "--crm", "hubspot"], 2, "--crm must be salesforce"),
-    (["check-connection", "netsuite"], 2, "check-connection takes quickbooks, xero, salesforce or stripe"),
+    (["run", "--source", "oracle"], 2, "--source must be demo, csv:DIR, quickbooks, xero, stripe or chargebee"),
+    (["run", "--crm", "pipedrive"], 2, "--crm must be salesforce or hubspot"),
+    (["check-connection", "netsuite"], 2, "check-connection takes quickbooks, xero, salesforce, hubspot, stripe or chargebee"),
     (["run", "--bogus"], 2, "No such option"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, args, code, message):

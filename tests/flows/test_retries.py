@@ -20,7 +20,7 @@ from arflow.config import ROOT
 from connectors.ledger import models as m
 from connectors.ledger.store import Ledger, is_transient_db_error
 from flows.daily_ar import daily_ar
-from tasks import prefect_tasks as t
+from flows import prefect_tasks as t
 from tests.conftest import customer, invoice, make_source
 from tests.fake_qbo import FakeQuickBooks, sample
 from tests.pipeline import run as pipeline

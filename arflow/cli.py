@@ -560,61 +560,106 @@ def cash_review(payment: str = typer.Argument(..., help="payment id from the exc
 
 @app.command("queue")
 def queue(as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout")) -> None:
-    """List the open decisions, oldest first, with their context."""
-    from tasks.decisions import open_decisions
+    """List the open decisions by customer, ranked by risk-weighted overdue exposure, each customer with
+    the whole account (owed, overdue, oldest item, credits, plans, disputes, promises, last touches);
+    `arflow decide --customer C approve` settles a customer's decisions together."""
+    from tasks.decisions import customer_queue, open_decisions
 
     ledger, _ = _ledger_and_today(None)
     rows = open_decisions(ledger)
     items = [{"id": int(r.id), "kind": r.kind, "customer_id": r.customer_id, "invoices": r.invoice_ids.split(","),
               "opened_on": str(r.opened_on), "context": json.loads(r.context)} for r in rows.itertuples()]
+    by_customer = customer_queue(ledger, rows)
     if as_json:
-        sys.stdout.write(json.dumps({"open": len(items), "decisions": items}, default=str) + "\n")
+        sys.stdout.write(json.dumps({"open": len(items), "customers": by_customer, "decisions": items},
+                                    default=str) + "\n")
         return
     if not items:
         sys.stdout.write("no open decisions\n")
-    for d in items:
-        c = d["context"]
-        inv = ", ".join(f"{i['invoice_number']} {i['amount']} {i['currency']} ({i['days_past_due']}d)"
-                        for i in c.get("invoices", []))
-        sys.stdout.write(f"#{d['id']} {d['kind']} {c.get('customer', d['customer_id'])} [{d['opened_on']}] {inv}\n")
-        if c.get("proposed_subject"):
-            sys.stdout.write(f"    proposed: {c['proposed_subject']}\n")
-        env = c.get("envelope")
-        if env:
-            sys.stdout.write(f"    from {env['from']} to {', '.join(env['to']) or 'nobody'}"
-                             + (f" cc {', '.join(env['cc'])}" if env["cc"] else "") + "\n")
-        if c.get("changed_since_approval"):
-            ch = c["changed_since_approval"]
-            sys.stdout.write(f"    changed since {ch['approved_by']} approved it: "
-                             + ", ".join(x["field"] for x in ch["changes"]) + "\n")
-        if c.get("blocked"):
-            sys.stdout.write(f"    blocked: {c['blocked']}\n")
+    found = {d["id"]: d for d in items}
+
+    def amounts(d):
+        return ", ".join(f"{v} {c}" for c, v in d.items()) or "none"
+
+    for p in by_customer:
+        oldest = p["oldest"]
+        sys.stdout.write(f"{p['rank']}. {p['customer']} ({p['customer_id']}, {p['segment'] or 'segment unknown'}): "
+                         f"owed {amounts(p['exposure'])}, overdue {amounts(p['overdue'])}, risk {p['risk_score']}"
+                         + (f", oldest {oldest['invoice_id']} {oldest['days_past_due']}d" if oldest else "") + "\n")
+        extra = [f"credits {amounts(p['credits'])}" if p["credits"] else "",
+                 f"{len(p['payment_plans'])} plan(s)" if p["payment_plans"] else "",
+                 f"{len(p['disputes'])} dispute(s)" if p["disputes"] else "",
+                 f"{len(p['promises'])} promise(s)" if p["promises"] else "",
+                 "last: " + ", ".join(f"{t['on']} {t['step']}" for t in p["last_touches"]) if p["last_touches"]
+                 else "no touch sent yet"]
+        sys.stdout.write("   " + "; ".join(x for x in extra if x) + "\n")
+        for ref in p["decisions"]:
+            d = found[ref["id"]]
+            c = d["context"]
+            inv = ", ".join(f"{i['invoice_number']} {i['amount']} {i['currency']} ({i['days_past_due']}d)"
+                            for i in c.get("invoices", []))
+            sys.stdout.write(f"   #{d['id']} {d['kind']} [{d['opened_on']}] {inv}\n")
+            if c.get("proposed_subject"):
+                sys.stdout.write(f"       proposed: {c['proposed_subject']}\n")
+            env = c.get("envelope")
+            if env:
+                sys.stdout.write(f"       from {env['from']} to {', '.join(env['to']) or 'nobody'}"
+                                 + (f" cc {', '.join(env['cc'])}" if env["cc"] else "") + "\n")
+            if c.get("changed_since_approval"):
+                ch = c["changed_since_approval"]
+                sys.stdout.write(f"       changed since {ch['approved_by']} approved it: "
+                                 + ", ".join(x["field"] for x in ch["changes"]) + "\n")
+            if c.get("blocked"):
+                sys.stdout.write(f"       blocked: {c['blocked']}\n")
 
 
 @app.command("decide")
-def decide(decision_id: int = typer.Argument(..., help="the decision's id (arflow queue)"),
-           verdict: str = typer.Argument(..., help="approve | reject"),
+def decide(target: str = typer.Argument(..., help="the decision's id (arflow queue); with --customer, the verdict"),
+           verdict: Optional[str] = typer.Argument(None, help="approve | reject"),
+           customer: Optional[str] = typer.Option(None, "--customer", help="settle every open decision of this "
+                                                  "customer: arflow decide --customer C1 approve"),
            note: str = typer.Option("", "--note", help="why (kept in the audit log)"),
            choice: Optional[str] = typer.Option(None, "--choice", help="payment_plan | write_off, where the step offers both"),
            installments: Optional[int] = typer.Option(None, "--installments", min=2, max=24,
                                                       help="installments of an approved payment plan"),
            subject: Optional[str] = typer.Option(None, "--subject", help="approve with this subject instead"),
            body_file: Optional[Path] = typer.Option(None, "--body-file", help="approve with this text instead"),
-           by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
-    """Settle a decision: approved, the next run carries it out; rejected, nothing goes."""
+           by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by",
+                                  help="who decides: checked against the policy's approvals")) -> None:
+    """Settle a decision, or all of a customer's: approved, the next run carries it out; rejected,
+    nothing goes. The policy's approvals say who may settle what up to which amount."""
+    if customer is not None:
+        if verdict is not None:
+            raise UsageError("with --customer give only the verdict: arflow decide --customer C1 approve")
+        verdict = target
+    elif verdict is None:
+        raise UsageError("give the decision's id and the verdict (arflow decide 12 approve), or --customer")
     if verdict not in ("approve", "reject"):
         raise UsageError(f"verdict must be approve or reject, got {verdict!r}")
+    if customer is None and not target.isdigit():
+        raise UsageError(f"the decision's id is a number, got {target!r} (a customer: --customer {target})")
     if body_file is not None and not body_file.is_file():
         raise UsageError(f"--body-file {body_file} is not a file")
-    from tasks.decisions import DecisionError, settle
+    if customer is not None and (subject is not None or body_file is not None):
+        raise UsageError("--subject and --body-file edit one decision's message: give its id, not --customer")
+    from arflow.config import Settings
+    from arflow.policy import load_policy
+    from tasks.decisions import DecisionError, settle, settle_customer
 
     ledger, day = _ledger_and_today(None)
+    approvals = load_policy(Settings.from_env().policy_path).approvals
     try:
-        result = settle(ledger, decision_id, verdict, by=by, on=day, note=note, subject=subject,
-                        body=body_file.read_text() if body_file else None, choice=choice, installments=installments)
+        if customer is not None:
+            results = settle_customer(ledger, customer, verdict, by=by, on=day, note=note, choice=choice,
+                                      installments=installments, approvals=approvals)
+        else:
+            results = [settle(ledger, int(target), verdict, by=by, on=day, note=note, subject=subject,
+                              body=body_file.read_text() if body_file else None, choice=choice,
+                              installments=installments, approvals=approvals)]
     except DecisionError as exc:
         raise UsageError(str(exc)) from None
-    typer.echo(f"decision {decision_id} {result['status']} ({result['touches']} touch(es))", err=True)
+    for r in results:
+        typer.echo(f"decision {r['id']} {r['status']} ({r['touches']} touch(es))", err=True)
 
 
 @app.command("ack")
@@ -904,6 +949,68 @@ def statement(
         print(f"arflow: statement written to {pdf}", file=sys.stderr)
     if as_json or (html is None and pdf is None):
         sys.stdout.write(json.dumps(st.as_dict(), default=str) + "\n")
+audit_app = typer.Typer(help="The audit log for a review: every touch, decision, record and change, with who and "
+                                "when, each row chained to the one before by a hash (docs/controls.md).")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("export")
+def audit_export(
+    start: str = typer.Option(..., "--from", help="first day, YYYY-MM-DD (UTC)"),
+    end: str = typer.Option(..., "--to", help="last day, YYYY-MM-DD (UTC), included"),
+    fmt: str = typer.Option("csv", "--format", help="csv | json"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write here (default: stdout)"),
+) -> None:
+    """Write the audit log from --from to --to with each row's hashes; stderr says whether the chain
+    is intact (an edit or a deletion in the ledger shows as a break)."""
+    from connectors.ledger import audit
+
+    first, last = _parse_date(start, "--from"), _parse_date(end, "--to")
+    if last < first:
+        raise UsageError(f"--to {last} is before --from {first}")
+    if fmt not in ("csv", "json"):
+        raise UsageError(f"--format must be csv or json, got {fmt!r}")
+    ledger, _ = _ledger_and_today(None)
+    rows = ledger.audit_rows(first, last)
+    check = audit.verify(rows)
+    meta = {"export": "arflow audit log", "from": first.isoformat(), "to": last.isoformat(),
+            "exported_at": audit.when(dt.datetime.now(dt.timezone.utc)), "hash": "sha256(prev_hash + canonical JSON)",
+            "anchor": check.get("anchor") or (rows[0]["prev_hash"] if rows else None),
+            "head": check.get("head") or (rows[-1]["hash"] if rows else None)}
+    text = audit.to_json(rows, meta) if fmt == "json" else audit.to_csv(rows)
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    state = "chain intact" if check["ok"] else f"CHAIN BROKEN: {check['why']}"
+    print(f"arflow: {len(rows)} audit row(s) {first}..{last}" + (f" -> {out}" if out else "") + f"; {state}",
+          file=sys.stderr)
+
+
+@audit_app.command("verify")
+def audit_verify(file: Path = typer.Argument(..., help="an export of `arflow audit export` (CSV or JSON)"),
+                 as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout")) -> None:
+    """Check an export's hash chain: every row matches its hash and follows the one before. Exit 0
+    when intact; 1 naming the first row that was changed, or after which one is missing."""
+    from connectors.ledger import audit
+
+    if not file.is_file():
+        raise UsageError(f"{file} is not a file")
+    try:
+        result = audit.verify(audit.read_export(file.read_text(encoding="utf-8")))
+    except audit.AuditFileError as exc:
+        raise UsageError(f"{file}: {exc}") from None
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    elif result["ok"]:
+        sys.stdout.write(f"ok: {result['rows']} row(s), chain intact"
+                         + (f" (head {result['head'][:16]})" if result["head"] else "") + "\n")
+    else:
+        sys.stdout.write(f"BROKEN at row {result['row']} (seq {result['seq']}): {result['why']}\n")
+    if not result["ok"]:
+        raise typer.Exit(EXIT_FAILED)
+
+
 # The errors that end a run with one line and exit 1, by module: looked up only once something was
 # raised, so `arflow --help` and argument errors never import the heavy libraries behind them.
 _RUN_ERRORS = (("arflow.policy", "PolicyError"), ("connectors.ledger.store", "LedgerError"),

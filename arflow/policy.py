@@ -285,6 +285,74 @@ class Connectors(_Strict):
     chargebee: ChargebeeSettings = ChargebeeSettings()
 
 
+def _amounts(v: dict[str, str] | None, what: str) -> dict[str, str] | None:
+    """Per-currency amounts in major units, each checked against its currency's digits."""
+    from arflow.money import to_minor
+
+    if v is None:
+        return None
+    for cur, amount in v.items():
+        try:
+            to_minor(str(amount), cur)
+        except ValueError:
+            raise ValueError(f"{what} {cur}: {amount!r} is not an amount in that currency") from None
+    return {cur: str(amount) for cur, amount in v.items()}
+
+
+class ApprovalRule(_Strict):
+    """Who may settle a kind of decision, up to an amount (docs/controls.md). `kinds`: decision
+    kinds (the step: service_pause, service_pause_warning, ..., guardrail_blocked, delivery_unknown)
+    or what an approval chooses (write_off, payment_plan); "*" any. `up_to`: per currency, major
+    units, the decision's total at most this (a currency not listed is not covered); none: any amount."""
+
+    kinds: tuple[str, ...] = Field(min_length=1)
+    up_to: dict[str, str] | None = None
+    roles: tuple[str, ...] = Field(min_length=1)
+
+    @field_validator("up_to")
+    @classmethod
+    def _limits(cls, v):
+        return _amounts(v, "up_to")
+
+
+class Approvals(_Strict):
+    """Who may decide what. `roles`: a name -> the people in it (as they give `--by` or the form's
+    "Decided by": a name or an e-mail, case ignored; "*" anyone). `rules`: the first rule whose kinds
+    match a decision and whose limit covers its amount names the roles that may settle it; a decision
+    no rule's kinds match may be settled by anyone (add a rule with kinds ["*"] to close that)."""
+
+    roles: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    rules: tuple[ApprovalRule, ...] = ()
+
+    @model_validator(mode="after")
+    def _known_roles(self) -> "Approvals":
+        unknown = sorted({r for rule in self.rules for r in rule.roles} - set(self.roles))
+        if unknown:
+            raise ValueError(f"approvals.rules name roles that approvals.roles does not define: {unknown}")
+        return self
+
+
+class Pilot(_Strict):
+    """The pilot cohort (docs/controls.md): in send and draft mode only these customers' touches go
+    live; everyone else's are rendered and kept as in a dry run. Off: everyone is live."""
+
+    enabled: bool = False
+    customers: tuple[str, ...] = ()     # customer ids
+    segments: tuple[Literal["strategic", "standard", "transactional"], ...] = ()
+    percent: float = Field(default=0, ge=0, le=100)  # by a stable hash of the customer id
+
+    def includes(self, customer_id: str, segment: str | None = None) -> bool:
+        import hashlib
+
+        if not self.enabled:
+            return True
+        cid = str(customer_id).strip()
+        if cid in self.customers or (segment is not None and segment in self.segments):
+            return True
+        bucket = int(hashlib.sha256(cid.encode("utf-8")).hexdigest()[:8], 16) % 10_000  # 0.01 % steps
+        return bucket < round(self.percent * 100)
+
+
 class Policy(_Strict):
     version: str
     company_country: str = "US"
@@ -310,6 +378,8 @@ class Policy(_Strict):
     kpis: Kpis = Kpis()
     llm: Llm = Llm(enabled=False)
     connectors: Connectors = Connectors()
+    approvals: Approvals = Approvals()
+    pilot: Pilot = Pilot()
     steps: tuple[Step, ...]
 
     @field_validator("minimum_amount")

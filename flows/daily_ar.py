@@ -27,7 +27,7 @@ from flows.lanes import LANE_FLOWS
 from tasks.delivery import Channels
 from tasks.delivery import Context as DeliveryContext
 from flows import prefect_tasks as t
-from tasks import report
+from tasks import pilot, report
 from tasks.hops import QUARANTINE_COLUMNS
 from tasks.quality import enforce_threshold, run_suite
 
@@ -70,14 +70,16 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
         reconciliation, rec_hop = t.reconcile_aging(extracted.frame, inputs, policy)
         enriched = t.enrich_context(extracted.frame, customers, inputs, as_of, policy)
         scored = t.score_invoices(enriched.frame, policy, ledger, llm, as_of, mode, run_id)
+        cohort = pilot.cohort(scored.frame, policy, mode)  # the pilot's customers; None: everyone (or a dry run)
         planned, actions = t.plan_actions(scored.frame, as_of, policy, set(reconciliation.mismatched_customers),
-                                          ledger, mode)
+                                          ledger, mode, cohort)
         run_dir = settings.data_dir / "runs" / as_of.isoformat() / run_id  # dry-run: the .eml files
         if policy.statements.with_reminder:  # the month's first reminder carries the statement of account
             actions = t.attach_statements(actions, extracted.frame, customers, inputs, ledger, as_of, policy, mode,
                                           run_dir)
         delivery = delivery_context(ledger, channels, policy, run_id, as_of, mode, source, settings)
         delivery.llm = llm
+        delivery.cohort = cohort
         try:
             lanes = [lane(actions, planned.frame, ledger, mode, run_id, as_of, run_dir, delivery) for lane in LANE_FLOWS]
             owners = t.follow_up_owners(delivery)
@@ -92,7 +94,8 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
                 channels.mailer.close()
         summary = publish_report(as_of, run_id, inputs.source, mode, policy, ledger,
                                  [extracted, rec_hop, enriched, scored, planned], planned.frame, actions,
-                                 reconciliation, lanes, inputs.notes, run_dir)
+                                 reconciliation, lanes, inputs.notes, run_dir,
+                                 pilot.summary(actions, cohort, policy.pilot.enabled and mode != "dry-run"))
         summary["owners"] = owners
         if mode == "send" and channels.crm is not None:  # the day's summary in the CRM, where configured
             summary["crm_summary_post"] = post_crm_summary(channels.crm, summary)
@@ -109,6 +112,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
         if mode != "dry-run":
             reviews = announce_decisions(ledger)
             summary["decision_reviews_started"], summary["decision_reviews_closed"] = reviews["opened"], reviews["closed"]
+            summary["decision_customers"] = publish_decision_queue(ledger, as_of)
         else:
             summary["decision_reviews_started"] = summary["decision_reviews_closed"] = 0
     except BaseException as exc:
@@ -121,7 +125,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
 @task(name="publish_report", cache_policy=NO_CACHE, **t.RETRY)
 def publish_report(as_of: dt.date, run_id: str, source: str, mode: str, policy: Policy, ledger: Ledger, hop_results,
                    planned: pd.DataFrame, actions: pd.DataFrame, reconciliation, lanes: list[dict],
-                   notes: list[str], run_dir=None) -> dict:
+                   notes: list[str], run_dir=None, pilot_counts: dict | None = None) -> dict:
     quarantine = pd.concat([h.quarantine for h in hop_results if not h.quarantine.empty] or
                            [pd.DataFrame(columns=QUARANTINE_COLUMNS)], ignore_index=True)
     invoice_q = quarantine[quarantine["entity"] == "invoice"]
@@ -160,6 +164,7 @@ def publish_report(as_of: dt.date, run_id: str, source: str, mode: str, policy: 
               "carried_out", "digest_items"):
         summary[k if k != "retry" else "send_retries"] = sum(d.get(k, 0) for d in delivered)
     summary["run_folder"] = str(run_dir)
+    summary["pilot"] = pilot_counts or {"enabled": False}  # the pilot's live and dry-run halves (tasks/pilot.py)
     stamp = {"run_id": run_id, "as_of": as_of}
     rec_rows = reconciliation.results.assign(**stamp) if not reconciliation.results.empty else None
     ledger.write_run_results(outcomes.assign(**stamp), quarantine.drop(columns=["invoice_id", "customer_id"]).assign(**stamp),
@@ -170,6 +175,30 @@ def publish_report(as_of: dt.date, run_id: str, source: str, mode: str, policy: 
                              description=f"Daily AR {as_of}: tiers, buckets, holds, quarantine, reconciliation")
     get_run_logger().info("daily_ar %s: %s", as_of, summary["outcomes"])
     return summary
+
+
+@task(name="publish_decision_queue", cache_policy=NO_CACHE)
+def publish_decision_queue(ledger: Ledger, as_of: dt.date) -> int:
+    """The open decisions by customer, ranked, each with the customer's whole position, as a table
+    artifact (decision-queue). Returns how many customers wait on a decision."""
+    from tasks.decisions import customer_queue
+
+    def amounts(d):
+        return ", ".join(f"{v} {c}" for c, v in d.items()) or "none"
+
+    queue = customer_queue(ledger)
+    rows = [{"rank": p["rank"], "customer": f"{p['customer']} ({p['customer_id']})", "owed": amounts(p["exposure"]),
+             "overdue": amounts(p["overdue"]), "risk": p["risk_score"],
+             "oldest": f"{p['oldest']['invoice_id']} ({p['oldest']['days_past_due']}d)" if p["oldest"] else "",
+             "credits": amounts(p["credits"]), "plans": len(p["payment_plans"]), "disputes": len(p["disputes"]),
+             "promises": len(p["promises"]),
+             "last_touch": (lambda t: f"{t['on']} {t['step']}" if t else "none")(next(iter(p["last_touches"]), None)),
+             "decisions": ", ".join(f"#{d['id']} {d['kind']}" for d in p["decisions"])} for p in queue]
+    if rows:
+        create_table_artifact(key="decision-queue", table=rows,
+                              description=f"Open decisions {as_of} by customer, ranked by risk-weighted overdue "
+                                          "exposure: `arflow decide --customer ID approve|reject`")
+    return len(rows)
 
 
 def skip_day(key: str, as_of: dt.date, reason: str) -> dict:

@@ -30,7 +30,8 @@ from pydantic import Field, create_model
 from arflow.config import Settings, today_in
 from arflow.policy import load_policy
 from connectors.ledger.store import Ledger
-from tasks.decisions import DecisionError, form_kind, settle, settlement
+from tasks.decisions import (CHOICES, DecisionError, NotAllowed, customer_queue, form_kind, people_who_may,
+                             position_markdown, settle, settlement)
 
 REVIEW_DEPLOYMENT = "review_decision/review-decision"
 TIMEOUT_SECONDS = 7 * 24 * 3600
@@ -80,13 +81,23 @@ FORMS = {"message": MessageForm, "plan_or_write_off": PlanOrWriteOffForm, "deliv
          "approval": ApprovalForm}
 
 
-def form_for(decision: dict, installments: int | None = None) -> type[RunInput]:
+def form_for(decision: dict, installments: int | None = None, approvals=None, position: str | None = None
+             ) -> type[RunInput]:
     """The form for one decision: its kind's fields, the proposed text (and the policy's number of
-    instalments) as the starting point of the answer, and the decision's whole context shown above it."""
+    instalments) as the starting point of the answer, and the decision's whole context shown above it
+    (with the customer's whole position, where given). Where the policy's approvals name who may
+    settle it, "Decided by" offers only them (Prefect's server refuses anyone else)."""
     context = json.loads(decision["context"])
     kind = form_kind(decision["kind"], context)
     base = FORMS[kind]
     fields = {}
+    if approvals is not None:
+        people = people_who_may(approvals, decision["kind"], context,
+                                (None, *CHOICES) if kind == "plan_or_write_off" else (None,))
+        if people:
+            fields["decided_by"] = (Literal[tuple(sorted(people))], Field(
+                title="Decided by", description="Who decides: the policy's approvals allow these people for this "
+                                                "decision (recorded in the ledger and the audit log)."))
     if kind == "plan_or_write_off":
         info = copy.copy(base.model_fields["installments"])
         info.default = installments or _policy_installments()
@@ -97,7 +108,7 @@ def form_for(decision: dict, installments: int | None = None) -> type[RunInput]:
             info.default = value
             fields[name] = (str, info)
     form = create_model(base.__name__, __base__=base, **fields)
-    form._description = describe(decision)
+    form._description = describe(decision) + (f"\n\n{position}" if position else "")
     return form
 
 
@@ -157,6 +168,8 @@ def describe(decision) -> str:
         lines += ["", *head, f"**Subject:** {c.get('proposed_subject') or c.get('subject')}", "", *_quote(text)]
     if c.get("question"):
         lines += ["", f"**Question:** {c['question']}"]
+    if c.get("refused"):
+        lines += ["", f"**An earlier answer was refused:** {c['refused']}"]
     return "\n".join(lines)
 
 
@@ -193,7 +206,9 @@ def review_decision(decision_id: int, timeout_seconds: int = TIMEOUT_SECONDS, po
     if decision["status"] != "open":
         return {"id": decision_id, "status": decision["status"], "note": "settled before the form was answered"}
     ledger.attach_review_run(decision_id, str(flow_run.id))
-    form = form_for(decision)
+    policy = load_policy(settings.policy_path)
+    form = form_for(decision, policy.payment_plans.installments, policy.approvals, positions(ledger).get(
+        str(decision["customer_id"])))
     if deployment.id:
         answer = suspend_flow_run(wait_for_input=form, timeout=timeout_seconds, key=_pause_key(decision_id))
     else:
@@ -202,9 +217,14 @@ def review_decision(decision_id: int, timeout_seconds: int = TIMEOUT_SECONDS, po
     decision = ledger.decision(decision_id)  # it may have been settled with `arflow decide` meanwhile
     if decision["status"] != "open":
         return {"id": decision_id, "status": decision["status"], "note": "settled elsewhere before this answer"}
-    policy = load_policy(settings.policy_path)
     args = settlement(decision["kind"], json.loads(decision["context"]), answer.model_dump())
-    result = settle(ledger, decision_id, args.pop("verdict"), on=today_in(settings.timezone or policy.timezone), **args)
+    try:
+        result = settle(ledger, decision_id, args.pop("verdict"), on=today_in(settings.timezone or policy.timezone),
+                        approvals=policy.approvals, **args)
+    except NotAllowed as exc:  # audited by settle; the decision stays open and the next run opens a new form
+        ledger.refuse_review(decision_id, str(exc))
+        get_run_logger().warning("decision %s: %s", decision_id, exc)
+        return {"id": decision_id, "status": "refused", "note": str(exc)}
     get_run_logger().info("decision %s %s by %s", decision_id, result["status"], args["by"])
     return result
 
@@ -220,6 +240,15 @@ def announce_decisions(ledger: Ledger) -> dict:
     return asyncio.run(announce(ledger))
 
 
+def positions(ledger: Ledger) -> dict[str, str]:
+    """customer id -> the customer's whole position as markdown, for every customer with an open decision."""
+    try:
+        return {p["customer_id"]: position_markdown(p) for p in customer_queue(ledger)}
+    except Exception as exc:  # noqa: BLE001 - the form still opens, with the decision's own context
+        get_run_logger().warning("the customers' positions could not be read for the forms: %s", exc)
+        return {}
+
+
 async def announce(ledger: Ledger) -> dict:
     """Open the review runs: each is created from the deployment and suspended at its form at once,
     so no process starts until someone answers. Idempotent per decision (the run's idempotency key),
@@ -230,7 +259,8 @@ async def announce(ledger: Ledger) -> dict:
     from prefect.exceptions import ObjectNotFound
 
     waiting = ledger.decisions_awaiting_review_run()
-    installments = _policy_installments() if not waiting.empty else None
+    policy = load_policy(Settings.from_env().policy_path) if not waiting.empty else None
+    where = positions(ledger) if not waiting.empty else {}
     opened, failed = 0, []
     async with get_client() as client:
         try:
@@ -239,7 +269,8 @@ async def announce(ledger: Ledger) -> dict:
             return {"opened": 0, "closed": 0, "failed": 0, "deployment": None}
         for decision in waiting.to_dict("records"):
             try:
-                run_id = await _open_review(client, deployment.id, decision, installments)
+                run_id = await _open_review(client, deployment.id, decision, policy,
+                                            where.get(str(decision["customer_id"])))
             except Exception as exc:  # noqa: BLE001 - the decision stays queued; the next run tries again
                 failed.append(f"{decision['id']} ({exc.__class__.__name__}: {str(exc)[:120]})")
                 continue
@@ -258,7 +289,7 @@ def _review_key(decision: dict) -> str:
     return f"arflow-decision-{decision['id']}" + (f"-r{revision}" if revision else "")
 
 
-async def _open_review(client, deployment_id, decision: dict, installments: int | None = None) -> str:
+async def _open_review(client, deployment_id, decision: dict, policy=None, position: str | None = None) -> str:
     """One review run, created running (so no worker takes it) and suspended at its form: where a
     worker's process would have brought it, without the process."""
     from prefect.client.schemas.objects import StateType
@@ -274,7 +305,8 @@ async def _open_review(client, deployment_id, decision: dict, installments: int 
     suspended = Suspended(timeout_seconds=TIMEOUT_SECONDS, pause_key=_pause_key(decision["id"]))
     keyset = keyset_from_paused_state(suspended)
     suspended.state_details.run_input_keyset = keyset
-    await _save_form(client, form_for(decision, installments), keyset, run.id)
+    await _save_form(client, form_for(decision, policy.payment_plans.installments if policy else None,
+                                      policy.approvals if policy else None, position), keyset, run.id)
     result = await client.set_flow_run_state(run.id, suspended)
     if result.state is None or not result.state.is_paused():
         raise RuntimeError(f"review run for decision {decision['id']} could not be suspended: "

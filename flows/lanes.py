@@ -21,10 +21,17 @@ def _lane(lane: str, actions: pd.DataFrame, invoices: pd.DataFrame, ledger: Ledg
     mine = actions[actions["lane"] == lane]
     queued = {"touches": 0, "new": 0, "blocked_by_guardrail": 0, "decisions_opened": 0, "drafted": 0,
               "personalized": {}}
-    if not mine.empty:
-        queued = queue_touches(mine, invoices, ledger, mode, run_id, as_of, run_dir,
-                               delivery.policy if delivery else None, delivery.llm if delivery else None,
-                               delivery.channels.mail_from if delivery else None)
+    cohort = getattr(delivery, "cohort", None)  # the pilot (tasks/pilot.py): the others stay in dry run
+    outside = mine[~mine["customer_id"].astype(str).isin(cohort)] if cohort is not None else mine.iloc[0:0]
+    mine = mine.drop(outside.index)
+    for part, how in ((mine, mode), (outside, "dry-run")):
+        if part.empty:
+            continue
+        done = queue_touches(part, invoices, ledger, how, run_id, as_of, run_dir,
+                             delivery.policy if delivery else None, delivery.llm if delivery else None,
+                             delivery.channels.mail_from if delivery else None)
+        for k, v in done.items():
+            queued[k] = {**queued.get(k, {}), **v} if isinstance(v, dict) else queued.get(k, 0) + v
     sent = deliver_touches(delivery, lane) if delivery is not None else {}
     return {"lane": lane, **queued, "delivery": sent}
 

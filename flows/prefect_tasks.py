@@ -142,11 +142,17 @@ def score_invoices(enriched, policy: Policy, ledger: Ledger | None = None, llm=N
 
 
 @task(name="plan_actions", cache_policy=NO_CACHE, **RETRY)
-def plan_actions(scored, as_of: dt.date, policy: Policy, mismatched: set[str], ledger: Ledger, mode: str):
+def plan_actions(scored, as_of: dt.date, policy: Policy, mismatched: set[str], ledger: Ledger, mode: str,
+                 cohort: set[str] | None = None):
+    """`cohort` (tasks/pilot.py): the customers live today; the others are planned from their dry-run touches."""
+    from tasks import pilot
     from tasks.touches import namespace
 
+    touches = ledger.touch_history(namespace(mode))
+    if cohort is not None:
+        touches = pilot.history(touches, ledger.touch_history("dry-run"), cohort)
     return hops.plan_actions(scored, as_of, policy, mismatched=mismatched,
-                             touches=ledger.touch_history(namespace(mode)), installments=ledger.plan_schedule(as_of))
+                             touches=touches, installments=ledger.plan_schedule(as_of))
 
 
 @task(name="attach_statements", cache_policy=NO_CACHE, **RETRY)

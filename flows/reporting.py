@@ -41,8 +41,11 @@ def kpi_report(ledger: Ledger, policy: Policy, as_of: dt.date, run: dict | None 
 def write_page(ledger: Ledger, policy: Policy, report: dict, path: Path, title: str | None = None) -> Path:
     as_of = dt.date.fromisoformat(report["as_of"])
     snaps = ledger.kpi_snapshots(as_of, days=180)
-    return dashboard.write(path, report, snaps, ledger.frame(m.Decision, m.Decision.status == "open"), policy.kpis,
-                           title, policy.reporting_currency)
+    from tasks.decisions import customer_queue
+
+    open_ = ledger.frame(m.Decision, m.Decision.status == "open")
+    return dashboard.write(path, report, snaps, open_, policy.kpis, title, policy.reporting_currency,
+                           customer_queue(ledger, open_.sort_values("id")) if not open_.empty else [])
 
 
 def _n(value, suffix: str = "") -> str:

@@ -112,7 +112,8 @@ def decision_queue(decisions: pd.DataFrame) -> list[dict]:
 
 
 def render(kpis: dict, snapshots: pd.DataFrame, decisions: pd.DataFrame, cfg: Kpis, title: str,
-           reporting_currency: str = "USD") -> str:
+           reporting_currency: str = "USD", customers: list[dict] | None = None) -> str:
+    """`customers`: the open decisions by customer, ranked (tasks.decisions.customer_queue)."""
     figs = figures(kpis, snapshots, reporting_currency)
     charts = [{"name": n, "html": figs[n].to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{n}")}
               for n in CHARTS]
@@ -120,7 +121,8 @@ def render(kpis: dict, snapshots: pd.DataFrame, decisions: pd.DataFrame, cfg: Kp
     env.filters["money"] = format_amount
     return env.get_template("dashboard.html.j2").render(
         title=title, kpis=kpis, ops=kpis["operating"], kpis_cfg=cfg, charts=charts,
-        decisions=decision_queue(decisions), plotly_src=plotly_file_name(), buckets=BUCKET_LABELS)
+        decisions=decision_queue(decisions), plotly_src=plotly_file_name(), buckets=BUCKET_LABELS,
+        customers=customers or [])
 
 
 def plotly_file_name() -> str:
@@ -140,12 +142,12 @@ def write_plotly(folder: Path) -> Path:
 
 
 def write(path: Path, kpis: dict, snapshots: pd.DataFrame, decisions: pd.DataFrame, cfg: Kpis,
-          title: str | None = None, reporting_currency: str = "USD") -> Path:
+          title: str | None = None, reporting_currency: str = "USD", customers: list[dict] | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_plotly(path.parent)
     html = render(kpis, snapshots, decisions, cfg, title or f"arflow: accounts receivable, {kpis['as_of']}",
-                  reporting_currency)
+                  reporting_currency, customers)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(path)

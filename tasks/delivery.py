@@ -76,6 +76,7 @@ class Context:
     verify: object            # callable(rows) -> pd.Series of skip reasons (None: still good)
     quarter_end: bool = False
     llm: object = None        # connectors.llm.Claude where the model is on (personalization)
+    cohort: set | None = None # the pilot's customers (tasks/pilot.py): only theirs are sent; None: everyone's
 
 
 # ---- verify at the source ------------------------------------------------------------------------
@@ -146,6 +147,8 @@ def deliver_lane(ctx: Context, lane: str) -> dict:
     if ctx.mode == "dry-run":
         return counts.as_dict()
     rows = ctx.ledger.sendable(lane)
+    if ctx.cohort is not None and not rows.empty:  # the pilot: nobody outside it is sent anything
+        rows = rows[rows["customer_id"].astype(str).isin(ctx.cohort)]
     if not rows.empty:
         _deliver(ctx, rows, counts)
     return counts.as_dict()

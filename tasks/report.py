@@ -126,6 +126,11 @@ def markdown(summary: dict) -> str:
              f"Source `{summary['source']}`, mode `{summary['mode']}`, policy `{summary['policy_version']}`.", "",
              f"**{summary['open_invoices']} open invoices**: " + ", ".join(
                  f"{_words(k)} {v}" for k, v in summary["outcomes"].items()), ""]
+    pilot = summary.get("pilot") or {}
+    if pilot.get("enabled"):
+        lines += [f"**Pilot:** {pilot['live_customers']} customer(s) live ({pilot['live_messages']} message(s)); "
+                  f"{pilot['dry_run_customers']} in dry run ({pilot['dry_run_messages']} message(s) rendered, not "
+                  "sent).", ""]
     rec = summary["reconciliation"]
     if rec["status"] == "skipped":
         lines += ["> **Reconciliation skipped: no aging report from the books.** Our aging is unchecked today.", ""]
@@ -159,5 +164,9 @@ def table_rows(summary: dict) -> list[dict]:
     rows += [{"section": "held", "key": k, "value": v} for k, v in summary["held"].items()]
     rows += [{"section": "quarantined", "key": k, "value": v} for k, v in summary["quarantined"].items()]
     rows += [{"section": "action", "key": k, "value": v} for k, v in summary["actions"].items()]
+    pilot = summary.get("pilot") or {}
+    if pilot.get("enabled"):
+        rows += [{"section": "pilot", "key": k, "value": pilot[k]}
+                 for k in ("live_customers", "live_messages", "dry_run_customers", "dry_run_messages")]
     rows.append({"section": "reconciliation", "key": "status", "value": summary["reconciliation"]["status"]})
     return rows

@@ -347,7 +347,9 @@ class CustomerCredit(Base):
 
 
 class AuditLog(Base):
-    """Append-only: nothing in arflow updates or deletes these rows."""
+    """Append-only: nothing in arflow updates or deletes these rows. Each row is chained to the one
+    before by a hash written with it (connectors/ledger/audit.py, migration 0009): an edit or a
+    deletion in the database shows in `arflow audit verify`."""
 
     __tablename__ = "audit_log"
     id: Mapped[int] = _id()
@@ -357,6 +359,8 @@ class AuditLog(Base):
     entity: Mapped[str | None] = mapped_column(String(40))
     entity_id: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))  # the row before's hash (GENESIS for the first)
+    row_hash: Mapped[str | None] = mapped_column(String(64))   # sha256(prev_hash + canonical JSON of this row)
 
 
 class Meta(Base):

@@ -273,11 +273,47 @@ class Ledger:
         with self.engine.begin() as conn:
             new_ids = self._insert_new(conn, m.Outbox, _records(rows), ["idempotency_key", "mode"], "id")
             opened = 0
-            if new_ids and decisions:
-                fresh = {r[0] for r in conn.execute(select(m.Outbox.message_key).where(m.Outbox.id.in_(new_ids)))}
-                mine = [d for d in decisions if d["decision_key"].split(":blocked")[0] in fresh]
-                opened = len(self._insert_new(conn, m.Decision, mine, ["decision_key"], "id"))
+            if new_ids:
+                fresh = self._audit_touches(conn, new_ids)
+                if decisions:
+                    mine = [d for d in decisions if d["decision_key"].split(":blocked")[0] in fresh]
+                    ids = self._insert_new(conn, m.Decision, mine, ["decision_key"], "id")
+                    self._audit_decisions(conn, ids)
+                    opened = len(ids)
         return len(new_ids), opened
+
+    def _audit_touches(self, conn, ids: list[int]) -> set[str]:
+        """One audit entry per new live message (dry-run rows never leave: the outbox holds them).
+        Returns the message keys of the rows (every mode)."""
+        t = m.Outbox
+        wanted = set(int(i) for i in ids)
+        found = [r for r in conn.execute(select(t.id, t.mode, t.run_id, t.message_key, t.invoice_id, t.customer_id,
+                                                t.step, t.channel, t.status, t.recipients, t.subject)
+                                         .where(t.id >= min(wanted), t.id <= max(wanted))) if r.id in wanted]
+        messages: dict[str, dict] = {}
+        for r in found:
+            if r.mode != "live":
+                continue
+            e = messages.setdefault(r.message_key, {
+                "actor": "arflow", "action": f"touch.{r.status}", "entity": "message", "entity_id": r.message_key,
+                "detail": {"run": r.run_id, "customer": r.customer_id, "channel": r.channel, "steps": [],
+                           "invoices": [], "recipients": r.recipients, "subject": r.subject}})
+            e["detail"]["invoices"].append(r.invoice_id)
+            if r.step not in e["detail"]["steps"]:
+                e["detail"]["steps"].append(r.step)
+        self.audit_many(list(messages.values()), conn)
+        return {r.message_key for r in found}
+
+    def _audit_decisions(self, conn, ids: list[int]) -> None:
+        """A decision opened, in the audit log: what it is about and for whom."""
+        if not ids:
+            return
+        t = m.Decision
+        rows = conn.execute(select(t.id, t.kind, t.customer_id, t.invoice_ids, t.run_id)
+                            .where(t.id.in_([int(i) for i in ids])).order_by(t.id)).all()
+        self.audit_many([{"actor": "arflow", "action": "decision.opened", "entity": "Decision", "entity_id": str(r.id),
+                          "detail": {"kind": r.kind, "customer": r.customer_id, "invoices": r.invoice_ids,
+                                     "run": r.run_id}} for r in rows], conn)
 
     def open_blocked_decisions(self, decisions: list[dict], run_id: str) -> int:
         """Decisions on messages the guardrails stopped after they were queued (at send time); a
@@ -289,7 +325,9 @@ class Ledger:
                 m.Decision.decision_key.in_([d["decision_key"] for d in decisions])))}
             rows = [{**d, "decision_key": f"{d['decision_key']}:{run_id}"} if d["decision_key"] in taken else d
                     for d in decisions]
-            return len(self._insert_new(conn, m.Decision, rows, ["decision_key"], "id"))
+            ids = self._insert_new(conn, m.Decision, rows, ["decision_key"], "id")
+            self._audit_decisions(conn, ids)
+            return len(ids)
 
     def sendable(self, lane: str | None = None) -> pd.DataFrame:
         """Live touches queued to go (new today, approved since, or to retry), oldest first."""
@@ -338,10 +376,15 @@ class Ledger:
         stmt = update(m.Outbox).where(m.Outbox.id.in_([int(i) for i in ids]))
         if only_from:
             stmt = stmt.where(m.Outbox.status.in_(only_from))
-        if conn is not None:
-            return conn.execute(stmt.values(**values)).rowcount
-        with self.engine.begin() as c:
-            return c.execute(stmt.values(**values)).rowcount
+        if conn is None:
+            with self.engine.begin() as c:
+                return self.mark(ids, status, reason=reason, delivered_on=delivered_on, subject=subject, body=body,
+                                 only_from=only_from, conn=c)
+        n = conn.execute(stmt.values(**values)).rowcount
+        if n and status != "sent":  # a sent message has its own entry (outbox.<channel>.sent), with its result
+            self.audit("arflow", f"outbox.{status}", "outbox", ",".join(str(int(i)) for i in ids[:50]),
+                       {"rows": n, "reason": reason, "edited": subject is not None}, conn)
+        return n
 
     def in_doubt(self, older_than: dt.timedelta, as_of: dt.date, run_id: str) -> int:
         """Rows left `sending` by a run that stopped between taking them and recording the result:
@@ -374,7 +417,7 @@ class Ledger:
             for r in rows:
                 if r["decision_key"] in taken:
                     r["decision_key"] = f"{r['decision_key']}:doubt:{run_id}"
-            self._insert_new(conn, m.Decision, rows, ["decision_key"], "id")
+            self._audit_decisions(conn, self._insert_new(conn, m.Decision, rows, ["decision_key"], "id"))
             self.audit("arflow", "outbox.delivery_unknown", "run", run_id, {"messages": sorted(decisions)}, conn)
             return len(stuck)
 
@@ -455,9 +498,58 @@ class Ledger:
 
     def audit(self, actor: str, action: str, entity: str | None = None, entity_id: str | None = None,
               detail: dict | None = None, conn=None) -> None:
-        row = {"actor": actor, "action": action, "entity": entity, "entity_id": entity_id,
-               "detail": json.dumps(detail, default=str) if detail is not None else None}
-        self.insert_rows(m.AuditLog, [row], conn)
+        self.audit_many([{"actor": actor, "action": action, "entity": entity, "entity_id": entity_id,
+                          "detail": detail}], conn)
+
+    def audit_many(self, entries: list[dict], conn=None) -> None:
+        """Append entries (actor, action, entity, entity_id, detail) to the audit log, each chained to
+        the one before by its hash (connectors/ledger/audit.py). The chain's head (meta audit_head) is
+        locked first, so one writer appends at a time and the chain never forks: on PostgreSQL the
+        row lock waits for the other transaction; on SQLite the write takes the database's lock."""
+        from sqlalchemy import update
+
+        from connectors.ledger.audit import GENESIS, chain
+
+        if not entries:
+            return
+        if conn is None:
+            with self.engine.begin() as c:
+                return self.audit_many(entries, c)
+        meta = m.Meta.__table__
+        locked = conn.execute(update(meta).where(meta.c.key == "audit_head").values(value=meta.c.value)).rowcount
+        head = conn.execute(select(meta.c.value).where(meta.c.key == "audit_head")).scalar_one_or_none()
+        if not locked or head is None:  # the head row lost: the chain goes on from the last row written
+            head = conn.execute(select(m.AuditLog.row_hash).order_by(m.AuditLog.id.desc()).limit(1)).scalar() \
+                or GENESIS
+            conn.execute(meta.delete().where(meta.c.key == "audit_head"))
+            conn.execute(insert(meta), [{"key": "audit_head", "value": head}])
+        # UTC with its offset: PostgreSQL keeps the instant, SQLite the UTC fields; both read back the same
+        now = dt.datetime.now(dt.timezone.utc)
+        rows = [{"at": now, "actor": e["actor"], "action": e["action"], "entity": e.get("entity"),
+                 "entity_id": e.get("entity_id"),
+                 "detail": json.dumps(e["detail"], default=str) if e.get("detail") is not None else None}
+                for e in entries]
+        linked = [{**{k: v for k, v in r.items() if k != "hash"}, "row_hash": r["hash"]}
+                  for r in chain(rows, head)]
+        conn.execute(insert(m.AuditLog.__table__), linked)
+        conn.execute(update(meta).where(meta.c.key == "audit_head").values(value=linked[-1]["row_hash"]))
+
+    def audit_rows(self, start: dt.date | None = None, end: dt.date | None = None) -> list[dict]:
+        """The audit log from `start` to `end` (days, UTC, both included), in the order written, each
+        row with its seq (id), time, who, what and its hashes as stored."""
+        from connectors.ledger.audit import when
+
+        t = m.AuditLog
+        stmt = select(t.id, t.at, t.actor, t.action, t.entity, t.entity_id, t.detail, t.prev_hash, t.row_hash)
+        if start is not None:
+            stmt = stmt.where(t.at >= dt.datetime.combine(start, dt.time(), dt.timezone.utc))
+        if end is not None:
+            stmt = stmt.where(t.at < dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.timezone.utc))
+        with self.engine.connect() as conn:
+            found = conn.execute(stmt.order_by(t.id)).all()
+        return [{"seq": r.id, "at": when(r.at) if r.at is not None else None, "actor": r.actor, "action": r.action,
+                 "entity": r.entity, "entity_id": r.entity_id, "detail": r.detail, "prev_hash": r.prev_hash,
+                 "hash": r.row_hash} for r in found]
 
     def record(self, model: type[m.Base], row: dict, action: str, actor: str, entity_id: str, conn=None) -> None:
         """A person's record (a dispute, promise, pause, opt-out) and its audit entry, in one transaction."""
@@ -561,6 +653,18 @@ class Ledger:
             self.audit("arflow", "decision.reopened", "Decision", str(decision_id),
                        {"run": run_id, "changes": [c["field"] for c in changes],
                         "approved_by": d["decided_by"]}, conn)
+
+    def refuse_review(self, decision_id: int, why: str) -> None:
+        """A form's answer the policy's approvals refused: the decision stays open, shows why, and
+        waits for a new form (a new revision, so the next announcement opens one)."""
+        from sqlalchemy import update
+
+        with self.engine.begin() as conn:
+            d = conn.execute(select(m.Decision.context).where(m.Decision.id == int(decision_id))).scalar_one()
+            context = json.loads(d)
+            context.update({"refused": why, "revision": int(context.get("revision", 0)) + 1})
+            conn.execute(update(m.Decision).where(m.Decision.id == int(decision_id)).values(
+                flow_run_id=None, context=json.dumps(context, default=str)))
 
     def decisions_awaiting_review_run(self) -> pd.DataFrame:
         """Open decisions no Prefect review run has been opened for yet, oldest first."""

@@ -348,7 +348,7 @@ class CustomerCredit(Base):
 
 class AuditLog(Base):
     """Append-only: nothing in arflow updates or deletes these rows. Each row is chained to the one
-    before by a hash written with it (connectors/ledger/audit.py, migration 0009): an edit or a
+    before by a hash written with it (connectors/ledger/audit.py, migration 0010): an edit or a
     deletion in the database shows in `arflow audit verify`."""
 
     __tablename__ = "audit_log"

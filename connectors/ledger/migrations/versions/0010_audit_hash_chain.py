@@ -1,16 +1,16 @@
 """audit_log: each row chained to the previous by a hash (connectors/ledger/audit.py); the rows
 already there are chained in id order, and the chain's head is kept in meta (audit_head)
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-03 19:15:00
 """
 import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0009'
-down_revision = '0008'
+revision = '0010'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 

@@ -29,7 +29,7 @@ def test_default_policy_loads_with_the_field_practice(policy):
     (("company_country: US", "company_country: XX"), "company_country"),
     (("tolerance: \"1.00\"", "tolerance: \"one\""), "tolerance"),
     (("channel: slack", "channel: pigeon"), "steps"),
-    (("version: \"2026.12-1\"\n", ""), "version"),
+    (("version: \"2026.12-2\"\n", ""), "version"),
     (("reply_to: ar@yourco.example", "reply_to: \"ar@yourco.example, boss@yourco.example\""), "reply_to"),
     (("day: 7, channel: email", "day: 20, channel: email"), "falls in lane 'late'"),
     (('JPY: "500"', 'JPY: "5.5"'), "minimum_amount JPY"),

@@ -150,3 +150,17 @@ def test_the_billing_systems_invoice_pdf_is_linked(language, label):
                                    _item("nudge", "friendly", 4, language, number="A-2", pdf=url + "2")], "AR")[1]
     line = next(x for x in two.splitlines() if "A-2" in x)
     assert url + "2" in line and "PDF" in line
+
+
+def test_an_attachment_added_since_approval_goes_back_for_approval():
+    import json
+
+    from tasks.decisions import approval_changes
+
+    env = {"from": "YourCo Inc. <ar@yourco.example>", "sender": None, "to": ["ap@c1.example.com"], "cc": [],
+           "reply_to": "ar@yourco.example", "attachments": []}
+    decision = {"kind": "firm_reminder", "context": json.dumps({"proposed_subject": "S", "proposed_text": "B",
+                                                                "envelope": env})}
+    assert approval_changes(decision, env, "S", "B") == []
+    changed = approval_changes(decision, {**env, "attachments": ["statements/C1.pdf"]}, "S", "B")
+    assert changed == [{"field": "attachments", "approved": [], "now": ["statements/C1.pdf"]}]

@@ -353,6 +353,33 @@ class Pilot(_Strict):
         return bucket < round(self.percent * 100)
 
 
+class Company(_Strict):
+    """Who the customer hears from: the name in From, the signature block under the team's name,
+    and how to pay (per currency; `default` for the others). Lines the customer reads in any
+    language: addresses, numbers, IBANs, no words of one language."""
+
+    name: str | None = None                  # None: From and the sign-off as before (no company block)
+    signature: tuple[str, ...] = ()          # address, phone, web: one line each
+    remittance: dict[str, str] = Field(default_factory=dict)  # currency (or "default") -> bank/IBAN or lockbox text
+
+    @field_validator("name", "signature", "remittance")
+    @classmethod
+    def _one_line(cls, v):
+        values = [v] if isinstance(v, str) else list(v.values()) if isinstance(v, dict) else list(v or ())
+        if any(isinstance(x, str) and ("\r" in x or "\n" in x) for x in values):
+            raise ValueError("company: one line per value (no line breaks)")
+        return v
+
+    def remittance_for(self, currency: str) -> str | None:
+        return self.remittance.get(currency) or self.remittance.get("default")
+
+    def as_context(self) -> dict | None:
+        """What the templates print (stored with each outbox row, so a later render is the same)."""
+        if not self.name:
+            return None
+        return {"name": self.name, "signature": list(self.signature), "remittance": dict(self.remittance)}
+
+
 class Policy(_Strict):
     version: str
     company_country: str = "US"
@@ -368,6 +395,7 @@ class Policy(_Strict):
     # Below this open balance (major units, per currency) nobody is chased.
     minimum_amount: dict[str, str] = Field(default_factory=dict)
     delivery: Delivery = Delivery()
+    company: Company = Company()
     statements: Statements = Statements()
     escalations: Escalations = Escalations()
     payment_plans: PaymentPlans = PaymentPlans()

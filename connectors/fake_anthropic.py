@@ -61,9 +61,11 @@ def answer_draft(request: dict, user: str) -> dict:
     doc = json.loads(user[user.index("{"):])
     body = doc["approved_body"]
     name = doc.get("ap_contact") or doc.get("contact_name")
-    if name and doc.get("tenure_months", 0) >= 24:
-        body = body.replace(f"Hi {name},", f"Hi {name},\n\nThank you for {doc['tenure_months'] // 12} years of working "
-                            "together.", 1)
+    if name and doc.get("tenure_months", 0) >= 24:  # after the greeting (the first name, or the whole name)
+        greeting = next((g for g in (f"Hi {name.split()[0]},", f"Hi {name},") if body.startswith(g)), None)
+        if greeting:
+            body = body.replace(greeting, f"{greeting}\n\nThank you for {doc['tenure_months'] // 12} years of working "
+                                "together.", 1)
     return {"subject": doc["approved_subject"], "body": body}
 
 

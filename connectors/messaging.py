@@ -162,13 +162,27 @@ def split_recipients(recipients: str) -> tuple[list[str], list[str]]:
     return addrs[:1], addrs[1:]
 
 
-def envelope(recipients: str, sender_address: str | None, mail_from: str, reply_to: str | None = None) -> dict:
+def envelope(recipients: str, sender_address: str | None, mail_from: str, reply_to: str | None = None,
+             company: str | None = None) -> dict:
     """Who a message is from and to, exactly as it leaves: what the approver is shown and what the
-    send composes, from one function so the two cannot differ."""
+    send composes, from one function so the two cannot differ. `company` (policy company.name):
+    the name From shows, on the owner's address or the system's own."""
     to, cc = split_recipients(recipients)
+    if company:
+        sender = display_sender(sender_address, display_sender(bare_address(mail_from), mail_from, company), company)
+        return {"from": sender, "sender": mail_from if bare_address(sender) != bare_address(mail_from) else None,
+                "to": to, "cc": cc, "reply_to": reply_to or None}
     sender = display_sender(sender_address, mail_from)
     return {"from": sender, "sender": mail_from if sender != mail_from else None, "to": to, "cc": cc,
             "reply_to": reply_to or None}
+
+
+def bare_address(value: str) -> str | None:
+    """The address of "Name <addr>" or "addr" (None where there is none)."""
+    from email.utils import parseaddr
+
+    addr = parseaddr(value or "")[1]
+    return addr or None
 
 
 def display_sender(address: str | None, default: str, name: str = "Accounts Receivable") -> str:

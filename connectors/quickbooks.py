@@ -396,9 +396,9 @@ class QuickBooksSource(RotatingRefreshToken):
                 "owner_ae_email": "", "owner_csm_email": "",
                 "billing_contact_name": contact or _text(_get(o, "DisplayName")), "billing_contact_email": email,
                 "country": country_code(_text(_get(o, "BillAddr", "Country"))), "opt_out": "false",
-                "paused_until": "", "parent_customer_id": parent,
+                "paused_until": "", "parent_customer_id": parent, "account_number": _text(_get(o, "AcctNum")),
             })
-        return string_frame(rows, CUSTOMER_COLUMNS + ("parent_customer_id",))
+        return string_frame(rows, CUSTOMER_COLUMNS + ("parent_customer_id", "account_number"))
 
     def _payments(self) -> list[dict]:
         if self._payment_objs is None:

@@ -157,8 +157,9 @@ class StripeSource:
                 "autopay": "true" if method == "charge_automatically" else "false",
                 "payment_link": _get(o, "hosted_invoice_url", ""),
                 "po_number": _get(_get(o, "metadata", {}), "po_number", ""),
+                "invoice_pdf_url": _get(o, "invoice_pdf", "") or "",  # the PDF Stripe renders, linked in the message
             })
-        return string_frame(rows, INVOICE_COLUMNS)
+        return string_frame(rows, INVOICE_COLUMNS + ("invoice_pdf_url",))
 
     def credit_notes(self) -> pd.DataFrame:
         """The credit notes of the open invoices read, as credit_notes.csv's rows: each issued note

@@ -59,7 +59,7 @@ def payment_checkpoint(as_of: dt.date | None = None, source: str = "demo", bank_
         result = t.apply_cash(payments, ledger, extracted.frame, inputs.customers, as_of, policy,
                               all_invoices=inputs.invoices)
         written = t.record_checkpoint(result, ledger, extracted.frame, inputs.customers, mode, run_id, as_of,
-                                      settled=inputs.settled)
+                                      settled=inputs.settled, policy=policy)
         _keep_quarantine(ledger, quarantined, run_id, as_of)
         if written["reversed"]:  # a bounced or reversed payment re-opened what it paid: finance chases it
             _alert_returned(result, written["reversed"], as_of)

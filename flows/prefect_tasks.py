@@ -264,13 +264,14 @@ def apply_cash(payments, ledger: Ledger, invoices, customers, as_of: dt.date, po
 
 @task(name="record_checkpoint", cache_policy=NO_CACHE, **RETRY)
 def record_checkpoint(result, ledger: Ledger, invoices, customers, mode: str, run_id: str, as_of: dt.date,
-                      settled=None) -> dict:
+                      settled=None, policy: Policy | None = None) -> dict:
     """What the checkpoint applied (and `settled`: what the billing system settled itself, whose
     history and closures are recorded beside it)."""
     from tasks.checkpoint import settled_rows
     from tasks.touches import receipt_rows
 
-    receipts = receipt_rows(result.closed, invoices, customers, mode=mode, run_id=run_id, as_of=as_of)
+    receipts = receipt_rows(result.closed, invoices, customers, mode=mode, run_id=run_id, as_of=as_of,
+                            policy=policy)  # in the customer's language, with the company's signature
     written = ledger.record_checkpoint(result, receipts, as_of, run_id)
     written["settled_at_source"] = ledger.record_settled(settled_rows(settled), as_of)["settled"]
     return written

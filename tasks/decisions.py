@@ -113,6 +113,9 @@ def approval_changes(decision: dict, envelope: dict, subject: str, body: str) ->
     if approved_env is not None:  # decisions opened before envelopes were kept show only their text
         changes += [{"field": k, "approved": approved_env.get(k), "now": envelope.get(k)}
                     for k in ("from", "sender", "to", "cc", "reply_to") if approved_env.get(k) != envelope.get(k)]
+        if "attachments" in approved_env and list(approved_env["attachments"] or []) != list(envelope.get("attachments") or []):
+            changes.append({"field": "attachments", "approved": approved_env["attachments"],
+                            "now": envelope.get("attachments")})  # a file added or gone since approval
     return changes
 
 

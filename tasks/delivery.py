@@ -31,7 +31,7 @@ from connectors.messaging import SendError, compose, split_recipients
 from tasks import extract
 from tasks.decisions import approval_changes, decision_rows
 from tasks.guardrails import Directory
-from tasks.touches import check_rendered, message_envelope, render, render_message
+from tasks.touches import check_rendered, message_envelope, remittance_of, render, render_message
 
 @dataclass
 class Channels:
@@ -461,7 +461,9 @@ def _payment_plan(ctx: Context, row, c: dict, decision, counts: Counts) -> str:
                                                  m.PaymentPlan.id != plan_id, m.PaymentPlan.status == "active")
                      .values(status="missed"))
     item = {**c, "installments": [{"due_on": d.isoformat(), "amount": format_minor(a, cur)} for d, a in zip(dues, amounts)]}
-    subject, body = render("payment_plan.j2", {**item, "sender_name": "Accounts Receivable"}, c.get("language") or "en")
+    subject, body = render("payment_plan.j2", {**item, "sender_name": "Accounts Receivable",
+                                               "remittance": remittance_of(c.get("company"), [cur])},
+                           c.get("language") or "en")
     key = f"{row['invoice_id']}:payment_plan_{plan_id}:email"
     counts.decisions_opened += _queue_email(ctx, row, c, key=key, step="payment_plan_proposal", lane=row["lane"],
                                             subject=subject, body=body,

@@ -13,7 +13,7 @@ CUSTOMER_FIELDS = ["segment", "arr_minor", "tenure_months", "nps", "health", "re
                    "owner_csm_email", "billing_contact_name", "billing_contact_email", "country", "name"]
 # Columns a customer file may add: the template language, and the CFO's address (copied on a
 # service-pause warning once a person approves it).
-OPTIONAL_CUSTOMER_FIELDS = ["language", "cfo_email"]
+OPTIONAL_CUSTOMER_FIELDS = ["language", "cfo_email", "account_number"]
 
 
 def history_features(history: pd.DataFrame, as_of: dt.date, policy: Policy) -> pd.DataFrame:

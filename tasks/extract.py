@@ -129,7 +129,7 @@ def parse_customers(raw: pd.DataFrame, policy: Policy) -> pd.DataFrame:
     df["names_clean"] = clean_text(raw["name"], MAX_TEXT_LENGTH) & clean_text(raw["billing_contact_name"],
                                                                               MAX_TEXT_LENGTH)
     df["opt_out"], df["opt_out_valid"] = _bool(raw["opt_out"])
-    for col in ("language", "cfo_email"):  # optional columns (DESIGN.md CSV format plus these)
+    for col in ("language", "cfo_email", "account_number"):  # optional columns (DESIGN.md CSV format plus these)
         if col in raw:
             df[col] = raw[col].astype("string").str.strip().replace("", pd.NA)
     # Addresses arflow writes to or sends from: each one address (no list, no line break), or none.
@@ -191,6 +191,9 @@ def parse_invoices(raw: pd.DataFrame, exclude: tuple[str, ...] = ("paid", "void"
     df["payment_link_valid"] = (df["payment_link"].isna()
                                 | df["payment_link"].str.fullmatch(_LINK_RE, case=False).fillna(False)).astype(bool)
     df["po_number"] = text_or_na(raw["po_number"])
+    if "invoice_pdf_url" in raw:  # the billing system's PDF of the invoice (Stripe invoice_pdf): a web address or none
+        url = text_or_na(raw["invoice_pdf_url"])
+        df["invoice_pdf_url"] = url.where(url.str.fullmatch(_LINK_RE, case=False).fillna(False).astype(bool))
     df["identifiers_clean"] = clean_text(raw["invoice_id"]) & clean_text(raw["customer_id"]) \
         & clean_text(raw["invoice_number"]) & clean_text(raw["po_number"]) \
         & clean_text(raw["payment_link"], 2000)

@@ -33,7 +33,23 @@ DRAFT_TOOL = {
 _URL = re.compile(r"https?://\S+")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _MONEY = re.compile(r"\d[\d,.\u00a0' ]*[.,]\d{2}\b|\b\d{1,3}(?:[,.]\d{3})+\b")
-_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+
+
+def _date_pattern() -> re.Pattern:
+    """ISO dates and the dates the templates write out per locale ("December 1, 2026",
+    "1. Dezember 2026", "1 décembre 2026"), month names from CLDR (Babel)."""
+    from babel.dates import get_month_names
+
+    from tasks.touches import LOCALES
+
+    months = sorted({m for loc in LOCALES.values() for m in get_month_names("wide", locale=loc).values()},
+                    key=len, reverse=True)
+    names = "|".join(re.escape(m) for m in months)
+    return re.compile(r"\b\d{4}-\d{2}-\d{2}\b|\b(?:" + names + r")\s+\d{1,2},\s+\d{4}\b|\b\d{1,2}\.?\s+(?:" + names +
+                      r")\s+\d{4}\b", re.IGNORECASE)
+
+
+_DATE = _date_pattern()
 
 
 class Draft(BaseModel):

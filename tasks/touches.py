@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from arflow.config import PROMPTS_DIR
+from babel.dates import format_date
+
 from arflow.money import format_amount, format_minor
 from connectors.ledger import namespace
 from tasks.guardrails import Directory, check_message
@@ -26,10 +28,17 @@ CONTEXT_COLUMNS = ["invoice_number", "due_date", "days_past_due", "currency", "e
                    "escalation", "escalation_reason", "paid_count", "avg_days_late", "late_count_12m",
                    "payment_link", "payment_failed", "language", "owner_ae_email", "billing_contact_email",
                    "tenure_months", "customer_credit_minor", "credit_notes", "amount_due_minor", "schedule", "autopay",
-                   "po_number", "first_time_late", "disputed_minor", "broken_promise_date"]
+                   "po_number", "first_time_late", "disputed_minor", "broken_promise_date",
+                   "account_number", "invoice_pdf", "invoice_pdf_url"]
 TONE_RANK = {"friendly": 0, "firm": 1, "escalating": 2}
 LOCALES = {"en": "en_US", "de": "de_DE", "fr": "fr_FR"}  # how each template language writes money
 PO_WORDS = {"en": "PO", "de": "Bestellnr.", "fr": "bon de commande"}
+# Words before a name that are not the first name ("Dr. Anna Berg" is greeted "Anna").
+TITLES = {"mr", "mrs", "ms", "miss", "dr", "prof", "herr", "frau", "m", "mme", "mlle", "monsieur", "madame", "sir"}
+# A contact "name" that is a team or a role, not a person: greeted with the language's neutral greeting.
+ROLE_WORDS = {"accounts", "account", "payable", "payables", "ap", "billing", "finance", "team", "department",
+              "office", "invoices", "invoice", "buchhaltung", "kreditoren", "rechnungswesen", "abteilung",
+              "comptabilité", "comptabilite", "service", "fournisseurs", "factures", "there", "admin"}
 # Touches of an invoice on an agreed payment plan: carried by the customer's message of the day,
 # never merged into another step's text (message_context).
 CARRIED_STEPS = ("installment_reminder",)
@@ -55,7 +64,43 @@ def environment(language: str = "en") -> jinja2.Environment:
     po_word = PO_WORDS.get(language, PO_WORDS["en"])
     env.filters["po"] = lambda po: "" if not po else f" ({po})" if str(po).upper().startswith(("PO", po_word.upper())) \
         else f" ({po_word} {po})"  # "PO-1234" is not written "PO PO-1234"
+    # {{ due_date|date }}: "December 1, 2026", "1. Dezember 2026", "1 décembre 2026".
+    env.filters["date"] = lambda value: format_date(dt.date.fromisoformat(str(value)[:10]), "long", locale=locale)
+    # {{ contact_name|first_name }}: "Anna" from "Anna Berg", "Berg, Anna" or "Dr. Anna Berg"; "" for no person.
+    env.filters["first_name"] = first_name
     return env
+
+
+def first_name(name) -> str:
+    """The first name of a contact, or "" where the contact is not named as a person (empty, a team
+    such as "Accounts Payable", an address)."""
+    if not isinstance(name, str) or "@" in name:
+        return ""
+    text = " ".join(name.split())
+    if "," in text:  # "Berg, Anna"
+        last, _, rest = text.partition(",")
+        text = rest.strip() or last.strip()
+    words = [w for w in text.split(" ") if w]
+    if any(w.lower().strip(".") in ROLE_WORDS for w in words):
+        return ""
+    words = [w for w in words if w.lower().strip(".") not in TITLES]
+    if not words:
+        return ""
+    first = words[0]
+    if not any(ch.isalpha() for ch in first) or any(ch.isdigit() for ch in first) or len(first) < 2 \
+            or (first.isupper() and len(first) <= 3 and len(words) > 1) or first.endswith("."):  # initials: "J. Berg"
+        return ""
+    return first
+
+
+GREETING_WORDS = ("Hi", "Guten Tag", "Bonjour")  # prompts/*/_greeting.j2
+
+
+def greetings(contact_name) -> tuple[str, ...]:
+    """The greetings the templates write to this contact ("Hi Sue"): the contact's own name, read
+    as data by the guardrails where it stands in the greeting, and nowhere else."""
+    fn = first_name(contact_name)
+    return tuple(f"{g} {fn}" for g in GREETING_WORDS) if fn else ()
 
 
 def template_for(channel: str, tone: str, ctx: dict | None = None) -> str:
@@ -116,6 +161,12 @@ def invoice_context(c, act) -> dict:
         "disputed": format_minor(disputed, cur) if disputed else None,
         "promised_date": pd.Timestamp(c.broken_promise_date).date().isoformat()
         if act.step == PROMISE_BROKEN and pd.notna(c.broken_promise_date) else None,
+        # The customer's account number where the source has one (QuickBooks AcctNum, Xero
+        # AccountNumber, Salesforce AccountNumber); none: the line is left out.
+        "account_number": c.account_number.strip() if isinstance(c.account_number, str) and c.account_number.strip()
+        else None,
+        # The billing system's PDF of the invoice, as a link (Stripe's invoice_pdf).
+        "invoice_pdf_url": c.invoice_pdf_url if isinstance(c.invoice_pdf_url, str) and c.invoice_pdf_url else None,
     }
 
 
@@ -188,7 +239,27 @@ def message_envelope(rows: pd.DataFrame, mail_from: str, reply_to: str | None = 
     lead = rows.iloc[lead_index(items)]
     own = lead.get("sender")
     return {**envelope(str(lead["recipients"] or ""), own if isinstance(own, str) and own else None, mail_from,
-                       reply_to), "attachments": sorted({p for p in map(statement_file, rows["context"]) if p})}
+                       reply_to, company_name(items[lead_index(items)])), "attachments": sorted({p for p in map(statement_file, rows["context"]) if p})}
+
+
+def company_name(context) -> str | None:
+    """The company's name a message's From shows (policy company.name, kept in the row's context)."""
+    if isinstance(context, str):
+        context = json.loads(context) if '"company"' in context else {}
+    company = (context or {}).get("company")
+    return company.get("name") if isinstance(company, dict) else None
+
+
+def remittance_of(company: dict | None, currencies) -> list[dict]:
+    """How to pay, once per currency of the message (policy company.remittance; `default` for the others)."""
+    if not company:
+        return []
+    out = []
+    for cur in dict.fromkeys(currencies):
+        text = company["remittance"].get(cur) or company["remittance"].get("default")
+        if text:
+            out.append({"currency": cur, "text": text})
+    return out
 
 
 def message_context(items: list[dict], sender_name: str) -> dict:
@@ -212,7 +283,8 @@ def message_context(items: list[dict], sender_name: str) -> dict:
     aside += [{"invoice_id": i["invoice_id"], "invoice_number": i["invoice_number"], "currency": i["currency"],
                "amount": i["disputed"], "due_date": i["due_date"], "days_past_due": i["days_past_due"],
                "review": REVIEW_REASONS["dispute"]} for i in ordered if i.get("disputed")]
-    return {**lead, "invoices": ordered, "sender_name": sender_name,
+    remittance = remittance_of(lead.get("company"), [i["currency"] for i in ordered])
+    return {**lead, "invoices": ordered, "sender_name": sender_name, "remittance": remittance,
             "also_open": aside + [x for x in lead.get("also_open", []) if x["invoice_id"] not in
                                   {i["invoice_id"] for i in carried}], "credits": lead.get("credits", []),
             "needs_approval": any(i["needs_approval"] for i in items),
@@ -230,7 +302,7 @@ def render_message(channel: str, items: list[dict], sender_name: str) -> tuple[s
 def check_rendered(subject: str, body: str, ctx: dict, customer_id: str, directory: Directory) -> list[str]:
     verdict = check_message(subject, body, customer_id=customer_id, recipients=ctx["recipients"].split(","),
                             directory=directory, approved_step=bool(ctx["needs_approval"]),
-                            own_names=(ctx["contact_name"], ctx["customer_name"]))
+                            own_names=(ctx["contact_name"], ctx["customer_name"], *greetings(ctx["contact_name"])))
     return list(verdict.violations)
 
 
@@ -255,6 +327,10 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
                                 invoices["customer_name"], invoices["customer_id"])
     contexts = [invoice_context(c, act) for act, c in zip(a.astype(object).itertuples(index=False),
                                                           ctx_rows.itertuples(index=False))]
+    company = policy.company.as_context() if policy is not None else None
+    if company:  # the signature, From's name and remittance text, kept with the row (a later render is the same)
+        for c in contexts:
+            c["company"] = company
     if "statement" in a:  # the statement of account this e-mail carries (tasks.statement, policy.statements)
         for i, path in enumerate(a["statement"].tolist()):
             if isinstance(path, str) and path:
@@ -316,7 +392,7 @@ def initial_status(mode: str, needs_approval: bool) -> str:
 
 
 def receipt_rows(closed: list[dict], invoices: pd.DataFrame, customers: pd.DataFrame, *, mode: str, run_id: str,
-                 as_of: dt.date, sender_name: str = "Accounts Receivable") -> pd.DataFrame:
+                 as_of: dt.date, sender_name: str = "Accounts Receivable", policy=None) -> pd.DataFrame:
     """A receipt per invoice paid in full, shaped as outbox rows (key invoice_id:receipt:email)."""
     if not closed:
         return pd.DataFrame()
@@ -326,16 +402,20 @@ def receipt_rows(closed: list[dict], invoices: pd.DataFrame, customers: pd.DataF
     for c in closed:
         i, who = inv.loc[c["invoice_id"]], cust.loc[c["customer_id"]]
         name = who["billing_contact_name"]
-        subject, body = render("receipt.j2", {
+        language = who.get("language") if isinstance(who.get("language"), str) and who.get("language") else \
+            (policy.delivery.languages.get(str(who.get("country") or "").upper(), policy.delivery.default_language)
+             if policy is not None else "en")
+        company = policy.company.as_context() if policy is not None else None
+        subject, body = render("receipt.j2", {"company": company,
             "invoice_number": i["invoice_number"], "amount": format_minor(c["amount_minor"], c["currency"]),
             "currency": c["currency"], "paid_date": c["paid_date"].isoformat(), "sender_name": sender_name,
-            "contact_name": name if isinstance(name, str) else "there"})
+            "contact_name": name if isinstance(name, str) else "there"}, language)
         rows.append({"idempotency_key": f"{c['invoice_id']}:receipt:email", "mode": namespace(mode), "run_id": run_id,
                      "message_key": f"{c['invoice_id']}:receipt:email",
                      "as_of": as_of, "invoice_id": c["invoice_id"], "customer_id": c["customer_id"], "lane": "paid",
                      "step": "receipt", "channel": "email", "tone": "friendly",
                      "recipients": who["billing_contact_email"], "subject": subject, "body": body,
-                     "needs_approval": False, "status": initial_status(mode, False)})
+                     "needs_approval": False, "status": initial_status(mode, False), "language": language})
     return pd.DataFrame(rows)
 
 
@@ -380,7 +460,8 @@ def write_eml(rows: pd.DataFrame, folder, *, sender: str, reply_to: str | None =
     written = 0
     for r in mail.itertuples():
         own = getattr(r, "sender", None)
-        env = envelope(str(r.recipients or ""), own if isinstance(own, str) and own else None, sender, reply_to)
+        env = envelope(str(r.recipients or ""), own if isinstance(own, str) and own else None, sender, reply_to,
+                       company_name(getattr(r, "context", None)))
         head = [f"From: {_header(env['from'])}", *([f"Sender: {_header(env['sender'])}"] if env["sender"] else []),
                 f"To: {_header(', '.join(env['to']))}", *([f"Cc: {_header(', '.join(env['cc']))}"] if env["cc"] else []),
                 *([f"Reply-To: {_header(env['reply_to'])}",

@@ -77,6 +77,7 @@ class FakeStripe(WireServer):
                     "created": ts(created), "effective_at": ts(created), "due_date": ts(due) if due else None,
                     "collection_method": method, "days_until_due": 30 if method == "send_invoice" else None,
                     "status": "open", "hosted_invoice_url": f"https://invoice.stripe.com/i/acct_1/{iid}",
+                    "invoice_pdf": f"https://pay.stripe.com/invoice/acct_1/{iid}/pdf",
                     "metadata": {}, "charge": None, "pre_payment_credit_notes_amount": 0,
                     "post_payment_credit_notes_amount": 0, **fields})
         self.invoices[iid] = obj

@@ -461,3 +461,26 @@ def test_a_memo_whose_older_allocations_are_not_read_keeps_the_books_free_credit
     assert quarantined.empty
     assert credits.credited(good).to_dict() == {"119": 15000}
     assert credits.unallocated(good, AS_OF)["unallocated_minor"].tolist() == [5000]
+
+
+def test_the_customers_account_number_reaches_the_reminder(qbo, tmp_path, policy):
+    """QuickBooks' Customer.AcctNum is the account number the customer quotes: it is in their reminder;
+    a customer without one gets no account-number line."""
+    from tasks.touches import outbox_rows
+    from tests.pipeline import run
+
+    qbo.add("Customer", {"Id": "60", "DisplayName": "Berg GmbH", "GivenName": "Anna", "FamilyName": "Berg",
+                         "AcctNum": "K-10042", "PrimaryEmailAddr": {"Address": "ap@berg.example"},
+                         "BillAddr": {"Country": "Germany"}})
+    qbo.add("Invoice", {"Id": "600", "DocNumber": "6001", "CustomerRef": {"value": "60"}, "TxnDate": "2026-10-19",
+                        "DueDate": "2026-11-18", "TotalAmt": 9490.88, "Balance": 9490.88,
+                        "CurrencyRef": {"value": "EUR"}})
+    as_of = __import__("datetime").date(2026, 11, 23)
+    src = source(tmp_path)
+    src.as_of = as_of
+    assert src.customers().set_index("customer_id").loc["60", "account_number"] == "K-10042"
+    out = run(src, as_of, policy)
+    rows = outbox_rows(out["actions"], out["planned"], mode="dry-run", run_id="r", as_of=as_of, policy=policy)
+    body = rows[(rows["channel"] == "email") & (rows["invoice_id"] == "600")]["body"].iloc[0]
+    assert body.startswith("Guten Tag Anna,") and "Ihre Kundennummer: K-10042" in body
+    assert "9.490,88\u00a0€" in body and "18. November 2026" in body and "Debitorenbuchhaltung\nYourCo Inc." in body

@@ -293,7 +293,7 @@ def test_a_reminder_lists_every_open_overdue_invoice_marking_the_ones_under_revi
     rows, _ = _queue(out, ledger, DAY1)
     body = rows.loc[rows["channel"] == "email", "body"].item()
     assert rows.loc[rows["channel"] == "email", "status"].item() == "queued"   # the guardrails let it go
-    assert "A-1: $700.00, due 2026-09-30 (under review)" in body
+    assert "A-1: $700.00, due September 30, 2026 (under review)" in body
     assert "A-3" not in body and "A-2" in body
     # The invoice under review is listed, never chased: it has no touch of its own.
     assert set(rows["invoice_id"]) == {"I2"}

@@ -387,3 +387,18 @@ def test_a_retry_of_a_declined_charge_is_a_new_attempt_at_stripe_under_its_own_k
     keys = [r["idempotency_key"] for r in stripe_api.requests if r["path"].endswith("/pay")]
     assert keys == ["arflow:in_0002:auto_charge:billing"] * 2 + ["arflow:in_0002:auto_charge_retry_1:billing"] * 2
     assert stripe_api.invoices["in_0002"]["status"] == "paid"
+
+
+def test_the_reminder_links_stripes_invoice_pdf(stripe_api, policy):
+    """Stripe renders each invoice as a PDF (invoice_pdf): the customer's reminder links it beside the invoice."""
+    from tasks.touches import outbox_rows
+    from tests.pipeline import run
+
+    stripe_api.customer("cus_B", name="Initech", email="ap@initech.example", address={"country": "US"})
+    stripe_api.invoice("in_0004", "cus_B", 120000, created="2026-10-19", due="2026-11-18")
+    out = run(src(), AS_OF, policy)
+    rows = outbox_rows(out["actions"], out["planned"], mode="dry-run", run_id="r", as_of=AS_OF, policy=policy)
+    mail = rows[rows["channel"] == "email"].set_index("invoice_id")
+    body = mail.loc["in_0004", "body"]
+    assert "The invoice as a PDF: https://pay.stripe.com/invoice/acct_1/in_0004/pdf" in body
+    assert "$1,200.00" in body and "November 18, 2026" in body and "YourCo Inc." in body

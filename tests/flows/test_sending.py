@@ -371,7 +371,7 @@ def test_a_saved_smtp_block_wins_over_the_environment(env, smtp, monkeypatch):
     s = daily_ar(as_of=MON, source=f"csv:{src}", mode="send")
     assert s["sent"] == 1
     (msg,) = smtp.to("ap@c1.example.com")
-    assert msg["From"] == "billing@blockco.example"
+    assert msg["From"] == "\"YourCo Inc.\" <billing@blockco.example>"  # the block's address, the company's name (policy)
 
 
 def _pause_and_nudge(env):
@@ -389,7 +389,7 @@ def test_the_approver_sees_the_envelope_the_message_leaves_with(env, smtp):
     ledger = Ledger(f"sqlite:///{env / 'ledger.db'}")
     (d,) = open_decisions(ledger).itertuples()
     ctx = json.loads(d.context)
-    assert ctx["envelope"] == {"from": "Accounts Receivable <ae@example.com>", "sender": "ar@yourco.example",
+    assert ctx["envelope"] == {"from": "\"YourCo Inc.\" <ae@example.com>", "sender": "ar@yourco.example",
                                "to": ["ap@c1.example.com"], "cc": ["cfo@c1.example.com"],  # from the owner (policy)
                                "reply_to": "ar@yourco.example",  # replies reach the AR mailbox triage reads
                                "attachments": []}
@@ -402,7 +402,7 @@ def test_the_approver_sees_the_envelope_the_message_leaves_with(env, smtp):
     daily_ar(as_of=D(2026, 11, 24), source=f"csv:{src}", mode="draft")
     ((rcpt, msg),) = smtp.messages
     assert msg["To"] == "ap@c1.example.com" and msg["Cc"] == "cfo@c1.example.com"
-    assert msg["From"] == "Accounts Receivable <ae@example.com>" and msg["Sender"] == "ar@yourco.example"
+    assert msg["From"] == "\"YourCo Inc.\" <ae@example.com>" and msg["Sender"] == "ar@yourco.example"
     assert msg["Reply-To"] == "ar@yourco.example"
     assert sorted(rcpt) == ["ap@c1.example.com", "cfo@c1.example.com"]
     assert msg["Subject"] == ctx["proposed_subject"] and msg.get_content().replace("\r\n", "\n").strip() == ctx["proposed_text"].strip()

@@ -136,7 +136,7 @@ def test_a_partial_dispute_holds_only_the_disputed_amount(tmp_path, policy):
     assert (planned.at["I2", "outcome"], planned.at["I2", "reason"]) == ("held", "dispute")
     subject, body, _ = mail["C1"]
     assert "invoice N-I1 for $750.00" in body and "$1,000.00" not in body   # asks only for the undisputed part
-    assert "Also open on your account:\n- N-I1: $250.00, due 2026-11-13 (under review)" in body
+    assert "Also open on your account:\n- N-I1: $250.00, due November 13, 2026 (under review)" in body
     assert "C2" not in mail
 
 

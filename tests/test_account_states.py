@@ -96,9 +96,9 @@ def test_a_broken_promise_resumes_the_cadence_with_a_message_that_says_so(tmp_pa
     out, mail = _mail(tmp_path, ledger, policy)  # the business day after, nothing arrived
     subject, body, steps = mail["C1"]
     assert steps == ["promise_broken"]  # the cadence's follow-up waits behind it
-    assert subject == "Invoice N-I1: the payment expected by 2026-11-16 has not arrived"
-    assert body.startswith("Dear Pat Payer,")
-    assert "invoice N-I1 for $1,000.00, due on 2026-11-02, would be paid by 2026-11-16" in body and "resume from today" in body
+    assert subject == "Invoice N-I1: the payment expected by November 16, 2026 has not arrived"
+    assert body.startswith("Hi Pat,")
+    assert "invoice N-I1 for $1,000.00, due on November 2, 2026, would be paid by November 16, 2026" in body and "resume from today" in body
     assert "https://pay.example/1" in body
     assert "Kind regards" in body
     assert mail["C2"][2] == ["follow_up"]  # the customer who promised nothing gets the cadence as before
@@ -116,8 +116,8 @@ def test_the_broken_promise_message_is_written_in_the_customers_language(tmp_pat
     _promised(tmp_path, ledger, country="FR")
     _, mail = _mail(tmp_path, ledger, policy)
     subject, body, _ = mail["C1"]
-    assert subject == "Facture N-I1 : le paiement annoncé pour le 2026-11-16 ne nous est pas parvenu"
-    assert "Madame, Monsieur" in body and "nos relances habituelles" in body and "salutations distinguées" in body
+    assert subject == "Facture N-I1 : le paiement annoncé pour le 16 novembre 2026 ne nous est pas parvenu"
+    assert "Madame, Monsieur" in body and "Madame, Monsieur Pat" not in body and "nos relances habituelles" in body and "salutations distinguées" in body
 
 
 # ---- partial dispute ------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ def _parse_date(text: str | None, option: str) -> dt.date | None:
 def _quiet_env() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # the temporary server: no telemetry call (an ERROR line offline)
 
 
 @app.command()

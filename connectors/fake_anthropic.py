@@ -43,7 +43,10 @@ def answer_scores(request: dict, user: str) -> dict:
     scores = []
     for f in items:
         tone, esc = f["rules_tone"], f["rules_escalation"]
-        long_and_good = (f.get("tenure_months") or 0) >= 36 and f.get("first_time_late")
+        # A long relationship with no late history (the rules' first_time_late also wants ten on-time
+        # payments on record, which a customer new to the ledger's history does not have yet).
+        long_and_good = ((f.get("tenure_months") or 0) >= 36 and not f.get("chronic_late")
+                         and (f.get("avg_days_late") or 0) == 0)
         if long_and_good and tone != "friendly":
             tone = "friendly"
             if esc == "none":

@@ -147,7 +147,8 @@ def scrub_names(text: str, names) -> str:
 
 
 def check_message(subject: str, body: str, *, customer_id: str, recipients: list[str], directory: Directory,
-                  approved_step: bool = False, own_names: tuple[str, ...] = ()) -> Verdict:
+                  approved_step: bool = False, own_names: tuple[str, ...] = (),
+                  own_text: tuple[str, ...] = ()) -> Verdict:
     """Check one customer-facing message to `customer_id`.
 
     An invoice number or a customer name of anyone else in the text (per `directory`) is another
@@ -155,8 +156,14 @@ def check_message(subject: str, body: str, *, customer_id: str, recipients: list
     service suspension and copy the CFO; nothing may threaten, mention collections or credit
     reporting, or leak internal notes. The recipient's own names are data, not wording (a contact
     called Sue is no threat), so they are taken out, as whole words, before the rules are read.
+    `own_text`: the company's own lines as the policy writes them (signature, remittance): taken out
+    where they stand verbatim, so a lockbox or routing number that happens to equal another
+    customer's invoice number is not read as that invoice; the same digits anywhere else still are.
     """
-    text = scrub_names(f"{subject}\n{body}", own_names)
+    text = f"{subject}\n{body}"
+    for line in sorted({t for t in own_text if t and t.strip()}, key=len, reverse=True):
+        text = text.replace(line, " ")
+    text = scrub_names(text, own_names)
     found = [name for name, pattern in _RULES.items()
              if not (name == "service_suspension" and approved_step) and pattern.search(text)]
     if directory.others_in(text, customer_id):

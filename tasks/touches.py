@@ -302,8 +302,17 @@ def render_message(channel: str, items: list[dict], sender_name: str) -> tuple[s
 def check_rendered(subject: str, body: str, ctx: dict, customer_id: str, directory: Directory) -> list[str]:
     verdict = check_message(subject, body, customer_id=customer_id, recipients=ctx["recipients"].split(","),
                             directory=directory, approved_step=bool(ctx["needs_approval"]),
-                            own_names=(ctx["contact_name"], ctx["customer_name"], *greetings(ctx["contact_name"])))
+                            own_names=(ctx["contact_name"], ctx["customer_name"], *greetings(ctx["contact_name"])),
+                            own_text=company_lines(ctx.get("company")))
     return list(verdict.violations)
+
+
+def company_lines(company: dict | None) -> tuple[str, ...]:
+    """The company's own words in a message (policy company: its name, signature lines, remittance
+    texts), which the guardrails do not read as another customer's data."""
+    if not isinstance(company, dict):
+        return ()
+    return (company.get("name") or "", *(company.get("signature") or ()), *(company.get("remittance") or {}).values())
 
 
 def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run_id: str, as_of: dt.date,

@@ -96,8 +96,11 @@ def test_sixty_days_of_the_demo(tmp_path, policy):
     firsts = per_invoice.groupby("invoice_id")["as_of"].apply(lambda s: s.is_monotonic_increasing)
     assert firsts.all()
 
-    # One customer, one e-mail a day, and the policy's gap between e-mails.
+    # The demo's own messages pass the guardrails (the company's remittance line once read as another
+    # customer's invoice number and blocked 105 of 365).
     mail = box[box["channel"] == "email"]
+    assert not (mail["status"] == "blocked").any(), mail.loc[mail["status"] == "blocked", "closed_reason"].value_counts()
+    # One customer, one e-mail a day, and the policy's gap between e-mails.
     assert (mail.groupby(["customer_id", "as_of"])["message_key"].nunique() == 1).all()
     days = mail.drop_duplicates(["customer_id", "as_of"]).sort_values(["customer_id", "as_of"])
     gaps = days.groupby("customer_id")["as_of"].diff().dropna().map(lambda d: d.days)

@@ -28,6 +28,23 @@ def test_another_customers_invoice_in_a_message_blocks_it(tmp_path, policy):
     assert rows.loc["I1", "closed_reason"] == "guardrail: other_customer_data"
 
 
+def test_the_companys_own_remittance_numbers_are_not_another_customers_invoice(tmp_path, policy):
+    # The demo's lockbox is 12345 and another customer has invoice 12345: the company's own line is
+    # not that invoice (105 of 365 demo messages were blocked for it), but the number anywhere else is.
+    remit = policy.company.remittance["USD"]
+    assert "12345" in remit
+    invoices = [invoice("I1", due_date="2026-11-18"), invoice("I2", "C2", invoice_number="12345", due_date="2026-12-30")]
+    out = run(make_source(tmp_path, invoices, [customer("C1"), customer("C2")]), AS_OF, policy)
+    rows = outbox_rows(out["actions"], out["planned"], mode="dry-run", run_id="r", as_of=AS_OF,
+                       policy=policy).set_index("invoice_id")
+    assert rows.loc["I1", "status"] == "planned" and remit in rows.loc["I1", "body"]
+    leaky = [invoice("I1", due_date="2026-11-18", payment_link="https://pay.example.com/inv/12345"), invoices[1]]
+    out = run(make_source(tmp_path / "b", leaky, [customer("C1"), customer("C2")]), AS_OF, policy)
+    rows = outbox_rows(out["actions"], out["planned"], mode="dry-run", run_id="r", as_of=AS_OF,
+                       policy=policy).set_index("invoice_id")
+    assert rows.loc["I1", "closed_reason"] == "guardrail: other_customer_data"
+
+
 def test_approval_steps_wait_for_a_decision(tmp_path, policy):
     rows = _rows(tmp_path, policy, [invoice("I1", due_date="2026-10-23", issue_date="2026-09-23")], [customer("C1")],
                  done=["I1:firm_reminder:email"])

@@ -265,6 +265,7 @@ class Llm(_Strict):
 
 class QuickBooksWrites(_Strict):
     write_notes: bool = False  # append a line to an invoice's private memo for each reminder sent
+    attach_invoice_pdf: bool = False  # each invoice an e-mail asks for goes with QuickBooks' PDF of it (a read)
 
 
 class XeroWrites(_Strict):

@@ -524,6 +524,14 @@ class QuickBooksSource(RotatingRefreshToken):
         report = self._call("report AgedReceivables", lambda qb: qb.get_report("AgedReceivables", params))
         return parse_aging_report(report)
 
+    def invoice_pdf(self, invoice_id: str) -> bytes:
+        """The invoice as QuickBooks renders it for the customer (GET invoice/<id>/pdf), as bytes."""
+        what = f"invoice PDF {invoice_id}"
+        data = self._call(what, lambda qb: qb.download_pdf("Invoice", invoice_id))
+        if not isinstance(data, bytes) or not data.startswith(b"%PDF"):
+            raise ConnectorError(SYSTEM, what, "the answer is not a PDF")
+        return data
+
     # ---- writes: off unless the policy turns them on -------------------------------------------
     def append_note(self, entity: str, record_id: str, text: str) -> None:
         """Append a line to a customer's Notes or an invoice's PrivateNote (a sparse update)."""

@@ -77,6 +77,8 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
         if policy.statements.with_reminder:  # the month's first reminder carries the statement of account
             actions = t.attach_statements(actions, extracted.frame, customers, inputs, ledger, as_of, policy, mode,
                                           run_dir)
+        if inputs.invoice_pdf is not None:  # QuickBooks' PDF of each invoice an e-mail asks for
+            actions = t.attach_invoice_pdfs(actions, planned.frame, inputs, policy, run_dir)
         delivery = delivery_context(ledger, channels, policy, run_id, as_of, mode, source, settings)
         delivery.llm = llm
         delivery.cohort = cohort

@@ -67,6 +67,9 @@ def fetch_inputs(source, ledger: Ledger, as_of: dt.date, data_dir, with_settled:
         inputs.credit_notes = src.credit_notes()
     if hasattr(src, "payment_schedule"):
         inputs.payment_schedule = src.payment_schedule()
+    billing = getattr(src, "billing", src)  # a CombinedSource's billing system
+    if hasattr(billing, "invoice_pdf"):
+        inputs.invoice_pdf = billing.invoice_pdf
     if with_settled and hasattr(src, "settled_invoices"):
         inputs.settled = src.settled_invoices()
     if hasattr(src, "notes"):  # a connected system: its sync, and what the books hold that we do not act on
@@ -178,6 +181,21 @@ def attach_statements(actions, aged, customers, inputs: hops.Inputs, ledger: Led
                                  folder=Path(run_dir) / "statements")
     is_mail = actions["channel"] == "email"
     return actions.assign(statement=actions["customer_id"].astype(str).map(files).where(is_mail))
+
+
+@task(name="attach_invoice_pdfs", cache_policy=NO_CACHE, **RETRY)
+def attach_invoice_pdfs(actions, invoices, inputs: hops.Inputs, policy: Policy, run_dir):
+    """Each invoice today's e-mails ask for, with the billing system's PDF of it (QuickBooks;
+    policy connectors.quickbooks.attach_invoice_pdf), read now and kept in the run's folder, so the
+    approver sees the file that will leave (column `invoice_pdf_file`; tasks.documents)."""
+    from tasks import documents
+
+    if inputs.invoice_pdf is None or run_dir is None or not policy.connectors.quickbooks.attach_invoice_pdf:
+        return actions
+    out, notes = documents.attach_invoice_pdfs(actions, invoices, inputs.invoice_pdf, Path(run_dir) / "invoices",
+                                               system=inputs.source.split("+")[0])
+    inputs.notes.extend(notes)
+    return out
 
 
 @task(name="queue_touches", cache_policy=NO_CACHE, **RETRY)

@@ -186,6 +186,9 @@ def _run_day(world: SimulatedWorld, ledger: Ledger, policy: Policy, settings: Se
     if policy.statements.with_reminder:  # as daily_ar: the month's first reminder carries the statement
         actions = t.attach_statements.fn(actions, extracted.frame, customers, inputs, ledger, day, policy, MODE,
                                          settings.data_dir / "simulated-runs" / day.isoformat())
+    if inputs.invoice_pdf is not None:  # as daily_ar (the simulated world has no invoice documents)
+        actions = t.attach_invoice_pdfs.fn(actions, planned.frame, inputs, policy,
+                                           settings.data_dir / "simulated-runs" / day.isoformat())
     delivery = delivery_context(ledger, channels, policy, run_id, day, MODE, world, settings)
     delivery.llm = llm
     for lane in LANES:  # flows/lanes.py: queue the lane's touches, then deliver what is queued

@@ -277,18 +277,24 @@ def _send(ctx: Context, channel: str, key: str, grp: pd.DataFrame, subject: str,
 
 
 def attach_file(msg, path: str) -> None:
-    """Attach a statement file (PDF or HTML) to the message; one that is gone is a send error (the
-    reminder never goes without the statement the policy promised)."""
+    """Attach a file the message carries (the statement of account, PDF or HTML; an invoice's PDF)
+    to the message. One that is gone is a send error (the reminder never goes without what the
+    policy promised and the approver saw), and so is an invoice PDF whose bytes are no longer the
+    ones its path names (changed after it was approved: tasks.documents)."""
     from pathlib import Path
+
+    from tasks.documents import verify
 
     f = Path(path)
     if not f.is_file():
-        raise SendError(f"the statement to attach is missing: {f.name}", transient=False)
-    kind = ("application", "pdf") if f.suffix == ".pdf" else ("text", "html")
-    if kind[0] == "text":
+        raise SendError(f"the file to attach is missing: {f.name}", transient=False)
+    if f.suffix != ".pdf":
         msg.add_attachment(f.read_text(encoding="utf-8"), subtype="html", filename=f.name)
-    else:
-        msg.add_attachment(f.read_bytes(), maintype=kind[0], subtype=kind[1], filename=f.name)
+        return
+    data = f.read_bytes()
+    if not verify(f, data):
+        raise SendError(f"{f.name} changed after it was queued and approved: not sent", transient=False)
+    msg.add_attachment(data, maintype="application", subtype="pdf", filename=f.name)
 
 
 def _charge(ctx: Context, row, counts: Counts) -> str:

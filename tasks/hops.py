@@ -43,6 +43,7 @@ class Inputs:
     credit_notes: pd.DataFrame | None = None      # credit_notes.csv's rows (tasks/credits.py)
     payment_schedule: pd.DataFrame | None = None  # payment_schedule.csv's rows (tasks/schedule.py)
     as_of: dt.date | None = None                  # the run's day (the reconcile hop ages by invoice date from it)
+    invoice_pdf: object = None                    # the billing system's reader of an invoice's PDF (invoice_id -> bytes), if it has one
 
 
 @dataclass

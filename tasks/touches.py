@@ -239,7 +239,16 @@ def message_envelope(rows: pd.DataFrame, mail_from: str, reply_to: str | None = 
     lead = rows.iloc[lead_index(items)]
     own = lead.get("sender")
     return {**envelope(str(lead["recipients"] or ""), own if isinstance(own, str) and own else None, mail_from,
-                       reply_to, company_name(items[lead_index(items)])), "attachments": sorted({p for p in map(statement_file, rows["context"]) if p})}
+                       reply_to, company_name(items[lead_index(items)])), "attachments": attachments(rows["context"])}
+
+
+def attachments(contexts) -> list[str]:
+    """The files one message carries, from its outbox rows' contexts: the statement of account and
+    each invoice's PDF (paths; an invoice PDF's path names its bytes: tasks.documents)."""
+    out = set()
+    for context in contexts:
+        out.update(p for p in (statement_file(context), invoice_pdf_file(context)) if p)
+    return sorted(out)
 
 
 def company_name(context) -> str | None:
@@ -344,6 +353,10 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
         for i, path in enumerate(a["statement"].tolist()):
             if isinstance(path, str) and path:
                 contexts[i]["statement"] = path
+    if "invoice_pdf_file" in a:  # the billing system's PDF of the invoice (tasks.documents)
+        for i, path in enumerate(a["invoice_pdf_file"].tolist()):
+            if isinstance(path, str) and path:
+                contexts[i]["invoice_pdf_file"] = path
     is_mail = (a["channel"] == "email").to_numpy()
     message_key = np.where(is_mail, a["customer_id"].astype(str) + ":" + as_of.isoformat() + ":email",
                            a["idempotency_key"].astype(str))
@@ -436,6 +449,14 @@ def _header(value: str) -> str:
     return value if value.isascii() else Header(value, "utf-8").encode()
 
 
+def invoice_pdf_file(context) -> str | None:
+    """The invoice PDF an e-mail's outbox row carries (its context's `invoice_pdf_file`), if any."""
+    if not isinstance(context, str) or '"invoice_pdf_file"' not in context:
+        return None
+    path = json.loads(context).get("invoice_pdf_file")
+    return path if isinstance(path, str) and path else None
+
+
 def statement_file(context) -> str | None:
     """The statement of account an e-mail's outbox row carries (its context's `statement`), if any."""
     if not isinstance(context, str) or '"statement"' not in context:
@@ -458,6 +479,10 @@ def write_eml(rows: pd.DataFrame, folder, *, sender: str, reply_to: str | None =
     if rows.empty:
         return 0
     mail = rows[(rows["channel"] == "email") & rows["status"].isin(["planned", "awaiting_decision", "queued"])]
+    carried = {}
+    if "context" in mail:  # what each message carries, from all its rows (tasks.touches.attachments)
+        keyed = mail["message_key"] if "message_key" in mail else mail["idempotency_key"]
+        carried = {k: attachments(g) for k, g in mail["context"].groupby(keyed.to_numpy())}
     if "message_key" in mail:
         mail = mail.drop_duplicates("message_key")  # one customer, one message
     if mail.empty:
@@ -479,8 +504,8 @@ def write_eml(rows: pd.DataFrame, folder, *, sender: str, reply_to: str | None =
                 "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit",
                 f"X-Arflow-Message-Key: {_header(getattr(r, 'message_key', r.idempotency_key))}",
                 f"X-Arflow-Status: {r.status}"]
-        attached = statement_file(getattr(r, "context", None))
-        if attached:  # dry-run: the statement it would carry is written in the run folder
+        for attached in carried.get(getattr(r, "message_key", r.idempotency_key), []):
+            # dry-run: the statement and invoice PDFs it would carry, written in the run folder
             head.append(f"X-Arflow-Attachment: {_header(attached)}")
         text = "\n".join(head) + "\n\n" + r.body.replace("\r\n", "\n") + "\n"  # LF, as Python's email writes
         key = str(getattr(r, "message_key", r.idempotency_key))

@@ -15,6 +15,8 @@ It answers:
   deleted objects as {"Id", "status": "Deleted"};
 - GET  /v3/company/<realm>/reports/AgedReceivables?report_date=D: the books' aging of its own open
   invoices and credit memos on D (or a canned report);
+- GET  /v3/company/<realm>/invoice/<id>/pdf: the invoice as an application/pdf document (a small
+  PDF naming its DocNumber; `pdf_requests` counts them); an unknown id is the recorded 400 fault 2030;
 - GET  /v3/company/<realm>/companyinfo/<realm>; POST /v3/company/<realm>/{customer,invoice} (sparse
   updates, recorded).
 
@@ -130,6 +132,11 @@ class FakeQuickBooks(WireServer):
             return 401, sample("fault_3200_token_expired_401"), {}
         if self.queued:
             return self.queued.pop(0)
+        rest = path[len(f"/v3/company/{self.realm}/"):]
+        if method == "GET" and rest.startswith("invoice/") and rest.endswith("/pdf"):
+            # python-quickbooks' download_pdf sends no minorversion; QuickBooks then answers at its
+            # base version (a PDF has no fields a minor version would change)
+            return self._pdf(rest.split("/")[1])
         if query.get("minorversion") is None:
             return 400, {"Fault": {"Error": [{"Message": "minorversion missing", "code": "2010"}]}}, {}
         rest = path[len(f"/v3/company/{self.realm}/"):]
@@ -152,6 +159,12 @@ class FakeQuickBooks(WireServer):
             obj["SyncToken"] = str(int(obj.get("SyncToken", "0")) + 1)
             return 200, {entity: obj, "time": "now"}, {}
         return 400, sample("fault_500_unsupported_operation_400"), {}
+
+    def _pdf(self, invoice_id: str) -> tuple[int, object, dict]:
+        obj = next((o for o in self.data["Invoice"] if o["Id"] == invoice_id), None)
+        if obj is None:
+            return 400, sample("fault_2030_invalid_id_400"), {}
+        return 200, invoice_pdf_bytes(obj), {"Content-Type": "application/pdf"}
 
     def _token(self, body: str, headers) -> tuple[int, object, dict]:
         form = dict(urllib.parse.parse_qsl(body))
@@ -225,6 +238,25 @@ class FakeQuickBooks(WireServer):
                            "Option": [{"Name": "report_date", "Value": on.isoformat()}]},
                 "Columns": {"Column": [{"ColType": "Customer" if not t else "Money", "ColTitle": t} for t in titles]},
                 "Rows": {"Row": rows}}
+
+
+def invoice_pdf_bytes(obj: dict) -> bytes:
+    """A one-page PDF that names the invoice (what QuickBooks renders is richer; the bytes are what matter)."""
+    text = f"Invoice {obj.get('DocNumber') or obj['Id']} balance {obj.get('Balance')}"
+    stream = f"BT /F1 14 Tf 72 720 Td ({text}) Tj ET".encode()
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> "
+            b"/Contents 5 0 R >>", b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+            b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream"]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for n, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += f"{n} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
 
 
 def _matches(obj: dict, where: str | None) -> bool:

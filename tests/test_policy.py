@@ -29,7 +29,7 @@ def test_default_policy_loads_with_the_field_practice(policy):
     (("company_country: US", "company_country: XX"), "company_country"),
     (("tolerance: \"1.00\"", "tolerance: \"one\""), "tolerance"),
     (("channel: slack", "channel: pigeon"), "steps"),
-    (("version: \"2026.12-2\"\n", ""), "version"),
+    (("version: \"2026.12-3\"\n", ""), "version"),
     (("roles: [ar_team, finance_lead]}", "roles: [ar_team, controller]}"), "roles that approvals.roles does not define"),
     (('USD: "10000.00", EUR', 'USD: "10000.001", EUR'), "up_to USD"),
     (("\n  percent: 0 ", "\n  percent: 150 "), r"pilot\.percent"),

@@ -484,3 +484,24 @@ def test_the_customers_account_number_reaches_the_reminder(qbo, tmp_path, policy
     body = rows[(rows["channel"] == "email") & (rows["invoice_id"] == "600")]["body"].iloc[0]
     assert body.startswith("Guten Tag Anna,") and "Ihre Kundennummer: K-10042" in body
     assert "9.490,88\u00a0€" in body and "18. November 2026" in body and "Debitorenbuchhaltung\nYourCo Inc." in body
+
+
+def test_the_invoice_pdf_is_read_as_quickbooks_renders_it(qbo, tmp_path):
+    from tests.fake_qbo import invoice_pdf_bytes
+
+    src = source(tmp_path)
+    inv = src.invoices().iloc[0]
+    data = src.invoice_pdf(inv["invoice_id"])
+    obj = next(o for o in qbo.data["Invoice"] if o["Id"] == inv["invoice_id"])
+    assert data == invoice_pdf_bytes(obj) and data.startswith(b"%PDF")
+    (req,) = qbo.api_requests("/pdf")
+    assert req["method"] == "GET" and req["path"].endswith(f"/invoice/{inv['invoice_id']}/pdf")
+    assert "application/pdf" in req["headers"]["Accept"]
+    # an expired access token is refreshed once; an unknown invoice is QuickBooks' fault, named
+    qbo.expire_access_tokens()
+    assert src.invoice_pdf(inv["invoice_id"]) == data
+    with pytest.raises(ConnectorError, match=r"QuickBooks: invoice PDF 999 failed: .*code 2030"):
+        src.invoice_pdf("999")
+    qbo.queue(200, {"QueryResponse": {}})   # an answer that is not a PDF is not attached as one
+    with pytest.raises(ConnectorError, match="not a PDF"):
+        src.invoice_pdf(inv["invoice_id"])

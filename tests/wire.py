@@ -34,10 +34,11 @@ class WireServer:
                     status, out, headers = fake.answer(method, url.path, query, body, self.headers)
                 raw = out if isinstance(out, (bytes, str)) else fake.dumps(out)
                 raw = raw.encode() if isinstance(raw, str) else raw
+                headers = dict(headers or {})
                 self.send_response(status)
-                self.send_header("Content-Type", fake.content_type)
+                self.send_header("Content-Type", headers.pop("Content-Type", fake.content_type))
                 self.send_header("Content-Length", str(len(raw)))
-                for k, v in (headers or {}).items():
+                for k, v in headers.items():
                     self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(raw)

@@ -72,7 +72,15 @@ def test_a_connected_send_day(world):
     mail, sfdc, qbo = world["mail"], world["sfdc"], world["qbo"]
     # Ocean View Road's reminder goes to the CRM's billing contact, not the billing system's address
     ocean = mail.to("billing@oceanview.example")
-    assert len(ocean) == 1 and "1036" in ocean[0]["Subject"] + ocean[0].get_content()
+    assert len(ocean) == 1 and "1036" in ocean[0]["Subject"] + ocean[0].get_body(("plain",)).get_content()
+    # with QuickBooks' own PDF of the invoice (policy connectors.quickbooks.attach_invoice_pdf), byte for byte
+    from tests.fake_qbo import invoice_pdf_bytes
+
+    (pdf,) = list(ocean[0].iter_attachments())
+    invoice = next(o for o in qbo.data["Invoice"] if o.get("DocNumber") == "1036")
+    assert pdf.get_filename() == "Invoice 1036.pdf" and pdf.get_content_type() == "application/pdf"
+    assert pdf.get_content() == invoice_pdf_bytes(invoice)
+    assert any(" invoice PDF(s) read from quickbooks" in n for n in out["notes"]), out["notes"]
     # the strategic customer's late invoice: a Task on its account, for its owner
     tasks = sfdc.records["Task"]
     assert tasks and all(t["WhatId"] == sfdc.records["Account"][0]["Id"] for t in tasks)

@@ -39,7 +39,7 @@ def test_every_open_invoice_ends_in_exactly_one_place(data_dir):
     assert len(outcomes) == len(rows) and outcomes["source_row"].is_unique
     assert Counter(outcomes["outcome"]) == {k: v for k, v in summary["outcomes"].items() if v}
     run = ledger.frame(m.Run, m.Run.run_id == summary["run_id"]).iloc[0]
-    assert run["status"] == "completed" and run["policy_version"] == "2026.12-2"
+    assert run["status"] == "completed" and run["policy_version"] == "2026.12-3"
 
 
 def test_demo_exercises_every_hold_and_quarantine_reason(data_dir):

@@ -293,7 +293,12 @@ def message_context(items: list[dict], sender_name: str) -> dict:
                "amount": i["disputed"], "due_date": i["due_date"], "days_past_due": i["days_past_due"],
                "review": REVIEW_REASONS["dispute"]} for i in ordered if i.get("disputed")]
     remittance = remittance_of(lead.get("company"), [i["currency"] for i in ordered])
-    return {**lead, "invoices": ordered, "sender_name": sender_name, "remittance": remittance,
+    # What the message asks for in all, per currency, summed in minor units (a list of one needs none).
+    totals: dict[str, int] = {}
+    for i in ordered:
+        totals[i["currency"]] = totals.get(i["currency"], 0) + int(i["amount_minor"])
+    total = [{"currency": c, "amount": format_minor(v, c)} for c, v in totals.items()] if len(ordered) > 1 else []
+    return {**lead, "invoices": ordered, "sender_name": sender_name, "remittance": remittance, "totals": total,
             "also_open": aside + [x for x in lead.get("also_open", []) if x["invoice_id"] not in
                                   {i["invoice_id"] for i in carried}], "credits": lead.get("credits", []),
             "needs_approval": any(i["needs_approval"] for i in items),

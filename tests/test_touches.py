@@ -286,3 +286,14 @@ def test_the_customers_purchase_order_stands_beside_our_invoice_number(tmp_path,
     labelled = _rows(tmp_path / "b", policy, [invoice("I5", due_date="2026-11-18", po_number="PO-7781")],
                      [customer("C1", country=country)])
     assert "N-I5 (PO-7781)" in labelled.loc["I5", "body"]  # already labelled: not "PO PO-7781"
+
+
+def test_a_message_listing_several_invoices_gives_their_total_per_currency(tmp_path, policy):
+    invoices = [invoice("I1", due_date="2026-11-18", balance="250.40", invoice_number="A-1"),
+                invoice("I2", due_date="2026-11-18", balance="10.30", invoice_number="A-2"),
+                invoice("I3", due_date="2026-11-18", balance="99.99", invoice_number="A-3", currency="EUR")]
+    rows = _rows(tmp_path, policy, invoices, [customer("C1")])
+    body = rows.loc["I1", "body"]
+    assert rows["message_key"].nunique() == 1 and "Total: $260.70" in body and "Total: €99.99" in body
+    one = _rows(tmp_path / "one", policy, invoices[:1], [customer("C1")])
+    assert "Total" not in one.loc["I1", "body"]   # a list of one needs none

@@ -126,7 +126,7 @@ class TokenSource:
                     **({"instance_discovery": False} if custom else {}))
             app = self._client
             # The cache decision is ours (a refused token must not come back from msal's cache).
-            for entry in app.token_cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
+            for entry in list(app.token_cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
                 app.token_cache.remove_at(entry)
             result = app.acquire_token_for_client(scopes=[MICROSOFT_SCOPE])
         except ValueError as exc:  # the authority's discovery failed (unknown tenant, bad authority)

@@ -23,6 +23,7 @@ GOOGLE_SCOPE = "https://mail.google.com/"
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
 PROVIDERS = ("microsoft", "google")
 REFRESH_MARGIN = 300.0  # seconds before expiry a token is replaced
+TIMEOUT = 30             # seconds a token request may take
 
 
 class TokenError(RuntimeError):
@@ -122,7 +123,7 @@ class TokenSource:
                 authority = s.authority or MICROSOFT_AUTHORITY.format(tenant=s.tenant)
                 custom = not authority.startswith("https://login.microsoftonline.com/")
                 self._client = msal.ConfidentialClientApplication(
-                    s.client_id, client_credential=s.client_secret, authority=authority,
+                    s.client_id, client_credential=s.client_secret, authority=authority, timeout=TIMEOUT,
                     **({"instance_discovery": False} if custom else {}))
             app = self._client
             # The cache decision is ours (a refused token must not come back from msal's cache).
@@ -145,7 +146,6 @@ class TokenSource:
     # ---- Google: google-auth ------------------------------------------------------------------
     def _google(self) -> tuple[str, float]:
         import google.auth.exceptions
-        from google.auth.transport.requests import Request
 
         s = self.settings
         what = f"smtp: get an OAuth token from {s.describe}"
@@ -153,7 +153,7 @@ class TokenSource:
             if self._client is None:
                 self._client = self._google_credentials()
             creds = self._client
-            creds.refresh(Request())
+            creds.refresh(_TimedRequest())
         except google.auth.exceptions.RefreshError as exc:
             # google-auth puts the token endpoint's error and description in args[0]
             text = str(exc.args[0] if exc.args else exc).splitlines()[0][:200]
@@ -188,6 +188,16 @@ class TokenSource:
 
         return Credentials(token=None, refresh_token=s.refresh_token, token_uri=token_url, client_id=s.client_id,
                            client_secret=s.client_secret, scopes=[GOOGLE_SCOPE])
+
+
+def _TimedRequest():
+    """google-auth's requests transport with arflow's timeout (its default is 120 s)."""
+    import functools
+
+    from google.auth.transport.requests import Request
+
+    request = Request()
+    return functools.partial(request, timeout=TIMEOUT)
 
 
 _SOURCES: dict[OAuthSettings, TokenSource] = {}

@@ -56,7 +56,8 @@ class SmtpConfig:
             raise ChannelNotConfigured(f"ARFLOW_SMTP_AUTH must be password or xoauth2, got {self.auth!r}")
         if self.auth == "xoauth2":
             if self.oauth is None:
-                raise ChannelNotConfigured("SMTP XOAUTH2 needs ARFLOW_SMTP_OAUTH_PROVIDER (microsoft or google)")
+                raise ChannelNotConfigured(f"SMTP XOAUTH2 (from the {self.source}) needs a provider, microsoft or google: "
+                                           "ARFLOW_SMTP_OAUTH_PROVIDER (a block's oauth_provider)")
             missing = self.oauth.problems()
             if missing:
                 raise ChannelNotConfigured(f"SMTP XOAUTH2 ({self.oauth.provider}, from the {self.source}) needs: "

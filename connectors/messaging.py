@@ -191,7 +191,9 @@ class SmtpMailer:
                 if exc.smtp_code == 535 and attempt == 1:
                     continue
                 after = " after a new token" if attempt == 2 else ""
-                raise SendError(f"{what} refused{after}: {exc.smtp_code} {reply}", transient=False) from None
+                # 454 4.7.0 and the like: the server could not check the token now; a later try may pass
+                raise SendError(f"{what} refused{after}: {exc.smtp_code} {reply}",
+                                transient=400 <= exc.smtp_code < 500) from None
             except smtplib.SMTPNotSupportedError:
                 _quit(smtp)
                 raise SendError(f"{what}: the server does not offer AUTH XOAUTH2 (STARTTLS first? "
@@ -213,14 +215,19 @@ class SmtpMailer:
         """What `arflow check-connection smtp` prints: connect, sign in, NOOP, QUIT; nothing is sent."""
         c = self.config
         smtp = self._connect()
-        code, reply = smtp.noop()
+        try:
+            code, reply = smtp.noop()
+        except (OSError, smtplib.SMTPException) as exc:
+            self._smtp = None
+            _quit(smtp)
+            raise SendError(f"smtp: NOOP at {c.where} failed: {exc.__class__.__name__}", transient=True) from None
         features = sorted(smtp.esmtp_features)
         self.close()
+        xoauth2 = c.auth == "xoauth2"
         out = {"system": "smtp", "server": c.where, "config": c.source,
                "tls": "implicit" if c.port == 465 else ("starttls" if c.starttls else "none"),
-               "auth": "xoauth2" if c.auth == "xoauth2" else ("password" if c.user else "none"),
-               "user": (c.oauth.user if c.auth == "xoauth2" else c.user) or "", "signed_in": True if
-               (c.auth == "xoauth2" or c.user) else False}
+               "auth": "xoauth2" if xoauth2 else ("password" if c.user else "none"),
+               "user": (c.oauth.user if xoauth2 else c.user) or "", "signed_in": bool(xoauth2 or c.user)}
         if c.auth == "xoauth2":
             out.update({"oauth_provider": c.oauth.describe, "tokens_fetched": self.tokens.fetches,
                         "token_expires_in_s": int(self.tokens.expires_in)})

@@ -200,6 +200,7 @@ class XOAuth2Mailbox:
         self.auths: list[dict] = []   # user, token, ok per AUTH
         self.messages = []
         self.noops = 0
+        self.unavailable: str | None = None  # a reply to every AUTH, e.g. "454 4.7.0 Temporary authentication failure"
 
     async def auth_XOAUTH2(self, server, args):
         if len(args) > 1:
@@ -214,6 +215,9 @@ class XOAuth2Mailbox:
         token = bearer[len("Bearer "):] if bearer.startswith("Bearer ") else None
         good = token in self.tokens.live and user == self.user and self.tokens.live[token] in (None, user)
         self.auths.append({"user": user, "token": token, "ok": good, "well_formed": raw.endswith(b"\x01\x01")})
+        if self.unavailable:
+            self.auths[-1]["ok"] = False
+            return AuthResult(success=False, handled=False, message=self.unavailable)
         if good and raw.endswith(b"\x01\x01"):
             return AuthResult(success=True, auth_data=user)
         if self.style == "google":

@@ -129,6 +129,15 @@ def test_still_refused_after_a_new_token_is_a_clear_error_without_the_token(mail
     assert mail.tokens.issued and not [s for s in mail.secrets() if s in logged]
 
 
+def test_a_temporary_auth_failure_is_transient_and_keeps_the_token(mail, monkeypatch):
+    cfg = _use(monkeypatch, mail.env("microsoft"))
+    mail.mailbox.unavailable = "454 4.7.0 Temporary authentication failure"
+    with pytest.raises(SendError) as err, SmtpMailer(cfg, tokens=TokenSource(cfg.oauth)) as mailer:
+        mailer.send(_msg())
+    assert err.value.transient and "refused: 454 4.7.0 Temporary authentication failure" in str(err.value)
+    assert mail.tokens.hits == 1 and len(mail.mailbox.auths) == 1  # not a token problem: no new token
+
+
 def test_a_token_endpoint_refusal_names_the_step_and_not_the_secret(mail, monkeypatch, caplog):
     caplog.set_level(logging.DEBUG)
     cfg = _use(monkeypatch, mail.env("microsoft") | {"ARFLOW_SMTP_OAUTH_CLIENT_SECRET": "wrong-secret-value-x"})

@@ -131,6 +131,7 @@ class SmtpMailer:
         self.config = config
         self._smtp: smtplib.SMTP | None = None
         self._tokens = tokens  # connectors.mail_oauth.TokenSource (default: the process's one for this mailbox)
+        self._refused: SendError | None = None  # a sign-in refused for good: the batch's other sends fail at once
 
     def __enter__(self) -> "SmtpMailer":
         return self
@@ -150,16 +151,24 @@ class SmtpMailer:
     def _connect(self) -> smtplib.SMTP:
         if self._smtp is not None:
             return self._smtp
+        if self._refused is not None:
+            raise SendError(str(self._refused), transient=False)
         c = self.config
         if c.auth == "xoauth2":
-            self._smtp = self._connect_xoauth2()
+            try:
+                self._smtp = self._connect_xoauth2()
+            except SendError as exc:
+                if not exc.transient:
+                    self._refused = exc
+                raise
             return self._smtp
         try:
             smtp = self._open()
             if c.user:
                 smtp.login(c.user, c.password or "")
         except smtplib.SMTPAuthenticationError as exc:
-            raise SendError(f"SMTP {c.host}:{c.port}: login refused ({exc.smtp_code})", transient=False) from None
+            self._refused = SendError(f"SMTP {c.host}:{c.port}: login refused ({exc.smtp_code})", transient=False)
+            raise SendError(str(self._refused), transient=False) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise SendError(f"SMTP {c.host}:{c.port}: cannot connect ({exc.__class__.__name__})", transient=True) from None
         self._smtp = smtp

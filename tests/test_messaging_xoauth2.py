@@ -125,6 +125,10 @@ def test_still_refused_after_a_new_token_is_a_clear_error_without_the_token(mail
                            "as ar@yourco.example at 127.0.0.1:"), text
     assert "refused after a new token: 535 5.7.3 Authentication unsuccessful" in text
     assert not err.value.transient and mail.tokens.hits == 2 and not mail.mailbox.messages
+    # the batch's next message fails at once with the same line: no more tokens, no more connections
+    with pytest.raises(SendError) as again:
+        mailer.send(_msg("k2"))
+    assert str(again.value) == text and mail.tokens.hits == 2 and len(mail.mailbox.auths) == 2
     logged = caplog.text + text
     assert mail.tokens.issued and not [s for s in mail.secrets() if s in logged]
 

@@ -247,3 +247,37 @@ def test_check_connection_smtp_with_a_password_server(tmp_path):
     assert p.returncode == 0, p.stderr
     found = json.loads(p.stdout)
     assert found["auth"] == "none" and found["noop"].startswith("250") and not sink.messages
+
+
+def test_a_refused_password_login_fails_the_batch_once(monkeypatch):
+    """Password sign-in as before (ARFLOW_SMTP_AUTH unset): a refusal is the same one-line error, and
+    the batch's next message does not try again."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from tests.flows.test_sending import MailSink, free_port
+
+    tries = []
+
+    def refuse(server, session, envelope, mechanism, auth_data):
+        tries.append(mechanism)
+        return AuthResult(success=False, handled=False)
+
+    port = free_port()
+    server = Controller(MailSink(), hostname="127.0.0.1", port=port, authenticator=refuse, auth_require_tls=False)
+    server.start()
+    try:
+        for k, v in {"ARFLOW_SMTP_HOST": "127.0.0.1", "ARFLOW_SMTP_PORT": str(port), "ARFLOW_SMTP_USER": "ar",
+                     "ARFLOW_SMTP_PASSWORD": "hunter2-wrong"}.items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.delenv("ARFLOW_SMTP_AUTH", raising=False)
+        cfg = SmtpConfig.from_env()
+        assert cfg.auth == "password" and "hunter2" not in repr(cfg)
+        with SmtpMailer(cfg) as mailer:
+            for key in ("a", "b"):
+                with pytest.raises(SendError, match=rf"SMTP 127.0.0.1:{port}: login refused \(535\)") as err:
+                    mailer.send(_msg(key))
+                assert not err.value.transient and "hunter2" not in str(err.value)
+    finally:
+        server.stop()
+    assert tries == ["PLAIN", "LOGIN"]  # one login (smtplib tries each mechanism the server offers), not two

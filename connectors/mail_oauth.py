@@ -153,7 +153,7 @@ class TokenSource:
             if self._client is None:
                 self._client = self._google_credentials()
             creds = self._client
-            creds.refresh(_TimedRequest())
+            creds.refresh(_request_with_timeout())
         except google.auth.exceptions.RefreshError as exc:
             # google-auth puts the token endpoint's error and description in args[0]
             text = str(exc.args[0] if exc.args else exc).splitlines()[0][:200]
@@ -190,7 +190,7 @@ class TokenSource:
                            client_secret=s.client_secret, scopes=[GOOGLE_SCOPE])
 
 
-def _TimedRequest():
+def _request_with_timeout():
     """google-auth's requests transport with arflow's timeout (its default is 120 s)."""
     import functools
 

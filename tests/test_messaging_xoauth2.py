@@ -165,6 +165,16 @@ def test_a_revoked_google_refresh_token_is_a_clear_error(tmp_path, monkeypatch):
         assert "Token has been expired or revoked" in str(err.value) and mail.tokens.refresh_token not in str(err.value)
 
 
+def test_a_missing_service_account_key_is_a_clear_error(mail, monkeypatch, tmp_path):
+    env = mail.env("google") | {"ARFLOW_SMTP_OAUTH_SERVICE_ACCOUNT_FILE": str(tmp_path / "nowhere.json")}
+    cfg = _use(monkeypatch, env)
+    with pytest.raises(SendError) as err, SmtpMailer(cfg, tokens=TokenSource(cfg.oauth)) as mailer:
+        mailer.send(_msg())
+    assert str(err.value) == ("smtp: get an OAuth token from Google (service account) failed: the service account "
+                              "key cannot be read (FileNotFoundError)") and not err.value.transient
+    assert mail.tokens.hits == 0
+
+
 @pytest.mark.parametrize("drop, named", [
     ("ARFLOW_SMTP_OAUTH_CLIENT_ID", "ARFLOW_SMTP_OAUTH_CLIENT_ID"),
     ("ARFLOW_SMTP_OAUTH_CLIENT_SECRET", "ARFLOW_SMTP_OAUTH_CLIENT_SECRET"),

@@ -29,6 +29,16 @@ class SmtpServer(Block):
     password: SecretStr | None = None
     starttls: bool = False
     mail_from: str = Field(default="accounts-receivable@localhost", description="the system's own address")
+    # OAuth 2.0 instead of a password (docs/connectors/email-oauth.md); username is the mailbox
+    auth: str = Field(default="password", description="password, or xoauth2 (Microsoft 365, Google Workspace)")
+    oauth_provider: str | None = Field(default=None, description="microsoft or google")
+    oauth_tenant: str | None = Field(default=None, description="Microsoft: the directory (tenant) id or domain")
+    oauth_client_id: str | None = Field(default=None, description="the app's client id")
+    oauth_client_secret: SecretStr | None = Field(default=None, description="the app's client secret")
+    oauth_authority: str | None = Field(default=None, description="Microsoft: replaces https://login.microsoftonline.com/{tenant}")
+    oauth_token_url: str | None = Field(default=None, description="Google: replaces https://oauth2.googleapis.com/token")
+    oauth_service_account_file: str | None = Field(default=None, description="Google: the service account's JSON key file")
+    oauth_refresh_token: SecretStr | None = Field(default=None, description="Google: a user's refresh token")
 
 
 def _load(block_cls, name: str):
@@ -42,14 +52,23 @@ def _load(block_cls, name: str):
 
 def smtp_from_block():
     """An SmtpConfig from the block named by ARFLOW_SMTP_BLOCK (default "arflow-smtp"), or None."""
-    from connectors.messaging import SmtpConfig
+    from connectors.messaging import SmtpConfig, oauth_settings
 
-    b = _load(SmtpServer, os.environ.get("ARFLOW_SMTP_BLOCK", "arflow-smtp"))
+    name = os.environ.get("ARFLOW_SMTP_BLOCK", "arflow-smtp")
+    b = _load(SmtpServer, name)
     if b is None:
         return None
+    auth = (b.auth or "password").strip().lower()
+    oauth = None
+    if auth == "xoauth2" and b.oauth_provider:
+        oauth = oauth_settings(provider=b.oauth_provider, user=b.username, tenant=b.oauth_tenant,
+                               client_id=b.oauth_client_id, client_secret=_plain(b.oauth_client_secret),
+                               authority=b.oauth_authority, token_url=b.oauth_token_url,
+                               service_account_file=b.oauth_service_account_file,
+                               refresh_token=_plain(b.oauth_refresh_token))
     return SmtpConfig(host=b.host, port=b.port, user=b.username,
                       password=b.password.get_secret_value() if b.password else None, starttls=b.starttls,
-                      mail_from=b.mail_from)
+                      mail_from=b.mail_from, auth=auth, oauth=oauth, source=f"block {name}")
 
 
 def slack_url_from_block() -> str | None:

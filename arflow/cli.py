@@ -136,19 +136,29 @@ def config(
 
 @app.command("check-connection")
 def check_connection(
-    system: str = typer.Argument(..., help="quickbooks | xero | salesforce | hubspot | stripe | chargebee"),
+    system: str = typer.Argument(..., help="quickbooks | xero | salesforce | hubspot | stripe | chargebee | smtp"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
-    """Sign in to a connected system and print what arflow can see there (counts; nothing is written)."""
-    if system not in ("quickbooks", "xero", "salesforce", "hubspot", "stripe", "chargebee"):
-        raise UsageError(f"check-connection takes quickbooks, xero, salesforce, hubspot, stripe or chargebee, got {system!r}")
+    """Sign in to a connected system and print what arflow can see there (counts; nothing is written).
+    smtp: connect, sign in (password or XOAUTH2), NOOP and QUIT; no message is sent."""
+    if system not in ("quickbooks", "xero", "salesforce", "hubspot", "stripe", "chargebee", "smtp"):
+        raise UsageError("check-connection takes quickbooks, xero, salesforce, hubspot, stripe, chargebee or smtp, "
+                         f"got {system!r}")
     _quiet_env()
     from arflow.config import Settings
     from connectors.registry import open_source
 
     settings = Settings.from_env()
     with contextlib.redirect_stdout(sys.stderr):
-        if system in ("salesforce", "hubspot"):
+        if system == "smtp":
+            from arflow.blocks import smtp_config
+            from connectors.messaging import SmtpMailer
+
+            smtp = smtp_config()
+            if smtp is None:
+                raise UsageError("check-connection smtp: set ARFLOW_SMTP_HOST (or save an arflow-smtp block)")
+            found = SmtpMailer(smtp).check()  # a SendError ends it as one line naming the step
+        elif system in ("salesforce", "hubspot"):
             from connectors.registry import open_crm
 
             found = open_crm(system, as_of=dt.date.today()).check()
@@ -1015,7 +1025,8 @@ def audit_verify(file: Path = typer.Argument(..., help="an export of `arflow aud
 # The errors that end a run with one line and exit 1, by module: looked up only once something was
 # raised, so `arflow --help` and argument errors never import the heavy libraries behind them.
 _RUN_ERRORS = (("arflow.policy", "PolicyError"), ("connectors.ledger.store", "LedgerError"),
-               ("connectors.messaging", "ChannelNotConfigured"), ("connectors.sources", "SourceError"),
+               ("connectors.messaging", "ChannelNotConfigured"),
+               ("connectors.messaging", "SendError"), ("connectors.sources", "SourceError"),
                ("tasks.quality", "DataQualityError"), ("arflow.settings", "SettingsError"))
 
 

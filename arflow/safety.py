@@ -19,15 +19,21 @@ _SECRET_NAMES = (r"password|passwd|pwd|sslpassword|sslkey_password|passphrase|to
                  r"|id_token|auth_token|api_key|apikey|api-key|key|secret|client_secret|secret_key|private_key"
                  r"|session_id|sessionid|signature|sig|credential|credentials|auth")
 _PARAM = re.compile(rf"(?i)((?:^|[?&;\s,(\"'])(?:{_SECRET_NAMES})\s*=\s*)('[^']*'|\"[^\"]*\"|[^&\s;,)\"']*?(?=:?(?:[&\s;,)\"']|$)))")
+# OAuth bearer tokens (an Authorization header, XOAUTH2's "auth=Bearer <token>") and the base64
+# XOAUTH2 initial response smtplib sends ("AUTH XOAUTH2 dXNlcj1..."), which carries the token.
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]{12,}=*")
+_XOAUTH2 = re.compile(r"(?i)\b(XOAUTH2\s+)[A-Za-z0-9+/]{8,}=*")
 _SQLA_NOISE = re.compile(r"\[SQL: .*|\[parameters: .*|\(Background on this error at: [^)]*\)", re.S)
 
 
 def redact(text: object) -> str:
     """`text` with every password or credential a URL or a connection string can carry masked:
     ``postgresql://u:pw@h/db`` -> ``postgresql://u:***@h/db``; ``?password=pw&sslmode=require`` ->
-    ``?password=***&sslmode=require``; ``host=h password=pw`` -> ``host=h password=***``."""
+    ``?password=***&sslmode=require``; ``host=h password=pw`` -> ``host=h password=***``; ``Bearer eyJ...``
+    -> ``Bearer ***``; ``AUTH XOAUTH2 dXNlcj...`` -> ``AUTH XOAUTH2 ***``."""
     text = "" if text is None else str(text)
     text = _USERINFO.sub(lambda m: f"{m[1]}:{MASK}@", text)
+    text = _XOAUTH2.sub(lambda m: m[1] + MASK, _BEARER.sub(lambda m: m[1] + MASK, text))
     return _PARAM.sub(lambda m: m[1] + MASK if m[2] else m[0], text)
 
 

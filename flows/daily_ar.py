@@ -317,7 +317,8 @@ def open_channels(mode: str, source: str, settings: Settings) -> Channels:
     smtp = smtp_config()  # a saved block wins over the environment
     if smtp is None:
         raise ChannelNotConfigured(f"mode {mode!r} sends e-mail: set ARFLOW_SMTP_HOST (and ARFLOW_SMTP_PORT, "
-                                   "ARFLOW_MAIL_FROM; ARFLOW_SMTP_USER/PASSWORD/STARTTLS where the server needs them)")
+                                   "ARFLOW_MAIL_FROM; ARFLOW_SMTP_USER/PASSWORD/STARTTLS where the server needs them, "
+                                   "ARFLOW_SMTP_AUTH=xoauth2 for Microsoft 365 or Google Workspace)")
     slack_url = slack_webhook_url()
     crm = None
     if isinstance(source, str) and SourceSpec.parse(source).crm:

@@ -54,7 +54,7 @@ def test_single_currency_buckets_are_flat(tmp_path):
     (["run", "--source", "csv:/nonexistent/folder"], 2, "is not a folder"),
     (["run", "--source", "oracle"], 2, "--source must be demo, csv:DIR, quickbooks, xero, stripe or chargebee"),
     (["run", "--crm", "pipedrive"], 2, "--crm must be salesforce or hubspot"),
-    (["check-connection", "netsuite"], 2, "check-connection takes quickbooks, xero, salesforce, hubspot, stripe or chargebee"),
+    (["check-connection", "netsuite"], 2, "check-connection takes quickbooks, xero, salesforce, hubspot, stripe, chargebee or smtp"),
     (["run", "--bogus"], 2, "No such option"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, args, code, message):

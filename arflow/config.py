@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-ROOT = Path(__file__).resolve().parents[1]
-EXPECTATIONS_DIR = ROOT / "expectations"
-PROMPTS_DIR = ROOT / "prompts"
+from arflow.resources import ROOT, default_path  # noqa: F401  (ROOT: the checkout, or site-packages)
+
+# The checkout's folders, or the copies an installed wheel carries (arflow/resources.py).
+EXPECTATIONS_DIR = default_path("expectations")
+PROMPTS_DIR = default_path("prompts")
 
 
 @dataclass(frozen=True)

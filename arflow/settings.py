@@ -17,18 +17,18 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, create_model
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from arflow.resources import ROOT, default_data_dir, default_path  # noqa: F401
 from arflow.safety import redact
 
-ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "ARFLOW_"
 SECRET = SecretStr | None
 
 # (name without the prefix, type, default, description). A SecretStr is masked wherever it is shown.
 VARIABLES: tuple[tuple[str, Any, Any, str], ...] = (
     # where arflow runs
-    ("DATA_DIR", Path, ROOT / "data", "the project's data folder (demo data, the SQLite ledger, runs, reports)"),
+    ("DATA_DIR", Path, default_data_dir(), "the project's data folder (demo data, the SQLite ledger, runs, reports)"),
     ("DB_URL", str | None, None, "the ledger, a SQLAlchemy URL; default: sqlite:///<DATA_DIR>/arflow.db"),
-    ("POLICY", Path, ROOT / "policy.yaml", "the policy file"),
+    ("POLICY", Path, default_path("policy.yaml"), "the policy file"),
     ("TIMEZONE", str | None, None, "the company's timezone for 'today'; default: the policy's"),
     ("SQLITE_BUSY_TIMEOUT_MS", int, 30000, "how long a SQLite writer waits for another's lock"),
     ("REPORTS_URL", str, "", "where the reports folder is served, for the dashboard's link artifact"),

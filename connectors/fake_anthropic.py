@@ -4,13 +4,15 @@ characters a token), and models prompt caching: a ``cache_control`` prefix at le
 the model's minimum is written on first sight and read afterwards.
 
 What it answers:
-- first, anything queued with :meth:`FakeAnthropic.queue` (a recorded response from
-  ``tests/fixtures/anthropic/``, an HTTP error such as 529 overloaded, or a delay that outlasts the
-  client's timeout), in order;
+- first, anything queued with :meth:`FakeAnthropic.queue` (a response body, an HTTP error such as
+  529 overloaded, or a delay that outlasts the client's timeout), in order;
 - then, for a forced tool call, the tool input a responder for that tool returns (see RESPONDERS).
 
-Used by the tests, by benchmarks/llm_cost.py and by the simulator (`arflow simulate --model fake`:
-the model's cost per invoice per day in a simulated policy); nothing here reaches the internet.
+Run-time code, shipped in the wheel: the simulator's model stand-in (`arflow simulate --model fake`:
+the model's cost per invoice per day in a simulated policy), also used by benchmarks/llm_cost.py and
+the tests. It reads no file: the tests' recorded responses (refusals, 529s, malformed tool calls)
+stay in tests/fixtures/anthropic/ and are queued by the tests (tests/anthropic_recorded.py).
+Nothing here reaches the internet.
 """
 
 from __future__ import annotations
@@ -21,20 +23,13 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Callable
 
-FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "anthropic"
 MIN_CACHE_TOKENS = {"claude-haiku-4-5": 4096, "claude-sonnet-4-5": 1024, "claude-opus-4-5": 4096}
 
 
 def tokens(text: str) -> int:
     return max(1, len(text) // 4)
-
-
-def recorded(name: str) -> dict:
-    """A recorded response body from tests/fixtures/anthropic/NAME.json."""
-    return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
 # ---- default answers per tool: plausible, deterministic ---------------------------------------
@@ -133,8 +128,8 @@ class FakeAnthropic:
         self.server.server_close()
 
     def queue(self, kind: str, value=None, status: int = 200) -> None:
-        """kind: 'body' (a response body, e.g. recorded('refusal')), 'error' (status and recorded
-        error body), 'sleep' (seconds before answering normally)."""
+        """kind: 'body' (a response body, e.g. a recorded refusal), 'error' (status and the error's
+        body), 'sleep' (seconds before answering normally)."""
         self.script.append((kind, value, status))
 
     # ---- the API ---------------------------------------------------------------------------

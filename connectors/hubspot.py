@@ -40,7 +40,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from arflow.config import ROOT
+from arflow.resources import default_path
 from connectors.http import ConnectorError
 from connectors.sources import CUSTOMER_COLUMNS, SourceError, string_frame, tenure_months
 
@@ -57,7 +57,7 @@ class NotConfigured(SourceError):
 
 
 def field_map_path(path: str | Path | None = None) -> Path:
-    return Path(path or os.environ.get("ARFLOW_HUBSPOT_FIELD_MAP") or ROOT / "hubspot_fields.yaml")
+    return Path(path or os.environ.get("ARFLOW_HUBSPOT_FIELD_MAP") or default_path("hubspot_fields.yaml"))
 
 
 def load_field_map(path: str | Path | None = None) -> dict:

@@ -30,7 +30,7 @@ import requests
 import yaml
 from simple_salesforce.format import format_soql, quote_soql_value
 
-from arflow.config import ROOT
+from arflow.resources import default_path
 from connectors.http import ConnectorError, describe, is_transient, transient_status, with_retries
 from connectors.sources import CUSTOMER_COLUMNS, SourceError, string_frame, tenure_months
 
@@ -43,7 +43,7 @@ class NotConfigured(SourceError):
 
 
 def load_field_map(path: str | Path | None = None) -> dict:
-    path = Path(path or os.environ.get("ARFLOW_SFDC_FIELD_MAP") or ROOT / "salesforce_fields.yaml")
+    path = Path(path or os.environ.get("ARFLOW_SFDC_FIELD_MAP") or default_path("salesforce_fields.yaml"))
     try:
         fmap = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -254,5 +254,5 @@ class SalesforceCrm:
         return {"system": "salesforce", "instance": sf.sf_instance, "api_version": sf.sf_version,
                 "linked_accounts": total, "field_map": str(self.settings.get("field_map") or
                                                            os.environ.get("ARFLOW_SFDC_FIELD_MAP") or
-                                                           ROOT / "salesforce_fields.yaml")}
+                                                           default_path("salesforce_fields.yaml"))}
 

@@ -39,8 +39,9 @@ from arflow.money import format_minor
 from connectors.billing import ChargeResult
 from connectors.sources import CUSTOMER_COLUMNS, INVOICE_COLUMNS, PAYMENT_COLUMNS, string_frame
 from arflow.frames import draw
+from arflow.resources import default_path
 
-DEFAULT_BEHAVIOUR = Path(__file__).resolve().parents[1] / "simulation.yaml"
+DEFAULT_BEHAVIOUR = default_path("simulation.yaml")
 SOURCE_LAG_DAYS = 1        # the billing system shows a payment as applied the day after it arrives
 PAYMENT_WINDOW_DAYS = 7    # payments() returns the last week's payments (the checkpoint dedupes)
 PAID_KEPT_DAYS = 10        # invoices() keeps invoices paid this recently (status paid)

@@ -17,10 +17,11 @@ from plotly.offline import get_plotlyjs
 
 from arflow.money import format_amount, minor_digits
 from arflow.policy import Kpis
+from arflow.resources import TEMPLATES_DIR
 from tasks.extract import BUCKET_LABELS, BUCKETS
 from tasks.kpis import TIERS
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "arflow" / "templates"
+TEMPLATES = TEMPLATES_DIR
 CHARTS = ("dso_trend", "aging_amount", "recovery_by_tier", "days_to_pay_by_tier", "escalation_rate", "forecast")
 
 

@@ -137,9 +137,9 @@ def build(customer_id: str, *, as_of: dt.date, aged: pd.DataFrame, raw_invoices:
 def render_html(st: Statement, company: str = "Accounts Receivable") -> str:
     import jinja2
 
-    from arflow.config import ROOT
+    from arflow.resources import TEMPLATES_DIR
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROOT / "arflow" / "templates")),
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
     return env.get_template("statement.html.j2").render(s=st.as_dict(), t=LABELS[st.language], buckets=BUCKETS,
                                                         company=company, contact=st.contact_name)

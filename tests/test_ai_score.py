@@ -13,7 +13,8 @@ from arflow import demo
 from connectors.llm import Claude
 from tasks import hops
 from tasks.ai_score import SCORE_TOOL, eligible, model_score, prompt_version
-from connectors.fake_anthropic import FakeAnthropic, recorded
+from connectors.fake_anthropic import FakeAnthropic
+from tests.anthropic_recorded import recorded
 from tests.pipeline import inputs_from
 
 AS_OF = dt.date(2026, 11, 23)

@@ -51,6 +51,10 @@ def run(
     mode: str = typer.Option("dry-run", "--mode", help="dry-run (render, write .eml files, send nothing) | draft "
                              "(every message waits for approval) | send"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+    partitions: int = typer.Option(1, "--partitions", min=1, help="N > 1: enrich, score and plan N customer "
+                                   "partitions on a Dask cluster (ARFLOW_DASK_ADDRESS, else a local one; docs/scale.md)"),
+    dask_address: Optional[str] = typer.Option(None, "--dask-address", help="the Dask scheduler, tcp://host:8786 "
+                                               "(default ARFLOW_DASK_ADDRESS)"),
 ) -> None:
     """Run the daily AR flow for one day."""
     day = _parse_date(as_of, "--as-of")
@@ -61,7 +65,7 @@ def run(
     with contextlib.redirect_stdout(sys.stderr):
         from flows.daily_ar import daily_ar
 
-        summary = daily_ar(as_of=day, source=source, mode=mode)
+        summary = daily_ar(as_of=day, source=source, mode=mode, partitions=partitions, dask_address=dask_address)
     if as_json:
         sys.stdout.write(json.dumps(summary, default=str) + "\n")
     else:

@@ -33,6 +33,8 @@ VARIABLES: tuple[tuple[str, Any, Any, str], ...] = (
     ("SQLITE_BUSY_TIMEOUT_MS", int, 30000, "how long a SQLite writer waits for another's lock"),
     ("REPORTS_URL", str, "", "where the reports folder is served, for the dashboard's link artifact"),
     ("SENDING_TIMEOUT_SECONDS", int, 600, "how long a message may stay 'sending' before it is a delivery in doubt"),
+    ("DASK_ADDRESS", str | None, None, "the Dask scheduler a run with partitions > 1 runs on; none: a LocalCluster"),
+    ("DASK_WORKERS", int, 2, "the LocalCluster's worker processes (partitions > 1 without ARFLOW_DASK_ADDRESS)"),
     # outgoing mail and chat
     ("SMTP_HOST", str | None, None, "the outgoing mail server (draft and send modes need it)"),
     ("SMTP_PORT", int, 25, "its port; 465 is implicit TLS"),

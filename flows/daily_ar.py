@@ -40,7 +40,8 @@ Mode = Annotated[str, WithJsonSchema({"type": "string", "enum": list(MODES)})]
 @flow(name="daily_ar", log_prints=False, flow_run_name=day_run_name("daily-ar"), on_failure=[notify_failure],
       on_crashed=[notify_failure])
 @redacted_errors
-def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "dry-run") -> dict:
+def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "dry-run", partitions: int = 1,
+             dask_address: str | None = None) -> dict:
     """Age, reconcile, enrich, score and plan every open invoice for `as_of`, and queue today's touches.
 
     Args:
@@ -49,11 +50,17 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
             +salesforce or +hubspot for the CRM's context (quickbooks+salesforce).
         mode: dry-run renders every message and sends nothing (.eml files in the run folder); draft
             queues every message for a person's approval; send sends what the policy allows.
+        partitions: 1 runs every hop in this process; N > 1 enriches, scores and plans N customer
+            partitions as Prefect task runs on a Dask cluster (docs/scale.md), then goes on here.
+        dask_address: the Dask scheduler for partitions > 1 (default ARFLOW_DASK_ADDRESS; neither: a
+            LocalCluster of ARFLOW_DASK_WORKERS processes for the run).
     """
     settings = Settings.from_env()
     policy = load_policy(settings.policy_path)
     as_of = as_of or today_in(settings.timezone or policy.timezone)
     require_mode(mode)
+    if partitions < 1:
+        raise ValueError(f"partitions must be 1 or more, not {partitions}")
     skipped = scheduled_skip(as_of, policy.company_country)
     if skipped:
         return skip_day("daily-ar", as_of, skipped)
@@ -68,11 +75,21 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
         t.check_invoice_volume(inputs, ledger, as_of, policy, source)  # a truncated export is loud
         extracted, customers = t.extract_aging(inputs, as_of, policy)
         reconciliation, rec_hop = t.reconcile_aging(extracted.frame, inputs, policy)
-        enriched = t.enrich_context(extracted.frame, customers, inputs, as_of, policy)
-        scored = t.score_invoices(enriched.frame, policy, ledger, llm, as_of, mode, run_id)
-        cohort = pilot.cohort(scored.frame, policy, mode)  # the pilot's customers; None: everyone (or a dry run)
-        planned, actions = t.plan_actions(scored.frame, as_of, policy, set(reconciliation.mismatched_customers),
-                                          ledger, mode, cohort)
+        if partitions > 1:  # by customer partition on a Dask cluster (flows/partitioned.py)
+            if llm is not None:
+                raise ValueError("partitions > 1 scores with the rules: the model's scoring runs in one process "
+                                 "(unset ANTHROPIC_API_KEY, or run with partitions=1)")
+            from flows.partitioned import plan_by_partition
+
+            enriched, scored, planned, actions, cohort = plan_by_partition(
+                extracted.frame, customers, inputs, as_of, policy, set(reconciliation.mismatched_customers), ledger,
+                mode, partitions, dask_address)
+        else:
+            enriched = t.enrich_context(extracted.frame, customers, inputs, as_of, policy)
+            scored = t.score_invoices(enriched.frame, policy, ledger, llm, as_of, mode, run_id)
+            cohort = pilot.cohort(scored.frame, policy, mode)  # the pilot's customers; None: everyone (or a dry run)
+            planned, actions = t.plan_actions(scored.frame, as_of, policy, set(reconciliation.mismatched_customers),
+                                              ledger, mode, cohort)
         run_dir = settings.data_dir / "runs" / as_of.isoformat() / run_id  # dry-run: the .eml files
         if policy.statements.with_reminder:  # the month's first reminder carries the statement of account
             actions = t.attach_statements(actions, extracted.frame, customers, inputs, ledger, as_of, policy, mode,

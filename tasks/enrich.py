@@ -41,7 +41,9 @@ def history_features(history: pd.DataFrame, as_of: dt.date, policy: Policy) -> p
 
 
 def enrich(invoices: pd.DataFrame, customers: pd.DataFrame, stops: dict[str, pd.DataFrame],
-           history: pd.DataFrame, as_of: dt.date, policy: Policy) -> pd.DataFrame:
+           history: pd.DataFrame, as_of: dt.date, policy: Policy, late_model="fit") -> pd.DataFrame:
+    """`late_model`: "fit" trains the learned late-payment model on `history` here; otherwise the
+    model fitted already on the whole history (or None: no model), as a partition of a run gets it."""
     today = pd.Timestamp(as_of)
     cust = customers.set_index("customer_id")
     optional = [c for c in OPTIONAL_CUSTOMER_FIELDS if c in cust.columns]
@@ -69,10 +71,15 @@ def enrich(invoices: pd.DataFrame, customers: pd.DataFrame, stops: dict[str, pd.
         & (out["paid_count"] >= policy.first_time_late.min_on_time_payments) & ~out["chronic_late"]
 
     # The learned late-payment model (tasks.late_model), where the history is enough to train it.
-    from tasks import late_model
+    from tasks import late_model as late
 
-    pred = late_model.predict_open(out[["customer_id", "issue_date", "due_date", "amount_minor"]], history, as_of) \
-        if history is not None and len(history) and len(out) else None
+    rows = out[["customer_id", "issue_date", "due_date", "amount_minor"]]
+    if history is None or not len(history) or not len(out):
+        pred = None
+    elif isinstance(late_model, str) and late_model == "fit":
+        pred = late.predict_open(rows, history, as_of)
+    else:
+        pred = late.predict_with(late_model, rows, history)
     out["p_late"] = pred["p_late"].astype("float64") if pred is not None else np.nan
     out["expected_days_late"] = pred["expected_days_late"].astype("float64") if pred is not None else np.nan
 

@@ -181,7 +181,14 @@ def reconcile_aging(aged: pd.DataFrame, inputs: Inputs, policy: Policy) -> tuple
 
 def enrich_context(aged: pd.DataFrame, customers: pd.DataFrame, inputs: Inputs, as_of: dt.date,
                    policy: Policy) -> HopResult:
-    enriched = enrich_mod.enrich(aged, customers, inputs.stops, inputs.history, as_of, policy)
+    return enrich_frame(aged, customers, inputs.stops, inputs.history, as_of, policy)
+
+
+def enrich_frame(aged: pd.DataFrame, customers: pd.DataFrame, stops: dict[str, pd.DataFrame],
+                 history: pd.DataFrame | None, as_of: dt.date, policy: Policy, late_model="fit") -> HopResult:
+    """enrich_context from the frames themselves (a partition of the run: tasks/partitions.py, with
+    the late-payment model fitted already on the whole history)."""
+    enriched = enrich_mod.enrich(aged, customers, stops, history, as_of, policy, late_model=late_model)
     good, q, check = _checked(enriched, "enrich_context", policy, reason_prefix="enrich_context:")
     return HopResult(good, q, [check])
 

@@ -138,7 +138,12 @@ def _fit(history: pd.DataFrame, late_days: int) -> LateModel | None:
 def predict_open(invoices: pd.DataFrame, history: pd.DataFrame, as_of: dt.date) -> pd.DataFrame | None:
     """For open invoices (customer_id, issue_date, due_date, and amount_minor or
     effective_balance_minor): p_late and expected_days_late, or None without a model."""
-    model = fit(history)
+    return predict_with(fit(history), invoices, history)
+
+
+def predict_with(model: LateModel | None, invoices: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame | None:
+    """predict_open with a model fitted already (a partitioned run fits once, in the flow's
+    process, and each partition predicts its customers' invoices from their own history)."""
     if model is None:
         return None
     rows = invoices.copy()

@@ -307,27 +307,34 @@ def _remind_first(actions: pd.DataFrame, work: pd.DataFrame, touches: pd.DataFra
         recent = set(inv_of[went & (when > pd.Timestamp(as_of) - pd.Timedelta(days=window))])
     emailed_today = set(actions.loc[actions["channel"] == "email", "invoice_id"])
     steps = {s.name: s for s in policy.steps}
-    drop, add, why = [], [], {}
-    for i in np.flatnonzero(hard.to_numpy()):
-        a = actions.iloc[i]
-        inv = a["invoice_id"]
+    drop, why = [], {}
+    first: dict[str, list] = {}  # the e-mail step that goes first -> [(order, row, lane)]
+    invoices, rows, names, lanes = (actions[c].to_numpy() for c in ("invoice_id", "row", "step", "lane"))
+    segment = work["segment"]
+    for n, i in enumerate(np.flatnonzero(hard.to_numpy())):
+        inv, row = invoices[i], rows[i]
         if inv in delivered and inv not in recent:
             continue
         drop.append(i)
-        why[a["row"]] = "min_gap" if inv in recent else \
+        why[row] = "min_gap" if inv in recent else \
             "previous_step_not_delivered" if inv in ever else "reminder_first"
         if inv in ever or inv in emailed_today:
             continue  # a reminder is on its way (or goes today): the decision follows once it was delivered
-        seg = work.at[a["row"], "segment"]
+        seg = segment.at[row]
         last = [s for s in policy.steps if s.channel == "email" and seg in s.segments and not s.approval
-                and s.sort_day <= steps[a["step"]].sort_day and s.business_days_before_due is None]
+                and s.sort_day <= steps[names[i]].sort_day and s.business_days_before_due is None]
         if not last:
             continue
         # The last e-mail the cadence has by then; _step_down makes it the one that may go first.
-        e = _actions_for(work.loc[[a["row"]]], max(last, key=lambda s: s.sort_day), policy)
-        e["lane"] = a["lane"]
-        add.append(e)
+        first.setdefault(max(last, key=lambda s: s.sort_day).name, []).append((n, row, lanes[i]))
         emailed_today.add(inv)
+    add = []
+    for name, picked in first.items():  # one frame per step (a frame per invoice was most of the hop's time)
+        order, picked_rows, picked_lanes = zip(*picked)
+        e = _actions_for(work.loc[list(picked_rows)], steps[name], policy)
+        add.append(e.assign(lane=list(picked_lanes), _order=list(order)))
+    if add:  # in the order of the decisions they go first for, as one at a time gave them
+        add = [pd.concat(add, ignore_index=True).sort_values("_order", kind="stable").drop(columns="_order")]
     kept = actions.drop(index=drop)
     out = pd.concat([kept] + add, ignore_index=True) if add else kept.reset_index(drop=True)
     return out, pd.Series(why, dtype=object)

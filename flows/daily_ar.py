@@ -81,10 +81,11 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
                                  "(unset ANTHROPIC_API_KEY, or run with partitions=1)")
             from flows.partitioned import plan_by_partition
 
-            enriched, scored, planned, actions, cohort = plan_by_partition(
+            enriched, scored, planned, actions, cohort, partitioned = plan_by_partition(
                 extracted.frame, customers, inputs, as_of, policy, set(reconciliation.mismatched_customers), ledger,
                 mode, partitions, dask_address)
         else:
+            partitioned = None
             enriched = t.enrich_context(extracted.frame, customers, inputs, as_of, policy)
             scored = t.score_invoices(enriched.frame, policy, ledger, llm, as_of, mode, run_id)
             cohort = pilot.cohort(scored.frame, policy, mode)  # the pilot's customers; None: everyone (or a dry run)
@@ -116,6 +117,8 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
                                  reconciliation, lanes, inputs.notes, run_dir,
                                  pilot.summary(actions, cohort, policy.pilot.enabled and mode != "dry-run"))
         summary["owners"] = owners
+        if partitioned is not None:  # partitions > 1: how the hops were cut and how long they took on Dask
+            summary["partitioned"] = partitioned
         if mode == "send" and channels.crm is not None:  # the day's summary in the CRM, where configured
             summary["crm_summary_post"] = post_crm_summary(channels.crm, summary)
         summary["scoring"] = scored.llm or {"scorer": "rules"}

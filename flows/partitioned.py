@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -47,8 +48,10 @@ def task_runner(address: str | None = None, workers: int | None = None):
 
 def plan_by_partition(aged, customers, inputs: hops.Inputs, as_of: dt.date, policy: Policy, mismatched: set[str],
                       ledger: Ledger, mode: str, n: int, address: str | None = None):
-    """(enriched, scored, planned, actions, cohort) as hops.enrich_context, hops.score, pilot.cohort
-    and hops.plan_actions give them in one process, computed by `n` customer partitions on Dask."""
+    """(enriched, scored, planned, actions, cohort, info) where the first five are what
+    hops.enrich_context, hops.score, pilot.cohort and hops.plan_actions give in one process, computed
+    by `n` customer partitions on Dask; info: the partitions' rows, the workers, the seconds from the
+    split to the merge and the workers' peak memory (the run's summary, `partitioned`)."""
     from tasks import late_model
     from tasks.touches import namespace
 
@@ -57,6 +60,7 @@ def plan_by_partition(aged, customers, inputs: hops.Inputs, as_of: dt.date, poli
     installments = ledger.plan_schedule(as_of)
     history = inputs.history
     model = late_model.fit(history) if history is not None and len(history) and len(aged) else None
+    started = time.perf_counter()
     parts = partitions.split(aged, customers, history, touches, dry, installments, n)
     with task_runner(address) as runner:
         # Each partition's frames sent to the cluster once, ahead of its task (a list: a scattered
@@ -68,4 +72,22 @@ def plan_by_partition(aged, customers, inputs: hops.Inputs, as_of: dt.date, poli
             "part": part, "stops": stops, "as_of": as_of, "policy": shared_policy, "mismatched": mismatched,
             "mode": mode, "late_model": shared_model}) for part in sent]
         results = [f.result() for f in futures]
-    return partitions.merge(results, aged, policy)
+        info = {"partitions": n, "rows": [len(p["aged"]) for p in parts], "workers": len(client.scheduler_info()["workers"]),
+                "scheduler": address or os.environ.get("ARFLOW_DASK_ADDRESS") or "LocalCluster",
+                "worker_peak_rss_mb": _worker_peak_rss(client)}
+    merged = partitions.merge(results, aged, policy)
+    info["seconds"] = round(time.perf_counter() - started, 2)
+    return (*merged, info)
+
+
+def _worker_peak_rss(client) -> float | None:
+    """The largest peak resident memory of the cluster's workers (MB), where they report it."""
+    def peak():
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    try:
+        return round(max(client.run(peak).values()), 1)
+    except Exception:  # noqa: BLE001 - a cluster that refuses client.run: not reported
+        return None

@@ -66,3 +66,19 @@ def test_four_partitions_on_two_dask_workers_decide_what_one_process_does(data_d
 def test_partitions_must_be_one_or_more(data_dir):
     with pytest.raises(ValueError, match="partitions"):
         daily_ar(as_of=DAYS[0], source="demo", partitions=0)
+
+
+@pytest.mark.postgres
+def test_partitioned_run_on_postgresql_matches_one_process_on_sqlite(data_dir, pg_url, monkeypatch):
+    """The ledger a multi-machine deployment uses: the partitioned run on PostgreSQL, one process on SQLite."""
+    day = DAYS[0]
+    one = daily_ar(as_of=day, source="demo")
+    monkeypatch.setenv("ARFLOW_DB_URL", pg_url)
+    four = daily_ar(as_of=day, source="demo", partitions=4)
+    for key in SAME:
+        assert four[key] == one[key], key
+    one_url = f"sqlite:///{data_dir / 'ledger.db'}"
+    pd.testing.assert_frame_equal(_outcomes(Ledger(pg_url), four["run_id"]), _outcomes(Ledger(one_url), one["run_id"]))
+    pd.testing.assert_frame_equal(_outbox(Ledger(pg_url)), _outbox(Ledger(one_url)))
+    cut = four["partitioned"]
+    assert cut["partitions"] == 4 and len(cut["rows"]) == 4 and cut["workers"] == 2 and "partitioned" not in one

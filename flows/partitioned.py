@@ -60,23 +60,31 @@ def plan_by_partition(aged, customers, inputs: hops.Inputs, as_of: dt.date, poli
     installments = ledger.plan_schedule(as_of)
     history = inputs.history
     model = late_model.fit(history) if history is not None and len(history) and len(aged) else None
-    started = time.perf_counter()
+    clock = _Clock()
     parts = partitions.split(aged, customers, history, touches, dry, installments, n)
+    clock.lap("split")
     with task_runner(address) as runner:
+        clock.lap("cluster_start")
         # Each partition's frames sent to the cluster once, ahead of its task (a list: a scattered
         # dict would name the data by its keys, the same in every partition).
         client = runner.client
         stops, shared_policy, shared_model = client.scatter([inputs.stops, policy, model], broadcast=True)
         sent = client.scatter(parts)
+        clock.lap("send")
         futures = [runner.submit(plan_partition, parameters={
             "part": part, "stops": stops, "as_of": as_of, "policy": shared_policy, "mismatched": mismatched,
             "mode": mode, "late_model": shared_model}) for part in sent]
         results = [f.result() for f in futures]
+        clock.lap("tasks")
         info = {"partitions": n, "rows": [len(p["aged"]) for p in parts], "workers": len(client.scheduler_info()["workers"]),
                 "scheduler": address or os.environ.get("ARFLOW_DASK_ADDRESS") or "LocalCluster",
                 "worker_peak_rss_mb": _worker_peak_rss(client)}
+        clock.lap("tasks")
+    clock.lap("cluster_stop")
     merged = partitions.merge(results, aged, policy)
-    info["seconds"] = round(time.perf_counter() - started, 2)
+    clock.lap("merge")
+    info["seconds"] = clock.total()
+    info["seconds_by_step"] = clock.laps
     return (*merged, info)
 
 
@@ -91,3 +99,19 @@ def _worker_peak_rss(client) -> float | None:
         return round(max(client.run(peak).values()), 1)
     except Exception:  # noqa: BLE001 - a cluster that refuses client.run: not reported
         return None
+
+
+class _Clock:
+    """Wall seconds of each step of a partitioned run (the summary's partitioned.seconds_by_step)."""
+
+    def __init__(self):
+        self.started = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(self.laps.get(name, 0.0) + now - self.last, 2)
+        self.last = now
+
+    def total(self) -> float:
+        return round(self.last - self.started, 2)

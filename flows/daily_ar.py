@@ -3,6 +3,7 @@ lanes and the report (DESIGN.md, Data flow). The body reads top to bottom like t
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
 from typing import Annotated
@@ -69,6 +70,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
     llm = open_model(policy, ledger, mode, run_id, as_of)  # send mode with a model needs a passing backtest
     channels = open_channels(mode, source, settings)
     ledger.start_run(run_id, "daily_ar", as_of, source, mode, policy.version)
+    cluster = contextlib.ExitStack()  # partitions > 1: the run's Dask cluster, stopped before the lanes write
     try:
         in_doubt = ledger.in_doubt(sending_timeout(), as_of, run_id) if mode != "dry-run" else 0
         inputs = t.fetch_inputs(source, ledger, as_of, settings.data_dir)
@@ -79,11 +81,12 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
             if llm is not None:
                 raise ValueError("partitions > 1 scores with the rules: the model's scoring runs in one process "
                                  "(unset ANTHROPIC_API_KEY, or run with partitions=1)")
-            from flows.partitioned import plan_by_partition
+            from flows.partitioned import Partitioned
 
-            enriched, scored, planned, actions, cohort, partitioned = plan_by_partition(
+            partitioned = cluster.enter_context(Partitioned(partitions, dask_address))
+            enriched, scored, planned, actions, cohort = partitioned.plan(
                 extracted.frame, customers, inputs, as_of, policy, set(reconciliation.mismatched_customers), ledger,
-                mode, partitions, dask_address)
+                mode)
         else:
             partitioned = None
             enriched = t.enrich_context(extracted.frame, customers, inputs, as_of, policy)
@@ -100,6 +103,9 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
         delivery = delivery_context(ledger, channels, policy, run_id, as_of, mode, source, settings)
         delivery.llm = llm
         delivery.cohort = cohort
+        if partitioned is not None:  # each lane's messages rendered and checked by partition, then written here
+            delivery.rendered = partitioned.render(actions, planned.frame, cohort, mode, run_id, as_of, policy)
+            cluster.close()
         try:
             lanes = [lane(actions, planned.frame, ledger, mode, run_id, as_of, run_dir, delivery) for lane in LANE_FLOWS]
             owners = t.follow_up_owners(delivery)
@@ -118,7 +124,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
                                  pilot.summary(actions, cohort, policy.pilot.enabled and mode != "dry-run"))
         summary["owners"] = owners
         if partitioned is not None:  # partitions > 1: how the hops were cut and how long they took on Dask
-            summary["partitioned"] = partitioned
+            summary["partitioned"] = partitioned.info
         if mode == "send" and channels.crm is not None:  # the day's summary in the CRM, where configured
             summary["crm_summary_post"] = post_crm_summary(channels.crm, summary)
         summary["scoring"] = scored.llm or {"scorer": "rules"}
@@ -138,6 +144,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
         else:
             summary["decision_reviews_started"] = summary["decision_reviews_closed"] = 0
     except BaseException as exc:
+        cluster.close()
         ledger.finish_run(run_id, "failed", {"error": error_line(f"{exc.__class__.__name__}: {exc}")})
         raise
     ledger.finish_run(run_id, "completed", summary)

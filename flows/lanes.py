@@ -24,12 +24,14 @@ def _lane(lane: str, actions: pd.DataFrame, invoices: pd.DataFrame, ledger: Ledg
     cohort = getattr(delivery, "cohort", None)  # the pilot (tasks/pilot.py): the others stay in dry run
     outside = mine[~mine["customer_id"].astype(str).isin(cohort)] if cohort is not None else mine.iloc[0:0]
     mine = mine.drop(outside.index)
+    rendered = getattr(delivery, "rendered", None)  # a partitioned run's messages, rendered on Dask
     for part, how in ((mine, mode), (outside, "dry-run")):
         if part.empty:
             continue
         done = queue_touches(part, invoices, ledger, how, run_id, as_of, run_dir,
                              delivery.policy if delivery else None, delivery.llm if delivery else None,
-                             delivery.channels.mail_from if delivery else None)
+                             delivery.channels.mail_from if delivery else None,
+                             rows=rendered[(lane, how)] if rendered is not None else None)
         for k, v in done.items():
             queued[k] = {**queued.get(k, {}), **v} if isinstance(v, dict) else queued.get(k, 0) + v
     sent = deliver_touches(delivery, lane) if delivery is not None else {}

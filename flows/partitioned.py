@@ -1,14 +1,15 @@
-"""Past one machine (docs/scale.md): daily_ar's enrich, score and plan hops by customer partition,
-each partition a Prefect task run on a Dask cluster through prefect-dask's DaskTaskRunner: the
-scheduler at `address` (ARFLOW_DASK_ADDRESS), or a LocalCluster of ARFLOW_DASK_WORKERS worker
-processes started for the run and stopped after it.
+"""Past one machine (docs/scale.md): daily_ar's enrich, score and plan hops, and the rendering and
+guardrail check of each lane's messages, by customer partition, each partition a Prefect task run
+on a Dask cluster through prefect-dask's DaskTaskRunner: the scheduler at `address`
+(ARFLOW_DASK_ADDRESS), or a LocalCluster of ARFLOW_DASK_WORKERS worker processes started for the
+run and stopped before the lanes write.
 
 Everything the partitions need from the ledger is read here, in the flow's process, before they
 start (the touch history, the stop records, the payment history, the plan schedule), and the
 late-payment model is fitted here on the whole history: a worker never opens the ledger, so
-nothing crosses to it but frames, the policy and the model. The partitions' results come back to
-the flow's process, which merges them (tasks/partitions.py) and goes on as in one process:
-attachments, the lanes' outbox writes and sends, the report.
+nothing crosses to it but frames, the policy, the model and the run's invoice directory (for the
+guardrails). The partitions' results come back to the flow's process, which merges them
+(tasks/partitions.py) and goes on as in one process: the outbox writes, the sends, the report.
 """
 
 from __future__ import annotations
@@ -46,46 +47,90 @@ def task_runner(address: str | None = None, workers: int | None = None):
                                           "dashboard_address": None})
 
 
-def plan_by_partition(aged, customers, inputs: hops.Inputs, as_of: dt.date, policy: Policy, mismatched: set[str],
-                      ledger: Ledger, mode: str, n: int, address: str | None = None):
-    """(enriched, scored, planned, actions, cohort, info) where the first five are what
-    hops.enrich_context, hops.score, pilot.cohort and hops.plan_actions give in one process, computed
-    by `n` customer partitions on Dask; info: the partitions' rows, the workers, the seconds from the
-    split to the merge and the workers' peak memory (the run's summary, `partitioned`)."""
-    from tasks import late_model
-    from tasks.touches import namespace
+@task(name="render_partition", cache_policy=NO_CACHE)
+def render_partition(part: dict, directory, cohort: set[str] | None, mode: str, run_id: str, as_of: dt.date,
+                     policy: Policy) -> dict:
+    """Render and check one customer partition's messages, lane by lane (on a Dask worker)."""
+    return partitions.render_partition(part, directory=directory, cohort=cohort, mode=mode, run_id=run_id,
+                                       as_of=as_of, policy=policy)
 
-    touches = ledger.touch_history(namespace(mode))
-    dry = ledger.touch_history("dry-run") if policy.pilot.enabled and mode != "dry-run" else None
-    installments = ledger.plan_schedule(as_of)
-    history = inputs.history
-    model = late_model.fit(history) if history is not None and len(history) and len(aged) else None
-    clock = _Clock()
-    parts = partitions.split(aged, customers, history, touches, dry, installments, n)
-    clock.lap("split")
-    with task_runner(address) as runner:
-        clock.lap("cluster_start")
-        # Each partition's frames sent to the cluster once, ahead of its task (a list: a scattered
-        # dict would name the data by its keys, the same in every partition).
-        client = runner.client
-        stops, shared_policy, shared_model = client.scatter([inputs.stops, policy, model], broadcast=True)
+
+class Partitioned:
+    """One Dask cluster for a run's partitioned hops (a context manager): plan() before the
+    attachments, render() after them, then the cluster is stopped and the lanes write and send in
+    the flow's process. `info`: the run summary's `partitioned`."""
+
+    def __init__(self, n: int, address: str | None = None):
+        self.n, self.address = n, address or os.environ.get("ARFLOW_DASK_ADDRESS") or None
+        self.clock = _Clock()
+        self.info: dict = {"partitions": n, "scheduler": self.address or "LocalCluster"}
+        self.runner = None
+
+    def __enter__(self):
+        self.runner = task_runner(self.address).__enter__()
+        self.clock.lap("cluster_start")
+        self.info["workers"] = len(self.runner.client.scheduler_info()["workers"])
+        return self
+
+    def __exit__(self, *exc):
+        if self.runner is None:
+            return None
+        self.info["worker_peak_rss_mb"] = _worker_peak_rss(self.runner.client)
+        runner, self.runner = self.runner, None
+        runner.__exit__(*exc)
+        self.clock.lap("cluster_stop")
+        self.info["seconds"] = self.clock.total()
+        self.info["seconds_by_step"] = self.clock.laps
+        return None
+
+    def _run(self, fn, parts: list[dict], shared: dict, **fixed) -> list:
+        """`fn` over every partition on the cluster: the partitions' frames and the shared objects
+        sent once ahead of the tasks (as lists: a scattered dict names the data by its keys)."""
+        client = self.runner.client
+        names = list(shared)
+        sent_shared = dict(zip(names, client.scatter([shared[k] for k in names], broadcast=True)))
         sent = client.scatter(parts)
-        clock.lap("send")
-        futures = [runner.submit(plan_partition, parameters={
-            "part": part, "stops": stops, "as_of": as_of, "policy": shared_policy, "mismatched": mismatched,
-            "mode": mode, "late_model": shared_model}) for part in sent]
+        self.clock.lap("send")
+        futures = [self.runner.submit(fn, parameters={"part": part, **sent_shared, **fixed}) for part in sent]
         results = [f.result() for f in futures]
-        clock.lap("tasks")
-        info = {"partitions": n, "rows": [len(p["aged"]) for p in parts], "workers": len(client.scheduler_info()["workers"]),
-                "scheduler": address or os.environ.get("ARFLOW_DASK_ADDRESS") or "LocalCluster",
-                "worker_peak_rss_mb": _worker_peak_rss(client)}
-        clock.lap("tasks")
-    clock.lap("cluster_stop")
-    merged = partitions.merge(results, aged, policy)
-    clock.lap("merge")
-    info["seconds"] = clock.total()
-    info["seconds_by_step"] = clock.laps
-    return (*merged, info)
+        self.clock.lap("tasks")
+        return results
+
+    def plan(self, aged, customers, inputs: hops.Inputs, as_of: dt.date, policy: Policy, mismatched: set[str],
+             ledger: Ledger, mode: str):
+        """(enriched, scored, planned, actions, cohort): what hops.enrich_context, hops.score,
+        pilot.cohort and hops.plan_actions give in one process, computed by customer partition."""
+        from tasks import late_model
+        from tasks.touches import namespace
+
+        touches = ledger.touch_history(namespace(mode))
+        dry = ledger.touch_history("dry-run") if policy.pilot.enabled and mode != "dry-run" else None
+        installments = ledger.plan_schedule(as_of)
+        history = inputs.history
+        model = late_model.fit(history) if history is not None and len(history) and len(aged) else None
+        self.clock.lap("ledger_and_model")
+        parts = partitions.split(aged, customers, history, touches, dry, installments, self.n)
+        self.info["rows"] = [len(p["aged"]) for p in parts]
+        self.clock.lap("split")
+        results = self._run(plan_partition, parts, {"stops": inputs.stops, "policy": policy, "late_model": model},
+                            as_of=as_of, mismatched=mismatched, mode=mode)
+        merged = partitions.merge(results, aged, policy)
+        self.clock.lap("merge")
+        return merged
+
+    def render(self, actions, invoices, cohort: set[str] | None, mode: str, run_id: str, as_of: dt.date,
+               policy: Policy) -> dict:
+        """(lane, mode) -> outbox rows, as each lane's queue_touches renders them in one process."""
+        from tasks.touches import message_directory
+
+        directory = message_directory(invoices)
+        parts = partitions.split_actions(actions, invoices, self.n)
+        self.clock.lap("split")
+        results = self._run(render_partition, parts, {"directory": directory, "policy": policy}, cohort=cohort,
+                            mode=mode, run_id=run_id, as_of=as_of)
+        rendered = partitions.merge_rendered(results)
+        self.clock.lap("merge")
+        return rendered
 
 
 def _worker_peak_rss(client) -> float | None:

@@ -200,22 +200,25 @@ def attach_invoice_pdfs(actions, invoices, inputs: hops.Inputs, policy: Policy, 
 
 @task(name="queue_touches", cache_policy=NO_CACHE, **RETRY)
 def queue_touches(actions, invoices, ledger: Ledger, mode: str, run_id: str, as_of: dt.date,
-                  run_dir=None, policy: Policy | None = None, llm=None, mail_from: str | None = None) -> dict:
+                  run_dir=None, policy: Policy | None = None, llm=None, mail_from: str | None = None,
+                  rows=None) -> dict:
     """Render today's touches (one message per customer), check them, and write them to the
-    outbox; each message that waits for a person opens a decision in the same transaction."""
+    outbox; each message that waits for a person opens a decision in the same transaction.
+    `rows`: the touches rendered and checked already (a partitioned run renders on Dask)."""
     import os
 
     from tasks.decisions import decision_rows
     from tasks.touches import namespace, write_eml
 
     personalize = None
-    if llm is not None and policy is not None and policy.llm.personalize:
+    if rows is None and llm is not None and policy is not None and policy.llm.personalize:
         from tasks.personalize import Personalizer
 
         personalize = Personalizer.for_run(llm, ledger.touch_history(namespace(mode)), as_of)
         since = len(llm.calls)
-    rows = outbox_rows(actions, invoices, mode=mode, run_id=run_id, as_of=as_of, policy=policy,
-                       personalize=personalize)
+    if rows is None:
+        rows = outbox_rows(actions, invoices, mode=mode, run_id=run_id, as_of=as_of, policy=policy,
+                           personalize=personalize)
     if personalize is not None:
         ledger.record_llm(llm.calls[since:], [])
     # A message for a person: one waiting for approval, or one the guardrails blocked (never unseen).

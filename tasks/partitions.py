@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from arflow.policy import Policy
-from tasks import hops, pilot
+from tasks import hops, pilot, touches as touches_mod
 from tasks.quality import CheckResult, enforce_threshold
 
 
@@ -125,3 +125,47 @@ def merge(results: list[dict], aged: pd.DataFrame, policy: Policy):
     cohorts = [r["cohort"] for r in results if r["cohort"] is not None]
     cohort = set().union(*cohorts) if cohorts else None
     return enriched, scored, planned, actions, cohort
+
+
+# ---- the lanes' messages, rendered by partition ----------------------------------------------------
+LANES = ("current", "early", "late", "critical")  # flows/lanes.py, in its order
+
+
+def lane_batches(actions: pd.DataFrame, cohort: set[str] | None, mode: str) -> list[tuple[str, str, pd.DataFrame]]:
+    """(lane, mode, actions) as flows/lanes.py hands them to queue_touches: each lane's actions,
+    the pilot's customers in the run's mode and everyone else's in dry-run."""
+    out = []
+    for lane in LANES:
+        mine = actions[actions["lane"] == lane]
+        outside = mine[~mine["customer_id"].astype(str).isin(cohort)] if cohort is not None else mine.iloc[0:0]
+        mine = mine.drop(outside.index)
+        for part, how in ((mine, mode), (outside, "dry-run")):
+            if not part.empty:
+                out.append((lane, how, part))
+    return out
+
+
+def split_actions(actions: pd.DataFrame, invoices: pd.DataFrame, n: int) -> list[dict]:
+    """Today's touches and the planned invoices cut by customer as split() cuts the run."""
+    a, i = partition_of(actions["customer_id"], n), partition_of(invoices["customer_id"], n)
+    return [{"index": k, "actions": actions[a == k], "invoices": invoices[i == k]} for k in range(n)]
+
+
+def render_partition(part: dict, *, directory, cohort: set[str] | None, mode: str, run_id: str, as_of: dt.date,
+                     policy: Policy) -> dict:
+    """The outbox rows of one partition's touches, lane by lane, as queue_touches renders them
+    (the guardrails check each message against the whole run's `directory`)."""
+    rendered = {(lane, how): touches_mod.outbox_rows(batch, part["invoices"], mode=how, run_id=run_id, as_of=as_of,
+                                                      policy=policy, directory=directory)
+                for lane, how, batch in lane_batches(part["actions"], cohort, mode)}
+    return {"index": part["index"], "rendered": rendered}
+
+
+def merge_rendered(results: list[dict]) -> dict[tuple[str, str], pd.DataFrame]:
+    """(lane, mode) -> the outbox rows of every partition, partition by partition."""
+    out: dict[tuple[str, str], list[pd.DataFrame]] = {}
+    for r in sorted(results, key=lambda r: r["index"]):
+        for key, rows in r["rendered"].items():
+            if not rows.empty:
+                out.setdefault(key, []).append(rows)
+    return {k: pd.concat(v, ignore_index=True) if len(v) > 1 else v[0] for k, v in out.items()}

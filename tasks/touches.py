@@ -329,8 +329,16 @@ def company_lines(company: dict | None) -> tuple[str, ...]:
     return (company.get("name") or "", *(company.get("signature") or ()), *(company.get("remittance") or {}).values())
 
 
+def message_directory(invoices: pd.DataFrame) -> Directory:
+    """Every invoice number and customer name of the run, for the guardrails (a partition of the
+    run renders its customers' messages against the whole run's directory: tasks/partitions.py)."""
+    return Directory.build(invoices["invoice_number"], invoices["customer_id"], invoices["customer_name"],
+                           invoices["customer_id"])
+
+
 def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run_id: str, as_of: dt.date,
-                policy=None, sender_name: str = "Accounts Receivable", personalize=None) -> pd.DataFrame:
+                policy=None, sender_name: str = "Accounts Receivable", personalize=None,
+                directory: Directory | None = None) -> pd.DataFrame:
     """actions (from tasks.plan) + the invoices' context -> rows for the ledger's outbox.
 
     One customer, one message: a customer's e-mail touches of the day share a message key and one
@@ -341,13 +349,13 @@ def outbox_rows(actions: pd.DataFrame, invoices: pd.DataFrame, *, mode: str, run
     `blocked` with the reasons, whatever the mode; outside a dry run it opens a decision
     (tasks.decisions, kind guardrail_blocked), so a person sees it and the later steps it holds. `personalize` (tasks.personalize.Personalizer):
     the model may rewrite each customer e-mail; its draft is checked before it replaces the text,
-    and the guardrails then check whatever text is queued."""
+    and the guardrails then check whatever text is queued. `directory`: the run's (message_directory),
+    where `invoices` is a part of it."""
     if actions.empty:
         return pd.DataFrame()
     a = actions.reset_index(drop=True)
     ctx_rows = invoices.reindex(columns=CONTEXT_COLUMNS).loc[a["row"]].reset_index(drop=True).astype(object)
-    directory = Directory.build(invoices["invoice_number"], invoices["customer_id"],
-                                invoices["customer_name"], invoices["customer_id"])
+    directory = message_directory(invoices) if directory is None else directory
     contexts = [invoice_context(c, act) for act, c in zip(a.astype(object).itertuples(index=False),
                                                           ctx_rows.itertuples(index=False))]
     company = policy.company.as_context() if policy is not None else None

@@ -13,6 +13,8 @@ from connectors.ledger import models as m
 from connectors.ledger.store import Ledger
 from flows.daily_ar import daily_ar
 from tasks.partitions import partition_of
+from tests.flows.test_pilot import _pilot_policy
+from tests.flows.test_sending import smtp  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.flow
 
@@ -31,8 +33,8 @@ def _outcomes(ledger: Ledger, run_id: str) -> pd.DataFrame:
 
 def _outbox(ledger: Ledger) -> pd.DataFrame:
     f = ledger.frame(m.Outbox)
-    cols = [c for c in ("idempotency_key", "message_key", "invoice_id", "customer_id", "step", "channel", "lane",
-                        "status", "as_of", "recipients", "subject", "body") if c in f.columns]
+    cols = [c for c in ("idempotency_key", "mode", "message_key", "invoice_id", "customer_id", "step", "channel",
+                        "lane", "status", "closed_reason", "as_of", "recipients", "subject", "body") if c in f.columns]
     return f[cols].astype(str).sort_values("idempotency_key").reset_index(drop=True)
 
 
@@ -82,3 +84,28 @@ def test_partitioned_run_on_postgresql_matches_one_process_on_sqlite(data_dir, p
     pd.testing.assert_frame_equal(_outbox(Ledger(pg_url)), _outbox(Ledger(one_url)))
     cut = four["partitioned"]
     assert cut["partitions"] == 4 and len(cut["rows"]) == 4 and cut["workers"] == 2 and "partitioned" not in one
+
+
+def test_draft_with_a_pilot_cohort_partitioned_opens_the_same_decisions(data_dir, smtp, monkeypatch):  # noqa: F811
+    """Outside a dry run: half the customers live (the pilot, by hash), the rest in dry run; every
+    live message waits for a person. The partitions give the same outbox in both namespaces and
+    the same decisions."""
+    monkeypatch.setenv("ARFLOW_POLICY", str(_pilot_policy(data_dir, "pilot:\n  enabled: true\n  percent: 50")))
+    runs = {}
+    for n in (1, 4):
+        url = f"sqlite:///{data_dir / f'draft{n}.db'}"
+        monkeypatch.setenv("ARFLOW_DB_URL", url)
+        runs[n] = (daily_ar(as_of=DAYS[0], source="demo", mode="draft", partitions=n), Ledger(url))
+    (one, l1), (four, l4) = runs[1], runs[4]
+    assert one["pilot"]["live_customers"] > 0 and one["pilot"]["dry_run_customers"] > 0 and one["drafted"] > 0
+    for key in SAME + ("pilot", "drafted", "decisions_opened", "blocked_by_guardrail"):
+        assert four[key] == one[key], key
+    pd.testing.assert_frame_equal(_outbox(l4), _outbox(l1))
+
+    def decisions(ledger):
+        f = ledger.frame(m.Decision)
+        cols = ["decision_key", "kind", "invoice_ids", "customer_id", "status"]
+        return f[cols].astype(str).sort_values(cols).reset_index(drop=True)
+
+    assert len(decisions(l1)) > 0
+    pd.testing.assert_frame_equal(decisions(l4), decisions(l1))

@@ -160,3 +160,21 @@ def test_a_run_left_running_by_a_killed_process_is_marked_crashed_by_the_next(tm
         for p in procs.values():
             if p.poll() is None:
                 p.kill()
+
+
+def test_a_new_rows_id_is_its_own_while_another_run_inserts_at_once(ledger_url):
+    """insert_one returns the id the database gave this row, not the newest id in the table: a run
+    whose transaction is still open while another run commits a plan keeps its own plan's id."""
+    ledger = Ledger(ledger_url)
+    row = {"customer_id": "C1", "invoice_id": "I1", "starts_on": D(2026, 11, 23), "status": "active",
+           "balance_at_start_minor": 1000, "currency": "USD"}
+    with ledger.engine.begin() as first:
+        mine = ledger.insert_one(m.PaymentPlan, row, first)
+        if ledger.engine.dialect.name == "postgresql":  # SQLite has one writer: the other run waits
+            with ledger.engine.begin() as other:
+                theirs = ledger.insert_one(m.PaymentPlan, {**row, "customer_id": "C2", "invoice_id": "I2"}, other)
+            assert theirs > mine
+        plan = first.execute(m.PaymentPlan.__table__.select().where(m.PaymentPlan.id == mine)).mappings().one()
+        assert plan["customer_id"] == "C1"
+    assert set(ledger.frame(m.PaymentPlan)["customer_id"]) == ({"C1", "C2"} if ledger.engine.dialect.name ==
+                                                                "postgresql" else {"C1"})

@@ -237,6 +237,11 @@ class Ledger:
             conn.execute(insert(model.__table__), rows)
         return len(rows)
 
+    def insert_one(self, model: type[m.Base], row: dict, conn) -> int:
+        """Insert one row in the caller's transaction and return its new id, as the database
+        assigned it (INSERT ... RETURNING: two runs inserting at once each get their own)."""
+        return int(conn.execute(insert(model.__table__).returning(model.__table__.c.id), [row]).scalar_one())
+
     def insert_frame(self, model: type[m.Base], df: pd.DataFrame, conn=None) -> int:
         return self.insert_rows(model, _records(df), conn)
 

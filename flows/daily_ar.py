@@ -4,7 +4,6 @@ lanes and the report (DESIGN.md, Data flow). The body reads top to bottom like t
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Annotated
 
 import pandas as pd
@@ -22,7 +21,7 @@ from connectors.messaging import ChannelNotConfigured
 from flows.calendar import scheduled_skip
 from flows.decisions import announce_decisions
 from flows.hooks import notify_failure
-from flows.naming import day_run_name
+from flows.naming import current_run_id, day_run_name
 from flows.lanes import LANE_FLOWS
 from tasks.delivery import Channels
 from tasks.delivery import Context as DeliveryContext
@@ -58,7 +57,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
     if skipped:
         return skip_day("daily-ar", as_of, skipped)
     ledger = Ledger(settings.db_url)
-    run_id = _run_id()
+    run_id = current_run_id()
     llm = open_model(policy, ledger, mode, run_id, as_of)  # send mode with a model needs a passing backtest
     channels = open_channels(mode, source, settings)
     ledger.start_run(run_id, "daily_ar", as_of, source, mode, policy.version)
@@ -356,7 +355,3 @@ def sending_timeout() -> dt.timedelta:
     return dt.timedelta(seconds=float(os.environ.get("ARFLOW_SENDING_TIMEOUT_SECONDS", "600")))
 
 
-def _run_id() -> str:
-    from prefect.runtime import flow_run
-
-    return str(flow_run.id or uuid.uuid4())

@@ -17,6 +17,7 @@ from arflow.config import Settings, today_in
 from arflow.policy import Policy, load_policy
 from connectors.ledger.store import Ledger
 from connectors.systems import SourceSpec
+from flows.params import Source
 from connectors.messaging import ChannelNotConfigured
 from flows.calendar import scheduled_skip
 from flows.decisions import announce_decisions
@@ -39,7 +40,7 @@ Mode = Annotated[str, WithJsonSchema({"type": "string", "enum": list(MODES)})]
 @flow(name="daily_ar", log_prints=False, flow_run_name=day_run_name("daily-ar"), on_failure=[notify_failure],
       on_crashed=[notify_failure])
 @redacted_errors
-def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "dry-run") -> dict:
+def daily_ar(as_of: dt.date | None = None, source: Source = "demo", mode: Mode = "dry-run") -> dict:
     """Age, reconcile, enrich, score and plan every open invoice for `as_of`, and queue today's touches.
 
     Args:

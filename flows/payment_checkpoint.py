@@ -21,6 +21,7 @@ from connectors.ledger.store import Ledger
 from flows.calendar import scheduled_skip
 from flows.daily_ar import Mode, delivery_context, open_channels, require_mode, skip_day
 from flows.hooks import notify_failure
+from flows.params import Source
 from flows.naming import current_run_id, day_run_name
 from flows import prefect_tasks as t
 from tasks.checkpoint import summarize
@@ -29,7 +30,7 @@ from tasks.checkpoint import summarize
 @flow(name="payment_checkpoint", log_prints=False, flow_run_name=day_run_name("payment-checkpoint"),
       on_failure=[notify_failure], on_crashed=[notify_failure])
 @redacted_errors
-def payment_checkpoint(as_of: dt.date | None = None, source: str = "demo", bank_file: str | None = None,
+def payment_checkpoint(as_of: dt.date | None = None, source: Source = "demo", bank_file: str | None = None,
                        mode: Mode = "dry-run") -> dict:
     """Apply the day's payments (billing and bank file) and close the invoices they pay.
 

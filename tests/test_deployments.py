@@ -3,6 +3,7 @@
 import importlib.util
 import inspect
 
+import pytest
 import yaml
 from prefect import Flow
 
@@ -140,3 +141,24 @@ def test_the_command_line_answers_help_and_argument_errors_without_the_heavy_lib
         last = done.stdout.strip().splitlines()[-1]
         assert last.startswith("HEAVY= "), (args, last, done.stderr[-500:])
         assert last.endswith("EXIT=0" if args == ["--help"] else "EXIT=2"), (args, last)
+
+
+def test_the_source_parameter_is_a_pattern_the_server_checks():
+    """Every flow that takes a source shows the same pattern in its form: the spellings arflow opens
+    pass, the ones it cannot open are refused when the run is created (jsonschema, as the server)."""
+    import jsonschema
+
+    from connectors.systems import BILLING_SYSTEMS, CRM_SYSTEMS
+
+    with_source = {name: f for name, f in _flows().items() if "source" in f.parameters.model_dump()["properties"]}
+    assert {"daily_ar", "payment_checkpoint", "backfill", "reply_triage"} <= set(with_source)
+    good = ["demo", "csv:/srv/export", "csv:data/x", *BILLING_SYSTEMS, *(f"{b}+{c}" for b in BILLING_SYSTEMS
+                                                                         for c in CRM_SYSTEMS), "demo+salesforce"]
+    bad = ["quickbook", "csv:", "csv", "quickbooks+zendesk", "salesforce", "quickbooks+", " demo", "Xero"]
+    for name, f in with_source.items():
+        schema = f.parameters.model_dump()["properties"]["source"]
+        for spec in good:
+            jsonschema.validate(spec, schema)
+        for spec in bad:
+            with pytest.raises(jsonschema.ValidationError):
+                jsonschema.validate(spec, schema)

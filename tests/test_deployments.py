@@ -78,7 +78,8 @@ def test_every_deployment_parameter_has_a_description_and_modes_are_choices():
 
 def test_deployments_pull_into_the_project_folder_named_by_a_variable():
     cfg = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    (pull,) = cfg["pull"]
+    pull, upgrade = cfg["pull"]
+    assert upgrade == {"flows.deploy_steps.upgrade_ledger": {}}  # after the folder: the checkout's ledger schema
     assert pull["prefect.deployments.steps.set_working_directory"]["directory"] == "{{ prefect.variables.arflow_home }}"
     (build,) = cfg["build"]
     assert "flows.deploy_steps.ensure_home_variable" in build

@@ -178,3 +178,52 @@ def test_a_new_rows_id_is_its_own_while_another_run_inserts_at_once(ledger_url):
         assert plan["customer_id"] == "C1"
     assert set(ledger.frame(m.PaymentPlan)["customer_id"]) == ({"C1", "C2"} if ledger.engine.dialect.name ==
                                                                 "postgresql" else {"C1"})
+
+
+def _old_ledger(url, revision="0008"):
+    from alembic import command
+    from alembic.config import Config
+
+    from connectors.ledger.store import MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    old = Ledger(url, migrate=False)
+    with old.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    return old
+
+
+def test_opening_an_older_ledger_says_what_to_run_and_db_upgrade_runs_it(ledger_url, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _old_ledger(ledger_url)
+    with pytest.raises(LedgerError, match=r"is at migration 0008, this arflow needs \d+ \(\d to run\): back it up, "
+                                          r"then run `arflow db upgrade`"):
+        Ledger(ledger_url)
+    arflow = str(Path(sys.executable).parent / "arflow")
+    env = {**os.environ, "ARFLOW_DB_URL": ledger_url, "ARFLOW_DATA_DIR": str(tmp_path)}
+    status = subprocess.run([arflow, "db", "status", "--json"], capture_output=True, text=True, env=env, timeout=120)
+    st = json.loads(status.stdout)
+    assert status.returncode == 1 and st["migration"] == "0008" and st["state"] == "pending"
+    assert st["pending"][0] == "0009" and st["pending"][-1] == st["newest"]
+    up = subprocess.run([arflow, "db", "upgrade"], capture_output=True, text=True, env=env, timeout=120)
+    assert up.returncode == 0, up.stderr
+    assert f"migration 0008 -> {st['newest']}; ran {len(st['pending'])} migration(s)" in up.stderr
+    again = subprocess.run([arflow, "db", "status"], capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0 and "up to date" in again.stdout
+    assert Ledger(ledger_url).revisions() == (st["newest"], st["newest"])   # opens without a word
+
+
+def test_a_ledger_a_newer_arflow_wrote_is_not_touched(tmp_path):
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    ledger = Ledger(url)
+    with ledger.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0099'")
+    with pytest.raises(LedgerError, match="at migration 0099, which this arflow does not know .*upgrade arflow"):
+        Ledger(url)

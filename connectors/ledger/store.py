@@ -1,4 +1,6 @@
-"""The ledger: SQLite by default, PostgreSQL by URL. Opening it brings the schema up to date."""
+"""The ledger: SQLite by default, PostgreSQL by URL. Opening a new (empty) ledger creates its schema;
+opening one an older arflow wrote says to run `arflow db upgrade` (the deployments' pull step and
+`make demo` run it), so a schema change on a shared database is never a side effect of a run."""
 
 from __future__ import annotations
 
@@ -55,7 +57,10 @@ def _redact(url: str) -> str:
 
 
 class Ledger:
-    def __init__(self, url: str, *, migrate: bool = True):
+    def __init__(self, url: str, *, migrate: bool | None = None):
+        """`migrate`: None (the default) creates the schema of an empty database and checks that any
+        other is at this arflow's newest migration (LedgerError naming what to run, if not); True
+        brings it up to date (`arflow db upgrade`); False opens it as it is."""
         self.url = url
         if url.startswith("sqlite:///"):
             path = Path(url.removeprefix("sqlite:///"))
@@ -69,23 +74,80 @@ class Ledger:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         if migrate:
             self.migrate()
+        elif migrate is None:
+            self._open_checked()
+
+    def revisions(self) -> tuple[str | None, str]:
+        """(the ledger's migration, this arflow's newest): None for a database with no schema yet."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        head = ScriptDirectory.from_config(cfg).get_current_head()
+        try:
+            with self.engine.connect() as conn:
+                current = MigrationContext.configure(conn).get_current_revision()
+        except Exception as exc:
+            raise LedgerError(f"cannot open the ledger at {_redact(self.url)}: {error_line(exc)}") from None
+        return current, head
+
+    def pending(self) -> list[str]:
+        """The migrations `arflow db upgrade` would run, oldest first (all of them for a new ledger)."""
+        from alembic.script import ScriptDirectory
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        script = ScriptDirectory.from_config(cfg)
+        current, head = self.revisions()
+        if current == head:
+            return []
+        try:
+            steps = list(script.iterate_revisions(head, current or "base"))
+        except Exception:  # a revision this arflow does not know
+            return []
+        return [s.revision for s in reversed(steps)]
+
+    def _open_checked(self) -> None:
+        current, head = self.revisions()
+        if current == head:
+            return
+        if current is None:  # a new ledger: its schema, under the migration lock (another process may be at it)
+            self.migrate(new_only=True)
+            current, head = self.revisions()
+            if current == head:
+                return
+        known = self.pending()
+        where = _redact(self.url)
+        if current is not None and not known:
+            raise LedgerError(f"the ledger at {where} is at migration {current}, which this arflow does not know "
+                              f"(its newest is {head}): a newer arflow wrote it; upgrade arflow")
+        raise LedgerError(f"the ledger at {where} is at migration {current or 'none'}, this arflow needs {head} "
+                          f"({len(known)} to run): back it up, then run `arflow db upgrade`")
+
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def migrate(self) -> None:
+    def migrate(self, *, new_only: bool = False) -> None:
         """Bring the schema to the newest migration. Safe when several processes open a fresh
         ledger at once: on PostgreSQL the migration runs under a transaction-level advisory lock
         (the others wait, then find the schema current); on SQLite under an exclusive lock on a
         file beside the database (SQLite runs DDL outside the transaction, so BEGIN IMMEDIATE would
-        not cover it)."""
+        not cover it). `new_only`: only a database with no tables yet (opening a ledger creates a
+        new one; an existing one is upgraded by `arflow db upgrade` alone)."""
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         try:
             with self._migration_lock(), self.engine.begin() as conn:
                 if self.dialect == "postgresql":
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
+                if new_only:
+                    from sqlalchemy import inspect
+
+                    if inspect(conn).get_table_names():
+                        return  # created meanwhile by another process, or not new: the caller's check says
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except Exception as exc:

@@ -227,3 +227,33 @@ def test_a_ledger_a_newer_arflow_wrote_is_not_touched(tmp_path):
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0099'")
     with pytest.raises(LedgerError, match="at migration 0099, which this arflow does not know .*upgrade arflow"):
         Ledger(url)
+
+
+def test_a_touch_moves_only_along_the_outbox_transitions(ledger_url):
+    """A sent (or failed, skipped, rejected, closed) touch is final: no later mark queues it again,
+    whoever asks; a touch is written only in a first state; an unknown state is refused."""
+    from connectors.ledger.models import OUTBOX_TRANSITIONS, OutboxStatus
+
+    ledger = Ledger(ledger_url)
+    ledger.insert_outbox(pd.DataFrame([_touch("I1:nudge:email", mode="live", status="queued", message_key="C1:e")]))
+    (oid,) = ledger.frame(m.Outbox)["id"].tolist()
+    assert ledger.claim("C1:e", [oid], "run-1") == [oid]                # queued -> sending
+    assert ledger.mark([oid], "sent", reason="ok", delivered_on=D(2026, 11, 23)) == 1
+    for again in ("queued", "sending", "failed", "blocked", "awaiting_decision", "skipped"):
+        assert ledger.mark([oid], again, reason="late retry") == 0       # final: nothing moves it
+    assert ledger.claim("C1:e", [oid], "run-2") == []
+    assert ledger.frame(m.Outbox)["status"].tolist() == ["sent"]
+    with pytest.raises(LedgerError, match="'resend' is not an outbox state"):
+        ledger.mark([oid], "resend")
+    with pytest.raises(LedgerError, match="cannot be written as sent"):
+        ledger.insert_outbox(pd.DataFrame([_touch("I2:nudge:email", mode="live", status="sent")]))
+    # every state is in the table, and the final ones lead nowhere
+    assert set(OUTBOX_TRANSITIONS) == set(OutboxStatus)
+    assert {s for s, nxt in OUTBOX_TRANSITIONS.items() if not nxt} == {"sent", "failed", "skipped", "rejected", "closed"}
+
+
+def test_the_planners_status_groups_are_outbox_states():
+    from connectors.ledger.models import OutboxStatus
+    from tasks.plan import DELIVERED, NOT_DELIVERED, PENDING
+
+    assert set(DELIVERED) | set(PENDING) | set(NOT_DELIVERED) <= set(OutboxStatus)

@@ -56,6 +56,14 @@ def _redact(url: str) -> str:
         return "<unparseable database URL>"
 
 
+def _initial_states(rows: list[dict]) -> None:
+    """A touch is written in one of the outbox's first states (m.OUTBOX_INITIAL), or not at all."""
+    bad = sorted({str(r.get("status")) for r in rows} - set(m.OUTBOX_INITIAL))
+    if bad:
+        raise LedgerError(f"a touch cannot be written as {', '.join(bad)}: new touches are "
+                          f"{', '.join(sorted(m.OUTBOX_INITIAL))}")
+
+
 class Ledger:
     def __init__(self, url: str, *, migrate: bool | None = None):
         """`migrate`: None (the default) creates the schema of an empty database and checks that any
@@ -328,6 +336,7 @@ class Ledger:
         """Insert touches; a row whose (idempotency_key, mode) is already there is left alone.
         Returns how many rows were new."""
         rows = _records(df)
+        _initial_states(rows)
         if conn is not None:
             return len(self._insert_new(conn, m.Outbox, rows, ["idempotency_key", "mode"], "id"))
         with self.engine.begin() as c:
@@ -337,8 +346,10 @@ class Ledger:
     def queue_touches(self, rows: pd.DataFrame, decisions: list[dict]) -> tuple[int, int]:
         """Insert touches and open a decision for each new message that waits for a person, in one
         transaction. Returns (new touches, new decisions)."""
+        records = _records(rows)
+        _initial_states(records)
         with self.engine.begin() as conn:
-            new_ids = self._insert_new(conn, m.Outbox, _records(rows), ["idempotency_key", "mode"], "id")
+            new_ids = self._insert_new(conn, m.Outbox, records, ["idempotency_key", "mode"], "id")
             opened = 0
             if new_ids:
                 fresh = self._audit_touches(conn, new_ids)
@@ -434,15 +445,20 @@ class Ledger:
 
         if not ids:
             return 0
+        try:
+            allowed = set(m.outbox_sources(status))
+        except ValueError:
+            raise LedgerError(f"{status!r} is not an outbox state ({', '.join(m.OutboxStatus)})") from None
+        # Only rows in a state that may move there are changed (m.OUTBOX_TRANSITIONS): a sent touch
+        # is never queued again, whoever asks; `only_from` narrows it further.
+        sources = sorted(allowed & set(only_from)) if only_from else sorted(allowed)
         values: dict = {"status": status, "closed_reason": reason[:200] if reason else None}
         if delivered_on is not None:
             values["delivered_on"] = delivered_on
             values["sent_at"] = dt.datetime.now(dt.timezone.utc)
         if subject is not None:
             values["subject"], values["body"] = subject, body
-        stmt = update(m.Outbox).where(m.Outbox.id.in_([int(i) for i in ids]))
-        if only_from:
-            stmt = stmt.where(m.Outbox.status.in_(only_from))
+        stmt = update(m.Outbox).where(m.Outbox.id.in_([int(i) for i in ids]), m.Outbox.status.in_(sources))
         if conn is None:
             with self.engine.begin() as c:
                 return self.mark(ids, status, reason=reason, delivered_on=delivered_on, subject=subject, body=body,

@@ -23,6 +23,7 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 demo: setup
+	$(BIN)/arflow db upgrade
 	$(BIN)/arflow seed-demo
 	$(BIN)/arflow run --source demo
 

@@ -1026,6 +1026,53 @@ def audit_verify(file: Path = typer.Argument(..., help="an export of `arflow aud
         raise typer.Exit(EXIT_FAILED)
 
 
+db_app = typer.Typer(help="The ledger's schema: where it is and bringing it up to date (docs/operating.md).")
+app.add_typer(db_app, name="db")
+
+
+def _ledger_unchecked():
+    from arflow.config import Settings
+    from connectors.ledger.store import Ledger
+
+    return Ledger(Settings.from_env().db_url, migrate=False)
+
+
+@db_app.command("status")
+def db_status(as_json: bool = typer.Option(False, "--json", help="print one JSON object on stdout")) -> None:
+    """The ledger's migration, this arflow's newest, and what `arflow db upgrade` would run. Exit 0
+    when current; 1 when migrations are pending or the ledger is newer than this arflow."""
+    from connectors.ledger.store import _redact
+
+    ledger = _ledger_unchecked()
+    current, head = ledger.revisions()
+    pending = ledger.pending()
+    state = "current" if current == head else "pending" if pending else "unknown"
+    out = {"ledger": _redact(ledger.url), "migration": current, "newest": head, "pending": pending, "state": state}
+    if as_json:
+        sys.stdout.write(json.dumps(out) + "\n")
+    else:
+        say = {"current": "up to date", "pending": f"{len(pending)} migration(s) to run: arflow db upgrade",
+               "unknown": "written by a newer arflow: upgrade arflow"}[state]
+        sys.stdout.write(f"{out['ledger']}: migration {current or 'none'}, newest {head}; {say}\n")
+    if state != "current":
+        raise typer.Exit(EXIT_FAILED)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the ledger to this arflow's newest migration (a new one is created). Safe to run from
+    several processes at once (they wait on one lock); back up a ledger in use first."""
+    from connectors.ledger.store import _redact
+
+    ledger = _ledger_unchecked()
+    before = ledger.revisions()[0]
+    todo = ledger.pending()
+    ledger.migrate()
+    after, head = ledger.revisions()
+    ran = f"ran {len(todo)} migration(s) ({', '.join(todo)})" if todo else "nothing to run"
+    print(f"arflow: {_redact(ledger.url)}: migration {before or 'none'} -> {after}; {ran}", file=sys.stderr)
+
+
 # The errors that end a run with one line and exit 1, by module: looked up only once something was
 # raised, so `arflow --help` and argument errors never import the heavy libraries behind them.
 _RUN_ERRORS = (("arflow.policy", "PolicyError"), ("connectors.ledger.store", "LedgerError"),

@@ -10,6 +10,12 @@ BILLING_SYSTEMS = ("quickbooks", "xero", "stripe", "chargebee")
 CRM_SYSTEMS = ("salesforce", "hubspot")
 
 
+# A source spec as the deployments' form takes it (a JSON-schema pattern the server checks when a
+# run is created): demo, csv:FOLDER or a billing system, optionally +CRM.
+SOURCE_PATTERN = (r"^(demo|csv:.+|" + "|".join(BILLING_SYSTEMS) + r")(\+(" + "|".join(CRM_SYSTEMS) + r"))?$")
+SOURCE_EXAMPLES = ["demo", "csv:/data/export", "quickbooks+salesforce", "xero+hubspot", "stripe", "chargebee+hubspot"]
+
+
 @dataclass(frozen=True)
 class SourceSpec:
     """`billing`: demo, csv:DIR or a billing system; `crm`: a CRM or None."""

@@ -14,6 +14,7 @@ from arflow.policy import load_policy
 from arflow.safety import redacted_errors
 from connectors.ledger.store import Ledger
 from flows.hooks import notify_failure
+from flows.params import Source
 from flows.naming import backfill_run_name
 from flows.publish import create_markdown_artifact
 
@@ -35,7 +36,7 @@ def backfill_days(start: dt.date, end: dt.date, company_country: str) -> list[dt
 
 @flow(name="backfill", flow_run_name=backfill_run_name, on_failure=[notify_failure], on_crashed=[notify_failure])
 @redacted_errors
-def backfill(start: dt.date, end: dt.date, source: str = "demo", mode: BackfillMode = "dry-run",
+def backfill(start: dt.date, end: dt.date, source: Source = "demo", mode: BackfillMode = "dry-run",
              with_checkpoint: bool = True, resume: bool = True) -> dict:
     """Run the days from start to end one after another, as the schedule would have: the payment
     checkpoint, then the daily run, per business day. Idempotent (a day run twice queues nothing

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import uuid
 from typing import Annotated
 
 import pandas as pd
@@ -19,11 +18,12 @@ from arflow.config import Settings, today_in
 from arflow.policy import Policy, load_policy
 from connectors.ledger.store import Ledger
 from connectors.systems import SourceSpec
+from flows.params import Source
 from connectors.messaging import ChannelNotConfigured
 from flows.calendar import scheduled_skip
 from flows.decisions import announce_decisions
 from flows.hooks import notify_failure
-from flows.naming import day_run_name
+from flows.naming import current_run_id, day_run_name
 from flows.lanes import LANE_FLOWS
 from tasks.delivery import Channels
 from tasks.delivery import Context as DeliveryContext
@@ -41,7 +41,7 @@ Mode = Annotated[str, WithJsonSchema({"type": "string", "enum": list(MODES)})]
 @flow(name="daily_ar", log_prints=False, flow_run_name=day_run_name("daily-ar"), on_failure=[notify_failure],
       on_crashed=[notify_failure])
 @redacted_errors
-def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "dry-run", partitions: int = 1,
+def daily_ar(as_of: dt.date | None = None, source: Source = "demo", mode: Mode = "dry-run", partitions: int = 1,
              dask_address: str | None = None) -> dict:
     """Age, reconcile, enrich, score and plan every open invoice for `as_of`, and queue today's touches.
 
@@ -66,7 +66,7 @@ def daily_ar(as_of: dt.date | None = None, source: str = "demo", mode: Mode = "d
     if skipped:
         return skip_day("daily-ar", as_of, skipped)
     ledger = Ledger(settings.db_url)
-    run_id = _run_id()
+    run_id = current_run_id()
     llm = open_model(policy, ledger, mode, run_id, as_of)  # send mode with a model needs a passing backtest
     channels = open_channels(mode, source, settings)
     ledger.start_run(run_id, "daily_ar", as_of, source, mode, policy.version)
@@ -383,7 +383,3 @@ def sending_timeout() -> dt.timedelta:
     return dt.timedelta(seconds=float(os.environ.get("ARFLOW_SENDING_TIMEOUT_SECONDS", "600")))
 
 
-def _run_id() -> str:
-    from prefect.runtime import flow_run
-
-    return str(flow_run.id or uuid.uuid4())

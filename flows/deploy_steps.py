@@ -15,6 +15,18 @@ import os
 VARIABLE = "arflow_home"
 
 
+def upgrade_ledger() -> dict:
+    """The deployments' pull step after the working folder: bring the ledger (ARFLOW_DB_URL, as the
+    flow will open it) to this checkout's newest migration before the flow opens it, as `arflow db
+    upgrade` does (under one lock, so runs starting together wait for one another). Returns
+    {"ledger_migration": the migration in effect}."""
+    from arflow.config import Settings
+    from connectors.ledger.store import Ledger
+
+    ledger = Ledger(Settings.from_env().db_url, migrate=True)
+    return {"ledger_migration": ledger.revisions()[0]}
+
+
 def ensure_home_variable(directory: str | None = None) -> dict:
     """Set `arflow_home` to `directory` (default: the current folder) unless it is already set.
     Returns {"arflow_home": the value in effect}."""

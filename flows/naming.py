@@ -7,6 +7,15 @@ from __future__ import annotations
 from typing import Callable
 
 
+def current_run_id() -> str:
+    """The run's id in the ledger: the Prefect flow run's id, or a fresh one outside a flow run."""
+    import uuid
+
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or uuid.uuid4())
+
+
 def _default_day() -> str:
     from arflow.config import Settings, today_in
     from arflow.policy import load_policy

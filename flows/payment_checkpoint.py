@@ -19,9 +19,10 @@ from arflow.config import Settings, today_in
 from arflow.policy import load_policy
 from connectors.ledger.store import Ledger
 from flows.calendar import scheduled_skip
-from flows.daily_ar import Mode, _run_id, delivery_context, open_channels, require_mode, skip_day
+from flows.daily_ar import Mode, delivery_context, open_channels, require_mode, skip_day
 from flows.hooks import notify_failure
-from flows.naming import day_run_name
+from flows.params import Source
+from flows.naming import current_run_id, day_run_name
 from flows import prefect_tasks as t
 from tasks.checkpoint import summarize
 
@@ -29,7 +30,7 @@ from tasks.checkpoint import summarize
 @flow(name="payment_checkpoint", log_prints=False, flow_run_name=day_run_name("payment-checkpoint"),
       on_failure=[notify_failure], on_crashed=[notify_failure])
 @redacted_errors
-def payment_checkpoint(as_of: dt.date | None = None, source: str = "demo", bank_file: str | None = None,
+def payment_checkpoint(as_of: dt.date | None = None, source: Source = "demo", bank_file: str | None = None,
                        mode: Mode = "dry-run") -> dict:
     """Apply the day's payments (billing and bank file) and close the invoices they pay.
 
@@ -50,7 +51,7 @@ def payment_checkpoint(as_of: dt.date | None = None, source: str = "demo", bank_
         return skip_day("payment-checkpoint", as_of, skipped)
     channels = open_channels(mode, source, settings)
     ledger = Ledger(settings.db_url)
-    run_id = _run_id()
+    run_id = current_run_id()
     ledger.start_run(run_id, "payment_checkpoint", as_of, source, mode, policy.version)
     try:
         inputs = t.fetch_inputs(source, ledger, as_of, settings.data_dir, with_settled=True)

@@ -17,6 +17,7 @@ from arflow.config import Settings, today_in
 from arflow.policy import load_policy
 from connectors.ledger.store import Ledger
 from flows.hooks import notify_failure
+from flows.params import Source
 from flows.prefect_tasks import RETRY
 from flows.naming import day_run_name
 
@@ -48,7 +49,7 @@ def triage_replies(replies, source: str, ledger: Ledger, as_of: dt.date, policy,
 @flow(name="reply_triage", flow_run_name=day_run_name("reply-triage", with_mode=False), on_failure=[notify_failure],
       on_crashed=[notify_failure])
 @redacted_errors
-def reply_triage(replies_from: str, as_of: dt.date | None = None, source: str = "demo") -> dict:
+def reply_triage(replies_from: str, as_of: dt.date | None = None, source: Source = "demo") -> dict:
     """Triage the replies in `replies_from` (a .mbox, .csv or .json file, or `imap`).
 
     Args:

@@ -454,12 +454,10 @@ def _payment_plan(ctx: Context, row, c: dict, decision, counts: Counts) -> str:
     dues = [ctx.as_of + dt.timedelta(days=pp.first_due_days + i * pp.interval_days) for i in range(n)]
     amounts = [base + (1 if i < extra else 0) for i in range(n)]
     with ctx.ledger.engine.begin() as conn:
-        ctx.ledger.insert_rows(m.PaymentPlan, [{"customer_id": row["customer_id"], "invoice_id": row["invoice_id"],
-                                                "starts_on": ctx.as_of, "ends_on": dues[-1], "status": "active",
-                                                "balance_at_start_minor": total, "currency": cur,
-                                                "decision_id": int(decision["id"]) if decision is not None else None}],
-                               conn)
-        plan_id = conn.execute(select(m.PaymentPlan.id).order_by(m.PaymentPlan.id.desc()).limit(1)).scalar_one()
+        plan_id = ctx.ledger.insert_one(m.PaymentPlan, {
+            "customer_id": row["customer_id"], "invoice_id": row["invoice_id"], "starts_on": ctx.as_of,
+            "ends_on": dues[-1], "status": "active", "balance_at_start_minor": total, "currency": cur,
+            "decision_id": int(decision["id"]) if decision is not None else None}, conn)
         ctx.ledger.insert_rows(m.Installment, [{"plan_id": plan_id, "seq": i + 1, "due_on": d, "amount_minor": a,
                                                 "currency": cur} for i, (d, a) in enumerate(zip(dues, amounts))], conn)
         # A plan missed earlier is replaced by this one.

@@ -8,10 +8,11 @@ import datetime as dt
 import json
 import threading
 
+import pytest
 import sqlalchemy as sa
 
 from connectors.ledger import models as m
-from connectors.ledger.store import Ledger
+from connectors.ledger.store import Ledger, LedgerError
 from tests.flows.test_cli import _run
 
 TODAY = dt.datetime.now(dt.timezone.utc).date()
@@ -152,7 +153,9 @@ def test_the_entries_written_before_the_chain_are_chained_by_the_migration(tmp_p
         conn.execute(sa.text("insert into audit_log (actor, action, entity, entity_id, detail) values "
                              "('dana', 'dispute.opened', 'Dispute', 'I1', '{}'), ('arflow', 'run.completed', 'run', "
                              "'r1', null)"))
-    ledger = Ledger(url)  # brings it to the newest migration
+    with pytest.raises(LedgerError, match=r"at migration 0008, this arflow needs 00\d\d .*arflow db upgrade"):
+        Ledger(url)  # opening never migrates an existing ledger
+    ledger = Ledger(url, migrate=True)  # arflow db upgrade
     ledger.audit("clerk", "decision.approved", "Decision", "1", {})
     rows = ledger.audit_rows()
     assert [r["actor"] for r in rows] == ["dana", "arflow", "clerk"] and audit.verify(rows)["ok"]

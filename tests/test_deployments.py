@@ -3,6 +3,7 @@
 import importlib.util
 import inspect
 
+import pytest
 import yaml
 from prefect import Flow
 
@@ -77,7 +78,8 @@ def test_every_deployment_parameter_has_a_description_and_modes_are_choices():
 
 def test_deployments_pull_into_the_project_folder_named_by_a_variable():
     cfg = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    (pull,) = cfg["pull"]
+    pull, upgrade = cfg["pull"]
+    assert upgrade == {"flows.deploy_steps.upgrade_ledger": {}}  # after the folder: the checkout's ledger schema
     assert pull["prefect.deployments.steps.set_working_directory"]["directory"] == "{{ prefect.variables.arflow_home }}"
     (build,) = cfg["build"]
     assert "flows.deploy_steps.ensure_home_variable" in build
@@ -140,3 +142,24 @@ def test_the_command_line_answers_help_and_argument_errors_without_the_heavy_lib
         last = done.stdout.strip().splitlines()[-1]
         assert last.startswith("HEAVY= "), (args, last, done.stderr[-500:])
         assert last.endswith("EXIT=0" if args == ["--help"] else "EXIT=2"), (args, last)
+
+
+def test_the_source_parameter_is_a_pattern_the_server_checks():
+    """Every flow that takes a source shows the same pattern in its form: the spellings arflow opens
+    pass, the ones it cannot open are refused when the run is created (jsonschema, as the server)."""
+    import jsonschema
+
+    from connectors.systems import BILLING_SYSTEMS, CRM_SYSTEMS
+
+    with_source = {name: f for name, f in _flows().items() if "source" in f.parameters.model_dump()["properties"]}
+    assert {"daily_ar", "payment_checkpoint", "backfill", "reply_triage"} <= set(with_source)
+    good = ["demo", "csv:/srv/export", "csv:data/x", *BILLING_SYSTEMS, *(f"{b}+{c}" for b in BILLING_SYSTEMS
+                                                                         for c in CRM_SYSTEMS), "demo+salesforce"]
+    bad = ["quickbook", "csv:", "csv", "quickbooks+zendesk", "salesforce", "quickbooks+", " demo", "Xero"]
+    for name, f in with_source.items():
+        schema = f.parameters.model_dump()["properties"]["source"]
+        for spec in good:
+            jsonschema.validate(spec, schema)
+        for spec in bad:
+            with pytest.raises(jsonschema.ValidationError):
+                jsonschema.validate(spec, schema)

@@ -160,3 +160,100 @@ def test_a_run_left_running_by_a_killed_process_is_marked_crashed_by_the_next(tm
         for p in procs.values():
             if p.poll() is None:
                 p.kill()
+
+
+def test_a_new_rows_id_is_its_own_while_another_run_inserts_at_once(ledger_url):
+    """insert_one returns the id the database gave this row, not the newest id in the table: a run
+    whose transaction is still open while another run commits a plan keeps its own plan's id."""
+    ledger = Ledger(ledger_url)
+    row = {"customer_id": "C1", "invoice_id": "I1", "starts_on": D(2026, 11, 23), "status": "active",
+           "balance_at_start_minor": 1000, "currency": "USD"}
+    with ledger.engine.begin() as first:
+        mine = ledger.insert_one(m.PaymentPlan, row, first)
+        if ledger.engine.dialect.name == "postgresql":  # SQLite has one writer: the other run waits
+            with ledger.engine.begin() as other:
+                theirs = ledger.insert_one(m.PaymentPlan, {**row, "customer_id": "C2", "invoice_id": "I2"}, other)
+            assert theirs > mine
+        plan = first.execute(m.PaymentPlan.__table__.select().where(m.PaymentPlan.id == mine)).mappings().one()
+        assert plan["customer_id"] == "C1"
+    assert set(ledger.frame(m.PaymentPlan)["customer_id"]) == ({"C1", "C2"} if ledger.engine.dialect.name ==
+                                                                "postgresql" else {"C1"})
+
+
+def _old_ledger(url, revision="0008"):
+    from alembic import command
+    from alembic.config import Config
+
+    from connectors.ledger.store import MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    old = Ledger(url, migrate=False)
+    with old.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    return old
+
+
+def test_opening_an_older_ledger_says_what_to_run_and_db_upgrade_runs_it(ledger_url, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _old_ledger(ledger_url)
+    with pytest.raises(LedgerError, match=r"is at migration 0008, this arflow needs \d+ \(\d to run\): back it up, "
+                                          r"then run `arflow db upgrade`"):
+        Ledger(ledger_url)
+    arflow = str(Path(sys.executable).parent / "arflow")
+    env = {**os.environ, "ARFLOW_DB_URL": ledger_url, "ARFLOW_DATA_DIR": str(tmp_path)}
+    status = subprocess.run([arflow, "db", "status", "--json"], capture_output=True, text=True, env=env, timeout=120)
+    st = json.loads(status.stdout)
+    assert status.returncode == 1 and st["migration"] == "0008" and st["state"] == "pending"
+    assert st["pending"][0] == "0009" and st["pending"][-1] == st["newest"]
+    up = subprocess.run([arflow, "db", "upgrade"], capture_output=True, text=True, env=env, timeout=120)
+    assert up.returncode == 0, up.stderr
+    assert f"migration 0008 -> {st['newest']}; ran {len(st['pending'])} migration(s)" in up.stderr
+    again = subprocess.run([arflow, "db", "status"], capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0 and "up to date" in again.stdout
+    assert Ledger(ledger_url).revisions() == (st["newest"], st["newest"])   # opens without a word
+
+
+def test_a_ledger_a_newer_arflow_wrote_is_not_touched(tmp_path):
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    ledger = Ledger(url)
+    with ledger.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0099'")
+    with pytest.raises(LedgerError, match="at migration 0099, which this arflow does not know .*upgrade arflow"):
+        Ledger(url)
+
+
+def test_a_touch_moves_only_along_the_outbox_transitions(ledger_url):
+    """A sent (or failed, skipped, rejected, closed) touch is final: no later mark queues it again,
+    whoever asks; a touch is written only in a first state; an unknown state is refused."""
+    from connectors.ledger.models import OUTBOX_TRANSITIONS, OutboxStatus
+
+    ledger = Ledger(ledger_url)
+    ledger.insert_outbox(pd.DataFrame([_touch("I1:nudge:email", mode="live", status="queued", message_key="C1:e")]))
+    (oid,) = ledger.frame(m.Outbox)["id"].tolist()
+    assert ledger.claim("C1:e", [oid], "run-1") == [oid]                # queued -> sending
+    assert ledger.mark([oid], "sent", reason="ok", delivered_on=D(2026, 11, 23)) == 1
+    for again in ("queued", "sending", "failed", "blocked", "awaiting_decision", "skipped"):
+        assert ledger.mark([oid], again, reason="late retry") == 0       # final: nothing moves it
+    assert ledger.claim("C1:e", [oid], "run-2") == []
+    assert ledger.frame(m.Outbox)["status"].tolist() == ["sent"]
+    with pytest.raises(LedgerError, match="'resend' is not an outbox state"):
+        ledger.mark([oid], "resend")
+    with pytest.raises(LedgerError, match="cannot be written as sent"):
+        ledger.insert_outbox(pd.DataFrame([_touch("I2:nudge:email", mode="live", status="sent")]))
+    # every state is in the table, and the final ones lead nowhere
+    assert set(OUTBOX_TRANSITIONS) == set(OutboxStatus)
+    assert {s for s, nxt in OUTBOX_TRANSITIONS.items() if not nxt} == {"sent", "failed", "skipped", "rejected", "closed"}
+
+
+def test_the_planners_status_groups_are_outbox_states():
+    from connectors.ledger.models import OutboxStatus
+    from tasks.plan import DELIVERED, NOT_DELIVERED, PENDING
+
+    assert set(DELIVERED) | set(PENDING) | set(NOT_DELIVERED) <= set(OutboxStatus)

@@ -7,6 +7,7 @@ through Alembic migrations in ``migrations/``; these models are their source.
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 
 from sqlalchemy import (BigInteger, Boolean, Date, DateTime, Index, Integer, MetaData, String, Text,
                         UniqueConstraint, func)
@@ -88,6 +89,45 @@ class ReconciliationResult(Base):
     ours_minor: Mapped[int | None] = mapped_column(BigInteger)
     books_minor: Mapped[int | None] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(20))  # matched | mismatched
+
+
+class OutboxStatus(StrEnum):
+    """Where a touch is. Members are the strings stored (and compare equal to them)."""
+
+    PLANNED = "planned"                      # dry run: rendered and recorded, never sent
+    AWAITING_DECISION = "awaiting_decision"  # waits for a person's approval
+    QUEUED = "queued"                        # to go on the next delivery
+    SENDING = "sending"                      # taken by one run (Ledger.claim), the result not yet recorded
+    SENT = "sent"
+    DELIVERY_UNKNOWN = "delivery_unknown"    # the run stopped while sending: a person decides
+    FAILED = "failed"
+    BLOCKED = "blocked"                      # the guardrails refused the text: a person decides
+    SKIPPED = "skipped"                      # changed at the source before it went
+    REJECTED = "rejected"                    # a person said no
+    CLOSED = "closed"                        # the invoice was paid before it went
+
+
+S = OutboxStatus
+# The states a touch is written in, and where each state may go. A state with no way out is final:
+# a sent, failed, skipped, rejected or closed touch is never queued again (nothing is sent twice).
+OUTBOX_INITIAL = frozenset({S.PLANNED, S.AWAITING_DECISION, S.QUEUED, S.BLOCKED, S.FAILED})
+OUTBOX_TRANSITIONS: dict[OutboxStatus, frozenset[OutboxStatus]] = {
+    S.PLANNED: frozenset({S.CLOSED, S.FAILED}),                       # paid; its .eml could not be written
+    S.AWAITING_DECISION: frozenset({S.QUEUED, S.REJECTED, S.CLOSED, S.FAILED}),
+    S.QUEUED: frozenset({S.SENDING, S.SKIPPED, S.CLOSED, S.FAILED}),
+    S.SENDING: frozenset({S.SENT, S.FAILED, S.QUEUED, S.SKIPPED, S.BLOCKED, S.AWAITING_DECISION,
+                          S.DELIVERY_UNKNOWN}),                        # retry; changed since approval: back to a person
+    S.BLOCKED: frozenset({S.QUEUED, S.REJECTED}),
+    S.DELIVERY_UNKNOWN: frozenset({S.QUEUED, S.SENT}),                # send again, or treat as sent
+    S.SENT: frozenset(), S.FAILED: frozenset(), S.SKIPPED: frozenset(), S.REJECTED: frozenset(),
+    S.CLOSED: frozenset(),
+}
+
+
+def outbox_sources(to: OutboxStatus | str) -> tuple[str, ...]:
+    """The states a touch may move to `to` from (sorted), per OUTBOX_TRANSITIONS."""
+    target = OutboxStatus(to)
+    return tuple(sorted(str(s) for s, nxt in OUTBOX_TRANSITIONS.items() if target in nxt))
 
 
 class Outbox(Base):

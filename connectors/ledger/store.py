@@ -1,4 +1,6 @@
-"""The ledger: SQLite by default, PostgreSQL by URL. Opening it brings the schema up to date."""
+"""The ledger: SQLite by default, PostgreSQL by URL. Opening a new (empty) ledger creates its schema;
+opening one an older arflow wrote says to run `arflow db upgrade` (the deployments' pull step and
+`make demo` run it), so a schema change on a shared database is never a side effect of a run."""
 
 from __future__ import annotations
 
@@ -54,8 +56,19 @@ def _redact(url: str) -> str:
         return "<unparseable database URL>"
 
 
+def _initial_states(rows: list[dict]) -> None:
+    """A touch is written in one of the outbox's first states (m.OUTBOX_INITIAL), or not at all."""
+    bad = sorted({str(r.get("status")) for r in rows} - set(m.OUTBOX_INITIAL))
+    if bad:
+        raise LedgerError(f"a touch cannot be written as {', '.join(bad)}: new touches are "
+                          f"{', '.join(sorted(m.OUTBOX_INITIAL))}")
+
+
 class Ledger:
-    def __init__(self, url: str, *, migrate: bool = True):
+    def __init__(self, url: str, *, migrate: bool | None = None):
+        """`migrate`: None (the default) creates the schema of an empty database and checks that any
+        other is at this arflow's newest migration (LedgerError naming what to run, if not); True
+        brings it up to date (`arflow db upgrade`); False opens it as it is."""
         self.url = url
         if url.startswith("sqlite:///"):
             path = Path(url.removeprefix("sqlite:///"))
@@ -69,23 +82,80 @@ class Ledger:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         if migrate:
             self.migrate()
+        elif migrate is None:
+            self._open_checked()
+
+    def revisions(self) -> tuple[str | None, str]:
+        """(the ledger's migration, this arflow's newest): None for a database with no schema yet."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        head = ScriptDirectory.from_config(cfg).get_current_head()
+        try:
+            with self.engine.connect() as conn:
+                current = MigrationContext.configure(conn).get_current_revision()
+        except Exception as exc:
+            raise LedgerError(f"cannot open the ledger at {_redact(self.url)}: {error_line(exc)}") from None
+        return current, head
+
+    def pending(self) -> list[str]:
+        """The migrations `arflow db upgrade` would run, oldest first (all of them for a new ledger)."""
+        from alembic.script import ScriptDirectory
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        script = ScriptDirectory.from_config(cfg)
+        current, head = self.revisions()
+        if current == head:
+            return []
+        try:
+            steps = list(script.iterate_revisions(head, current or "base"))
+        except Exception:  # a revision this arflow does not know
+            return []
+        return [s.revision for s in reversed(steps)]
+
+    def _open_checked(self) -> None:
+        current, head = self.revisions()
+        if current == head:
+            return
+        if current is None:  # a new ledger: its schema, under the migration lock (another process may be at it)
+            self.migrate(new_only=True)
+            current, head = self.revisions()
+            if current == head:
+                return
+        known = self.pending()
+        where = _redact(self.url)
+        if current is not None and not known:
+            raise LedgerError(f"the ledger at {where} is at migration {current}, which this arflow does not know "
+                              f"(its newest is {head}): a newer arflow wrote it; upgrade arflow")
+        raise LedgerError(f"the ledger at {where} is at migration {current or 'none'}, this arflow needs {head} "
+                          f"({len(known)} to run): back it up, then run `arflow db upgrade`")
+
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def migrate(self) -> None:
+    def migrate(self, *, new_only: bool = False) -> None:
         """Bring the schema to the newest migration. Safe when several processes open a fresh
         ledger at once: on PostgreSQL the migration runs under a transaction-level advisory lock
         (the others wait, then find the schema current); on SQLite under an exclusive lock on a
         file beside the database (SQLite runs DDL outside the transaction, so BEGIN IMMEDIATE would
-        not cover it)."""
+        not cover it). `new_only`: only a database with no tables yet (opening a ledger creates a
+        new one; an existing one is upgraded by `arflow db upgrade` alone)."""
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         try:
             with self._migration_lock(), self.engine.begin() as conn:
                 if self.dialect == "postgresql":
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
+                if new_only:
+                    from sqlalchemy import inspect
+
+                    if inspect(conn).get_table_names():
+                        return  # created meanwhile by another process, or not new: the caller's check says
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except Exception as exc:
@@ -237,6 +307,11 @@ class Ledger:
             conn.execute(insert(model.__table__), rows)
         return len(rows)
 
+    def insert_one(self, model: type[m.Base], row: dict, conn) -> int:
+        """Insert one row in the caller's transaction and return its new id, as the database
+        assigned it (INSERT ... RETURNING: two runs inserting at once each get their own)."""
+        return int(conn.execute(insert(model.__table__).returning(model.__table__.c.id), [row]).scalar_one())
+
     def insert_frame(self, model: type[m.Base], df: pd.DataFrame, conn=None) -> int:
         return self.insert_rows(model, _records(df), conn)
 
@@ -261,6 +336,7 @@ class Ledger:
         """Insert touches; a row whose (idempotency_key, mode) is already there is left alone.
         Returns how many rows were new."""
         rows = _records(df)
+        _initial_states(rows)
         if conn is not None:
             return len(self._insert_new(conn, m.Outbox, rows, ["idempotency_key", "mode"], "id"))
         with self.engine.begin() as c:
@@ -270,8 +346,10 @@ class Ledger:
     def queue_touches(self, rows: pd.DataFrame, decisions: list[dict]) -> tuple[int, int]:
         """Insert touches and open a decision for each new message that waits for a person, in one
         transaction. Returns (new touches, new decisions)."""
+        records = _records(rows)
+        _initial_states(records)
         with self.engine.begin() as conn:
-            new_ids = self._insert_new(conn, m.Outbox, _records(rows), ["idempotency_key", "mode"], "id")
+            new_ids = self._insert_new(conn, m.Outbox, records, ["idempotency_key", "mode"], "id")
             opened = 0
             if new_ids:
                 fresh = self._audit_touches(conn, new_ids)
@@ -367,15 +445,20 @@ class Ledger:
 
         if not ids:
             return 0
+        try:
+            allowed = set(m.outbox_sources(status))
+        except ValueError:
+            raise LedgerError(f"{status!r} is not an outbox state ({', '.join(m.OutboxStatus)})") from None
+        # Only rows in a state that may move there are changed (m.OUTBOX_TRANSITIONS): a sent touch
+        # is never queued again, whoever asks; `only_from` narrows it further.
+        sources = sorted(allowed & set(only_from)) if only_from else sorted(allowed)
         values: dict = {"status": status, "closed_reason": reason[:200] if reason else None}
         if delivered_on is not None:
             values["delivered_on"] = delivered_on
             values["sent_at"] = dt.datetime.now(dt.timezone.utc)
         if subject is not None:
             values["subject"], values["body"] = subject, body
-        stmt = update(m.Outbox).where(m.Outbox.id.in_([int(i) for i in ids]))
-        if only_from:
-            stmt = stmt.where(m.Outbox.status.in_(only_from))
+        stmt = update(m.Outbox).where(m.Outbox.id.in_([int(i) for i in ids]), m.Outbox.status.in_(sources))
         if conn is None:
             with self.engine.begin() as c:
                 return self.mark(ids, status, reason=reason, delivered_on=delivered_on, subject=subject, body=body,

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup browser demo test bench clean
+.PHONY: setup browser demo test bench bench-table clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,9 @@ test: setup browser
 
 bench: setup
 	$(BIN)/python benchmarks/daily_run.py --invoices 10000
+
+bench-table: setup
+	$(BIN)/python benchmarks/table.py --partitions 1 2 4 --markdown
 
 clean:
 	rm -rf $(VENV) data/*.db data/demo data/runs

@@ -71,7 +71,9 @@ def test_a_connected_send_day_on_quickbooks_and_hubspot(world):
     mail, hs = world["mail"], world["hs"]
     # Ocean View Road's reminder goes to HubSpot's billing contact, not the billing system's address
     ocean = mail.to("billing@oceanview.example")
-    assert len(ocean) == 1 and "1036" in ocean[0]["Subject"] + ocean[0].get_content()
+    assert len(ocean) == 1 and "1036" in ocean[0]["Subject"] + ocean[0].get_body(("plain",)).get_content()
+    # QuickBooks' PDF of the invoice goes with it (policy connectors.quickbooks.attach_invoice_pdf)
+    assert [a.get_filename() for a in ocean[0].iter_attachments()] == ["Invoice 1036.pdf"]
     # the strategic customer's late invoice: a task on its company, for its owner
     tasks = hs.objects["tasks"]
     assert tasks and all(hs.associated("tasks", t["id"], "companies") == [world["mark"]["id"]] for t in tasks)

@@ -231,7 +231,7 @@ def test_a_ledger_a_newer_arflow_wrote_is_not_touched(tmp_path):
 
 def test_a_touch_moves_only_along_the_outbox_transitions(ledger_url):
     """A sent (or failed, skipped, rejected, closed) touch is final: no later mark queues it again,
-    whoever asks; a touch is written only in a first state; an unknown state is refused."""
+    whoever asks; a touch is written only in an outbox state; an unknown state is refused."""
     from connectors.ledger.models import OUTBOX_TRANSITIONS, OutboxStatus
 
     ledger = Ledger(ledger_url)
@@ -245,8 +245,8 @@ def test_a_touch_moves_only_along_the_outbox_transitions(ledger_url):
     assert ledger.frame(m.Outbox)["status"].tolist() == ["sent"]
     with pytest.raises(LedgerError, match="'resend' is not an outbox state"):
         ledger.mark([oid], "resend")
-    with pytest.raises(LedgerError, match="cannot be written as sent"):
-        ledger.insert_outbox(pd.DataFrame([_touch("I2:nudge:email", mode="live", status="sent")]))
+    with pytest.raises(LedgerError, match="cannot be written as resent: not an outbox state"):
+        ledger.insert_outbox(pd.DataFrame([_touch("I2:nudge:email", mode="live", status="resent")]))
     # every state is in the table, and the final ones lead nowhere
     assert set(OUTBOX_TRANSITIONS) == set(OutboxStatus)
     assert {s for s, nxt in OUTBOX_TRANSITIONS.items() if not nxt} == {"sent", "failed", "skipped", "rejected", "closed"}

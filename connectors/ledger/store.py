@@ -57,11 +57,12 @@ def _redact(url: str) -> str:
 
 
 def _initial_states(rows: list[dict]) -> None:
-    """A touch is written in one of the outbox's first states (m.OUTBOX_INITIAL), or not at all."""
-    bad = sorted({str(r.get("status")) for r in rows} - set(m.OUTBOX_INITIAL))
+    """A touch is written in one of the outbox's states (m.OutboxStatus: a run writes the first ones,
+    m.OUTBOX_INITIAL; history brought in from elsewhere may be sent already), or not at all."""
+    bad = sorted({str(r.get("status")) for r in rows} - set(m.OutboxStatus))
     if bad:
-        raise LedgerError(f"a touch cannot be written as {', '.join(bad)}: new touches are "
-                          f"{', '.join(sorted(m.OUTBOX_INITIAL))}")
+        raise LedgerError(f"a touch cannot be written as {', '.join(bad)}: not an outbox state "
+                          f"({', '.join(m.OutboxStatus)})")
 
 
 class Ledger:

@@ -111,7 +111,7 @@ def test_a_database_password_never_leaves_the_process(url, tmp_path, prefect_ser
                 await asyncio.sleep(0.5)
             return run.state.message, logs
     state_message, logs = asyncio.run(run_record())
-    assert "cannot migrate the ledger" in state_message and SECRET not in state_message
+    assert "cannot open the ledger" in state_message and SECRET not in state_message
     assert logs and not [line for line in logs if SECRET in line]
 
     p = _cli(["run", "--as-of", "2026-11-23"], tmp_path, ARFLOW_DB_URL=url, ARFLOW_SMTP_HOST="")

@@ -132,7 +132,9 @@ def test_a_year_overdue_invoice_never_chased_gets_a_reminder_before_the_plan_or_
     assert "payment_plan_or_write_off" not in set(out2["actions"]["step"])
     assert out2["planned"].set_index("invoice_id").loc["I1", "reason"] == "previous_step_not_delivered"
     sent = ledger.frame(m.Outbox, m.Outbox.channel == "email")
-    ledger.mark(sent["id"].tolist(), "sent", delivered_on=DAY2)
+    (key,) = set(sent["message_key"])
+    taken = ledger.claim(key, sent["id"].tolist(), "delivery-run")   # queued -> sending, as a send takes it
+    assert ledger.mark(taken, "sent", delivered_on=DAY2) == len(sent)
     # Delivered yesterday: the customer has the policy's gap (3 days) to answer before a person decides.
     out3 = pipeline.run(folder, DAY3, policy, ledger)
     assert out3["planned"].set_index("invoice_id").loc["I1", "reason"] == "min_gap"

@@ -1045,7 +1045,7 @@ def db_status(as_json: bool = typer.Option(False, "--json", help="print one JSON
 
     ledger = _ledger_unchecked()
     current, head = ledger.revisions()
-    pending = ledger.pending()
+    pending = ledger.pending((current, head))
     state = "current" if current == head else "pending" if pending else "unknown"
     out = {"ledger": _redact(ledger.url), "migration": current, "newest": head, "pending": pending, "state": state}
     if as_json:

@@ -237,7 +237,7 @@ class SmtpMailer:
                "tls": "implicit" if c.port == 465 else ("starttls" if c.starttls else "none"),
                "auth": "xoauth2" if xoauth2 else ("password" if c.user else "none"),
                "user": (c.oauth.user if xoauth2 else c.user) or "", "signed_in": bool(xoauth2 or c.user)}
-        if c.auth == "xoauth2":
+        if xoauth2:
             out.update({"oauth_provider": c.oauth.describe, "tokens_fetched": self.tokens.fetches,
                         "token_expires_in_s": int(self.tokens.expires_in)})
         out.update({"noop": f"{code} {_reply_text(reply)}", "extensions": features, "messages_sent": 0})

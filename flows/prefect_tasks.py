@@ -18,6 +18,7 @@ from arflow.policy import Policy
 from connectors.ledger.store import Ledger
 from connectors.registry import open_source
 from connectors.sources import BILLING_SYSTEMS
+from connectors.systems import SourceSpec
 from tasks import hops
 from tasks.touches import outbox_rows
 
@@ -193,7 +194,7 @@ def attach_invoice_pdfs(actions, invoices, inputs: hops.Inputs, policy: Policy, 
     if inputs.invoice_pdf is None or run_dir is None or not policy.connectors.quickbooks.attach_invoice_pdf:
         return actions
     out, notes = documents.attach_invoice_pdfs(actions, invoices, inputs.invoice_pdf, Path(run_dir) / "invoices",
-                                               system=inputs.source.split("+")[0])
+                                               system=SourceSpec.parse(inputs.source).billing)
     inputs.notes.extend(notes)
     return out
 

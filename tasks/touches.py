@@ -462,20 +462,22 @@ def _header(value: str) -> str:
     return value if value.isascii() else Header(value, "utf-8").encode()
 
 
+def _context_path(context, key: str) -> str | None:
+    """A file path an outbox row's context (JSON) names under `key`, if any."""
+    if not isinstance(context, str) or f'"{key}"' not in context:
+        return None
+    path = json.loads(context).get(key)
+    return path if isinstance(path, str) and path else None
+
+
 def invoice_pdf_file(context) -> str | None:
     """The invoice PDF an e-mail's outbox row carries (its context's `invoice_pdf_file`), if any."""
-    if not isinstance(context, str) or '"invoice_pdf_file"' not in context:
-        return None
-    path = json.loads(context).get("invoice_pdf_file")
-    return path if isinstance(path, str) and path else None
+    return _context_path(context, "invoice_pdf_file")
 
 
 def statement_file(context) -> str | None:
     """The statement of account an e-mail's outbox row carries (its context's `statement`), if any."""
-    if not isinstance(context, str) or '"statement"' not in context:
-        return None
-    path = json.loads(context).get("statement")
-    return path if isinstance(path, str) and path else None
+    return _context_path(context, "statement")
 
 
 def write_eml(rows: pd.DataFrame, folder, *, sender: str, reply_to: str | None = None,

@@ -108,9 +108,9 @@ class OutboxStatus(StrEnum):
 
 
 S = OutboxStatus
-# The states a touch is written in, and where each state may go. A state with no way out is final:
-# a sent, failed, skipped, rejected or closed touch is never queued again (nothing is sent twice).
-OUTBOX_INITIAL = frozenset({S.PLANNED, S.AWAITING_DECISION, S.QUEUED, S.BLOCKED, S.FAILED})
+# Where each state may go (a run writes touches as planned, awaiting_decision, queued, blocked or
+# failed). A state with no way out is final: a sent, failed, skipped, rejected or closed touch is
+# never queued again (nothing is sent twice).
 OUTBOX_TRANSITIONS: dict[OutboxStatus, frozenset[OutboxStatus]] = {
     S.PLANNED: frozenset({S.CLOSED, S.FAILED}),                       # paid; its .eml could not be written
     S.AWAITING_DECISION: frozenset({S.QUEUED, S.REJECTED, S.CLOSED, S.FAILED}),

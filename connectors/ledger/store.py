@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 from pathlib import Path
@@ -56,13 +57,27 @@ def _redact(url: str) -> str:
         return "<unparseable database URL>"
 
 
-def _initial_states(rows: list[dict]) -> None:
-    """A touch is written in one of the outbox's states (m.OutboxStatus: a run writes the first ones,
-    m.OUTBOX_INITIAL; history brought in from elsewhere may be sent already), or not at all."""
+def _known_states(rows: list[dict]) -> None:
+    """A touch is written in one of the outbox's states (m.OutboxStatus: a run writes the first ones;
+    history brought in from elsewhere may be sent already), or not at all."""
     bad = sorted({str(r.get("status")) for r in rows} - set(m.OutboxStatus))
     if bad:
         raise LedgerError(f"a touch cannot be written as {', '.join(bad)}: not an outbox state "
                           f"({', '.join(m.OutboxStatus)})")
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+@functools.cache
+def _scripts():
+    """The migration scripts this arflow carries (read once a process: every Ledger() asks for the head)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config())
 
 
 class Ledger:
@@ -89,11 +104,8 @@ class Ledger:
     def revisions(self) -> tuple[str | None, str]:
         """(the ledger's migration, this arflow's newest): None for a database with no schema yet."""
         from alembic.runtime.migration import MigrationContext
-        from alembic.script import ScriptDirectory
 
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        head = ScriptDirectory.from_config(cfg).get_current_head()
+        head = _scripts().get_current_head()
         try:
             with self.engine.connect() as conn:
                 current = MigrationContext.configure(conn).get_current_revision()
@@ -101,18 +113,14 @@ class Ledger:
             raise LedgerError(f"cannot open the ledger at {_redact(self.url)}: {error_line(exc)}") from None
         return current, head
 
-    def pending(self) -> list[str]:
-        """The migrations `arflow db upgrade` would run, oldest first (all of them for a new ledger)."""
-        from alembic.script import ScriptDirectory
-
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        script = ScriptDirectory.from_config(cfg)
-        current, head = self.revisions()
+    def pending(self, revisions: tuple[str | None, str] | None = None) -> list[str]:
+        """The migrations `arflow db upgrade` would run, oldest first (all of them for a new ledger);
+        `revisions`: what revisions() just said, to ask the database only once."""
+        current, head = revisions or self.revisions()
         if current == head:
             return []
         try:
-            steps = list(script.iterate_revisions(head, current or "base"))
+            steps = list(_scripts().iterate_revisions(head, current or "base"))
         except Exception:  # a revision this arflow does not know
             return []
         return [s.revision for s in reversed(steps)]
@@ -126,7 +134,7 @@ class Ledger:
             current, head = self.revisions()
             if current == head:
                 return
-        known = self.pending()
+        known = self.pending((current, head))
         where = _redact(self.url)
         if current is not None and not known:
             raise LedgerError(f"the ledger at {where} is at migration {current}, which this arflow does not know "
@@ -146,8 +154,7 @@ class Ledger:
         file beside the database (SQLite runs DDL outside the transaction, so BEGIN IMMEDIATE would
         not cover it). `new_only`: only a database with no tables yet (opening a ledger creates a
         new one; an existing one is upgraded by `arflow db upgrade` alone)."""
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg = _alembic_config()
         try:
             with self._migration_lock(), self.engine.begin() as conn:
                 if self.dialect == "postgresql":
@@ -337,7 +344,7 @@ class Ledger:
         """Insert touches; a row whose (idempotency_key, mode) is already there is left alone.
         Returns how many rows were new."""
         rows = _records(df)
-        _initial_states(rows)
+        _known_states(rows)
         if conn is not None:
             return len(self._insert_new(conn, m.Outbox, rows, ["idempotency_key", "mode"], "id"))
         with self.engine.begin() as c:
@@ -348,7 +355,7 @@ class Ledger:
         """Insert touches and open a decision for each new message that waits for a person, in one
         transaction. Returns (new touches, new decisions)."""
         records = _records(rows)
-        _initial_states(records)
+        _known_states(records)
         with self.engine.begin() as conn:
             new_ids = self._insert_new(conn, m.Outbox, records, ["idempotency_key", "mode"], "id")
             opened = 0

@@ -55,6 +55,7 @@ def backfill(start: dt.date, end: dt.date, source: Source = "demo", mode: Backfi
     """
     from flows.daily_ar import daily_ar
     from flows.payment_checkpoint import payment_checkpoint
+    from flows.subflows import sharing_the_parents_heartbeat
 
     if mode not in BACKFILL_MODES:
         raise ValueError(f"backfill replays past days and never sends: mode must be one of {BACKFILL_MODES}, "
@@ -68,9 +69,10 @@ def backfill(start: dt.date, end: dt.date, source: Source = "demo", mode: Backfi
         if resume and ledger.completed_daily_run(day, mode):
             skipped.append(day.isoformat())
             continue
-        if with_checkpoint:
-            payment_checkpoint(as_of=day, source=source, mode=mode)
-        daily_ar(as_of=day, source=source, mode=mode)
+        with sharing_the_parents_heartbeat():  # the days run as subflows, in this process
+            if with_checkpoint:
+                payment_checkpoint(as_of=day, source=source, mode=mode)
+            daily_ar(as_of=day, source=source, mode=mode)
         done.append(day.isoformat())
         logger.info("backfill: %s done (%d so far)", day, len(done))
     summary = {"start": start.isoformat(), "end": end.isoformat(), "ran": done, "skipped_already_done": skipped}

@@ -25,6 +25,7 @@ from flows.decisions import announce_decisions
 from flows.hooks import notify_failure
 from flows.naming import current_run_id, day_run_name
 from flows.lanes import LANE_FLOWS
+from flows.subflows import sharing_the_parents_heartbeat
 from tasks.delivery import Channels
 from tasks.delivery import Context as DeliveryContext
 from flows import prefect_tasks as t
@@ -107,7 +108,9 @@ def daily_ar(as_of: dt.date | None = None, source: Source = "demo", mode: Mode =
             delivery.rendered = partitioned.render(actions, planned.frame, cohort, mode, run_id, as_of, policy)
             cluster.close()
         try:
-            lanes = [lane(actions, planned.frame, ledger, mode, run_id, as_of, run_dir, delivery) for lane in LANE_FLOWS]
+            with sharing_the_parents_heartbeat():  # one subflow per lane, in this process
+                lanes = [lane(actions, planned.frame, ledger, mode, run_id, as_of, run_dir, delivery)
+                         for lane in LANE_FLOWS]
             owners = t.follow_up_owners(delivery)
             if mode == "send" and policy.connectors.quickbooks.write_notes and isinstance(source, str) \
                     and SourceSpec.parse(source).billing == "quickbooks":

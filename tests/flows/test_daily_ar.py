@@ -100,6 +100,38 @@ def test_run_publishes_summary_and_markdown_artifacts(data_dir):
     assert '"section": "outcome"' in str(arts["daily-ar-summary"].data).replace("'", '"')
 
 
+def test_the_run_sends_heartbeats_and_its_lane_subflows_share_them(data_dir):
+    """The daily run's heartbeat says its process is alive (Prefect marks a run whose heartbeats stop
+    as crashed); its four lanes run as subflows in that process and send none of their own."""
+    import time
+
+    from prefect.client.schemas.filters import FlowRunFilterParentFlowRunId
+    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
+
+    started = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)
+    s = daily_ar(as_of=AS_OF, source="demo")
+
+    async def read():
+        async with get_client() as client:
+            lanes = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[s["run_id"]])))
+            for _ in range(40):  # events reach the server in the background
+                page = await client.read_events(EventFilter(
+                    occurred=EventOccurredFilter(since=started),
+                    event=EventNameFilter(name=["prefect.flow-run.heartbeat"])), limit=50)
+                beating = {e.resource.id.rsplit(".", 1)[-1] for e in page.events}
+                if s["run_id"] in beating:
+                    break
+                time.sleep(0.25)
+            return lanes, beating
+
+    lanes, beating = asyncio.run(read())
+    assert sorted(r.flow_name if hasattr(r, "flow_name") else r.name.split(" ")[0] for r in lanes) == \
+        ["critical-lane", "current-lane", "early-lane", "late-lane"]
+    assert s["run_id"] in beating
+    assert not beating & {str(r.id) for r in lanes}
+
+
 @pytest.mark.postgres
 def test_same_run_on_postgresql_gives_the_same_summary(data_dir, pg_url, monkeypatch):
     on_sqlite = daily_ar(as_of=AS_OF, source="demo")

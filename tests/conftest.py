@@ -25,6 +25,17 @@ def policy():
     return load_policy(ROOT / "policy.yaml")
 
 
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One temporary Prefect server for the whole session, started by the first test that needs one:
+    the flow tests (tests/flows/conftest.py), the CLI run in this process (tests/cli.py) and the CLI's
+    subprocesses (through PREFECT_API_URL). It overrides whatever PREFECT_API_URL the environment has."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
 def _pg_reachable() -> str | None:
     try:
         import psycopg

@@ -29,15 +29,6 @@ SECRET_URLS = [f"postgresql+psycopg://u@127.0.0.1:1/test?password={SECRET}",
                f"postgresql+psycopg:///test?host=127.0.0.1&port=1&password={SECRET}&sslpassword={SECRET}x"]
 
 
-@pytest.fixture(scope="module")
-def prefect_server():
-    """One temporary Prefect server for the flow tests of this file (and the CLI's subprocesses)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,23 +5,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from prefect.settings import PREFECT_API_URL
 
 from connectors.http import ConnectorError
 from connectors.ledger.store import Ledger
 from connectors.quickbooks import NotConfigured, QuickBooksSource, parse_aging_report
 from tasks import hops
+from tests.cli import arflow
 from tests.fake_qbo import FakeQuickBooks, sample
 
-ARFLOW = str(Path(sys.executable).parent / "arflow")
 AS_OF = dt.date(2023, 3, 1)
 
 
@@ -274,9 +270,8 @@ def test_missing_settings_name_the_variables(monkeypatch, tmp_path):
 
 
 def _cli(args, tmp_path, fake, **env):
-    full = {**os.environ, **fake.env(), "ARFLOW_DATA_DIR": str(tmp_path), "ARFLOW_DB_URL": f"sqlite:///{tmp_path / 'l.db'}",
-            "PREFECT_API_URL": PREFECT_API_URL.value() or "", "ARFLOW_QUICKBOOKS_BLOCK": "no-such-block", **env}
-    return subprocess.run([ARFLOW, *args], capture_output=True, text=True, env=full, timeout=300)
+    return arflow(args, {**fake.env(), "ARFLOW_DATA_DIR": str(tmp_path), "ARFLOW_DB_URL": f"sqlite:///{tmp_path / 'l.db'}",
+                         "ARFLOW_QUICKBOOKS_BLOCK": "no-such-block", **env})
 
 
 def _malformed(fake):
@@ -287,6 +282,7 @@ def _malformed(fake):
 
 
 @pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
 def test_the_daily_run_reads_quickbooks_reconciles_with_its_aging_and_quarantines_bad_rows(qbo, tmp_path):
     _malformed(qbo)
     pol = tmp_path / "policy.yaml"
@@ -305,6 +301,7 @@ def test_the_daily_run_reads_quickbooks_reconciles_with_its_aging_and_quarantine
 
 
 @pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
 def test_a_source_read_that_fails_part_way_sends_nothing(qbo, tmp_path):
     add_open_invoices(qbo, 1100, issued="2023-01-01", due="2023-01-31")
     original = qbo._query
@@ -325,6 +322,7 @@ def test_a_source_read_that_fails_part_way_sends_nothing(qbo, tmp_path):
 
 
 @pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
 def test_the_payment_checkpoint_records_what_the_books_settled(qbo, tmp_path):
     p = _cli(["checkpoint", "--source", "quickbooks", "--as-of", "2023-03-01", "--json"], tmp_path, qbo)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -334,6 +332,7 @@ def test_the_payment_checkpoint_records_what_the_books_settled(qbo, tmp_path):
     assert "96" in set(history["invoice_id"])
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_check_connection_prints_what_it_sees(qbo, tmp_path):
     p = _cli(["check-connection", "quickbooks", "--json"], tmp_path, qbo)
     assert p.returncode == 0, p.stderr[-2000:]

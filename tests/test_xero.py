@@ -6,24 +6,20 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
-import os
 import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from prefect.settings import PREFECT_API_URL
 
 from arflow.policy import load_policy
 from connectors.http import ConnectorError
 from connectors.ledger.store import Ledger
 from connectors.xero import NotConfigured, XeroSource, parse_aged_receivables
 from tasks import credits, extract
+from tests.cli import arflow
 from tests.fake_xero import FakeXero, contact, invoice, ms_date, sample
 
-ARFLOW = str(Path(sys.executable).parent / "arflow")
 FIXTURES = Path(__file__).parent / "fixtures" / "xero"
 AS_OF = dt.date(2020, 5, 4)   # the day the invoices page was recorded
 DIISR, BAYSIDE = "342a5560-dbb7-408f-835b-d93d49511d6d", "16c56769-c3c8-4dad-bd40-523f83bfe017"
@@ -450,11 +446,11 @@ def test_history_notes_are_off_by_default_and_written_when_asked(xero, tmp_path)
 
 # ---- the command line ---------------------------------------------------------------------------------
 def _cli(args, tmp_path, fake, **env):
-    full = {**os.environ, **fake.env(), "ARFLOW_DATA_DIR": str(tmp_path), "ARFLOW_DB_URL": f"sqlite:///{tmp_path / 'l.db'}",
-            "PREFECT_API_URL": PREFECT_API_URL.value() or "", **env}
-    return subprocess.run([ARFLOW, *args], capture_output=True, text=True, env=full, timeout=300)
+    return arflow(args, {**fake.env(), "ARFLOW_DATA_DIR": str(tmp_path), "ARFLOW_DB_URL": f"sqlite:///{tmp_path / 'l.db'}",
+                         **env})
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_check_connection_prints_what_it_sees(xero, tmp_path):
     p = _cli(["check-connection", "xero", "--json"], tmp_path, xero)
     assert p.returncode == 0, p.stderr[-2000:]
@@ -471,6 +467,7 @@ def test_check_connection_prints_what_it_sees(xero, tmp_path):
 
 
 @pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
 def test_the_daily_run_reads_xero_and_reconciles_with_its_aging(xero, tmp_path):
     bad = invoice("e0000000-0000-4000-8000-000000000001", BAYSIDE, "BAD-1", "2020-04-01", None, "10.00")
     xero.add("Invoices", dict(bad, DueDateString="someday"))   # a due date nobody can read: quarantined
@@ -487,6 +484,7 @@ def test_the_daily_run_reads_xero_and_reconciles_with_its_aging(xero, tmp_path):
 
 
 @pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
 def test_the_payment_checkpoint_records_what_the_books_settled(xero, tmp_path):
     xero.add("Payments", dict(sample("payments_get_paged_openapi_example")["Payments"][0], Date=ms_date("2020-04-20"),
                               Invoice={"Type": "ACCREC", "InvoiceID": "7990ca35-8c13-4230-b412-f6cccbe793aa"}))

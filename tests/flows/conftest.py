@@ -2,7 +2,6 @@ import datetime as dt
 import shutil
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from arflow import demo
 
@@ -10,10 +9,8 @@ ANCHOR = dt.date(2026, 11, 23)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def prefect_server():
-    """One temporary Prefect server for every flow test (and the CLI subprocesses, through PREFECT_API_URL)."""
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+def _flows_use_the_server(prefect_server):
+    """Every flow test talks to the session's temporary Prefect server (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")

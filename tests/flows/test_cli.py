@@ -1,23 +1,17 @@
-"""The `arflow` command as a user runs it: a real subprocess, stdout holding one JSON object."""
+"""The `arflow` command as a user runs it, stdout holding one JSON object (in this process: tests/cli.py;
+the real console script in a real process: tests/e2e/test_cli_process.py)."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from prefect.settings import PREFECT_API_URL
 
+from tests.cli import arflow
 from tests.conftest import customer, invoice, make_source
-
-ARFLOW = str(Path(sys.executable).parent / "arflow")
 
 
 def _run(args, tmp_path, **env):
-    full_env = {**os.environ, "ARFLOW_DATA_DIR": str(tmp_path), "ARFLOW_DB_URL": f"sqlite:///{tmp_path / 'l.db'}",
-                "PREFECT_API_URL": PREFECT_API_URL.value() or "", **env}
-    return subprocess.run([ARFLOW, *args], capture_output=True, text=True, env=full_env, timeout=300)
+    return arflow(args, {"ARFLOW_DATA_DIR": str(tmp_path), "ARFLOW_DB_URL": f"sqlite:///{tmp_path / 'l.db'}", **env})
 
 
 def test_run_json_prints_one_object_with_the_promised_fields(tmp_path):

@@ -5,17 +5,16 @@ described in docs/configuration.md, and declared with the default the code falls
 import ast
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cli import arflow, env_delta
 from pydantic import TypeAdapter
 
 from arflow import settings as s
 
 ROOT = Path(__file__).resolve().parents[1]
-ARFLOW = str(Path(sys.executable).with_name("arflow"))
 CODE = [f for d in ("arflow", "flows", "tasks", "connectors") for f in (ROOT / d).rglob("*.py")]
 
 
@@ -71,7 +70,7 @@ def test_every_declared_variable_is_documented():
 
 def _config(*args, **env):
     full = {k: v for k, v in os.environ.items() if not k.startswith("ARFLOW_")} | env
-    return subprocess.run([ARFLOW, "config", *args], capture_output=True, text=True, env=full, timeout=120)
+    return arflow(["config", *args], env_delta(full))
 
 
 def test_config_shows_what_is_in_effect_with_secrets_masked():
@@ -98,7 +97,6 @@ def test_a_bad_value_is_refused_by_name_before_a_run_starts(name, value, tmp_pat
     done = _config("--check", **{name: value})
     assert done.returncode == 1 and done.stderr.startswith("arflow: error: invalid configuration") \
         and name in done.stderr, done.stderr
-    run = subprocess.run([ARFLOW, "run", "--source", "demo", "--as-of", "2026-11-23"], capture_output=True, text=True,
-                         env={**os.environ, "ARFLOW_DATA_DIR": str(tmp_path), name: value}, timeout=120)
+    run = arflow(["run", "--source", "demo", "--as-of", "2026-11-23"], {"ARFLOW_DATA_DIR": str(tmp_path), name: value})
     assert run.returncode == 1 and name in run.stderr and "Traceback" not in run.stderr, run.stderr[-1500:]
     assert not (tmp_path / "runs").exists()

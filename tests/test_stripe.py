@@ -14,7 +14,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from prefect.settings import PREFECT_API_URL
 
 from arflow.blocks import connection
 from connectors.registry import billing_for
@@ -23,6 +22,7 @@ from connectors.ledger import models as m
 from connectors.ledger.store import Ledger
 from connectors.stripe_billing import NotConfigured, StripeSource, apply_event, construct_event, webhook_server
 from tasks import extract
+from tests.cli import arflow
 from tests.fake_stripe import FakeStripe, sample, sign
 
 ARFLOW = str(Path(sys.executable).parent / "arflow")
@@ -194,18 +194,16 @@ def test_the_webhook_endpoint_answers_stripe(tmp_path):
 
 
 @pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
 def test_the_daily_run_reads_stripe(stripe_api, tmp_path):
-    env = {**os.environ, **stripe_api.env(), "ARFLOW_DATA_DIR": str(tmp_path),
-           "ARFLOW_DB_URL": f"sqlite:///{tmp_path / 'l.db'}", "PREFECT_API_URL": PREFECT_API_URL.value() or ""}
-    p = subprocess.run([ARFLOW, "run", "--source", "stripe", "--as-of", "2026-11-23", "--json"], capture_output=True,
-                       text=True, env=env, timeout=300)
+    env = {**stripe_api.env(), "ARFLOW_DATA_DIR": str(tmp_path), "ARFLOW_DB_URL": f"sqlite:///{tmp_path / 'l.db'}"}
+    p = arflow(["run", "--source", "stripe", "--as-of", "2026-11-23", "--json"], env)
     assert p.returncode == 0, p.stderr[-3000:]
     out = json.loads(p.stdout)
     assert out["open_invoices"] == 3 and sum(out["outcomes"].values()) == 3
     assert out["reconciliation"]["status"] == "skipped"
     assert out["by_lane"]["late"] == 1   # in_0001: 23 days past due
-    p = subprocess.run([ARFLOW, "check-connection", "stripe", "--json"], capture_output=True, text=True, env=env,
-                       timeout=120)
+    p = arflow(["check-connection", "stripe", "--json"], env)
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads(p.stdout)["open_invoices_first_page"] == 3
 

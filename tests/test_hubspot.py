@@ -6,23 +6,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from prefect.settings import PREFECT_API_URL
 
 from arflow.blocks import connection
 from connectors.http import ConnectorError
 from connectors.hubspot import HubSpotCrm, NotConfigured, load_field_map
 from connectors.registry import open_source
 from connectors.sources import CombinedSource
+from tests.cli import arflow
 from tests.fake_hubspot import FakeHubSpot, sample
 
-ARFLOW = str(Path(sys.executable).parent / "arflow")
 AS_OF = dt.date(2026, 11, 23)
 
 
@@ -367,10 +362,8 @@ def test_a_source_spec_names_hubspot_as_the_crm(hs, tmp_path):
 
 def test_check_connection_hubspot_counts_and_writes_nothing(hs, tmp_path):
     companies(hs)
-    env = {**os.environ, **hs.env(), "ARFLOW_DATA_DIR": str(tmp_path), "PREFECT_API_URL": PREFECT_API_URL.value() or "",
-           "ARFLOW_HUBSPOT_BLOCK": "no-such-block"}
-    p = subprocess.run([ARFLOW, "check-connection", "hubspot", "--json"], capture_output=True, text=True, env=env,
-                       timeout=120)
+    env = {**hs.env(), "ARFLOW_DATA_DIR": str(tmp_path), "ARFLOW_HUBSPOT_BLOCK": "no-such-block"}
+    p = arflow(["check-connection", "hubspot", "--json"], env)
     assert p.returncode == 0, p.stderr[-2000:]
     out = json.loads(p.stdout)
     assert (out["linked_companies"], out["owners"], out["auth"]) == (2, 3, "private app token")

@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 from connectors.ledger import models as m
 from connectors.ledger.store import Ledger
 from tests import pipeline
+from tests.cli import arflow
 from tests.conftest import customer, invoice, make_source
 
 DAY1, DAY2, DAY3 = dt.date(2026, 11, 23), dt.date(2026, 11, 24), dt.date(2026, 11, 25)
@@ -465,17 +466,15 @@ def test_a_statement_runs_the_period_to_the_balance_due_with_open_items_and_agin
                                              ("en", ("Statement of account", "Balance due", "Credit note GS-7"))])
 def test_arflow_statement_writes_a_pdf_whose_text_reads_back(tmp_path, policy, ledger, language, words):
     import io
-    import subprocess
-    import sys
 
     import pypdf
 
     folder = _statement_source(tmp_path, policy, ledger, language=language)
-    env = {**__import__("os").environ, "ARFLOW_DB_URL": ledger.url, "ARFLOW_DATA_DIR": str(tmp_path)}
+    env = {"ARFLOW_DB_URL": ledger.url, "ARFLOW_DATA_DIR": str(tmp_path)}
     pdf, html = tmp_path / "s.pdf", tmp_path / "s.html"
-    cmd = [sys.executable, "-m", "arflow.cli", "statement", "C1", "--as-of", DAY1.isoformat(), "--source",
-           f"csv:{folder}", "--pdf", str(pdf), "--html", str(html), "--json"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    cmd = ["statement", "C1", "--as-of", DAY1.isoformat(), "--source", f"csv:{folder}", "--pdf", str(pdf),
+           "--html", str(html), "--json"]
+    done = arflow(cmd, env)
     assert done.returncode == 0, done.stderr
     import json
 
@@ -484,7 +483,7 @@ def test_arflow_statement_writes_a_pdf_whose_text_reads_back(tmp_path, policy, l
     for w in words + ("Müller GmbH", "470.00 USD", "1001", "1002"):
         assert w in text, (w, text)
     assert "470.00" in html.read_text()
-    bad = subprocess.run(cmd[:4] + ["NOPE"] + cmd[5:], env=env, capture_output=True, text=True, timeout=300)
+    bad = arflow(cmd[:1] + ["NOPE"] + cmd[2:], env)
     assert bad.returncode == 2 and "no customer 'NOPE'" in bad.stderr
 
 

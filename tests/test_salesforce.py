@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from prefect.settings import PREFECT_API_URL
 
 from arflow.blocks import connection
 from connectors.http import ConnectorError
 from connectors.salesforce import NotConfigured, SalesforceCrm, load_field_map
 from connectors.sources import CombinedSource
+from tests.cli import arflow
 from tests.fake_salesforce import FakeSalesforce
 
-ARFLOW = str(Path(sys.executable).parent / "arflow")
 AS_OF = dt.date(2026, 11, 23)
 
 
@@ -203,11 +198,8 @@ def test_the_crm_lays_its_fields_over_the_billing_customers(sfdc):
 
 def test_check_connection_salesforce(sfdc, tmp_path):
     accounts(sfdc)
-    env = {**os.environ, "ARFLOW_DATA_DIR": str(tmp_path), "PREFECT_API_URL": PREFECT_API_URL.value() or ""}
-    env.update(sfdc.env())
-    env["ARFLOW_SALESFORCE_BLOCK"] = "no-such-block"
-    p = subprocess.run([ARFLOW, "check-connection", "salesforce", "--json"], capture_output=True, text=True, env=env,
-                       timeout=120)
+    env = {"ARFLOW_DATA_DIR": str(tmp_path), **sfdc.env(), "ARFLOW_SALESFORCE_BLOCK": "no-such-block"}
+    p = arflow(["check-connection", "salesforce", "--json"], env)
     assert p.returncode == 0, p.stderr[-2000:]
     out = json.loads(p.stdout)
     assert out["linked_accounts"] == 2 and out["instance"] == sfdc.url.removeprefix("https://")

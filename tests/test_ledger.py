@@ -197,25 +197,22 @@ def _old_ledger(url, revision="0008"):
 
 def test_opening_an_older_ledger_says_what_to_run_and_db_upgrade_runs_it(ledger_url, tmp_path):
     import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+
+    from tests.cli import arflow
 
     _old_ledger(ledger_url)
     with pytest.raises(LedgerError, match=r"is at migration 0008, this arflow needs \d+ \(\d to run\): back it up, "
                                           r"then run `arflow db upgrade`"):
         Ledger(ledger_url)
-    arflow = str(Path(sys.executable).parent / "arflow")
-    env = {**os.environ, "ARFLOW_DB_URL": ledger_url, "ARFLOW_DATA_DIR": str(tmp_path)}
-    status = subprocess.run([arflow, "db", "status", "--json"], capture_output=True, text=True, env=env, timeout=120)
+    env = {"ARFLOW_DB_URL": ledger_url, "ARFLOW_DATA_DIR": str(tmp_path)}
+    status = arflow(["db", "status", "--json"], env)
     st = json.loads(status.stdout)
     assert status.returncode == 1 and st["migration"] == "0008" and st["state"] == "pending"
     assert st["pending"][0] == "0009" and st["pending"][-1] == st["newest"]
-    up = subprocess.run([arflow, "db", "upgrade"], capture_output=True, text=True, env=env, timeout=120)
+    up = arflow(["db", "upgrade"], env)
     assert up.returncode == 0, up.stderr
     assert f"migration 0008 -> {st['newest']}; ran {len(st['pending'])} migration(s)" in up.stderr
-    again = subprocess.run([arflow, "db", "status"], capture_output=True, text=True, env=env, timeout=120)
+    again = arflow(["db", "status"], env)
     assert again.returncode == 0 and "up to date" in again.stdout
     assert Ledger(ledger_url).revisions() == (st["newest"], st["newest"])   # opens without a word
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import ast
 import inspect
 import json
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -17,6 +15,7 @@ from arflow.config import ROOT
 from connectors.simulated import load_behaviour
 from flows import daily_ar, lanes, payment_checkpoint, simulate as sim
 from tasks.calibration import fit
+from tests.cli import arflow
 
 IBM = ROOT / "tests" / "data" / "ibm_ar" / "WA_Fn-UseC_-Accounts-Receivable.csv"
 # Tasks of the flows that only publish for people (artifacts, the dashboard, UI review forms); the
@@ -100,9 +99,8 @@ def test_contact_lowers_dso_and_the_static_schedule_settles_like_the_ibm_data():
 def test_the_command_compares_policies_under_three_assumptions(tmp_path):
     page = tmp_path / "sim.html"
     md = tmp_path / "sim.md"
-    out = subprocess.run([sys.executable, "-m", "arflow.cli", "simulate", "--days", "40", "--customers", "8",
-                          "--compare", "static,default", "--sensitivity", "--json", "--html", str(page),
-                          "--markdown", str(md), "--seed", "5"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    out = arflow(["simulate", "--days", "40", "--customers", "8", "--compare", "static,default", "--sensitivity",
+                  "--json", "--html", str(page), "--markdown", str(md), "--seed", "5"])
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["policies"] == ["static", "default"]
@@ -116,15 +114,12 @@ def test_the_command_compares_policies_under_three_assumptions(tmp_path):
     assert 'id="dso-over-time"' in text and "Sensitivity" in text and "<script src" not in text
     assert "| DSO, countback (days) |" in md.read_text()
 
-    bad = subprocess.run([sys.executable, "-m", "arflow.cli", "simulate", "--days", "5", "--scenario", "rosy"],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    bad = arflow(["simulate", "--days", "5", "--scenario", "rosy"])
     assert bad.returncode == 2 and "rosy" in bad.stderr
 
 
 def test_a_simulated_policy_can_score_with_the_model_and_reports_its_cost():
-    out = subprocess.run([sys.executable, "-m", "arflow.cli", "simulate", "--days", "30", "--customers", "20",
-                          "--model", "fake", "--json", "--seed", "4"], capture_output=True, text=True, timeout=600,
-                         cwd=ROOT)
+    out = arflow(["simulate", "--days", "30", "--customers", "20", "--model", "fake", "--json", "--seed", "4"])
     assert out.returncode == 0, out.stderr
     run = json.loads(out.stdout)["runs"][0]
     llm = run["llm"]
@@ -133,8 +128,7 @@ def test_a_simulated_policy_can_score_with_the_model_and_reports_its_cost():
     assert llm["model"] == "claude-sonnet-4-5"
     rules = sim.simulate(days=30, customers=20, policy="default", seed=4)
     assert rules["llm"] is None and rules["invoices_billed"] == run["invoices_billed"]
-    bad = subprocess.run([sys.executable, "-m", "arflow.cli", "simulate", "--days", "5", "--model", "claude"],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    bad = arflow(["simulate", "--days", "5", "--model", "claude"])
     assert bad.returncode == 2 and "--model must be fake" in bad.stderr
 
 

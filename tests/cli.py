@@ -30,6 +30,8 @@ def arflow(args: Sequence[str], env: Mapping[str, str | None] | None = None) -> 
 
     env = dict(env or {})
     api_url = env.pop("PREFECT_API_URL", None)
+    if not (api_url or PREFECT_API_URL.value()):  # else Prefect starts a server inside pytest, stopped at exit
+        raise RuntimeError("tests.cli.arflow needs a Prefect API: use the prefect_server fixture (tests/conftest.py)")
     argv = ["arflow", *map(str, args)]
     runner = CliRunner()
     code = 0

@@ -360,6 +360,7 @@ def test_a_source_spec_names_hubspot_as_the_crm(hs, tmp_path):
     assert src.name == "demo+hubspot" and isinstance(src.crm, HubSpotCrm)
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_check_connection_hubspot_counts_and_writes_nothing(hs, tmp_path):
     companies(hs)
     env = {**hs.env(), "ARFLOW_DATA_DIR": str(tmp_path), "ARFLOW_HUBSPOT_BLOCK": "no-such-block"}

@@ -195,6 +195,7 @@ def _old_ledger(url, revision="0008"):
     return old
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_opening_an_older_ledger_says_what_to_run_and_db_upgrade_runs_it(ledger_url, tmp_path):
     import json
 

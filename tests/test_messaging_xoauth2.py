@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,9 +17,9 @@ import pytest
 from arflow.safety import redact
 from connectors.mail_oauth import TokenSource
 from connectors.messaging import ChannelNotConfigured, SendError, SmtpConfig, SmtpMailer, compose
+from tests.cli import arflow, env_delta
 from tests.fake_mail_oauth import OAuthMail
 
-ARFLOW = str(Path(sys.executable).with_name("arflow"))
 CUSTOMER = "treasurer@bayside.example"
 
 
@@ -210,9 +209,10 @@ def test_redaction_masks_bearer_tokens_and_the_xoauth2_response():
 
 def _cli(args, env):
     full = {k: v for k, v in os.environ.items() if not k.startswith("ARFLOW_")} | env
-    return subprocess.run([ARFLOW, *args], capture_output=True, text=True, env=full, timeout=120)
+    return arflow(args, env_delta(full))
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_check_connection_smtp_signs_in_with_xoauth2_and_sends_nothing(mail, tmp_path):
     env = mail.env("microsoft") | {"ARFLOW_DATA_DIR": str(tmp_path)}
     p = _cli(["check-connection", "smtp", "--json"], env)
@@ -229,6 +229,7 @@ def test_check_connection_smtp_signs_in_with_xoauth2_and_sends_nothing(mail, tmp
     assert text.returncode == 0 and "auth: xoauth2\n" in text.stdout and "messages_sent: 0\n" in text.stdout
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_check_connection_smtp_says_which_step_failed(mail, tmp_path):
     mail.mailbox.user = "someone-else@yourco.example"
     p = _cli(["check-connection", "smtp"], mail.env("microsoft") | {"ARFLOW_DATA_DIR": str(tmp_path)})
@@ -241,6 +242,7 @@ def test_check_connection_smtp_says_which_step_failed(mail, tmp_path):
     assert p.returncode == 1 and "ARFLOW_SMTP_OAUTH_CLIENT_ID" in p.stderr, p.stderr
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_check_connection_smtp_with_a_password_server(tmp_path):
     from aiosmtpd.controller import Controller
 

@@ -464,6 +464,7 @@ def test_a_statement_runs_the_period_to_the_balance_due_with_open_items_and_agin
 
 @pytest.mark.parametrize("language, words", [("", ("Kontoauszug", "Offener Betrag", "Gutschrift GS-7")),
                                              ("en", ("Statement of account", "Balance due", "Credit note GS-7"))])
+@pytest.mark.usefixtures("prefect_server")
 def test_arflow_statement_writes_a_pdf_whose_text_reads_back(tmp_path, policy, ledger, language, words):
     import io
 

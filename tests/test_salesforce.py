@@ -196,6 +196,7 @@ def test_the_crm_lays_its_fields_over_the_billing_customers(sfdc):
     assert any("1 billing customer(s) with open invoices have no linked account (99)" in n for n in combined.notes())
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_check_connection_salesforce(sfdc, tmp_path):
     accounts(sfdc)
     env = {"ARFLOW_DATA_DIR": str(tmp_path), **sfdc.env(), "ARFLOW_SALESFORCE_BLOCK": "no-such-block"}

@@ -73,6 +73,7 @@ def _config(*args, **env):
     return arflow(["config", *args], env_delta(full))
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_config_shows_what_is_in_effect_with_secrets_masked():
     done = _config("--json", ARFLOW_SMTP_HOST="mail.example.com", ARFLOW_SMTP_PASSWORD="hunter2-secret",
                    ARFLOW_DB_URL="postgresql+psycopg://ar:pw-in-url@db.example/ar", ARFLOW_XERO_DAY_RESERVE="800")
@@ -93,6 +94,7 @@ def test_config_shows_what_is_in_effect_with_secrets_masked():
 
 @pytest.mark.parametrize("name, value", [("ARFLOW_SMTP_PORT", "twenty-five"), ("ARFLOW_IMAP_SSL", "perhaps"),
                                          ("ARFLOW_HTTP_TIMEOUT", "soon")])
+@pytest.mark.usefixtures("prefect_server")
 def test_a_bad_value_is_refused_by_name_before_a_run_starts(name, value, tmp_path):
     done = _config("--check", **{name: value})
     assert done.returncode == 1 and done.stderr.startswith("arflow: error: invalid configuration") \

@@ -96,6 +96,7 @@ def test_contact_lowers_dso_and_the_static_schedule_settles_like_the_ibm_data():
     assert default["suite_spot_checks"]["days"] == 2 and default["suite_spot_checks"]["quarantined"] == 0  # Jan 5, Apr 1
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_the_command_compares_policies_under_three_assumptions(tmp_path):
     page = tmp_path / "sim.html"
     md = tmp_path / "sim.md"
@@ -118,6 +119,7 @@ def test_the_command_compares_policies_under_three_assumptions(tmp_path):
     assert bad.returncode == 2 and "rosy" in bad.stderr
 
 
+@pytest.mark.usefixtures("prefect_server")
 def test_a_simulated_policy_can_score_with_the_model_and_reports_its_cost():
     out = arflow(["simulate", "--days", "30", "--customers", "20", "--model", "fake", "--json", "--seed", "4"])
     assert out.returncode == 0, out.stderr

@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
 from prefect.settings import PREFECT_API_URL
 
+from tests.cli import arflow, env_delta
 from tests.fake_qbo import FakeQuickBooks, sample
 from tests.fake_salesforce import FakeSalesforce
 from tests.flows.test_sending import MailSink, free_port
 
-ARFLOW = str(Path(sys.executable).parent / "arflow")
 pytestmark = pytest.mark.flow
 
 
@@ -58,7 +56,7 @@ def world(tmp_path):
 
 
 def _run(world, *args):
-    return subprocess.run([ARFLOW, *args], capture_output=True, text=True, env=world["env"], timeout=600)
+    return arflow(args, env_delta(world["env"]))
 
 
 def test_a_connected_send_day(world):

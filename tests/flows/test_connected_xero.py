@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
 from prefect.settings import PREFECT_API_URL
 
+from tests.cli import arflow, env_delta
 from tests.fake_xero import FakeXero, contact, sample
 from tests.flows.test_sending import MailSink, free_port
 
-ARFLOW = str(Path(sys.executable).parent / "arflow")
 pytestmark = pytest.mark.flow
 DIISR, BAYSIDE = "342a5560-dbb7-408f-835b-d93d49511d6d", "16c56769-c3c8-4dad-bd40-523f83bfe017"
 
@@ -47,7 +45,7 @@ def world(tmp_path):
 
 
 def _run(world, *args):
-    return subprocess.run([ARFLOW, *args], capture_output=True, text=True, env=world["env"], timeout=600)
+    return arflow(args, env_delta(world["env"]))
 
 
 def test_a_send_day_on_xero(world):

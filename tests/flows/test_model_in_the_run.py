@@ -1,20 +1,17 @@
-"""The model inside the daily run and the backtest, as a user runs them: the `arflow` command in a
-subprocess, the real anthropic SDK, the local fake API (connectors/fake_anthropic.py) on 127.0.0.1."""
+"""The model inside the daily run and the backtest, as a user runs them: the `arflow` command
+(in-process, tests/cli.py), the real anthropic SDK, the local fake API (connectors/fake_anthropic.py) on 127.0.0.1."""
 
 import json
 import os
 import sqlite3
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from prefect.settings import PREFECT_API_URL
 
 from arflow.config import ROOT
 from connectors.fake_anthropic import FakeAnthropic
+from tests.cli import arflow, env_delta
 
-ARFLOW = str(Path(sys.executable).parent / "arflow")
 LABELS = ROOT / "prompts" / "backtest" / "demo_labels.csv"
 KEY = "sk-ant-test-secret-key-0000"
 
@@ -31,7 +28,7 @@ def _run(args, tmp_path, fake=None, **env):
                      "PREFECT_API_URL": PREFECT_API_URL.value() or "", **env})
     if fake is not None:
         full_env.update(ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=fake.url)
-    return subprocess.run([ARFLOW, *args], capture_output=True, text=True, env=full_env, timeout=600)
+    return arflow(args, env_delta(full_env))
 
 
 def _sql(tmp_path, query):

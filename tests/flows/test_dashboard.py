@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 
@@ -19,6 +18,7 @@ from arflow.money import format_amount
 from flows.daily_ar import daily_ar
 from flows.reporting import collections_brief
 from tasks.dashboard import CHARTS, plotly_file_name
+from tests.cli import arflow
 
 from .conftest import ANCHOR
 
@@ -56,9 +56,7 @@ def test_report_html_renders_every_chart_in_headless_chromium(data_dir, tmp_path
     daily_ar(as_of=ANCHOR, source="demo")
     daily_ar(as_of=ANCHOR + dt.timedelta(days=1), source="demo")
     page = tmp_path / "dash.html"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run([sys.executable, "-m", "arflow.cli", "report", "--as-of", str(ANCHOR + dt.timedelta(days=1)),
-                           "--html", str(page), "--json"], capture_output=True, text=True, env=env, timeout=300)
+    done = arflow(["report", "--as-of", str(ANCHOR + dt.timedelta(days=1)), "--html", str(page), "--json"])
     assert done.returncode == 0, done.stderr[-2000:]
     kpis = json.loads(done.stdout)
     assert kpis["currencies"]["USD"]["dso_countback"] is not None

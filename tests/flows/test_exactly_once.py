@@ -20,6 +20,7 @@ from prefect.settings import PREFECT_API_URL
 
 from connectors.ledger import models as m
 from connectors.ledger.store import Ledger
+from tests.cli import arflow, env_delta
 from tests.conftest import customer, invoice, make_source
 from tests.flows.test_sending import free_port
 
@@ -101,8 +102,7 @@ def test_a_run_killed_mid_send_never_sends_twice(tmp_path, sink):
     # A person checks the mail log (the server never accepted it) and approves a resend.
     (doubt,) = ledger.frame(m.Decision).itertuples()
     assert doubt.kind == "delivery_unknown"
-    p = subprocess.run([ARFLOW, "decide", str(doubt.id), "approve", "--note", "not in the mail log"],
-                       capture_output=True, text=True, env=_env(tmp_path, sink, db), timeout=120)
+    p = arflow(["decide", str(doubt.id), "approve", "--note", "not in the mail log"], env_delta(_env(tmp_path, sink, db)))
     assert p.returncode == 0, p.stderr
     again = _start(src, _env(tmp_path, sink, db, ARFLOW_SENDING_TIMEOUT_SECONDS="0"), as_of="2026-11-24")
     out, err = again.communicate(timeout=300)

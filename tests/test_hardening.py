@@ -19,6 +19,7 @@ import pytest
 
 from connectors.ledger import models as m
 from connectors.ledger.store import Ledger, LedgerError
+from tests.cli import arflow
 from tests.conftest import customer, invoice, make_source, write_csv
 
 ARFLOW = str(Path(sys.executable).parent / "arflow")
@@ -60,6 +61,7 @@ def smtp(monkeypatch):
 
 
 def _cli(args, tmp_path, **env):
+    """A real process: what these tests read is everything the process writes, Prefect's own log lines included."""
     from prefect.settings import PREFECT_API_URL
 
     full = {**os.environ, "ARFLOW_DATA_DIR": str(tmp_path), "ARFLOW_DB_URL": f"sqlite:///{tmp_path / 'l.db'}",
@@ -293,8 +295,9 @@ def test_absurd_amounts_are_quarantined_and_totals_stay_exact(tmp_path, prefect_
             for i in range(12)]
     src = make_source(tmp_path / "src", [*huge, invoice("I1", due_date="2026-11-18", amount="1000.00",
                                                         balance="1000.00")], [customer("C1")])
-    p = _cli(["run", "--as-of", "2026-11-23", "--source", f"csv:{src}", "--json"], tmp_path,
-             ARFLOW_POLICY=str(_loose_policy(tmp_path)))
+    p = arflow(["run", "--as-of", "2026-11-23", "--source", f"csv:{src}", "--json"],
+               {"ARFLOW_DATA_DIR": str(tmp_path), "ARFLOW_DB_URL": f"sqlite:///{tmp_path / 'l.db'}",
+                "ARFLOW_POLICY": str(_loose_policy(tmp_path))})
     assert p.returncode == 0, p.stderr[-2000:]
     out = json.loads(p.stdout)
     assert out["quarantined"] == {"amount_out_of_range": 12}

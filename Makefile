@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup browser demo test bench bench-table clean
+.PHONY: setup browser demo test test-fast bench bench-table clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,10 @@ demo: setup
 
 test: setup browser
 	$(BIN)/python -m pytest -q
+
+# The inner loop: every test that needs no Prefect server, flow run or real process (markers set in tests/conftest.py).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not flow and not e2e" -p no:cacheprovider
 
 bench: setup
 	$(BIN)/python benchmarks/daily_run.py --invoices 10000

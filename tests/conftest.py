@@ -25,6 +25,17 @@ def policy():
     return load_policy(ROOT / "policy.yaml")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Markers by where a test is and what it needs, so `make test-fast` can leave the slow ones out:
+    tests/e2e are `e2e`; tests/flows and every test on the Prefect server are `flow`."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        if "e2e" in parts:
+            item.add_marker(pytest.mark.e2e)
+        if "flows" in parts or "prefect_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.flow)
+
+
 @pytest.fixture(scope="session")
 def prefect_server():
     """One temporary Prefect server for the whole session, started by the first test that needs one:

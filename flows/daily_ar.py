@@ -29,7 +29,8 @@ from flows.subflows import sharing_the_parents_heartbeat
 from tasks.delivery import Channels
 from tasks.delivery import Context as DeliveryContext
 from flows import prefect_tasks as t
-from tasks import pilot, report
+from tasks import pilot, recipe, report
+from tasks.recipe import LaneResult, RunContext, lane_totals
 from tasks.hops import QUARANTINE_COLUMNS
 from tasks.quality import enforce_threshold, run_suite
 
@@ -71,13 +72,13 @@ def daily_ar(as_of: dt.date | None = None, source: Source = "demo", mode: Mode =
     llm = open_model(policy, ledger, mode, run_id, as_of)  # send mode with a model needs a passing backtest
     channels = open_channels(mode, source, settings)
     ledger.start_run(run_id, "daily_ar", as_of, source, mode, policy.version)
+    run_dir = settings.data_dir / "runs" / as_of.isoformat() / run_id  # dry-run: the .eml files
+    ctx = RunContext(settings=settings, policy=policy, ledger=ledger, source=source, as_of=as_of, run_id=run_id,
+                     mode=mode, channels=channels, run_dir=run_dir)
     cluster = contextlib.ExitStack()  # partitions > 1: the run's Dask cluster, stopped before the lanes write
     try:
         in_doubt = ledger.in_doubt(sending_timeout(), as_of, run_id) if mode != "dry-run" else 0
-        inputs = t.fetch_inputs(source, ledger, as_of, settings.data_dir)
-        t.check_invoice_volume(inputs, ledger, as_of, policy, source)  # a truncated export is loud
-        extracted, customers = t.extract_aging(inputs, as_of, policy)
-        reconciliation, rec_hop = t.reconcile_aging(extracted.frame, inputs, policy)
+        partitioned = None
         if partitions > 1:  # by customer partition on a Dask cluster (flows/partitioned.py)
             if llm is not None:
                 raise ValueError("partitions > 1 scores with the rules: the model's scoring runs in one process "
@@ -85,22 +86,8 @@ def daily_ar(as_of: dt.date | None = None, source: Source = "demo", mode: Mode =
             from flows.partitioned import Partitioned
 
             partitioned = cluster.enter_context(Partitioned(partitions, dask_address))
-            enriched, scored, planned, actions, cohort = partitioned.plan(
-                extracted.frame, customers, inputs, as_of, policy, set(reconciliation.mismatched_customers), ledger,
-                mode)
-        else:
-            partitioned = None
-            enriched = t.enrich_context(extracted.frame, customers, inputs, as_of, policy)
-            scored = t.score_invoices(enriched.frame, policy, ledger, llm, as_of, mode, run_id)
-            cohort = pilot.cohort(scored.frame, policy, mode)  # the pilot's customers; None: everyone (or a dry run)
-            planned, actions = t.plan_actions(scored.frame, as_of, policy, set(reconciliation.mismatched_customers),
-                                              ledger, mode, cohort)
-        run_dir = settings.data_dir / "runs" / as_of.isoformat() / run_id  # dry-run: the .eml files
-        if policy.statements.with_reminder:  # the month's first reminder carries the statement of account
-            actions = t.attach_statements(actions, extracted.frame, customers, inputs, ledger, as_of, policy, mode,
-                                          run_dir)
-        if inputs.invoice_pdf is not None:  # QuickBooks' PDF of each invoice an e-mail asks for
-            actions = t.attach_invoice_pdfs(actions, planned.frame, inputs, policy, run_dir)
+        day = recipe.plan_day(t, ctx, llm, partitioned=partitioned)
+        inputs, planned, actions, cohort = day.inputs, day.planned, day.actions, day.cohort
         delivery = delivery_context(ledger, channels, policy, run_id, as_of, mode, source, settings)
         delivery.llm = llm
         delivery.cohort = cohort
@@ -121,16 +108,15 @@ def daily_ar(as_of: dt.date | None = None, source: Source = "demo", mode: Mode =
         finally:
             if channels.mailer is not None:
                 channels.mailer.close()
-        summary = publish_report(as_of, run_id, inputs.source, mode, policy, ledger,
-                                 [extracted, rec_hop, enriched, scored, planned], planned.frame, actions,
-                                 reconciliation, lanes, inputs.notes, run_dir,
+        summary = publish_report(as_of, run_id, inputs.source, mode, policy, ledger, day.hops, planned.frame, actions,
+                                 day.reconciliation, lanes, inputs.notes, run_dir,
                                  pilot.summary(actions, cohort, policy.pilot.enabled and mode != "dry-run"))
         summary["owners"] = owners
         if partitioned is not None:  # partitions > 1: how the hops were cut and how long they took on Dask
             summary["partitioned"] = partitioned.info
         if mode == "send" and channels.crm is not None:  # the day's summary in the CRM, where configured
             summary["crm_summary_post"] = post_crm_summary(channels.crm, summary)
-        summary["scoring"] = scored.llm or {"scorer": "rules"}
+        summary["scoring"] = day.scored.llm or {"scorer": "rules"}
         summary.update(ledger.llm_usage(run_id))  # llm_calls, input/output/cache tokens, cost_usd
         from flows.reporting import record_kpis
 
@@ -156,7 +142,7 @@ def daily_ar(as_of: dt.date | None = None, source: Source = "demo", mode: Mode =
 
 @task(name="publish_report", cache_policy=NO_CACHE, **t.RETRY)
 def publish_report(as_of: dt.date, run_id: str, source: str, mode: str, policy: Policy, ledger: Ledger, hop_results,
-                   planned: pd.DataFrame, actions: pd.DataFrame, reconciliation, lanes: list[dict],
+                   planned: pd.DataFrame, actions: pd.DataFrame, reconciliation, lanes: list[LaneResult],
                    notes: list[str], run_dir=None, pilot_counts: dict | None = None) -> dict:
     quarantine = pd.concat([h.quarantine for h in hop_results if not h.quarantine.empty] or
                            [pd.DataFrame(columns=QUARANTINE_COLUMNS)], ignore_index=True)
@@ -174,27 +160,12 @@ def publish_report(as_of: dt.date, run_id: str, source: str, mode: str, policy: 
     summary = report.summarize(as_of=as_of, run_id=run_id, source=source, mode=mode,
                                policy_version=policy.version, outcomes=outcomes, planned=planned, actions=actions,
                                reconciliation=reconciliation.summary(), data_quality=dq,
-                               outbox_new=sum(lane["new"] for lane in lanes), notes=notes)
-    summary["blocked_by_guardrail"] = sum(lane["blocked_by_guardrail"] for lane in lanes)
-    personalized: dict[str, int] = {}
-    for lane in lanes:
-        for k, v in (lane.get("personalized") or {}).items():
-            personalized[k] = personalized.get(k, 0) + v
-    summary["personalized"] = personalized
-    delivered = [lane.get("delivery") or {} for lane in lanes]
-    summary["messages"] = sum(lane.get("messages", 0) for lane in lanes)
-    summary["sent"] = sum(d.get("sent", 0) for d in delivered)
-    summary["drafted"] = sum(lane.get("drafted", 0) for lane in lanes)
-    summary["decisions_opened"] = sum(lane.get("decisions_opened", 0) for lane in lanes) + \
-        sum(d.get("decisions_opened", 0) for d in delivered)
-    skipped: dict[str, int] = {}
-    for d in delivered:
-        for k, v in (d.get("skipped_at_send") or {}).items():
-            skipped[k] = skipped.get(k, 0) + v
-    summary["skipped_at_send"] = skipped
-    for k in ("failed", "retry", "charges", "charges_failed", "charge_retries", "charge_retries_failed", "finance_alerts",
-              "carried_out", "digest_items"):
-        summary[k if k != "retry" else "send_retries"] = sum(d.get(k, 0) for d in delivered)
+                               outbox_new=sum(lane.new for lane in lanes), notes=notes)
+    totals = lane_totals(lanes)
+    for k in ("blocked_by_guardrail", "personalized", "messages", "sent", "drafted", "decisions_opened",
+              "skipped_at_send", "failed", "send_retries", "charges", "charges_failed", "charge_retries",
+              "charge_retries_failed", "finance_alerts", "carried_out", "digest_items"):
+        summary[k] = totals[k]
     summary["run_folder"] = str(run_dir)
     summary["pilot"] = pilot_counts or {"enabled": False}  # the pilot's live and dry-run halves (tasks/pilot.py)
     stamp = {"run_id": run_id, "as_of": as_of}

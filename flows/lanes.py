@@ -13,51 +13,36 @@ from prefect import flow
 
 from connectors.ledger.store import Ledger
 from flows.naming import day_run_name
-from flows.prefect_tasks import deliver_touches, queue_touches
+from flows import prefect_tasks as t
+from tasks import recipe
+from tasks.recipe import LaneResult
 
 
 def _lane(lane: str, actions: pd.DataFrame, invoices: pd.DataFrame, ledger: Ledger, mode: str, run_id: str,
-          as_of: dt.date, run_dir=None, delivery=None) -> dict:
-    mine = actions[actions["lane"] == lane]
-    queued = {"touches": 0, "new": 0, "blocked_by_guardrail": 0, "decisions_opened": 0, "drafted": 0,
-              "personalized": {}}
-    cohort = getattr(delivery, "cohort", None)  # the pilot (tasks/pilot.py): the others stay in dry run
-    outside = mine[~mine["customer_id"].astype(str).isin(cohort)] if cohort is not None else mine.iloc[0:0]
-    mine = mine.drop(outside.index)
-    rendered = getattr(delivery, "rendered", None)  # a partitioned run's messages, rendered on Dask
-    for part, how in ((mine, mode), (outside, "dry-run")):
-        if part.empty:
-            continue
-        done = queue_touches(part, invoices, ledger, how, run_id, as_of, run_dir,
-                             delivery.policy if delivery else None, delivery.llm if delivery else None,
-                             delivery.channels.mail_from if delivery else None,
-                             rows=rendered[(lane, how)] if rendered is not None else None)
-        for k, v in done.items():
-            queued[k] = {**queued.get(k, {}), **v} if isinstance(v, dict) else queued.get(k, 0) + v
-    sent = deliver_touches(delivery, lane) if delivery is not None else {}
-    return {"lane": lane, **queued, "delivery": sent}
+          as_of: dt.date, run_dir=None, delivery=None) -> LaneResult:
+    return recipe.lane(t, lane, actions, invoices, ledger, mode, run_id, as_of, delivery, run_dir)
 
 
 @flow(name="current_lane", flow_run_name=day_run_name("current-lane"))
-def current_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None, delivery=None) -> dict:
+def current_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None, delivery=None) -> LaneResult:
     """Pre-due reminders and the due-date auto-charge (a failed charge: the customer is told the same run)."""
     return _lane("current", actions, invoices, ledger, mode, run_id, as_of, run_dir, delivery)
 
 
 @flow(name="early_lane", flow_run_name=day_run_name("early-lane"))
-def early_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None, delivery=None) -> dict:
+def early_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None, delivery=None) -> LaneResult:
     """1-14 days past due: friendly nudge, follow-up, the owner looped in."""
     return _lane("early", actions, invoices, ledger, mode, run_id, as_of, run_dir, delivery)
 
 
 @flow(name="late_lane", flow_run_name=day_run_name("late-lane"))
-def late_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None, delivery=None) -> dict:
+def late_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None, delivery=None) -> LaneResult:
     """15-44 days: firmer e-mail, owner alert, service-pause warning (a human decides)."""
     return _lane("late", actions, invoices, ledger, mode, run_id, as_of, run_dir, delivery)
 
 
 @flow(name="critical_lane", flow_run_name=day_run_name("critical-lane"))
-def critical_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None, delivery=None) -> dict:
+def critical_lane(actions, invoices, ledger, mode, run_id, as_of, run_dir=None, delivery=None) -> LaneResult:
     """45+ days: service pause, finance and owner call, payment plan or write-off (humans decide)."""
     return _lane("critical", actions, invoices, ledger, mode, run_id, as_of, run_dir, delivery)
 

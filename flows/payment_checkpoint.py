@@ -24,7 +24,9 @@ from flows.hooks import notify_failure
 from flows.params import Source
 from flows.naming import current_run_id, day_run_name
 from flows import prefect_tasks as t
+from tasks import recipe
 from tasks.checkpoint import summarize
+from tasks.recipe import RunContext
 
 
 @flow(name="payment_checkpoint", log_prints=False, flow_run_name=day_run_name("payment-checkpoint"),
@@ -54,13 +56,10 @@ def payment_checkpoint(as_of: dt.date | None = None, source: Source = "demo", ba
     run_id = current_run_id()
     ledger.start_run(run_id, "payment_checkpoint", as_of, source, mode, policy.version)
     try:
-        inputs = t.fetch_inputs(source, ledger, as_of, settings.data_dir, with_settled=True)
-        payments, quarantined = t.read_payments(inputs, bank_file)
-        extracted, _customers = t.extract_aging(inputs, as_of, policy)
-        result = t.apply_cash(payments, ledger, extracted.frame, inputs.customers, as_of, policy,
-                              all_invoices=inputs.invoices)
-        written = t.record_checkpoint(result, ledger, extracted.frame, inputs.customers, mode, run_id, as_of,
-                                      settled=inputs.settled, policy=policy)
+        ctx = RunContext(settings=settings, policy=policy, ledger=ledger, source=source, as_of=as_of, run_id=run_id,
+                         mode=mode, channels=channels)
+        day = recipe.apply_payments(t, ctx, bank_file)
+        payments, quarantined, result, written = day.payments, day.quarantined, day.result, day.written
         _keep_quarantine(ledger, quarantined, run_id, as_of)
         if written["reversed"]:  # a bounced or reversed payment re-opened what it paid: finance chases it
             _alert_returned(result, written["reversed"], as_of)

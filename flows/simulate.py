@@ -4,8 +4,8 @@ code the deployments run.
 Each simulated day: the world bills and its customers act (connectors/simulated.py); the clerk
 records what customers said (disputes, promises); on business days ``payment_checkpoint`` and then
 ``daily_ar`` run, in send mode, as their flow bodies call their tasks (the same task functions,
-called through ``.fn`` so that a year does not cost a year of Prefect task runs; a test checks that
-the order here is the flows' order); the world receives what was delivered; the clerk settles the
+called as plain functions through tasks/recipe.py, the steps the flows run, so that a year does not
+cost a year of Prefect task runs); the world receives what was delivered; the clerk settles the
 decisions the run opened. Metrics come from the world's truth and the ledger (tasks/simulation.py).
 
 Great Expectations suites cost about 0.35 s each whatever the frame's size (seven a business day,
@@ -31,10 +31,12 @@ from connectors.ledger.store import Ledger
 from connectors.simulated import SimulatedWorld, load_behaviour
 from flows.daily_ar import delivery_context
 from flows import prefect_tasks as t
+from tasks import recipe
 from tasks import simulation as metrics
 from tasks.decisions import open_decisions, settle
 from tasks.delivery import Channels
 from tasks.quality import suites_off
+from tasks.recipe import RunContext
 
 MODE = "send"      # the live path: delivery verifies at the source, charges, opens decisions
 CLERK = "simulated-clerk"
@@ -154,53 +156,40 @@ def _llm_report(llm, invoice_days: int) -> dict | None:
 
 def _run_day(world: SimulatedWorld, ledger: Ledger, policy: Policy, settings: Settings, channels: Channels,
              day: dt.date, llm=None, seen: dict | None = None) -> tuple[int, int]:
-    """payment_checkpoint then daily_ar for `day`, as their flow bodies call their tasks.
-    Returns how many rows the hops quarantined, and how many open invoices were scored."""
-    quarantined = 0
-    run_id = f"sim-{day.isoformat()}-checkpoint"
-    ledger.start_run(run_id, "payment_checkpoint", day, world.name, MODE, policy.version)
-    inputs = t.fetch_inputs.fn(world, ledger, day, settings.data_dir)
-    payments, bad = t.read_payments.fn(inputs, None)
-    extracted, _customers = t.extract_aging.fn(inputs, day, policy)
-    result = t.apply_cash.fn(payments, ledger, extracted.frame, inputs.customers, day)
-    t.record_checkpoint.fn(result, ledger, extracted.frame, inputs.customers, MODE, run_id, day)
-    delivery = delivery_context(ledger, channels, policy, run_id, day, MODE, world, settings)
-    t.deliver_touches.fn(delivery, "paid")
-    ledger.finish_run(run_id, "completed", {"simulated": True})
-    quarantined += len(bad) + len(extracted.quarantine)
+    """payment_checkpoint then daily_ar for `day`: the flows' own steps (tasks/recipe.py), called as
+    plain functions. Returns how many rows the hops quarantined, and how many open invoices were scored."""
+    steps = recipe.plain(t)
 
-    run_id = f"sim-{day.isoformat()}-daily"
-    ledger.start_run(run_id, "daily_ar", day, world.name, MODE, policy.version)
-    inputs = t.fetch_inputs.fn(world, ledger, day, settings.data_dir)
-    t.check_invoice_volume.fn(inputs, ledger, day, policy, world)
-    extracted, customers = t.extract_aging.fn(inputs, day, policy)
-    reconciliation, rec_hop = t.reconcile_aging.fn(extracted.frame, inputs, policy)
-    enriched = t.enrich_context.fn(extracted.frame, customers, inputs, day, policy)
-    if llm is not None:
-        llm.as_of, llm.run_id = day, run_id
-    scored = t.score_invoices.fn(enriched.frame, policy, ledger, llm, day, MODE, run_id)
-    planned, actions = t.plan_actions.fn(scored.frame, day, policy, set(reconciliation.mismatched_customers),
-                                         ledger, MODE)
+    def context(run_id: str) -> RunContext:
+        return RunContext(settings=settings, policy=policy, ledger=ledger, source=world, as_of=day, run_id=run_id,
+                          mode=MODE, channels=channels, run_dir=settings.data_dir / "simulated-runs" / day.isoformat())
+
+    ctx = context(f"sim-{day.isoformat()}-checkpoint")
+    ledger.start_run(ctx.run_id, "payment_checkpoint", day, world.name, MODE, policy.version)
+    paid = recipe.apply_payments(steps, ctx)
+    delivery = delivery_context(ledger, channels, policy, ctx.run_id, day, MODE, world, settings)
+    steps.deliver_touches(delivery, "paid")
+    ledger.finish_run(ctx.run_id, "completed", {"simulated": True})
+    quarantined = len(paid.quarantined) + len(paid.extracted.quarantine)
+
+    ctx = context(f"sim-{day.isoformat()}-daily")
+    ledger.start_run(ctx.run_id, "daily_ar", day, world.name, MODE, policy.version)
+
+    def before_scoring():
+        if llm is not None:
+            llm.as_of, llm.run_id = day, ctx.run_id
+
+    planned = recipe.plan_day(steps, ctx, llm, before_scoring=before_scoring)
     if seen is not None:
-        seen["planned"] = planned.frame
-    if policy.statements.with_reminder:  # as daily_ar: the month's first reminder carries the statement
-        actions = t.attach_statements.fn(actions, extracted.frame, customers, inputs, ledger, day, policy, MODE,
-                                         settings.data_dir / "simulated-runs" / day.isoformat())
-    if inputs.invoice_pdf is not None:  # as daily_ar (the simulated world has no invoice documents)
-        actions = t.attach_invoice_pdfs.fn(actions, planned.frame, inputs, policy,
-                                           settings.data_dir / "simulated-runs" / day.isoformat())
-    delivery = delivery_context(ledger, channels, policy, run_id, day, MODE, world, settings)
+        seen["planned"] = planned.planned.frame
+    delivery = delivery_context(ledger, channels, policy, ctx.run_id, day, MODE, world, settings)
     delivery.llm = llm
-    for lane in LANES:  # flows/lanes.py: queue the lane's touches, then deliver what is queued
-        mine = actions[actions["lane"] == lane]
-        if not mine.empty:
-            t.queue_touches.fn(mine, planned.frame, ledger, MODE, run_id, day, None, policy, llm, channels.mail_from)
-        t.deliver_touches.fn(delivery, lane)
-    t.follow_up_owners.fn(delivery)
-    ledger.finish_run(run_id, "completed", {"simulated": True})
-    for hop in (extracted, rec_hop, enriched, scored, planned):
-        quarantined += len(hop.quarantine)
-    return quarantined, int(len(scored.frame))
+    delivery.cohort = planned.cohort
+    for lane in LANES:  # as the lane subflows (flows/lanes.py), without .eml files
+        recipe.lane(steps, lane, planned.actions, planned.planned.frame, ledger, MODE, ctx.run_id, day, delivery)
+    steps.follow_up_owners(delivery)
+    ledger.finish_run(ctx.run_id, "completed", {"simulated": True})
+    return quarantined + planned.quarantined(), int(len(planned.scored.frame))
 
 
 def _clerk_records(world: SimulatedWorld, ledger: Ledger) -> None:

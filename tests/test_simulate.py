@@ -1,11 +1,9 @@
-"""The policy simulator: calibrated on the IBM data, deterministic per seed, the flows' own steps in
-their order, and its central claims (contacting customers lowers DSO; the static schedule
-reproduces the data's days to settle)."""
+"""The policy simulator: calibrated on the IBM data, deterministic per seed, the flows' own steps
+(tasks/recipe.py, which the flows call too), and its central claims (contacting customers lowers
+DSO; the static schedule reproduces the data's days to settle)."""
 
 from __future__ import annotations
 
-import ast
-import inspect
 import json
 
 import pytest
@@ -13,14 +11,11 @@ import yaml
 
 from arflow.config import ROOT
 from connectors.simulated import load_behaviour
-from flows import daily_ar, lanes, payment_checkpoint, simulate as sim
+from flows import simulate as sim
 from tasks.calibration import fit
 from tests.cli import arflow
 
 IBM = ROOT / "tests" / "data" / "ibm_ar" / "WA_Fn-UseC_-Accounts-Receivable.csv"
-# Tasks of the flows that only publish for people (artifacts, the dashboard, UI review forms); the
-# simulator's clerk settles decisions directly, so nothing else of the flows is left out.
-REPORTING_ONLY = {"publish_report", "record_kpis", "announce_decisions", "_publish"}
 
 
 def test_the_behaviour_file_holds_what_the_ibm_data_gives():
@@ -33,37 +28,6 @@ def test_the_behaviour_file_holds_what_the_ibm_data_gives():
     assert fitted["terms_days"] == 30 and fitted["dispute_rate"] == 0.227
     assert 26 <= fitted["mean_days_to_settle"] <= 27
     assert fitted["dispute_effect_days"] > 0 and fitted["paper_effect_days"] > 0
-
-
-def _calls(func, suffix: str = "") -> list[str]:
-    """Names of `t.<task>(...)` (or `t.<task>.fn(...)`) calls in a function's body, in source order."""
-    tree = ast.parse(inspect.getsource(inspect.unwrap(func)).lstrip() if not hasattr(func, "fn")
-                     else inspect.getsource(func.fn))
-    out = []
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        f = node.func
-        if suffix and isinstance(f, ast.Attribute) and f.attr == "fn" and isinstance(f.value, ast.Attribute) \
-                and isinstance(f.value.value, ast.Name) and f.value.value.id == "t":
-            out.append((node.lineno, node.col_offset, f.value.attr))
-        elif not suffix and isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "t":
-            out.append((node.lineno, node.col_offset, f.attr))
-        elif not suffix and isinstance(f, ast.Name) and f.id in ("queue_touches", "deliver_touches", "publish_report",
-                                                                 "record_kpis", "_publish"):
-            out.append((node.lineno, node.col_offset, f.id))
-    return [name for _l, _c, name in sorted(out)]
-
-
-def test_the_simulator_runs_the_flows_tasks_in_the_flows_order():
-    checkpoint = _calls(payment_checkpoint.payment_checkpoint)
-    daily = _calls(daily_ar.daily_ar)
-    lane = _calls(lanes._lane)
-    assert checkpoint[:2] == ["fetch_inputs", "read_payments"] and "plan_actions" in daily  # the parse works
-    at = daily.index("follow_up_owners")  # the lanes run between what plans the day and the owners' follow-up
-    expected = checkpoint + daily[:at] + lane + daily[at:]
-    expected = [n for n in expected if n not in REPORTING_ONLY]
-    assert _calls(sim._run_day, suffix="fn") == expected
 
 
 def test_same_seed_same_numbers_and_another_seed_differs():

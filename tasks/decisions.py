@@ -11,9 +11,8 @@ import json
 import os
 
 import pandas as pd
-from sqlalchemy import select, update
 
-from connectors.ledger import models as m
+from connectors.ledger.decisions import Settlement
 
 VERDICTS = ("approve", "reject")
 CHOICES = ("payment_plan", "write_off")
@@ -232,7 +231,7 @@ def authorize(approvals, decision: dict, verdict: str, choice: str | None, by: s
 
 
 def open_decisions(ledger) -> pd.DataFrame:
-    return ledger.frame(m.Decision, m.Decision.status == "open").sort_values("id").reset_index(drop=True)
+    return ledger.open_decisions()
 
 
 def settle(ledger, decision_id: int, verdict: str, *, by: str, on: dt.date, note: str = "",
@@ -254,24 +253,22 @@ def settle(ledger, decision_id: int, verdict: str, *, by: str, on: dt.date, note
 
 def _settle(ledger, decision_id: int, verdict: str, *, by: str, on: dt.date, note: str, subject, body, choice,
             installments, approvals) -> dict:
-    with ledger.engine.begin() as conn:
-        d = conn.execute(select(m.Decision).where(m.Decision.id == decision_id)).mappings().first()
+    def decide(d: dict | None) -> Settlement:
         if d is None:
             raise DecisionError(f"no decision {decision_id}")
         if d["status"] != "open":
             raise DecisionError(f"decision {decision_id} is already {d['status']}")
-        authorize(approvals, dict(d), verdict, choice, by)
+        authorize(approvals, d, verdict, choice, by)
         if verdict == "approve" and d["kind"] in CHOICE_STEPS and choice not in CHOICES:
             raise DecisionError(f"decision {decision_id} ({d['kind']}) needs --choice payment_plan or write_off")
         if choice is not None and choice not in CHOICES:
             raise DecisionError(f"--choice must be one of {CHOICES}")
-        rows = m.Outbox.message_key == message_key_of(d["decision_key"], d["kind"])
         # A blocked message is released, or closed, from `blocked`; any other from `awaiting_decision`.
         waiting = "blocked" if d["kind"] == BLOCKED else "awaiting_decision"
         if d["kind"] == "delivery_unknown":
-            target = ("queued", None) if verdict == "approve" else ("sent", "treated as delivered: " + (note or by))
-            n = conn.execute(update(m.Outbox).where(rows, m.Outbox.status == "delivery_unknown")
-                             .values(status=target[0], closed_reason=target[1])).rowcount
+            waiting = "delivery_unknown"
+            values = {"status": "queued", "closed_reason": None} if verdict == "approve" else \
+                {"status": "sent", "closed_reason": "treated as delivered: " + (note or by)}
         elif verdict == "approve":
             values = {"status": "queued", "closed_reason": None}
             if subject is not None or body is not None:
@@ -280,17 +277,18 @@ def _settle(ledger, decision_id: int, verdict: str, *, by: str, on: dt.date, not
                     values["subject"] = subject
                 if body is not None:
                     values["body"] = body
-            n = conn.execute(update(m.Outbox).where(rows, m.Outbox.status == waiting).values(**values)).rowcount
         else:
-            n = conn.execute(update(m.Outbox).where(rows, m.Outbox.status == waiting)
-                             .values(status="rejected", closed_reason=f"rejected by {by}: {note}"[:200])).rowcount
-        conn.execute(update(m.Decision).where(m.Decision.id == decision_id).values(
-            status="approved" if verdict == "approve" else "rejected", decided_by=by, decided_on=on, note=note or None,
-            edited_subject=subject, edited_body=body, choice=choice, installments=installments))
-        detail = {"verdict": verdict, "note": note, "choice": choice, "installments": installments,
-                  "edited": subject is not None or body is not None, "touches": n}
-        ledger.audit(by, f"decision.{verdict}d" if verdict == "approve" else "decision.rejected", "Decision",
-                     str(decision_id), detail, conn)
+            values = {"status": "rejected", "closed_reason": f"rejected by {by}: {note}"[:200]}
+        return Settlement(
+            decision_values={"status": "approved" if verdict == "approve" else "rejected", "decided_by": by,
+                             "decided_on": on, "note": note or None, "edited_subject": subject, "edited_body": body,
+                             "choice": choice, "installments": installments},
+            message_key=message_key_of(d["decision_key"], d["kind"]), from_status=waiting, outbox_values=values,
+            action=f"decision.{verdict}d" if verdict == "approve" else "decision.rejected",
+            detail={"verdict": verdict, "note": note, "choice": choice, "installments": installments,
+                    "edited": subject is not None or body is not None})
+
+    d, n = ledger.settle_decision(decision_id, by, decide)
     return {"id": decision_id, "kind": d["kind"], "status": "approved" if verdict == "approve" else "rejected",
             "touches": n}
 
@@ -302,7 +300,7 @@ def settle_customer(ledger, customer_id: str, verdict: str, *, by: str, on: dt.d
     the person may not settle refuses the whole (edits are made one decision at a time)."""
     if verdict not in VERDICTS:
         raise DecisionError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
-    mine = ledger.frame(m.Decision, (m.Decision.status == "open") & (m.Decision.customer_id == customer_id))
+    mine = ledger.open_decisions(customer_id)
     if mine.empty:
         raise DecisionError(f"customer {customer_id} has no open decision")
     rows = mine.sort_values("id").to_dict("records")
@@ -347,20 +345,10 @@ def customer_queue(ledger, decisions: pd.DataFrame | None = None, last_touches: 
     if decisions.empty:
         return []
     customers = sorted(set(decisions["customer_id"].astype(str)))
-    def rows(model, where=None):
-        cond = model.customer_id.in_(customers) if len(customers) <= 900 else None
-        if where is not None:
-            cond = where if cond is None else cond & where
-        df = ledger.frame(model, cond)
-        return df[df["customer_id"].astype(str).isin(customers)] if not df.empty else df
-
     run = ledger.daily_run_on_or_before(dt.date.max)
-    outcomes = rows(m.InvoiceOutcome, m.InvoiceOutcome.run_id == run["run_id"]) if run else pd.DataFrame()
-    credits = rows(m.CustomerCredit, m.CustomerCredit.status == "to_review")
-    plans = rows(m.PaymentPlan, m.PaymentPlan.status == "active")
-    disputes = rows(m.Dispute, m.Dispute.resolved_on.is_(None))
-    promises = rows(m.PromiseToPay, m.PromiseToPay.closed_on.is_(None))
-    touches = rows(m.Outbox, (m.Outbox.mode == "live") & (m.Outbox.status == "sent"))
+    held = ledger.customer_records(customers, run["run_id"] if run else None)
+    outcomes, credits, plans = held["outcomes"], held["credits"], held["plans"]
+    disputes, promises, touches = held["disputes"], held["promises"], held["touches"]
     out = []
     for cid, grp in decisions.groupby(decisions["customer_id"].astype(str)):
         contexts = [json.loads(c) for c in grp["context"]]

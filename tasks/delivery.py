@@ -21,12 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import select, update
 
 from arflow import businessdays as bd
 from arflow.money import format_minor
 from arflow.policy import Policy
-from connectors.ledger import models as m
 from connectors.messaging import SendError, compose, split_recipients
 from tasks import extract
 from tasks.decisions import approval_changes, decision_rows
@@ -251,7 +249,7 @@ def _send(ctx: Context, channel: str, key: str, grp: pd.DataFrame, subject: str,
                 "created_on": ctx.as_of, "status": "open"}
         if ctx.quarter_end:
             task["kind"] = "digest_item"  # batched into the owner's digest at the end of the run
-            ctx.ledger.insert_new_rows(m.OwnerTask, [task], "task_key")
+            ctx.ledger.add_owner_task(task)
             counts.digest_items += 1
             return "in the owner's quarter-end digest"
         if channel == "slack" and ctx.channels.slack is not None:
@@ -265,9 +263,9 @@ def _send(ctx: Context, channel: str, key: str, grp: pd.DataFrame, subject: str,
                                                       subject=subject, body=body, due=ctx.as_of)
             except ConnectorError as exc:  # the outbox tries again next run; the key keeps it to one Task
                 raise SendError(str(exc), transient=True) from None
-            ctx.ledger.insert_new_rows(m.OwnerTask, [task], "task_key")
+            ctx.ledger.add_owner_task(task)
             return f"{ctx.channels.crm.name} task {crm_id}"
-        ctx.ledger.insert_new_rows(m.OwnerTask, [task], "task_key")
+        ctx.ledger.add_owner_task(task)
         return "owner task" if channel == "crm_task" else "owner task (no Slack webhook configured)"
     if channel == "billing":
         return _charge(ctx, first, counts)
@@ -371,8 +369,7 @@ def _payment_failed_notice(ctx: Context, row, c: dict, error: str, counts: Count
 def _finance_alert(ctx: Context, row, send_error: str, counts: Counts, charge_error: str | None = None) -> None:
     c = json.loads(row["context"]) if isinstance(row.get("context"), str) else {}
     if charge_error is None:
-        failed = ctx.ledger.frame(m.Outbox, (m.Outbox.invoice_id == row["invoice_id"]) & (m.Outbox.channel == "billing"))
-        charge_error = str(failed["closed_reason"].iloc[-1]) if not failed.empty else "charge failed"
+        charge_error = ctx.ledger.last_charge_error(row["invoice_id"]) or "charge failed"
     subject, body = render("finance_alert.j2", {"customer_name": c.get("customer_name", row["customer_id"]),
                                                 "invoice_number": c.get("invoice_number", row["invoice_id"]),
                                                 "amount": c.get("amount", "?"), "currency": c.get("currency", ""),
@@ -380,7 +377,7 @@ def _finance_alert(ctx: Context, row, send_error: str, counts: Counts, charge_er
     task = {"task_key": f"{row['invoice_id']}:payment_failed_alert", "owner": ctx.policy.delivery.finance_team,
             "customer_id": row["customer_id"], "invoice_ids": row["invoice_id"], "kind": "alert", "subject": subject,
             "body": body, "created_on": ctx.as_of, "status": "open"}
-    if ctx.ledger.insert_new_rows(m.OwnerTask, [task], "task_key"):
+    if ctx.ledger.add_owner_task(task):
         counts.finance_alerts += 1
         if ctx.channels.slack is not None:
             try:
@@ -395,8 +392,7 @@ def _carry_out(ctx: Context, key: str, grp: pd.DataFrame, counts: Counts) -> str
     """A `decision` touch a person approved: hand it to the humans who act on it, or set up the
     payment plan or the write-off chosen."""
     ledger = ctx.ledger
-    d = ledger.frame(m.Decision, m.Decision.decision_key == key)
-    decision = d.iloc[0] if not d.empty else None
+    decision = ledger.decision_by_key(key)
     first = grp.iloc[0]
     c = json.loads(first["context"])
     choice = decision["choice"] if decision is not None else None
@@ -410,12 +406,10 @@ def _carry_out(ctx: Context, key: str, grp: pd.DataFrame, counts: Counts) -> str
                 "customer_id": first["customer_id"], "invoice_ids": ",".join(grp["invoice_id"]), "kind": "decision",
                 "subject": f"Approved: {first['step'].replace('_', ' ')} for {c['customer_name']}",
                 "body": first["body"], "created_on": ctx.as_of, "status": "open"}
-        ledger.insert_new_rows(m.OwnerTask, [task], "task_key")
+        ledger.add_owner_task(task)
         result = "handed to finance and the owner"
     if decision is not None:
-        with ledger.engine.begin() as conn:
-            conn.execute(update(m.Decision).where(m.Decision.id == int(decision["id"])).values(
-                status="carried_out", carried_out_on=ctx.as_of))
+        ledger.mark_carried_out(int(decision["id"]), ctx.as_of)
     return result
 
 
@@ -429,7 +423,7 @@ def _write_off(ctx: Context, grp: pd.DataFrame, c: dict, decision) -> str:
              "currency": c["currency"], "approved_on": ctx.as_of,
              "decision_id": int(decision["id"]) if decision is not None else None, "export_file": str(path)}
             for r in grp.itertuples()]
-    new = ctx.ledger.insert_new_rows(m.WriteOff, rows, "invoice_id")
+    new = ctx.ledger.record_write_offs(rows)
     if new:
         fresh = not path.exists()
         with open(path, "a", newline="") as fh:
@@ -453,17 +447,11 @@ def _payment_plan(ctx: Context, row, c: dict, decision, counts: Counts) -> str:
     base, extra = divmod(total, n)
     dues = [ctx.as_of + dt.timedelta(days=pp.first_due_days + i * pp.interval_days) for i in range(n)]
     amounts = [base + (1 if i < extra else 0) for i in range(n)]
-    with ctx.ledger.engine.begin() as conn:
-        plan_id = ctx.ledger.insert_one(m.PaymentPlan, {
-            "customer_id": row["customer_id"], "invoice_id": row["invoice_id"], "starts_on": ctx.as_of,
-            "ends_on": dues[-1], "status": "active", "balance_at_start_minor": total, "currency": cur,
-            "decision_id": int(decision["id"]) if decision is not None else None}, conn)
-        ctx.ledger.insert_rows(m.Installment, [{"plan_id": plan_id, "seq": i + 1, "due_on": d, "amount_minor": a,
-                                                "currency": cur} for i, (d, a) in enumerate(zip(dues, amounts))], conn)
-        # A plan missed earlier is replaced by this one.
-        conn.execute(update(m.PaymentPlan).where(m.PaymentPlan.invoice_id == row["invoice_id"],
-                                                 m.PaymentPlan.id != plan_id, m.PaymentPlan.status == "active")
-                     .values(status="missed"))
+    plan_id = ctx.ledger.open_payment_plan(  # a plan missed earlier is replaced by this one
+        {"customer_id": row["customer_id"], "invoice_id": row["invoice_id"], "starts_on": ctx.as_of,
+         "ends_on": dues[-1], "status": "active", "balance_at_start_minor": total, "currency": cur,
+         "decision_id": int(decision["id"]) if decision is not None else None},
+        [{"seq": i + 1, "due_on": d, "amount_minor": a, "currency": cur} for i, (d, a) in enumerate(zip(dues, amounts))])
     item = {**c, "installments": [{"due_on": d.isoformat(), "amount": format_minor(a, cur)} for d, a in zip(dues, amounts)]}
     subject, body = render("payment_plan.j2", {**item, "sender_name": "Accounts Receivable",
                                                "remittance": remittance_of(c.get("company"), [cur])},
@@ -478,8 +466,7 @@ def _payment_plan(ctx: Context, row, c: dict, decision, counts: Counts) -> str:
 
 def _deliver_new(ctx: Context, key: str, counts: Counts) -> None:
     """Send a row this run just queued (the payment-failed notice, a plan's proposal) right away."""
-    queued = ctx.ledger.frame(m.Outbox, (m.Outbox.idempotency_key == key) & (m.Outbox.mode == "live")
-                              & (m.Outbox.status == "queued"))
+    queued = ctx.ledger.queued_live(key)
     if not queued.empty:
         _deliver(ctx, queued, counts)
 
@@ -506,7 +493,7 @@ def follow_up_owners(ctx: Context) -> dict:
     ledger, policy, out = ctx.ledger, ctx.policy, {"digests": 0, "ack_timeouts": 0}
     if ctx.mode == "dry-run":
         return out
-    items = ledger.frame(m.OwnerTask, (m.OwnerTask.kind == "digest_item") & (m.OwnerTask.created_on == ctx.as_of))
+    items = ledger.digest_items(ctx.as_of)
     for owner, grp in (items.groupby("owner") if not items.empty else []):
         subject, body = render("digest.j2", {"owner": owner, "items": grp.to_dict("records"), "as_of": ctx.as_of,
                                              "ack_days": policy.escalations.ack_timeout_business_days})
@@ -514,7 +501,7 @@ def follow_up_owners(ctx: Context) -> dict:
         task = {"task_key": key, "owner": owner, "cc": policy.delivery.finance_lead, "kind": "digest",
                 "invoice_ids": ",".join(grp["invoice_ids"].dropna()), "subject": subject, "body": body,
                 "created_on": ctx.as_of, "status": "open"}
-        if ledger.insert_new_rows(m.OwnerTask, [task], "task_key") and ctx.channels.mailer is not None:
+        if ledger.add_owner_task(task) and ctx.channels.mailer is not None:
             try:
                 ctx.channels.mailer.send(compose(sender=ctx.channels.mail_from, to=[owner],
                                                  cc=[policy.delivery.finance_lead], subject=subject, body=body, key=key))
@@ -522,8 +509,7 @@ def follow_up_owners(ctx: Context) -> dict:
                 ledger.audit("arflow", "digest.send_failed", "owner", owner, {"error": str(exc)})
         out["digests"] += 1
     # Escalations (single tasks and digest items) not acknowledged within N business days.
-    open_tasks = ledger.frame(m.OwnerTask, (m.OwnerTask.kind.in_(["escalation", "digest_item"]))
-                              & (m.OwnerTask.status == "open") & m.OwnerTask.escalated_on.is_(None))
+    open_tasks = ledger.unacknowledged_escalations()
     if not open_tasks.empty:
         created = pd.to_datetime(open_tasks["created_on"]).astype("datetime64[s]")
         country = pd.Series(policy.company_country, index=open_tasks.index)
@@ -534,11 +520,10 @@ def follow_up_owners(ctx: Context) -> dict:
             subject, body = render("ack_timeout.j2", {"subject": t.subject, "owner": t.owner, "created_on": t.created_on,
                                                       "ack_days": policy.escalations.ack_timeout_business_days,
                                                       "body": t.body or ""})
-            ledger.insert_new_rows(m.OwnerTask, [{
+            ledger.add_owner_task({
                 "task_key": f"ack_timeout:{t.id}", "owner": policy.delivery.finance_lead, "cc": t.owner,
                 "customer_id": t.customer_id, "invoice_ids": t.invoice_ids, "kind": "ack_timeout", "subject": subject,
-                "body": body, "created_on": ctx.as_of, "status": "open"}], "task_key")
-            with ledger.engine.begin() as conn:
-                conn.execute(update(m.OwnerTask).where(m.OwnerTask.id == t.id).values(escalated_on=ctx.as_of))
+                "body": body, "created_on": ctx.as_of, "status": "open"})
+            ledger.mark_escalated(t.id, ctx.as_of)
             out["ack_timeouts"] += 1
     return out

@@ -68,3 +68,8 @@ def env_delta(full: Mapping[str, str], base: Mapping[str, str] | None = None) ->
     delta: dict[str, str | None] = {k: v for k, v in full.items() if base.get(k) != v}
     delta.update({k: None for k in base if k not in full})
     return delta
+
+
+def in_folder(args: Sequence[str], folder, **env: str) -> subprocess.CompletedProcess:
+    """`arflow(args)` with `folder` as the project's data folder and a SQLite ledger in it."""
+    return arflow(args, {"ARFLOW_DATA_DIR": str(folder), "ARFLOW_DB_URL": f"sqlite:///{folder}/l.db", **env})

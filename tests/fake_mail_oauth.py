@@ -247,7 +247,7 @@ class OAuthMail:
 
     def __init__(self, folder: Path, *, user: str = "ar@yourco.example", style: str = "microsoft",
                  expires_in: int = 3599):
-        from tests.flows.test_sending import free_port
+        from tests.mail import free_port
 
         self.user = user
         self.tokens = FakeTokenEndpoint(folder, expires_in=expires_in)

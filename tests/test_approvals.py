@@ -8,9 +8,13 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import pytest
+
 from connectors.ledger import models as m
 from connectors.ledger.store import Ledger
-from tests.flows.test_cli import _run
+from tests.cli import in_folder as _run
+
+pytestmark = pytest.mark.usefixtures("prefect_server")  # the CLI runs in this process, on the session's server
 
 ON = dt.date(2026, 11, 23)
 

@@ -13,7 +13,9 @@ import sqlalchemy as sa
 
 from connectors.ledger import models as m
 from connectors.ledger.store import Ledger, LedgerError
-from tests.flows.test_cli import _run
+from tests.cli import in_folder as _run
+
+pytestmark = pytest.mark.usefixtures("prefect_server")  # the CLI runs in this process, on the session's server
 
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 

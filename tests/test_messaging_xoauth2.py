@@ -246,7 +246,7 @@ def test_check_connection_smtp_says_which_step_failed(mail, tmp_path):
 def test_check_connection_smtp_with_a_password_server(tmp_path):
     from aiosmtpd.controller import Controller
 
-    from tests.flows.test_sending import MailSink, free_port
+    from tests.mail import MailSink, free_port
 
     sink, port = MailSink(), free_port()
     server = Controller(sink, hostname="127.0.0.1", port=port)
@@ -267,7 +267,7 @@ def test_a_refused_password_login_fails_the_batch_once(monkeypatch):
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 
-    from tests.flows.test_sending import MailSink, free_port
+    from tests.mail import MailSink, free_port
 
     tries = []
 

@@ -10,7 +10,7 @@ import hashlib
 from connectors.ledger import models as m
 from connectors.ledger.store import Ledger
 from flows.daily_ar import daily_ar
-from tests.flows.test_sending import _autopay_source, env, slack, smtp  # noqa: F401 (fixtures)
+from tests.flows.helpers import autopay_source as _autopay_source
 
 D = dt.date
 MON = D(2026, 11, 23)   # I4 and I5 due; C3's card has expired

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import arflow
+from tests.cli import in_folder
 from tests.conftest import customer, invoice, make_source
 
 
 def _run(args, tmp_path, **env):
-    return arflow(args, {"ARFLOW_DATA_DIR": str(tmp_path), "ARFLOW_DB_URL": f"sqlite:///{tmp_path / 'l.db'}", **env})
+    return in_folder(args, tmp_path, **env)
 
 
 def test_run_json_prints_one_object_with_the_promised_fields(tmp_path):

@@ -17,7 +17,7 @@ from prefect.settings import PREFECT_API_URL
 from tests.cli import arflow, env_delta
 from tests.fake_chargebee import FakeChargebee, ts
 from tests.fake_salesforce import FakeSalesforce
-from tests.flows.test_sending import MailSink, free_port
+from tests.mail import MailSink, free_port
 
 pytestmark = pytest.mark.flow
 AS_OF = "2026-11-23"   # a Monday, no holiday in the US

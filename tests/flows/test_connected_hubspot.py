@@ -17,7 +17,7 @@ from prefect.settings import PREFECT_API_URL
 from tests.cli import arflow, env_delta
 from tests.fake_hubspot import FakeHubSpot
 from tests.fake_qbo import FakeQuickBooks, sample
-from tests.flows.test_sending import MailSink, free_port
+from tests.mail import MailSink, free_port
 
 pytestmark = pytest.mark.flow
 

@@ -16,7 +16,7 @@ from prefect.settings import PREFECT_API_URL
 from tests.cli import arflow, env_delta
 from tests.fake_qbo import FakeQuickBooks, sample
 from tests.fake_salesforce import FakeSalesforce
-from tests.flows.test_sending import MailSink, free_port
+from tests.mail import MailSink, free_port
 
 pytestmark = pytest.mark.flow
 

@@ -15,7 +15,7 @@ from prefect.settings import PREFECT_API_URL
 
 from tests.cli import arflow, env_delta
 from tests.fake_xero import FakeXero, contact, sample
-from tests.flows.test_sending import MailSink, free_port
+from tests.mail import MailSink, free_port
 
 pytestmark = pytest.mark.flow
 DIISR, BAYSIDE = "342a5560-dbb7-408f-835b-d93d49511d6d", "16c56769-c3c8-4dad-bd40-523f83bfe017"

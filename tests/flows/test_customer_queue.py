@@ -13,8 +13,8 @@ from flows.daily_ar import daily_ar
 from flows.decisions import form_for
 from tasks.decisions import customer_queue, position_markdown
 from tests.conftest import customer, invoice, make_source
-from tests.flows.test_cli import _run
-from tests.flows.test_sending import delivered, env, smtp  # noqa: F401 - fixtures
+from tests.cli import in_folder as _run
+from tests.flows.helpers import delivered
 
 MON = dt.date(2026, 11, 23)
 

@@ -22,7 +22,7 @@ from connectors.ledger import models as m
 from connectors.ledger.store import Ledger
 from tests.cli import arflow, env_delta
 from tests.conftest import customer, invoice, make_source
-from tests.flows.test_sending import free_port
+from tests.mail import free_port
 
 ARFLOW = str(Path(sys.executable).parent / "arflow")
 

@@ -14,7 +14,6 @@ from connectors.ledger.store import Ledger
 from flows.daily_ar import daily_ar
 from tasks.partitions import partition_of
 from tests.flows.test_pilot import _pilot_policy
-from tests.flows.test_sending import smtp  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.flow
 

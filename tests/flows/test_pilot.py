@@ -14,7 +14,6 @@ from connectors.ledger.store import Ledger
 from flows.daily_ar import daily_ar
 from tasks import pilot
 from tests.conftest import customer, invoice, make_source
-from tests.flows.test_sending import env, smtp  # noqa: F401 - fixtures
 
 MON, TUE = dt.date(2026, 11, 23), dt.date(2026, 11, 30)
 

@@ -3,7 +3,7 @@
 import json
 
 from tests.conftest import customer, invoice, make_source
-from tests.flows.test_cli import _run
+from tests.cli import in_folder as _run
 
 
 def _held(tmp_path, src, day):

@@ -6,77 +6,19 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import socket
-from email import message_from_bytes
-from email import policy as email_policy
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from connectors.ledger import models as m
 from connectors.ledger.store import Ledger
 from flows.daily_ar import daily_ar
 from tasks.decisions import DecisionError, open_decisions, settle
 from tests.conftest import customer, invoice, make_source
+from tests.flows.helpers import autopay_source as _autopay_source, delivered
 
 D = dt.date
 MON = D(2026, 11, 23)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class MailSink:
-    """An SMTP server that keeps what it accepts; addresses in `refuse` are refused (550)."""
-
-    def __init__(self):
-        self.messages = []
-        self.refuse: set[str] = set()
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address in self.refuse:
-            return "550 5.1.1 mailbox unavailable"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        msg = message_from_bytes(envelope.content, policy=email_policy.default)
-        self.messages.append((list(envelope.rcpt_tos), msg))
-        return "250 OK"
-
-    def to(self, address: str):
-        return [msg for rcpt, msg in self.messages if address in rcpt]
-
-
-@pytest.fixture
-def smtp(monkeypatch):
-    sink = MailSink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv("ARFLOW_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("ARFLOW_SMTP_PORT", str(port))
-    monkeypatch.setenv("ARFLOW_MAIL_FROM", "ar@yourco.example")
-    yield sink
-    controller.stop()
-
-
-@pytest.fixture
-def slack(httpserver, monkeypatch):
-    httpserver.expect_request("/services/T0/B0/x", method="POST").respond_with_data("ok")
-    monkeypatch.setenv("ARFLOW_SLACK_WEBHOOK_URL", httpserver.url_for("/services/T0/B0/x"))
-    return httpserver
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("ARFLOW_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("ARFLOW_DB_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
-    return tmp_path
 
 
 def add_columns(path: Path, values: dict[str, dict[str, str]], key: str = "customer_id") -> None:
@@ -89,14 +31,6 @@ def add_columns(path: Path, values: dict[str, dict[str, str]], key: str = "custo
         w.writeheader()
         for r in rows:
             w.writerow({**{c: "" for c in cols}, **r, **values.get(r[key], {})})
-
-
-def delivered(env, invoice_id: str, customer_id: str, step: str, on: D) -> None:
-    """An e-mail step that went out on an earlier day (as a firmer step requires)."""
-    Ledger(f"sqlite:///{env / 'ledger.db'}").insert_rows(m.Outbox, [{
-        "idempotency_key": f"{invoice_id}:{step}:email", "mode": "live", "run_id": "earlier", "as_of": on,
-        "invoice_id": invoice_id, "customer_id": customer_id, "lane": "late", "step": step, "channel": "email",
-        "status": "sent", "delivered_on": on, "message_key": f"{customer_id}:{on}:email", "needs_approval": False}])
 
 
 def _slack_posts(server) -> list[dict]:
@@ -182,15 +116,6 @@ def test_draft_then_approve_then_verify_at_the_source_before_sending(env, smtp):
     assert box.loc["I3", "closed_reason"] == "changed at source: paid" and box.loc["I3", "status"] == "skipped"
     audit = ledger.frame(m.AuditLog)
     assert (audit["action"] == "decision.approved").sum() == 4 and (audit["action"] == "decision.reopened").sum() == 1
-
-
-def _autopay_source(env):
-    src = make_source(env / "src", [invoice("I4", "C3", due_date="2026-11-23", autopay="true", balance="49.00"),
-                                    invoice("I5", "C4", due_date="2026-11-23", autopay="true", balance="59.00")],
-                      [customer("C3", segment="transactional", owner_csm_email=""),
-                       customer("C4", segment="transactional", owner_csm_email="")])
-    (src / "payment_methods.csv").write_text("customer_id,method,status\nC3,card,card_expired\nC4,card,valid\n")
-    return src
 
 
 def test_failed_auto_charge_tells_the_customer_the_same_run_and_joins_the_early_lane(env, smtp, slack):

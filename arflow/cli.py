@@ -298,14 +298,7 @@ def _record_source(ledger, source: str | None) -> str:
     """The source a record is checked against: the one given, else the one the ledger last ran on."""
     if source is not None:
         return _check_source(source)
-    from sqlalchemy import select
-
-    from connectors.ledger import models as m
-
-    with ledger.engine.connect() as conn:
-        last = conn.execute(select(m.Run.source).where(m.Run.flow.in_(["daily_ar", "payment_checkpoint"]))
-                            .order_by(m.Run.started_at.desc()).limit(1)).scalar()
-    return last or "demo"
+    return ledger.last_run_source() or "demo"
 
 
 def _fold(text: str) -> str:
@@ -357,10 +350,8 @@ class _Known:
         return invoice
 
 
-def _record(ledger, model_name: str, row: dict, action: str, who: str, entity_id: str) -> None:
-    from connectors.ledger import models as m
-
-    ledger.record(getattr(m, model_name), row, action, who, entity_id)
+def _record(ledger, kind: str, row: dict, action: str, who: str, entity_id: str) -> None:
+    ledger.record_named(kind, row, action, who, entity_id)
     typer.echo(f"{action}: {entity_id}", err=True)
 
 
@@ -401,13 +392,11 @@ def dispute_open(invoice: str = typer.Argument(..., help="invoice id"),
                         "reason_code": code, "lines": lines},
             "dispute.opened", by, invoice)
     if code == "unspecified":
-        from connectors.ledger import models as m
         from tasks.triage import dispute_reason_decision
 
         reply = {"message_id": f"cli-{day.isoformat()}", "from_address": by, "subject": reason, "body": reason}
-        ledger.insert_new_rows(m.Decision, [dispute_reason_decision(invoice, customer, day, reply, codes, minor,
-                                                                    currency.upper() if currency else None)],
-                               "decision_key")
+        ledger.open_decision_once(dispute_reason_decision(invoice, customer, day, reply, codes, minor,
+                                                          currency.upper() if currency else None))
         typer.echo(f"decision opened: the dispute's reason code (arflow dispute code {invoice} --code ...)", err=True)
 
 
@@ -424,23 +413,12 @@ def dispute_code(invoice: str = typer.Argument(..., help="invoice id"),
                  on: Optional[str] = typer.Option(None, "--on"),
                  by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
     """Give an open dispute its reason code; the decision that asked for it is closed."""
-    from sqlalchemy import update
-
-    from connectors.ledger import models as m
-
     codes = _dispute_codes()
     if code not in codes or code == "unspecified":
         raise UsageError(f"--code must be one of {', '.join(c for c in codes if c != 'unspecified')}")
     ledger, day = _ledger_and_today(on)
-    with ledger.engine.begin() as conn:
-        n = conn.execute(update(m.Dispute).where(m.Dispute.invoice_id == invoice, m.Dispute.resolved_on.is_(None))
-                         .values(reason_code=code)).rowcount
-        if not n:
-            raise UsageError(f"no open dispute on invoice {invoice}")
-        conn.execute(update(m.Decision).where(m.Decision.kind == "dispute_reason", m.Decision.invoice_ids == invoice,
-                                              m.Decision.status == "open")
-                     .values(status="approved", choice=code, decided_by=by, decided_on=day))
-        ledger.audit(by, "dispute.coded", "Dispute", invoice, {"on": day, "code": code}, conn)
+    if not ledger.code_dispute(invoice, code, by, day):
+        raise UsageError(f"no open dispute on invoice {invoice}")
     typer.echo(f"dispute.coded: {invoice} {code}", err=True)
 
 
@@ -451,19 +429,9 @@ def answered(customer: str = typer.Argument(..., help="customer id"),
              by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
     """A customer's question was answered: the pause it put on their reminders ends (the next run
     resumes the cadence)."""
-
-    from sqlalchemy import update
-
-    from connectors.ledger import models as m
-
     ledger, day = _ledger_and_today(on)
-    with ledger.engine.begin() as conn:
-        n = conn.execute(update(m.Pause).where(m.Pause.customer_id == customer, m.Pause.kind == "question",
-                                               m.Pause.until >= day)
-                         .values(until=day - dt.timedelta(days=1))).rowcount
-        if not n:
-            raise UsageError(f"customer {customer} has no open question")
-        ledger.audit(by, "question.answered", "Pause", customer, {"on": day, "note": note}, conn)
+    if not ledger.answer_question(customer, by, day, note):
+        raise UsageError(f"customer {customer} has no open question")
     typer.echo(f"question.answered: {customer}", err=True)
 
 
@@ -472,17 +440,9 @@ def dispute_resolve(invoice: str = typer.Argument(...), on: Optional[str] = type
                     note: str = typer.Option("", "--note"),
                     by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
     """Resolve the open dispute(s) on an invoice: reminders resume on the next run."""
-    from sqlalchemy import update
-
-    from connectors.ledger import models as m
-
     ledger, day = _ledger_and_today(on)
-    with ledger.engine.begin() as conn:
-        n = conn.execute(update(m.Dispute).where(m.Dispute.invoice_id == invoice, m.Dispute.resolved_on.is_(None))
-                         .values(resolved_on=day)).rowcount
-        if not n:
-            raise UsageError(f"no open dispute on invoice {invoice}")
-        ledger.audit(by, "dispute.resolved", "Dispute", invoice, {"on": day, "note": note}, conn)
+    if not ledger.resolve_dispute(invoice, by, day, note):
+        raise UsageError(f"no open dispute on invoice {invoice}")
     typer.echo(f"dispute.resolved: {invoice}", err=True)
 
 
@@ -536,22 +496,14 @@ def opt_out(customer: str = typer.Argument(...), reason: str = typer.Option("", 
             source: Optional[str] = typer.Option(None, "--source", help=RECORD_SOURCE_HELP),
             by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
     """Record that a customer opted out of automated reminders (or, with --withdraw, opted back in)."""
-    from sqlalchemy import update
-
-    from connectors.ledger import models as m
-
     ledger, day = _ledger_and_today(on)
     if not withdraw:
         customer = _Known(ledger, source, day).customer(customer)
         _record(ledger, "OptOut", {"customer_id": customer, "recorded_on": day, "reason": reason or None},
                 "opt_out.recorded", by, customer)
         return
-    with ledger.engine.begin() as conn:
-        n = conn.execute(update(m.OptOut).where(m.OptOut.customer_id == customer, m.OptOut.withdrawn_on.is_(None))
-                         .values(withdrawn_on=day)).rowcount
-        if not n:
-            raise UsageError(f"customer {customer} has no opt-out in the ledger")
-        ledger.audit(by, "opt_out.withdrawn", "OptOut", customer, {"on": day}, conn)
+    if not ledger.withdraw_opt_out(customer, by, day):
+        raise UsageError(f"customer {customer} has no opt-out in the ledger")
 
 
 @cash_app.command("review")
@@ -559,18 +511,9 @@ def cash_review(payment: str = typer.Argument(..., help="payment id from the exc
                 note: str = typer.Option(..., "--note", help="what was decided"),
                 by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
     """Mark unapplied cash as looked at: the customer's reminders resume on the next run."""
-    from sqlalchemy import update
-
-    from connectors.ledger import models as m
-
     ledger, day = _ledger_and_today(None)
-    with ledger.engine.begin() as conn:
-        n = conn.execute(update(m.PaymentReceived).where(m.PaymentReceived.payment_id == payment,
-                                                         m.PaymentReceived.status == "unapplied")
-                         .values(status="reviewed")).rowcount
-        if not n:
-            raise UsageError(f"{payment} is not unapplied cash in the exceptions queue")
-        ledger.audit(by, "cash.reviewed", "PaymentReceived", payment, {"on": day, "note": note}, conn)
+    if not ledger.review_cash(payment, by, day, note):
+        raise UsageError(f"{payment} is not unapplied cash in the exceptions queue")
 
 
 @app.command("queue")
@@ -681,17 +624,9 @@ def decide(target: str = typer.Argument(..., help="the decision's id (arflow que
 def ack(task_id: int = typer.Argument(..., help="owner task id"),
         by: str = typer.Option(os.environ.get("USER", "arflow-cli"), "--by")) -> None:
     """Acknowledge an owner escalation (it then never goes to the finance lead)."""
-    from sqlalchemy import update
-
-    from connectors.ledger import models as m
-
     ledger, day = _ledger_and_today(None)
-    with ledger.engine.begin() as conn:
-        n = conn.execute(update(m.OwnerTask).where(m.OwnerTask.id == task_id, m.OwnerTask.status == "open")
-                         .values(status="acknowledged", acknowledged_on=day)).rowcount
-        if not n:
-            raise UsageError(f"no open owner task {task_id}")
-        ledger.audit(by, "owner_task.acknowledged", "OwnerTask", str(task_id), {"on": day}, conn)
+    if not ledger.acknowledge_task(task_id, by, day):
+        raise UsageError(f"no open owner task {task_id}")
 
 
 @app.command()
@@ -937,7 +872,6 @@ def statement(
     from flows import prefect_tasks as t
     from tasks import credits, hops
     from tasks import statement as stm
-    from connectors.ledger import models as m
 
     ledger, day = _ledger_and_today(None)
     day = _parse_date(as_of, "--as-of") or day
@@ -953,7 +887,7 @@ def statement(
         raise UsageError(f"no customer {customer!r} in the source's customer file")
     lang = stm.language_of(known.iloc[0], policy)
     st = stm.build(customer, as_of=day, since=start, aged=extracted.frame, raw_invoices=inputs.invoices,
-                   customers=good_customers, payments=ledger.frame(m.PaymentReceived),
+                   customers=good_customers, payments=ledger.payments_received(),
                    credit_notes=credits.parse(inputs.credit_notes)[0], language=lang)
     page = stm.render_html(st)
     if html is not None:

@@ -26,7 +26,6 @@ from pathlib import Path
 from arflow import businessdays as bd
 from arflow.config import Settings
 from arflow.policy import Policy, load_policy
-from connectors.ledger import models as m
 from connectors.ledger.store import Ledger
 from connectors.simulated import SimulatedWorld, load_behaviour
 from flows.daily_ar import delivery_context
@@ -107,8 +106,7 @@ def simulate(*, days: int, customers: int, policy: str = "default", seed: int = 
                         _, n = _run_day(world, ledger, pol, settings, channels, day, llm, seen)
                 usage["invoice_days"] += n
                 _clerk_decides(world, ledger, day)
-            sent = ledger.frame(m.Outbox, (m.Outbox.delivered_on == day) & (m.Outbox.status == "sent"))
-            world.receive(sent, ledger.plan_schedule(day), ledger.frame(m.WriteOff), day)
+            world.receive(ledger.delivered_on(day), ledger.plan_schedule(day), ledger.write_offs(), day)
             if observe is not None and "planned" in seen:
                 observe(day, ledger, seen.pop("planned"))
             tracker.end_of_day(world, day)
@@ -195,21 +193,17 @@ def _run_day(world: SimulatedWorld, ledger: Ledger, policy: Policy, settings: Se
 def _clerk_records(world: SimulatedWorld, ledger: Ledger) -> None:
     """What customers said, recorded as a clerk records it (the rows of `arflow dispute open`,
     `arflow dispute resolve` and `arflow promise`)."""
-    from sqlalchemy import update
-
     said = world.take_clerk_records()
-    with ledger.engine.begin() as conn:
+    with ledger.transaction() as conn:
         for inv, day in said.disputes_open:
             row = {"invoice_id": inv.id, "customer_id": inv.customer.id, "opened_on": day, "reason": "simulated"}
-            ledger.record(m.Dispute, row, "dispute.opened", CLERK, inv.id, conn)
+            ledger.record_named("Dispute", row, "dispute.opened", CLERK, inv.id, conn)
         for inv, day in said.disputes_resolve:
-            conn.execute(update(m.Dispute).where(m.Dispute.invoice_id == inv.id, m.Dispute.resolved_on.is_(None))
-                         .values(resolved_on=day))
-            ledger.audit(CLERK, "dispute.resolved", "Dispute", inv.id, {"on": day}, conn)
+            ledger.resolve_dispute(inv.id, CLERK, day, conn=conn)
         for inv, day, promised in said.promises:
             row = {"invoice_id": inv.id, "customer_id": inv.customer.id, "recorded_on": day,
                    "promised_date": promised, "note": "simulated reply"}
-            ledger.record(m.PromiseToPay, row, "promise.recorded", CLERK, inv.id, conn)
+            ledger.record_named("PromiseToPay", row, "promise.recorded", CLERK, inv.id, conn)
 
 
 def _clerk_decides(world: SimulatedWorld, ledger: Ledger, day: dt.date) -> None:

@@ -78,6 +78,7 @@ def test_a_database_password_never_leaves_the_process(url, tmp_path, prefect_ser
     """The password of ARFLOW_DB_URL is in none of: the CLI's error line, the ledger's error, the
     flow run's state message and logs, the failure alert e-mail."""
     from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, LogFilter, LogFilterFlowRunId
 
     from flows.daily_ar import daily_ar
 
@@ -95,10 +96,12 @@ def test_a_database_password_never_leaves_the_process(url, tmp_path, prefect_ser
 
     async def run_record():
         async with get_client() as client:
-            runs = await client.read_flow_runs(limit=5, sort="START_TIME_DESC")
+            runs = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["daily_ar"])),
+                                               limit=5, sort="START_TIME_DESC")
             run = next(r for r in runs if r.state.is_failed())
             for _ in range(60):  # the API log handler sends in the background
-                logs = [log.message for log in await client.read_logs(limit=200) if log.flow_run_id == run.id]
+                logs = [log.message for log in await client.read_logs(
+                    log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])), limit=200)]
                 if any("Finished in state" in line for line in logs):
                     break
                 await asyncio.sleep(0.5)
@@ -116,6 +119,7 @@ def test_a_database_password_never_leaves_the_process(url, tmp_path, prefect_ser
 def test_a_flows_logs_and_state_message_are_redacted_whoever_wrote_them(prefect_server):
     """Not only the ledger's own error: a log line or an exception of any code in a flow run."""
     from prefect import flow, get_client, get_run_logger
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, LogFilter, LogFilterFlowRunId
 
     from arflow.safety import redacted_errors
 
@@ -131,10 +135,12 @@ def test_a_flows_logs_and_state_message_are_redacted_whoever_wrote_them(prefect_
 
     async def record():
         async with get_client() as client:
-            (run,) = [r for r in await client.read_flow_runs(limit=20) if r.name and r.flow_id and r.state.is_failed()
-                      and "api_key" in (r.state.message or "")][:1]
+            runs = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["leaky"])),
+                                               limit=20, sort="START_TIME_DESC")
+            (run,) = [r for r in runs if r.state.is_failed() and "api_key" in (r.state.message or "")][:1]
             for _ in range(60):
-                logs = [x.message for x in await client.read_logs(limit=200) if x.flow_run_id == run.id]
+                logs = [x.message for x in await client.read_logs(
+                    log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])), limit=200)]
                 if any("Finished in state" in x for x in logs):
                     return run.state.message, logs
                 await asyncio.sleep(0.5)

@@ -16,6 +16,10 @@ from connectors.ledger import models as m
 class FollowUpRecords:
     """Mixed into Ledger: needs its engine, frame(), insert_new_rows(), insert_one() and insert_rows()."""
 
+    def transaction(self):
+        """One transaction for several records (`with ledger.transaction() as conn:`), committed at the end."""
+        return self.engine.begin()
+
     # ---- owner tasks ---------------------------------------------------------------------------
     def add_owner_task(self, task: dict) -> bool:
         """An owner task under its task_key; False where that key is there already (once per key)."""
@@ -44,6 +48,13 @@ class FollowUpRecords:
         """The live rows of one message still queued (a notice this run just wrote, to send now)."""
         return self.frame(m.Outbox, (m.Outbox.idempotency_key == key) & (m.Outbox.mode == "live")
                           & (m.Outbox.status == "queued"))
+
+    def delivered_on(self, on: dt.date) -> pd.DataFrame:
+        """The messages sent on `on` (the simulated world reads what reached its customers)."""
+        return self.frame(m.Outbox, (m.Outbox.delivered_on == on) & (m.Outbox.status == "sent"))
+
+    def write_offs(self) -> pd.DataFrame:
+        return self.frame(m.WriteOff)
 
     # ---- decisions carried out ------------------------------------------------------------------
     def decision_by_key(self, key: str) -> pd.Series | None:

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from arflow.safety import error_line, redact
 from connectors.ledger import models as m, namespace
+from connectors.ledger.clerk import ClerkRecords
 from connectors.ledger.decisions import DecisionRecords
 from connectors.ledger.follow_up import FollowUpRecords
 
@@ -82,7 +83,7 @@ def _scripts():
     return ScriptDirectory.from_config(_alembic_config())
 
 
-class Ledger(DecisionRecords, FollowUpRecords):
+class Ledger(ClerkRecords, DecisionRecords, FollowUpRecords):
     def __init__(self, url: str, *, migrate: bool | None = None):
         """`migrate`: None (the default) creates the schema of an empty database and checks that any
         other is at this arflow's newest migration (LedgerError naming what to run, if not); True

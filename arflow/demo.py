@@ -324,26 +324,20 @@ def ensure_demo(folder: Path, *, anchor: dt.date, seed: int = 42) -> Path:
 
 def seed_ledger(ledger, folder: Path) -> bool:
     """Write the demo's ledger records once per generated demo. Returns True if it wrote."""
-    from connectors.ledger import models as m
-
     meta = (Path(folder) / "demo.json").read_text()
     fingerprint = json.dumps(json.loads(meta), sort_keys=True)
     if ledger.get_meta("demo_seed") == fingerprint:
         return False
-    models = {"payment_history": m.PaymentHistory, "disputes": m.Dispute, "promises": m.PromiseToPay,
-              "payment_plans": m.PaymentPlan, "pauses": m.Pause}
     customers = pd.read_csv(Path(folder) / "customers.csv", dtype=str)["customer_id"].tolist()
-    with ledger.engine.begin() as conn:
-        for name in SEED_TABLES:
-            model = models[name]
-            conn.execute(model.__table__.delete().where(model.customer_id.in_(customers)))
-            df = pd.read_csv(Path(folder) / "ledger_seed" / f"{name}.csv", dtype=str, keep_default_na=False)
-            for col in df.columns:
-                if col.endswith(("_on", "_date")) or col == "until":
-                    df[col] = pd.to_datetime(df[col]).dt.date
-                if col == "amount_minor":
-                    df[col] = df[col].astype("int64")
-            ledger.insert_frame(model, df.replace("", None), conn)
-        ledger.audit("seed-demo", "demo.ledger_seeded", "ledger", None, json.loads(meta), conn)
+    frames = {}
+    for name in SEED_TABLES:
+        df = pd.read_csv(Path(folder) / "ledger_seed" / f"{name}.csv", dtype=str, keep_default_na=False)
+        for col in df.columns:
+            if col.endswith(("_on", "_date")) or col == "until":
+                df[col] = pd.to_datetime(df[col]).dt.date
+            if col == "amount_minor":
+                df[col] = df[col].astype("int64")
+        frames[name] = df.replace("", None)
+    ledger.seed_demo(frames, customers, json.loads(meta))
     ledger.set_meta("demo_seed", fingerprint)
     return True

@@ -276,10 +276,7 @@ def _note_sent_emails(ledger: Ledger, run_id: str, as_of: dt.date, label: str, o
     """A note in the books on each invoice of each customer e-mail this run sent (the source opened
     only if there is one); one line saying how many were written and which failed."""
     from connectors.http import ConnectorError
-    from connectors.ledger import models as m
-
-    sent = ledger.frame(m.Outbox, (m.Outbox.sent_by_run == run_id) & (m.Outbox.status == "sent")
-                        & (m.Outbox.channel == "email"))
+    sent = ledger.emails_sent_by(run_id)
     if sent.empty:
         return f"{label}: none (no e-mail sent)"
     source = open_source()

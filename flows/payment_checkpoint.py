@@ -89,7 +89,6 @@ def _keep_quarantine(ledger: Ledger, quarantined, run_id: str, as_of: dt.date) -
     payment), with their reasons, in the ledger's quarantine: reported, never lost."""
     import pandas as pd
 
-    from connectors.ledger import models as m
 
     if quarantined is None or quarantined.empty:
         return
@@ -98,9 +97,7 @@ def _keep_quarantine(ledger: Ledger, quarantined, run_id: str, as_of: dt.date) -
                          "source_row": pd.to_numeric(quarantined["source_row"], errors="coerce").astype("Int64"),
                          "reason": quarantined["reason"].astype(str), "detail": None,
                          "raw": [json.dumps(r, default=str) for r in quarantined["raw"]]})
-    with ledger.engine.begin() as conn:
-        conn.execute(m.Quarantine.__table__.delete().where(m.Quarantine.run_id == run_id))
-        ledger.insert_frame(m.Quarantine, rows, conn)
+    ledger.replace_quarantine(run_id, rows)
 
 
 def _alert_returned(result, reversed_ids: list[str], as_of: dt.date) -> None:

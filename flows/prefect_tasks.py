@@ -165,7 +165,6 @@ def attach_statements(actions, aged, customers, inputs: hops.Inputs, ledger: Led
     """The statements of account that go with today's reminders (policy.statements: the customer's
     first reminder e-mail of the month, on or after its day of the month), written into the run's
     folder; each e-mail touch of such a customer names its file (column `statement`)."""
-    from connectors.ledger import models as m
     from tasks import credits, statement as stm
     from tasks.touches import namespace
 
@@ -173,11 +172,10 @@ def attach_statements(actions, aged, customers, inputs: hops.Inputs, ledger: Led
     if not rule.with_reminder or actions.empty or as_of.day < rule.day_of_month or run_dir is None:
         return actions
     since = as_of.replace(day=rule.day_of_month)
-    month = ledger.frame(m.Outbox, (m.Outbox.as_of >= since) & (m.Outbox.as_of <= as_of) &
-                         (m.Outbox.channel == "email") & (m.Outbox.mode == namespace(mode)))
+    month = ledger.emails_between(since, as_of, namespace(mode))
     who = stm.statement_customers(actions, as_of, policy, stm.carried(month))
     files = stm.write_statements(who, as_of=as_of, aged=aged, raw_invoices=inputs.invoices, customers=customers,
-                                 payments=ledger.frame(m.PaymentReceived),
+                                 payments=ledger.payments_received(),
                                  credit_notes=credits.parse(inputs.credit_notes)[0], policy=policy,
                                  folder=Path(run_dir) / "statements")
     is_mail = actions["channel"] == "email"
@@ -277,11 +275,10 @@ def read_payments(inputs: hops.Inputs, bank_file: str | None):
 def apply_cash(payments, ledger: Ledger, invoices, customers, as_of: dt.date, policy: Policy | None = None,
                all_invoices=None):
     """all_invoices: the source's invoices of every status, for returned items that name an invoice."""
-    from connectors.ledger import models as m
     from tasks.checkpoint import run_checkpoint
 
-    return run_checkpoint(payments, ledger.frame(m.PaymentReceived), invoices, customers, as_of, policy,
-                          applications=ledger.frame(m.PaymentApplication), all_invoices=all_invoices)
+    return run_checkpoint(payments, ledger.payments_received(), invoices, customers, as_of, policy,
+                          applications=ledger.payment_applications(), all_invoices=all_invoices)
 
 
 @task(name="record_checkpoint", cache_policy=NO_CACHE, **RETRY)

@@ -15,7 +15,6 @@ from prefect.cache_policies import NO_CACHE
 
 from arflow.config import Settings, today_in
 from arflow.policy import Policy, load_policy
-from connectors.ledger import models as m
 from connectors.ledger.store import Ledger
 from flows.hooks import notify_failure
 from flows.naming import day_run_name
@@ -43,7 +42,7 @@ def write_page(ledger: Ledger, policy: Policy, report: dict, path: Path, title: 
     snaps = ledger.kpi_snapshots(as_of, days=180)
     from tasks.decisions import customer_queue
 
-    open_ = ledger.frame(m.Decision, m.Decision.status == "open")
+    open_ = ledger.open_decisions()
     return dashboard.write(path, report, snaps, open_, policy.kpis, title, policy.reporting_currency,
                            customer_queue(ledger, open_.sort_values("id")) if not open_.empty else [])
 

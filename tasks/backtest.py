@@ -97,10 +97,8 @@ def fingerprint(path: Path) -> str:
 
 
 def record(ledger, result: dict, path: Path, prompt_version: str, model: str | None) -> None:
-    from connectors.ledger import models as m
-
-    ledger.insert_rows(m.Backtest, [{
+    ledger.record_backtest({
         "scorer": result["scorer"], "model": model, "prompt_version": prompt_version, "labels": fingerprint(path),
         "n": result["n"], "tone_agreement": result["tone_agreement"],
         "escalation_agreement": result["escalation_agreement"], "threshold": result["threshold"],
-        "passed": result["passed"], "result": json.dumps(result, default=str)}])
+        "passed": result["passed"], "result": json.dumps(result, default=str)})

@@ -14,7 +14,6 @@ import pandas as pd
 
 from arflow.money import format_minor
 from arflow.policy import Policy
-from connectors.ledger import models as m
 from connectors.simulated import CURRENCY
 from tasks.kpis import PERIOD_DAYS, dso_countback, dso_standard
 
@@ -146,14 +145,14 @@ def summarize(world, ledger, tracker: Tracker, policy: Policy, behaviour: dict, 
             "days_to_pay_after_due": _mean(got.apply(lambda r: (r["paid_on"] - r["due"]).days, axis=1))
             if not got.empty else None}
 
-    box = ledger.frame(m.Outbox)
+    box = ledger.outbox()
     sent = box[box["status"] == "sent"] if not box.empty else box
     cust = {c.id: c for c in world.accounts}
     mail = sent[(sent["channel"] == "email") & (sent["step"] != "receipt")] if not sent.empty else sent
     owner = sent[sent["channel"].isin(["slack", "crm_task"])] if not sent.empty else sent
     firm = mail[mail["tone"].isin(["firm", "escalating"]) & ~mail["needs_approval"].astype(bool)] if not mail.empty else mail
     wrong = firm[firm["customer_id"].map(lambda c: c in cust and cust[c].sensitive)] if not firm.empty else firm
-    decisions = ledger.frame(m.Decision)
+    decisions = ledger.decisions()
     churned = [c for c in world.accounts if c.churned_on is not None]
     why: dict[str, int] = {}
     for _cid, _day, reason in world.churn_log:
@@ -181,8 +180,8 @@ def summarize(world, ledger, tracker: Tracker, policy: Policy, behaviour: dict, 
         "arr_lost_to_churn_minor": sum(c.arr_minor for c in churned),
         "auto_charges": len(charges), "auto_charges_failed": sum(not c.ok for c in charges),
         "disputes": int(inv["disputed"].sum()) if not inv.empty else 0,
-        "promises": int(len(ledger.frame(m.PromiseToPay))),
-        "payment_plans": int(len(ledger.frame(m.PaymentPlan))),
+        "promises": int(len(ledger.promises())),
+        "payment_plans": int(len(ledger.payment_plans())),
         "write_offs": int(inv["written_off"].sum()) if not inv.empty else 0,
     }
     if series:

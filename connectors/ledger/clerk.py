@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pandas as pd
 from sqlalchemy import select, update
 
 from connectors.ledger import models as m
@@ -92,6 +91,3 @@ class ClerkRecords:
             if n:
                 self.audit(by, "owner_task.acknowledged", "OwnerTask", str(task_id), {"on": on}, conn)
         return n
-
-    def payments_received(self) -> pd.DataFrame:
-        return self.frame(m.PaymentReceived)

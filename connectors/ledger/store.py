@@ -22,6 +22,7 @@ from connectors.ledger import models as m, namespace
 from connectors.ledger.clerk import ClerkRecords
 from connectors.ledger.decisions import DecisionRecords
 from connectors.ledger.follow_up import FollowUpRecords
+from connectors.ledger.reads import Reads
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_KEY = 0x61726677  # "arfw": the advisory lock every arflow process migrates under
@@ -83,7 +84,7 @@ def _scripts():
     return ScriptDirectory.from_config(_alembic_config())
 
 
-class Ledger(ClerkRecords, DecisionRecords, FollowUpRecords):
+class Ledger(Reads, ClerkRecords, DecisionRecords, FollowUpRecords):
     def __init__(self, url: str, *, migrate: bool | None = None):
         """`migrate`: None (the default) creates the schema of an empty database and checks that any
         other is at this arflow's newest migration (LedgerError naming what to run, if not); True

@@ -27,12 +27,14 @@ demo: setup
 	$(BIN)/arflow seed-demo
 	$(BIN)/arflow run --source demo
 
+# Two workers, one per core; a file's tests stay together on one worker (they share its fixtures and servers).
 test: setup browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-# The inner loop: every test that needs no Prefect server, flow run or real process (markers set in tests/conftest.py).
+# The inner loop: every test that needs no Prefect server, flow run or real process, and no slow one
+# (markers: tests/conftest.py and pyproject.toml).
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not flow and not e2e" -p no:cacheprovider
+	$(BIN)/python -m pytest -q -n 2 -m "not flow and not e2e and not slow" -p no:cacheprovider
 
 bench: setup
 	$(BIN)/python benchmarks/daily_run.py --invoices 10000

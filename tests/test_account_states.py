@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from arflow.cli import app
@@ -88,6 +89,7 @@ def _promised(tmp_path, ledger, country="US"):
                                          "promised_date": dt.date(2026, 11, 16), "note": "reply"}])
 
 
+@pytest.mark.slow
 def test_a_broken_promise_resumes_the_cadence_with_a_message_that_says_so(tmp_path, policy):
     ledger = _ledger(tmp_path)
     _promised(tmp_path, ledger)

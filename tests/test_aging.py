@@ -72,6 +72,7 @@ def test_lane_boundaries_are_policy_settings(policy):
 
 @given(st.dates(min_value=dt.date(2000, 1, 1), max_value=dt.date(2090, 12, 31)),
        st.integers(min_value=-400, max_value=4000))
+@pytest.mark.slow
 def test_days_past_due_is_calendar_days(due, delta):
     """What an AR clerk computes by hand: as_of minus due date, in calendar days."""
     from arflow.policy import load_policy

@@ -148,6 +148,7 @@ def test_overload_is_retried_by_the_sdk_then_answered(policy, scored, fake):
     assert len(fake.requests) == 3 and stats.by_model == stats.eligible and not stats.fallback
 
 
+@pytest.mark.slow
 def test_overload_past_the_retries_and_timeouts_fall_back_without_leaking_the_key(policy, scored, fake, caplog):
     from connectors.llm import LlmUnavailable
 

@@ -149,6 +149,7 @@ def test_paging_that_ends_short_is_an_error_never_a_partial_portfolio(cb, monkey
 
 # ---- dunning -----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_an_invoice_chargebee_is_dunning_is_held_unless_the_policy_says_otherwise(cb, policy):
     raw = src().invoices().set_index("invoice_id")
     assert raw.loc["105", "billing_dunning"] == "true" and raw.loc["101", "billing_dunning"] == "false"
@@ -341,6 +342,7 @@ def test_the_charge_uses_its_own_key_where_one_is_set(cb, tmp_path, monkeypatch)
     assert done.ok and cb.invoices["102"]["status"] == "paid"
 
 
+@pytest.mark.slow
 def test_the_webhook_command_refuses_to_listen_without_basic_auth(tmp_path):
     import os
     import subprocess

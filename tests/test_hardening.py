@@ -410,12 +410,14 @@ def _assert_migrated_once(url: str, results) -> None:
     assert version and Ledger(url).frame(m.AuditLog).empty
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trial", range(3))
 def test_three_processes_opening_a_fresh_sqlite_ledger_all_succeed(trial, tmp_path):
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     _assert_migrated_once(url, _open_at_once(url))
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.parametrize("trial", range(3))
 def test_three_processes_opening_a_fresh_postgresql_ledger_all_succeed(trial, pg_url):
@@ -497,6 +499,7 @@ def _hostile_book(draw):
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
+@pytest.mark.slow
 @given(book=_hostile_book())
 def test_hostile_rows_never_crash_and_every_open_invoice_ends_in_one_place(book, policy, tmp_path_factory):
     import csv

@@ -73,6 +73,7 @@ def test_own_names_are_still_taken_out_as_names():
 
 
 # ---- item 4: a blocked message is a decision for a person, and the cadence does not stall unseen
+@pytest.mark.slow
 def test_a_blocked_message_opens_a_decision_and_its_settlement_frees_the_cadence(tmp_path, policy):
     import datetime as dt
 

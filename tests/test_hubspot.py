@@ -178,6 +178,7 @@ def test_an_empty_page_that_promises_more_is_an_error(hs):
         crm().customers()
 
 
+@pytest.mark.slow
 def test_the_10000_result_search_ceiling_is_passed_by_partitioning_on_the_object_id(hs):
     """HubSpot's search pages through at most 10,000 results of one query (paging on is a 400, as
     the fake answers): arflow starts a new query beyond the last id read and reads the rest."""

@@ -172,6 +172,7 @@ print(json.dumps({"read": read, "data_dir": data_dir, "override": str(override),
 '''
 
 
+@pytest.mark.slow
 def test_the_installed_wheel_runs_from_outside_the_checkout(wheel, tmp_path):
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-cache-dir", "-q", "--target", str(site),

@@ -176,6 +176,7 @@ def _plan_with(tmp_path, policy, invoices, touches, as_of=AS_OF, customers=None)
     return out["planned"].set_index("invoice_id"), out["actions"]
 
 
+@pytest.mark.slow
 def test_a_firmer_step_waits_until_the_previous_one_was_delivered(tmp_path, policy):
     inv = [invoice("I1", due_date="2026-11-06")]  # day 17: the firm reminder is due
     for status in ("awaiting_decision", "queued", "failed", "blocked", "delivery_unknown"):
@@ -211,6 +212,7 @@ def test_minimum_gap_between_two_emails_to_one_customer(tmp_path, policy):
     assert "I2" in set(a["invoice_id"])
 
 
+@pytest.mark.slow
 def test_payment_plan_reminds_before_each_installment_and_a_missed_one_re_escalates(tmp_path, policy, ledger):
     inv = [invoice("I1", issue_date="2026-08-02", due_date="2026-09-01", balance="900.00", amount="900.00")]
     ledger.insert_rows(m.PaymentPlan, [{"customer_id": "C1", "invoice_id": "I1", "starts_on": D(2026, 11, 2),

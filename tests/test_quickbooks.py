@@ -378,6 +378,7 @@ def _payment(pid: str, customer: str, day: str, total, lines, unapplied=0) -> di
     return json.loads(p.to_json())
 
 
+@pytest.mark.slow
 def test_a_credit_memo_after_a_payment_is_not_the_payment_arriving_across_checkpoints(qbo, tmp_path, ledger_url, policy):
     """Invoice 200; the checkpoint applies a payment of 40 (cash the books hold unapplied); then the
     books apply a credit memo of 100 to the invoice (Balance 100): 60 is owed, not 100, on the next

@@ -119,6 +119,7 @@ def _queue(out, ledger, as_of, mode="send"):
     return rows, [d | {"context": json.loads(d["context"])} for d in decisions]
 
 
+@pytest.mark.slow
 def test_a_year_overdue_invoice_never_chased_gets_a_reminder_before_the_plan_or_write_off(tmp_path, policy, ledger):
     folder = make_source(tmp_path / "src", [invoice("I1", issue_date="2025-10-01", due_date="2025-10-31")],
                          [customer("C1")])
@@ -357,6 +358,7 @@ def test_a_schedule_that_does_not_add_up_quarantines_its_invoice(tmp_path, polic
     assert out["quarantine"][["invoice_id", "reason"]].values.tolist() == [["I1", "schedule_does_not_add_up"]]
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(1, 50_000), min_size=1, max_size=6), st.integers(0, 400_000), st.integers(0, 200))
 def test_instalments_add_up_to_the_invoice_and_take_payments_oldest_first(parts, paid, day):
@@ -533,6 +535,7 @@ _DAY = st.tuples(st.lists(st.tuples(st.integers(1, 60_000), st.sampled_from(["10
 @settings(max_examples=120, deadline=None)
 @given(st.lists(st.integers(1_000, 30_000), min_size=1, max_size=4), st.integers(5_000, 90_000),
        st.lists(_DAY, min_size=1, max_size=5))
+@pytest.mark.slow
 def test_across_checkpoints_cash_is_conserved_owed_is_amount_less_credits_less_cash_and_instalments_add_up(
         parts, other, days):
     """Each day the books may record one of the ledger's earlier applications, or issue a credit note

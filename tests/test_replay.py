@@ -8,6 +8,7 @@ import datetime as dt
 import json
 
 import pandas as pd
+import pytest
 
 from arflow import demo
 from arflow.businessdays import company_business_day
@@ -27,6 +28,7 @@ def _inputs(src, ledger, as_of):
                        history=ledger.payment_history(as_of), applied=ledger.applied_payments(as_of))
 
 
+@pytest.mark.slow
 def test_sixty_days_of_the_demo(tmp_path, policy):
     folder = demo.generate(tmp_path / "demo", anchor=START, seed=42)
     ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}")

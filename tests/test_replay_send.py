@@ -12,6 +12,7 @@ import json
 import re
 
 import pandas as pd
+import pytest
 
 from connectors.ledger import models as m
 from flows import simulate as sim
@@ -30,6 +31,7 @@ def _listed(body: str) -> list[str]:
     return [ln for ln in head.splitlines() if ln.startswith("- ")]
 
 
+@pytest.mark.slow
 def test_sixty_days_in_send_mode_every_message_matches_the_account():
     days: list[tuple[dt.date, pd.DataFrame, pd.DataFrame]] = []
 

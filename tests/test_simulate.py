@@ -30,6 +30,7 @@ def test_the_behaviour_file_holds_what_the_ibm_data_gives():
     assert fitted["dispute_effect_days"] > 0 and fitted["paper_effect_days"] > 0
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_and_another_seed_differs():
     a = sim.simulate(days=45, customers=25, policy="default", seed=7)
     b = sim.simulate(days=45, customers=25, policy="default", seed=7)
@@ -41,6 +42,7 @@ def test_same_seed_same_numbers_and_another_seed_differs():
     assert (a["billed_usd_minor"], a["series"]) != (c["billed_usd_minor"], c["series"])
 
 
+@pytest.mark.slow
 def test_contact_lowers_dso_and_the_static_schedule_settles_like_the_ibm_data():
     common = {"days": 150, "customers": 80, "seed": 3}
     silent, static, default = sim.run_many([{**common, "policy": p} for p in ("silent", "static", "default")], 2)

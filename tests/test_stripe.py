@@ -210,6 +210,7 @@ def test_the_daily_run_reads_stripe(stripe_api, tmp_path):
 
 # ---- credit notes: told apart from payments by what Stripe says it applied (issue 22, items 3 and 4) ---------
 
+@pytest.mark.slow
 def test_a_credit_note_after_a_payment_is_not_the_payment_arriving_across_checkpoints(stripe_api, tmp_path, policy):
     """Invoice 200; the checkpoint applies a charge of 40 Stripe holds on no invoice; then a credit
     note of 100 lowers the invoice's amount_remaining to 100: 60 is owed, on two more checkpoints and in
@@ -336,6 +337,7 @@ def test_a_body_over_the_cap_is_refused_unread(tmp_path):
         server.server_close()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_webhook_server_and_its_temporary_prefect_server(tmp_path):
     import signal
     import time

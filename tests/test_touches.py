@@ -272,6 +272,7 @@ def test_the_accounts_list_is_set_apart_from_the_closing_line(language):
 
 @pytest.mark.parametrize("country,words", [("US", "(PO 4500012345)"), ("DE", "(Bestellnr. 4500012345)"),
                                            ("FR", "(bon de commande 4500012345)")])
+@pytest.mark.slow
 def test_the_customers_purchase_order_stands_beside_our_invoice_number(tmp_path, policy, country, words):
     """AP teams match an invoice by their own PO number: where the invoice has one, every message
     names it beside ours, alone or in the list; where it has none, nothing is added."""

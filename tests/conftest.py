@@ -25,6 +25,18 @@ def policy():
     return load_policy(ROOT / "policy.yaml")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_prefect_server_of_its_own():
+    """Code under test that reaches for a Prefect API without the session's server (prefect_server)
+    fails at once instead of starting a temporary server inside pytest (seconds each, and a log line
+    on a closed stream at exit). A block lookup then falls back to the environment, as it does where
+    no API answers. Subprocesses keep Prefect's default: this is the test process's settings only."""
+    from prefect.settings import PREFECT_SERVER_ALLOW_EPHEMERAL_MODE, temporary_settings
+
+    with temporary_settings(updates={PREFECT_SERVER_ALLOW_EPHEMERAL_MODE: False}):
+        yield
+
+
 def pytest_collection_modifyitems(config, items):
     """Markers by where a test is and what it needs, so `make test-fast` can leave the slow ones out:
     tests/e2e are `e2e`; tests/flows and every test on the Prefect server are `flow`."""

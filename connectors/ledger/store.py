@@ -28,6 +28,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_KEY = 0x61726677  # "arfw": the advisory lock every arflow process migrates under
 
 
+# The outbox's rendered texts: most of its bytes, and nothing the KPIs count.
+OUTBOX_TEXTS = ("recipients", "subject", "body", "context")
+
+
 class LedgerError(RuntimeError):
     pass
 
@@ -193,8 +197,11 @@ class Ledger(Reads, ClerkRecords, DecisionRecords, FollowUpRecords):
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     # ---- reading -------------------------------------------------------------------------
-    def frame(self, model: type[m.Base], where=None) -> pd.DataFrame:
-        stmt = select(model.__table__)
+    def frame(self, model: type[m.Base], where=None, *, without: tuple[str, ...] = ()) -> pd.DataFrame:
+        """A table's rows (those `where` selects) as a frame; `without`: columns left unread (the
+        outbox's texts, where only counts and states are wanted)."""
+        table = model.__table__
+        stmt = select(*[c for c in table.c if c.name not in without]) if without else select(table)
         if where is not None:
             stmt = stmt.where(where)
         return self._read(stmt)
@@ -882,7 +889,7 @@ class Ledger(Reads, ClerkRecords, DecisionRecords, FollowUpRecords):
             register=self.frame(m.InvoiceRegister, m.InvoiceRegister.issue_date <= as_of),
             history=self.payment_history(as_of),
             write_offs=self.frame(m.WriteOff, m.WriteOff.approved_on <= as_of),
-            outbox=self.frame(m.Outbox, (m.Outbox.mode == ns) & (m.Outbox.as_of <= as_of)),
+            outbox=self.frame(m.Outbox, (m.Outbox.mode == ns) & (m.Outbox.as_of <= as_of), without=OUTBOX_TEXTS),
             owner_tasks=self.frame(m.OwnerTask, m.OwnerTask.created_on <= as_of),
             decisions=self.frame(m.Decision, m.Decision.opened_on <= as_of),
             payments=self.frame(m.PaymentReceived, m.PaymentReceived.recorded_on <= as_of),

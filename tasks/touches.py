@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from arflow.config import PROMPTS_DIR
+from babel import Locale
 from babel.dates import format_date
 
 from arflow.money import format_amount, format_minor
@@ -57,15 +58,22 @@ def environment(language: str = "en") -> jinja2.Environment:
     paths = [PROMPTS_DIR / language] if language and (PROMPTS_DIR / language).is_dir() else []
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(paths + [PROMPTS_DIR]),
                              undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
-    locale = LOCALES.get(language, "en_US")
-    # {{ amount|money(currency) }}: "$12,345.67", "9.490,88 €", "2 130,14 €", the customer's way.
-    env.filters["money"] = lambda amount, currency: format_amount(str(amount).replace(",", ""), str(currency), locale)
+    locale = Locale.parse(LOCALES.get(language, "en_US"))  # parsed once: babel parses a name on every call
+
+    # {{ amount|money(currency) }}: "$12,345.67", "9.490,88 €", "2 130,14 €", the customer's way. The
+    # same amount is written in several messages of a run (the customer's, the owner's), so once each.
+    @lru_cache(maxsize=65536)
+    def money(amount, currency) -> str:
+        return format_amount(str(amount).replace(",", ""), str(currency), locale)
+
+    env.filters["money"] = money
     # {{ po_number|po }}: the customer's purchase order beside our invoice number, where it has one.
     po_word = PO_WORDS.get(language, PO_WORDS["en"])
     env.filters["po"] = lambda po: "" if not po else f" ({po})" if str(po).upper().startswith(("PO", po_word.upper())) \
         else f" ({po_word} {po})"  # "PO-1234" is not written "PO PO-1234"
     # {{ due_date|date }}: "December 1, 2026", "1. Dezember 2026", "1 décembre 2026".
-    env.filters["date"] = lambda value: format_date(dt.date.fromisoformat(str(value)[:10]), "long", locale=locale)
+    env.filters["date"] = lru_cache(maxsize=4096)(
+        lambda value: format_date(dt.date.fromisoformat(str(value)[:10]), "long", locale=locale))
     # {{ contact_name|first_name }}: "Anna" from "Anna Berg", "Berg, Anna" or "Dr. Anna Berg"; "" for no person.
     env.filters["first_name"] = first_name
     return env
@@ -180,11 +188,13 @@ REVIEW_REASONS = {"dispute": "under review", "payment_plan": "on a payment plan"
 def account_positions(invoices: pd.DataFrame, actions: pd.DataFrame | None = None) -> dict[str, dict]:
     """Per customer: every open overdue invoice (what is left, marked where a person has it under
     review: a hold, or a step waiting for a decision) and the credit they hold that no invoice has
-    taken, so a reminder never shows a partial picture."""
+    taken, so a reminder never shows a partial picture. With `actions`: the customers they write to."""
     if invoices.empty or "effective_balance_minor" not in invoices:
         return {}
     cols = ["customer_id", "invoice_id", "invoice_number", "currency", "effective_balance_minor", "due_date",
             "days_past_due"]
+    if actions is not None:  # only the customers written to today (a lane's part of the run's invoices)
+        invoices = invoices[invoices["customer_id"].isin(actions["customer_id"].unique())]
     inv = invoices[(invoices["effective_balance_minor"] > 0) & (invoices["days_past_due"] > 0)]
     if "written_off" in inv:
         inv = inv[~inv["written_off"].fillna(False).astype(bool)]

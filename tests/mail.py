@@ -34,3 +34,7 @@ class MailSink:
 
     def to(self, address: str):
         return [msg for rcpt, msg in self.messages if address in rcpt]
+
+    def received(self) -> list:
+        """Every message accepted, in order."""
+        return [msg for _rcpt, msg in self.messages]

@@ -7,11 +7,8 @@ import asyncio
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 import sys
-from email import message_from_bytes
-from email import policy as email_policy
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +17,8 @@ import pytest
 from connectors.ledger import models as m
 from connectors.ledger.store import Ledger, LedgerError
 from tests.cli import arflow
-from tests.conftest import customer, invoice, make_source, write_csv
+from tests.conftest import customer, invoice, make_source
+from tests.mail import MailSink, free_port
 
 ARFLOW = str(Path(sys.executable).parent / "arflow")
 AS_OF = dt.date(2026, 11, 23)  # a Monday
@@ -30,26 +28,11 @@ SECRET_URLS = [f"postgresql+psycopg://u@127.0.0.1:1/test?password={SECRET}",
                f"postgresql+psycopg:///test?host=127.0.0.1&port=1&password={SECRET}&sslpassword={SECRET}x"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _MailSink:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(message_from_bytes(envelope.content, policy=email_policy.default))
-        return "250 OK"
-
-
 @pytest.fixture
 def smtp(monkeypatch):
     from aiosmtpd.controller import Controller
 
-    sink, port = _MailSink(), _free_port()
+    sink, port = MailSink(), free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
     monkeypatch.setenv("ARFLOW_SMTP_HOST", "127.0.0.1")
@@ -91,7 +74,7 @@ def test_a_database_password_never_leaves_the_process(url, tmp_path, prefect_ser
     with pytest.raises(Exception) as err:
         daily_ar(as_of=AS_OF, source="demo")
     assert SECRET not in str(err.value)
-    (alert,) = smtp.messages  # the failure hook's e-mail to finance
+    (alert,) = smtp.received()  # the failure hook's e-mail to finance
     assert "daily_ar" in alert["Subject"] and SECRET not in alert.as_string()
 
     async def run_record():
@@ -291,7 +274,7 @@ def test_a_message_that_cannot_be_composed_fails_alone_and_the_run_goes_on(tmp_p
     box = ledger.frame(m.Outbox).set_index("customer_id")
     assert box.loc["C1", "status"] == "failed" and "could not be composed" in box.loc["C1", "closed_reason"]
     assert box.loc["C2", "status"] == "sent" and s["sent"] == 1
-    assert [msg["To"] for msg in smtp.messages if "Bcc" not in msg] == ["ap@c2.example.com"]
+    assert [msg["To"] for msg in smtp.received() if "Bcc" not in msg] == ["ap@c2.example.com"]
 
 
 # ---- 7. money overflow ------------------------------------------------------------------------

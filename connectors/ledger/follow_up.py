@@ -42,7 +42,8 @@ class FollowUpRecords:
     def last_charge_error(self, invoice_id: str) -> str | None:
         """Why the latest auto-charge of this invoice was closed (its refusal), if there was one."""
         failed = self.frame(m.Outbox, (m.Outbox.invoice_id == invoice_id) & (m.Outbox.channel == "billing"))
-        return str(failed["closed_reason"].iloc[-1]) if not failed.empty else None
+        reason = failed["closed_reason"].iloc[-1] if not failed.empty else None
+        return str(reason) if reason is not None and pd.notna(reason) else None  # no reason: not "None"
 
     def queued_live(self, key: str) -> pd.DataFrame:
         """The live rows of one message still queued (a notice this run just wrote, to send now)."""

@@ -9,7 +9,7 @@ without Prefect, so that a simulated year does not cost a year of task runs. Nei
 order of the hops again. Nothing here imports Prefect.
 
 `RunContext` is what one run knows from its start: settings, policy, ledger, channels, source,
-day, run id, mode and the folder its files go to; a flow builds it once (`open_run`)."""
+day, run id, mode and the folder its files go to; a flow (or the simulator's day) builds it once."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ environment once, at import); an empty value means "whatever server this process
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -35,7 +36,8 @@ def arflow(args: Sequence[str], env: Mapping[str, str | None] | None = None) -> 
     argv = ["arflow", *map(str, args)]
     runner = CliRunner()
     code = 0
-    with runner.isolation(env=env) as (out, err, _), _prefect_api(api_url, PREFECT_API_URL, temporary_settings):
+    api = temporary_settings(updates={PREFECT_API_URL: api_url}) if api_url else contextlib.nullcontext()
+    with runner.isolation(env=env) as (out, err, _), api:
         saved_argv, sys.argv = sys.argv, argv
         try:
             cli.main()
@@ -49,14 +51,6 @@ def arflow(args: Sequence[str], env: Mapping[str, str | None] | None = None) -> 
             sys.stderr.flush()
         stdout, stderr = out.getvalue().decode(), err.getvalue().decode()
     return subprocess.CompletedProcess(argv, code, stdout, stderr)
-
-
-def _prefect_api(url: str | None, setting, temporary_settings):
-    import contextlib
-
-    if not url:
-        return contextlib.nullcontext()
-    return temporary_settings(updates={setting: url})
 
 
 def env_delta(full: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str | None]:

@@ -16,10 +16,6 @@ from connectors.ledger import models as m
 class FollowUpRecords:
     """Mixed into Ledger: needs its engine, frame(), insert_new_rows(), insert_one() and insert_rows()."""
 
-    def transaction(self):
-        """One transaction for several records (`with ledger.transaction() as conn:`), committed at the end."""
-        return self.engine.begin()
-
     # ---- owner tasks ---------------------------------------------------------------------------
     def add_owner_task(self, task: dict) -> bool:
         """An owner task under its task_key; False where that key is there already (once per key)."""

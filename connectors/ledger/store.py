@@ -653,6 +653,10 @@ class Ledger(Reads, ClerkRecords, DecisionRecords, FollowUpRecords):
                  "entity": r.entity, "entity_id": r.entity_id, "detail": r.detail, "prev_hash": r.prev_hash,
                  "hash": r.row_hash} for r in found]
 
+    def transaction(self):
+        """One transaction for several records (`with ledger.transaction() as conn:`), committed at the end."""
+        return self.engine.begin()
+
     def record(self, model: type[m.Base], row: dict, action: str, actor: str, entity_id: str, conn=None) -> None:
         """A person's record (a dispute, promise, pause, opt-out) and its audit entry, in one transaction."""
         if conn is None:
